@@ -1,0 +1,121 @@
+//! What a connector can do, as data the engine and the conformance suite read.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A rate limit a target publishes (or that configuration imposes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RateLimit {
+    /// Requests allowed per `period`.
+    pub requests: u32,
+    /// The window the limit counts over.
+    pub period: Duration,
+    /// Requests that may go at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// `requests` per `period`, with a burst of the same size.
+    pub fn new(requests: u32, period: Duration) -> Self {
+        RateLimit {
+            requests,
+            period,
+            burst: requests,
+        }
+    }
+}
+
+/// What a connector can do.
+///
+/// The engine plans around it (no disable step for a target that cannot
+/// disable, batches no larger than [`max_batch`](Self::max_batch)) and the
+/// conformance suite picks its cases from it: a case whose capability is
+/// absent is skipped, and the suite then checks that the call answers
+/// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+///
+/// `Capabilities::default()` is a read-only connector that can list and get
+/// accounts; set the fields for what yours adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// `create_account` works.
+    pub create: bool,
+    /// `update_account` works.
+    pub update: bool,
+    /// `update_account` can change the login (an LDAP modrdn, a SCIM userName change).
+    pub rename: bool,
+    /// `set_enabled` works (the target can disable an account without deleting it).
+    pub disable: bool,
+    /// `delete_account` works.
+    pub delete: bool,
+    /// `list_entitlements` works.
+    pub list_entitlements: bool,
+    /// `grant` and `revoke` work.
+    pub grant_revoke: bool,
+    /// `list_members` works.
+    pub list_members: bool,
+    /// Accounts from `list_accounts` and `get_account` carry their entitlements.
+    pub lists_memberships: bool,
+    /// `changes_since` works.
+    pub changes_since: bool,
+    /// Most accounts one `grant` or `revoke` request carries to the target
+    /// (100 on AWS identitystore, 20 on Microsoft Graph, 500 by default on LDAP).
+    /// A larger batch given to the connector is split by it, never refused.
+    pub max_batch: usize,
+    /// Most items the connector returns in one page.
+    pub max_page_size: usize,
+    /// The target's published rate limit, if any.
+    pub rate_limit: Option<RateLimit>,
+    /// Requests the connector can usefully have in flight at once.
+    pub max_concurrency: usize,
+    /// Attribute names `ListRequest::filter` may use; empty when filtering is unsupported.
+    pub filter_attributes: Vec<String>,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            create: false,
+            update: false,
+            rename: false,
+            disable: false,
+            delete: false,
+            list_entitlements: false,
+            grant_revoke: false,
+            list_members: false,
+            lists_memberships: false,
+            changes_since: false,
+            max_batch: 1,
+            max_page_size: 100,
+            rate_limit: None,
+            max_concurrency: 1,
+            filter_attributes: Vec::new(),
+        }
+    }
+}
+
+impl Capabilities {
+    /// Everything on, with the given batch limit: what a full read-write
+    /// connector (LDAP, SCIM) offers.
+    pub fn full(max_batch: usize) -> Self {
+        Capabilities {
+            create: true,
+            update: true,
+            rename: true,
+            disable: true,
+            delete: true,
+            list_entitlements: true,
+            grant_revoke: true,
+            list_members: true,
+            lists_memberships: true,
+            changes_since: true,
+            max_batch: max_batch.max(1),
+            max_page_size: 100,
+            rate_limit: None,
+            max_concurrency: 4,
+            filter_attributes: vec!["login".to_owned()],
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The core of prov: the identity model, attribute values, the [`Connector`]
+//! trait every target implements, [`Capabilities`] and the one [`Error`].
+//!
+//! This crate does no I/O and starts no runtime: it has no tokio, HTTP or
+//! TLS crate in its dependency tree, so a connector author depends on it alone.
+//!
+//! ```
+//! use prov_core::{Identity, LifecycleState, Value};
+//!
+//! let ada = Identity::new("e1001")
+//!     .with("given_name", "Ada")
+//!     .with("department", "Engineering")
+//!     .with("level", 4);
+//! assert_eq!(ada.state, LifecycleState::Active);
+//! assert_eq!(ada.attr("department"), Some(&Value::from("Engineering")));
+//! ```
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod capabilities;
+mod connector;
+mod error;
+mod ids;
+mod model;
+mod value;
+
+pub use async_trait::async_trait;
+pub use capabilities::{Capabilities, RateLimit};
+pub use connector::{
+    AttributeDelta, BatchOutcome, Change, ChangeSet, Connector, ConnectorExt, CreateAccount,
+    ListRequest, MemberFailure, MembershipChange, Page, UpdateAccount,
+};
+pub use error::{BackendDetail, Error, ErrorKind, Operation, Result};
+pub use ids::{AccountId, EntitlementId, IdentityId, TargetId};
+pub use model::{Account, Entitlement, EntitlementKind, EntitlementRef, Identity, LifecycleState};
+pub use value::{Attributes, Value};
+
+/// Dates and times as the model uses them (re-exported `chrono` types).
+pub mod time {
+    pub use chrono::{DateTime, NaiveDate, Utc};
+}

@@ -1,0 +1,851 @@
+//! `resolve`, `describe` and `explain`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use prov_core::{Attributes, EntitlementId, Identity, IdentityId, LifecycleState, TargetId, Value};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::compile::{CompiledPolicy, Template, When, check_lease};
+use crate::expr::{self, Compiled};
+use crate::policy::{Assignment, Lease, Leaver, LeaverAction};
+
+/// How a role reached an identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Src {
+    Rule(u32),
+    /// Index into [`Resolution::assignments`].
+    Assignment(u32),
+    /// Index into [`Resolution::leases`].
+    Lease(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Grant {
+    pub(crate) source: Src,
+    pub(crate) role: u32,
+}
+
+/// Assignments and leases held outside the policy file (in the engine's
+/// store), to resolve together with the policy's own.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct Extra<'a> {
+    /// Extra assignments; those for other identities are ignored.
+    pub assignments: &'a [Assignment],
+    /// Extra leases; those for other identities or not active now are ignored.
+    pub leases: &'a [Lease],
+}
+
+impl<'a> Extra<'a> {
+    /// Extra assignments and leases.
+    pub fn new(assignments: &'a [Assignment], leases: &'a [Lease]) -> Self {
+        Extra {
+            assignments,
+            leases,
+        }
+    }
+}
+
+/// A resolved identity in compact form: what [`CompiledPolicy::resolve`]
+/// returns, fast to make and to compare. Turn it into names and reasons
+/// with [`CompiledPolicy::describe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// Who.
+    pub identity: IdentityId,
+    /// The state in effect at the time resolved (a past end date makes a leaver).
+    pub state: LifecycleState,
+    pub(crate) grants: Vec<Grant>,
+    pub(crate) assignments: Vec<Assignment>,
+    pub(crate) leases: Vec<Lease>,
+    pub(crate) targets: Vec<TargetState>,
+    pub(crate) violations: Vec<(u32, Vec<u32>, Vec<u32>)>,
+    pub(crate) problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TargetState {
+    pub(crate) target: u32,
+    pub(crate) account: Option<DesiredAccount>,
+    pub(crate) entitlements: Vec<u32>,
+}
+
+impl Resolution {
+    /// How many entitlements the identity should hold, over all targets.
+    pub fn entitlement_count(&self) -> usize {
+        self.targets.iter().map(|t| t.entitlements.len()).sum()
+    }
+
+    /// Problems met while resolving (an expression that failed on this
+    /// identity's data); the affected attribute or account is left out.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// Whether any segregation-of-duties rule is violated.
+    pub fn has_violations(&self) -> bool {
+        !self.violations.is_empty()
+    }
+}
+
+/// The account a target should hold for an identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DesiredAccount {
+    /// The login name.
+    pub login: String,
+    /// Attributes from the target's template.
+    pub attributes: Attributes,
+    /// Whether it should be enabled.
+    pub enabled: bool,
+    /// For leavers: what the account becomes and when it may be deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaver: Option<LeaverPlan>,
+}
+
+/// What happens to a leaver's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LeaverPlan {
+    /// The target's leaver action.
+    pub action: LeaverAction,
+    /// For `delete`: the first day deletion is allowed (end date plus grace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_after: Option<chrono::NaiveDate>,
+}
+
+/// A problem met while resolving one identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Problem {
+    /// The identity.
+    pub identity: IdentityId,
+    /// Where: `rules.sales.when`, `targets.ldap.login`, `targets.ldap.attributes.mail`.
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "identity {}: {}: {}",
+            self.identity, self.path, self.message
+        )
+    }
+}
+
+/// Where a role came from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+#[non_exhaustive]
+pub enum Source {
+    /// A birthright rule.
+    Rule {
+        /// The rule's id.
+        id: String,
+    },
+    /// An assignment by hand.
+    Assignment {
+        /// The assignment's id.
+        id: String,
+    },
+    /// A lease.
+    Lease {
+        /// The lease's id.
+        id: String,
+        /// When it ends.
+        valid_until: DateTime<Utc>,
+    },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Rule { id } => write!(f, "rule {id}"),
+            Source::Assignment { id } => write!(f, "assignment {id}"),
+            Source::Lease { id, valid_until } => {
+                write!(f, "lease {id} (until {})", valid_until.to_rfc3339())
+            }
+        }
+    }
+}
+
+/// A role an identity holds directly, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RoleGrant {
+    /// The role.
+    pub role: String,
+    /// What gave it.
+    pub source: Source,
+}
+
+/// One target's desired state for an identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DesiredTarget {
+    /// The account, or `None` when the identity should have none here.
+    pub account: Option<DesiredAccount>,
+    /// Entitlements, each with every source that gives it: access stays
+    /// while any source remains (one lease ending never removes what a rule
+    /// or another lease still gives).
+    pub entitlements: BTreeMap<EntitlementId, Vec<Source>>,
+}
+
+/// A segregation-of-duties violation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SodViolation {
+    /// The rule's id.
+    pub rule: String,
+    /// Its description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The conflicting roles the identity holds.
+    pub roles: Vec<String>,
+    /// The conflicting entitlements, as `target:entitlement`.
+    pub entitlements: Vec<String>,
+}
+
+/// An identity's desired state with names and reasons: serialisable, and
+/// the same bytes for the same inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DesiredState {
+    /// Who.
+    pub identity: IdentityId,
+    /// The state in effect.
+    pub state: LifecycleState,
+    /// Roles held directly, with their sources.
+    pub roles: Vec<RoleGrant>,
+    /// Per target.
+    pub targets: BTreeMap<TargetId, DesiredTarget>,
+    /// Segregation-of-duties violations (reported; access is not dropped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<SodViolation>,
+    /// Problems met while resolving.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// One way an identity comes to hold an entitlement.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Chain {
+    /// What gave the first role.
+    pub source: Source,
+    /// The roles from the one given down to the one granting the entitlement.
+    pub roles: Vec<String>,
+    /// The target.
+    pub target: TargetId,
+    /// The entitlement.
+    pub entitlement: EntitlementId,
+}
+
+impl std::fmt::Display for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.source)?;
+        for r in &self.roles {
+            write!(f, " -> role {r}")?;
+        }
+        write!(f, " -> {}:{}", self.target, self.entitlement)
+    }
+}
+
+/// Most chains `explain` lists; inheritance DAGs can have many paths.
+const MAX_CHAINS: usize = 256;
+
+impl CompiledPolicy {
+    /// Resolves one identity at `now` against the policy's own assignments and leases.
+    pub fn resolve(&self, identity: &Identity, now: DateTime<Utc>) -> Resolution {
+        self.resolve_with(identity, now, Extra::default())
+    }
+
+    /// Resolves many identities using every core. The output is in input order.
+    pub fn resolve_many(&self, identities: &[Identity], now: DateTime<Utc>) -> Vec<Resolution> {
+        identities
+            .par_iter()
+            .with_min_len(256)
+            .map(|i| self.resolve(i, now))
+            .collect()
+    }
+
+    /// Resolves one identity with assignments and leases from outside the policy.
+    pub fn resolve_with(
+        &self,
+        identity: &Identity,
+        now: DateTime<Utc>,
+        extra: Extra<'_>,
+    ) -> Resolution {
+        let state = effective_state(identity, now);
+        let mut res = Resolution {
+            identity: identity.id.clone(),
+            state,
+            grants: Vec::new(),
+            assignments: Vec::new(),
+            leases: Vec::new(),
+            targets: Vec::new(),
+            violations: Vec::new(),
+            problems: Vec::new(),
+        };
+        if state != LifecycleState::Terminated {
+            self.collect_grants(identity, now, extra, &mut res);
+        }
+        res.grants.sort_unstable();
+        res.grants.dedup();
+
+        // Distinct direct roles, then the union of their closures' entitlements.
+        let mut direct: Vec<u32> = res.grants.iter().map(|g| g.role).collect();
+        direct.sort_unstable();
+        direct.dedup();
+        let mut ents: Vec<u32> = Vec::new();
+        for &r in &direct {
+            if let Some(role) = self.roles.get(r as usize) {
+                ents.extend_from_slice(&role.all_entitlements);
+            }
+        }
+        ents.sort_unstable();
+        ents.dedup();
+
+        if !self.sod.is_empty() && !direct.is_empty() {
+            self.check_sod(&direct, &ents, &mut res);
+        }
+
+        // Split the sorted entitlements by target (they are sorted by target first).
+        let mut rest = ents.as_slice();
+        for (t, info) in self.targets.iter().enumerate() {
+            let t = crate::compile::index(t);
+            let n = rest
+                .iter()
+                .take_while(|&&e| self.entitlements.get(e as usize).is_some_and(|x| x.0 == t))
+                .count();
+            let (mine, tail) = rest.split_at(n.min(rest.len()));
+            rest = tail;
+            let wanted = match &info.when {
+                When::Never => false,
+                When::Always => true,
+                When::Entitled => !mine.is_empty(),
+                When::If(tpl) => match self.eval_bool(tpl, identity) {
+                    Ok(b) => b,
+                    Err(msg) => {
+                        res.problems.push(problem(
+                            identity,
+                            format!("targets.{}.account", info.id),
+                            msg,
+                        ));
+                        false
+                    }
+                },
+            };
+            // A leaver keeps the account (disabled) until the leaver policy removes it.
+            let wanted = wanted
+                || state == LifecycleState::Terminated && info.leaver.action != LeaverAction::Keep;
+            let account = if wanted {
+                self.account(identity, state, info, &mut res)
+            } else {
+                None
+            };
+            if account.is_some() || !mine.is_empty() {
+                res.targets.push(TargetState {
+                    target: t,
+                    account,
+                    entitlements: mine.to_vec(),
+                });
+            }
+        }
+        res
+    }
+
+    fn collect_grants(
+        &self,
+        identity: &Identity,
+        now: DateTime<Utc>,
+        extra: Extra<'_>,
+        res: &mut Resolution,
+    ) {
+        let fire = |rule: u32, res: &mut Resolution| {
+            if let Some(info) = self.rules.get(rule as usize) {
+                for &role in &info.roles {
+                    res.grants.push(Grant {
+                        source: Src::Rule(rule),
+                        role,
+                    });
+                }
+            }
+        };
+        for (attr, values) in &self.rule_index {
+            let Some(Value::String(v)) = identity.attributes.get(attr) else {
+                continue;
+            };
+            let Some(candidates) = values.get(v.as_str()) else {
+                continue;
+            };
+            for &rule in candidates {
+                let Some(info) = self.rules.get(rule as usize) else {
+                    continue;
+                };
+                match &info.when.compiled {
+                    // The first conjunct matched through the index; the rest is checked here.
+                    Compiled::Fast(f) if f.eval(identity) => fire(rule, res),
+                    _ => {}
+                }
+            }
+        }
+        for &rule in &self.unindexed_rules {
+            let Some(info) = self.rules.get(rule as usize) else {
+                continue;
+            };
+            match self.eval_bool(&info.when, identity) {
+                Ok(true) => fire(rule, res),
+                Ok(false) => {}
+                Err(msg) => {
+                    res.problems
+                        .push(problem(identity, format!("rules.{}.when", info.id), msg))
+                }
+            }
+        }
+
+        let own_assignments = self
+            .assignments_by_identity
+            .get(&identity.id)
+            .into_iter()
+            .flatten();
+        let own = own_assignments.filter_map(|&i| self.assignments.get(i as usize));
+        let extra_assignments = extra
+            .assignments
+            .iter()
+            .filter(|a| a.identity == identity.id);
+        for a in own.chain(extra_assignments) {
+            match self.role_index.get(&a.role) {
+                Some(&role) => {
+                    let at = crate::compile::index(res.assignments.len());
+                    res.assignments.push(a.clone());
+                    res.grants.push(Grant {
+                        source: Src::Assignment(at),
+                        role,
+                    });
+                }
+                None => res.problems.push(problem(
+                    identity,
+                    format!("assignments.{}", a.id),
+                    format!("unknown role `{}`", a.role),
+                )),
+            }
+        }
+        let own_leases = self
+            .leases_by_identity
+            .get(&identity.id)
+            .into_iter()
+            .flatten();
+        let own = own_leases.filter_map(|&i| self.leases.get(i as usize));
+        let extra_leases = extra.leases.iter().filter(|l| l.identity == identity.id);
+        for l in own.chain(extra_leases) {
+            if !l.is_active(now) {
+                continue;
+            }
+            if let Err(msg) = check_lease(l, &self.role_index, &self.roles) {
+                res.problems
+                    .push(problem(identity, format!("leases.{}", l.id), msg));
+                continue;
+            }
+            if let Some(&role) = self.role_index.get(&l.role) {
+                let at = crate::compile::index(res.leases.len());
+                res.leases.push(l.clone());
+                res.grants.push(Grant {
+                    source: Src::Lease(at),
+                    role,
+                });
+            }
+        }
+    }
+
+    fn check_sod(&self, direct: &[u32], ents: &[u32], res: &mut Resolution) {
+        let mut closure: Vec<u32> = Vec::new();
+        for &r in direct {
+            if let Some(role) = self.roles.get(r as usize) {
+                closure.extend_from_slice(&role.closure);
+            }
+        }
+        closure.sort_unstable();
+        closure.dedup();
+        for (i, rule) in self.sod.iter().enumerate() {
+            let roles: Vec<u32> = rule
+                .roles
+                .iter()
+                .copied()
+                .filter(|r| closure.binary_search(r).is_ok())
+                .collect();
+            let es: Vec<u32> = rule
+                .entitlements
+                .iter()
+                .copied()
+                .filter(|e| ents.binary_search(e).is_ok())
+                .collect();
+            if roles.len() + es.len() >= 2 {
+                res.violations.push((crate::compile::index(i), roles, es));
+            }
+        }
+    }
+
+    fn account(
+        &self,
+        identity: &Identity,
+        state: LifecycleState,
+        info: &crate::compile::TargetInfo,
+        res: &mut Resolution,
+    ) -> Option<DesiredAccount> {
+        let login = match &info.login {
+            None => identity.id.as_str().to_owned(),
+            Some(tpl) => match self.eval(tpl, identity) {
+                Ok(Value::String(s)) if !s.is_empty() => s,
+                Ok(other) => {
+                    let msg = format!(
+                        "the login must be a non-empty string, `{}` gave {other:?}",
+                        tpl.source
+                    );
+                    res.problems
+                        .push(problem(identity, format!("targets.{}.login", info.id), msg));
+                    return None;
+                }
+                Err(msg) => {
+                    res.problems
+                        .push(problem(identity, format!("targets.{}.login", info.id), msg));
+                    return None;
+                }
+            },
+        };
+        let mut attributes = Attributes::new();
+        for (name, tpl) in &info.attributes {
+            match self.eval(tpl, identity) {
+                Ok(Value::Null) => {}
+                Ok(v) => {
+                    attributes.insert(name.clone(), v);
+                }
+                Err(msg) => res.problems.push(problem(
+                    identity,
+                    format!("targets.{}.attributes.{name}", info.id),
+                    msg,
+                )),
+            }
+        }
+        let leaver =
+            (state == LifecycleState::Terminated).then(|| leaver_plan(identity, info.leaver));
+        let enabled = match state {
+            LifecycleState::Active => true,
+            LifecycleState::Terminated => info.leaver.action == LeaverAction::Keep,
+            _ => false,
+        };
+        Some(DesiredAccount {
+            login,
+            attributes,
+            enabled,
+            leaver,
+        })
+    }
+
+    fn eval(&self, tpl: &Template, identity: &Identity) -> Result<Value, String> {
+        match &tpl.compiled {
+            Compiled::Const(v) => Ok(v.clone()),
+            Compiled::Attr(name) => {
+                let mut scratch = None;
+                Ok(expr::lookup(identity, &mut scratch, name)
+                    .cloned()
+                    .unwrap_or(Value::Null))
+            }
+            Compiled::Fast(f) => Ok(Value::Bool(f.eval(identity))),
+            Compiled::Cel(program) => expr::run_cel(&self.env, program, identity, &tpl.vars)
+                .map_err(|e| format!("`{}` failed: {e}", tpl.source)),
+        }
+    }
+
+    fn eval_bool(&self, tpl: &Template, identity: &Identity) -> Result<bool, String> {
+        if let Compiled::Fast(f) = &tpl.compiled {
+            return Ok(f.eval(identity));
+        }
+        match self.eval(tpl, identity)? {
+            Value::Bool(b) => Ok(b),
+            Value::Null => Ok(false),
+            other => Err(format!(
+                "`{}` gave {} where a bool was needed",
+                tpl.source,
+                other.type_name()
+            )),
+        }
+    }
+
+    fn source(&self, res: &Resolution, src: Src) -> Source {
+        match src {
+            Src::Rule(i) => Source::Rule {
+                id: self
+                    .rules
+                    .get(i as usize)
+                    .map(|r| r.id.clone())
+                    .unwrap_or_default(),
+            },
+            Src::Assignment(i) => Source::Assignment {
+                id: res
+                    .assignments
+                    .get(i as usize)
+                    .map(|a| a.id.clone())
+                    .unwrap_or_default(),
+            },
+            Src::Lease(i) => match res.leases.get(i as usize) {
+                Some(l) => Source::Lease {
+                    id: l.id.clone(),
+                    valid_until: l.valid_until,
+                },
+                None => Source::Lease {
+                    id: String::new(),
+                    valid_until: DateTime::<Utc>::UNIX_EPOCH,
+                },
+            },
+        }
+    }
+
+    fn role_name(&self, r: u32) -> String {
+        self.roles
+            .get(r as usize)
+            .map(|x| x.id.clone())
+            .unwrap_or_default()
+    }
+
+    fn entitlement_name(&self, e: u32) -> (TargetId, EntitlementId) {
+        match self.entitlements.get(e as usize) {
+            Some((t, id)) => (self.target_id(*t), id.clone()),
+            None => (TargetId::new(""), EntitlementId::new("")),
+        }
+    }
+
+    fn target_id(&self, t: u32) -> TargetId {
+        self.targets
+            .get(t as usize)
+            .map(|x| x.id.clone())
+            .unwrap_or_else(|| TargetId::new(""))
+    }
+
+    /// The desired state with names and every source of every entitlement.
+    pub fn describe(&self, res: &Resolution) -> DesiredState {
+        let mut roles: Vec<RoleGrant> = res
+            .grants
+            .iter()
+            .map(|g| RoleGrant {
+                role: self.role_name(g.role),
+                source: self.source(res, g.source),
+            })
+            .collect();
+        roles.sort();
+        let mut targets = BTreeMap::new();
+        for ts in &res.targets {
+            let mut entitlements: BTreeMap<EntitlementId, Vec<Source>> = BTreeMap::new();
+            for &e in &ts.entitlements {
+                let mut sources: Vec<Source> = res
+                    .grants
+                    .iter()
+                    .filter(|g| {
+                        self.roles
+                            .get(g.role as usize)
+                            .is_some_and(|r| r.all_entitlements.binary_search(&e).is_ok())
+                    })
+                    .map(|g| self.source(res, g.source))
+                    .collect();
+                sources.sort();
+                sources.dedup();
+                entitlements.insert(self.entitlement_name(e).1, sources);
+            }
+            targets.insert(
+                self.target_id(ts.target),
+                DesiredTarget {
+                    account: ts.account.clone(),
+                    entitlements,
+                },
+            );
+        }
+        let violations = res
+            .violations
+            .iter()
+            .map(|(i, rs, es)| {
+                let rule = self.sod.get(*i as usize);
+                SodViolation {
+                    rule: rule.map(|r| r.id.clone()).unwrap_or_default(),
+                    description: rule.and_then(|r| r.description.clone()),
+                    roles: rs.iter().map(|&r| self.role_name(r)).collect(),
+                    entitlements: es
+                        .iter()
+                        .map(|&e| {
+                            let (t, id) = self.entitlement_name(e);
+                            format!("{t}:{id}")
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        DesiredState {
+            identity: res.identity.clone(),
+            state: res.state,
+            roles,
+            targets,
+            violations,
+            problems: res.problems.clone(),
+        }
+    }
+
+    /// Resolves and describes in one step.
+    pub fn desired(&self, identity: &Identity, now: DateTime<Utc>) -> DesiredState {
+        self.describe(&self.resolve(identity, now))
+    }
+
+    /// Every way `identity` holds `entitlement` on `target` at `now`: chains
+    /// of rule, assignment or lease -> role -> inherited role ... -> entitlement.
+    /// Empty when the identity does not hold it.
+    pub fn explain(
+        &self,
+        identity: &Identity,
+        target: &TargetId,
+        entitlement: &EntitlementId,
+        now: DateTime<Utc>,
+    ) -> Vec<Chain> {
+        self.explain_with(identity, target, entitlement, now, Extra::default())
+    }
+
+    /// [`explain`](Self::explain) with assignments and leases from outside the policy.
+    pub fn explain_with(
+        &self,
+        identity: &Identity,
+        target: &TargetId,
+        entitlement: &EntitlementId,
+        now: DateTime<Utc>,
+        extra: Extra<'_>,
+    ) -> Vec<Chain> {
+        let Some(&t) = self.target_index.get(target.as_str()) else {
+            return Vec::new();
+        };
+        let Some(&e) = self.entitlement_index.get(&(t, entitlement.clone())) else {
+            return Vec::new();
+        };
+        let res = self.resolve_with(identity, now, extra);
+        let mut chains = Vec::new();
+        for g in &res.grants {
+            let source = self.source(&res, g.source);
+            let mut path = Vec::new();
+            self.paths(g.role, e, &mut path, &mut |roles: &[u32]| {
+                if chains.len() < MAX_CHAINS {
+                    chains.push(Chain {
+                        source: source.clone(),
+                        roles: roles.iter().map(|&r| self.role_name(r)).collect(),
+                        target: target.clone(),
+                        entitlement: entitlement.clone(),
+                    });
+                }
+            });
+        }
+        chains.sort();
+        chains.dedup();
+        chains
+    }
+
+    fn paths(&self, role: u32, ent: u32, path: &mut Vec<u32>, found: &mut dyn FnMut(&[u32])) {
+        let Some(info) = self.roles.get(role as usize) else {
+            return;
+        };
+        if info.all_entitlements.binary_search(&ent).is_err() {
+            return;
+        }
+        path.push(role);
+        if info.direct.binary_search(&ent).is_ok() {
+            found(path);
+        }
+        for &p in &info.inherits {
+            self.paths(p, ent, path, found);
+        }
+        path.pop();
+    }
+
+    /// The role ids, sorted.
+    pub fn role_ids(&self) -> impl Iterator<Item = &str> {
+        self.roles.iter().map(|r| r.id.as_str())
+    }
+
+    /// A role's description.
+    pub fn role_description(&self, role: &str) -> Option<&str> {
+        let r = *self.role_index.get(role)?;
+        self.roles.get(r as usize)?.description.as_deref()
+    }
+
+    /// The target ids, sorted.
+    pub fn target_ids(&self) -> impl Iterator<Item = &TargetId> {
+        self.targets.iter().map(|t| &t.id)
+    }
+
+    /// Checks a lease request against the policy (known role, start before
+    /// end, within the role's maximum duration, naming it when exceeded).
+    pub fn check_lease(&self, lease: &Lease) -> Result<(), String> {
+        check_lease(lease, &self.role_index, &self.roles)
+    }
+
+    /// Sizes of the compiled form, for diagnostics and benchmarks.
+    pub fn stats(&self) -> PolicyStats {
+        PolicyStats {
+            roles: self.roles.len(),
+            targets: self.targets.len(),
+            entitlements: self.entitlements.len(),
+            rules: self.rules.len(),
+            indexed_rules: self.rules.len() - self.unindexed_rules.len(),
+        }
+    }
+}
+
+/// Sizes of a compiled policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PolicyStats {
+    /// Roles.
+    pub roles: usize,
+    /// Targets.
+    pub targets: usize,
+    /// Distinct entitlements granted by any role.
+    pub entitlements: usize,
+    /// Birthright rules.
+    pub rules: usize,
+    /// Rules picked through the equality index (never run by the CEL interpreter).
+    pub indexed_rules: usize,
+}
+
+fn problem(identity: &Identity, path: String, message: String) -> Problem {
+    Problem {
+        identity: identity.id.clone(),
+        path,
+        message,
+    }
+}
+
+fn leaver_plan(identity: &Identity, leaver: Leaver) -> LeaverPlan {
+    let delete_after = (leaver.action == LeaverAction::Delete)
+        .then(|| {
+            identity
+                .end_date
+                .map(|d| d + chrono::Days::new(u64::from(leaver.grace_days)))
+        })
+        .flatten();
+    LeaverPlan {
+        action: leaver.action,
+        delete_after,
+    }
+}
+
+/// The state in effect at `now`: a past end date makes a leaver; a future
+/// start date keeps an active identity pre-hire.
+pub fn effective_state(identity: &Identity, now: DateTime<Utc>) -> LifecycleState {
+    let today = now.date_naive();
+    match identity.state {
+        LifecycleState::Terminated => LifecycleState::Terminated,
+        _ if identity.end_date.is_some_and(|end| end < today) => LifecycleState::Terminated,
+        LifecycleState::Active if identity.start_date.is_some_and(|s| s > today) => {
+            LifecycleState::PreHire
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite, as README.md gives it: formatting, lints, the
+# dependency rules, and every test. Later crates add real servers here
+# (slapd, PostgreSQL, SCIM and AWS emulators), started on free loopback
+# ports and stopped by pid when this script exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "prov-core stays free of runtimes, HTTP and TLS"
+tree=$(cargo tree -p prov-core --edges normal --prefix none --locked)
+for banned in tokio hyper reqwest rustls openssl native-tls; do
+  if grep -qE "^${banned}( |-)" <<<"$tree"; then
+    echo "prov-core depends on ${banned}:" >&2
+    cargo tree -p prov-core -i "$banned" >&2 || true
+    exit 1
+  fi
+done
+echo "ok"
+
+step "cargo deny (licenses, bans, sources)"
+if ! command -v cargo-deny >/dev/null; then
+  cargo install --locked cargo-deny
+fi
+cargo deny --offline check licenses bans sources 2>&1 || cargo deny check licenses bans sources
+
+step "tests"
+cargo test --workspace --locked --all-targets
+cargo test --workspace --locked --doc
+
+step "benchmarks compile"
+cargo bench --no-run --locked

@@ -142,11 +142,11 @@ impl Checker<'_> {
             compiled,
             vars,
         };
-        if !schema.is_empty() {
-            if let Err(msg) = self.type_check(&template, want) {
-                self.error(path, None, format!("`{source}`: {msg}"));
-                return None;
-            }
+        if !schema.is_empty()
+            && let Err(msg) = self.type_check(&template, want)
+        {
+            self.error(path, None, format!("`{source}`: {msg}"));
+            return None;
         }
         Some(template)
     }

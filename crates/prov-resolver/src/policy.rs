@@ -139,8 +139,10 @@ pub struct Lease {
     /// Which role.
     pub role: String,
     /// First instant the lease gives access.
+    #[serde(deserialize_with = "instant")]
     pub valid_from: DateTime<Utc>,
     /// First instant it no longer does.
+    #[serde(deserialize_with = "instant")]
     pub valid_until: DateTime<Utc>,
     /// Who approved it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,8 +179,11 @@ impl Lease {
 }
 
 /// When a target should hold an account for an identity.
+///
+/// Written as `"entitled"`, `"always"`, `"never"`, or any other text, which
+/// is a CEL condition (`account = 'level >= 3'`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(from = "String", into = "String")]
 #[non_exhaustive]
 pub enum AccountWhen {
     /// When the identity is entitled to anything on the target (the default).
@@ -190,6 +195,28 @@ pub enum AccountWhen {
     Never,
     /// When a CEL condition over the identity holds.
     If(String),
+}
+
+impl From<String> for AccountWhen {
+    fn from(s: String) -> Self {
+        match s.trim() {
+            "entitled" => AccountWhen::Entitled,
+            "always" => AccountWhen::Always,
+            "never" => AccountWhen::Never,
+            _ => AccountWhen::If(s),
+        }
+    }
+}
+
+impl From<AccountWhen> for String {
+    fn from(w: AccountWhen) -> Self {
+        match w {
+            AccountWhen::Entitled => "entitled".to_owned(),
+            AccountWhen::Always => "always".to_owned(),
+            AccountWhen::Never => "never".to_owned(),
+            AccountWhen::If(cond) => cond,
+        }
+    }
 }
 
 /// What a leaver's account becomes.
@@ -432,4 +459,25 @@ pub(crate) fn line_of(text: &str, at: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// An instant written as an RFC 3339 string (JSON) or a TOML date-time.
+fn instant<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Toml(toml::value::Datetime),
+    }
+    let text = match Either::deserialize(d)? {
+        Either::Text(s) => s,
+        Either::Toml(t) => t.to_string(),
+    };
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not an RFC 3339 date-time with an offset: {e}"
+            ))
+        })
 }

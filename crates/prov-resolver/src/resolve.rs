@@ -558,7 +558,23 @@ impl CompiledPolicy {
             }
             Compiled::Fast(f) => Ok(Value::Bool(f.eval(identity))),
             Compiled::Cel(program) => expr::run_cel(&self.env, program, identity, &tpl.vars)
-                .map_err(|e| format!("`{}` failed: {e}", tpl.source)),
+                .map_err(|e| {
+                    let missing: Vec<&str> = tpl
+                        .vars
+                        .iter()
+                        .filter(|v| expr::lookup(identity, &mut None, v).is_none())
+                        .map(String::as_str)
+                        .collect();
+                    if missing.is_empty() {
+                        format!("`{}` failed: {e}", tpl.source)
+                    } else {
+                        format!(
+                            "`{}` failed: the identity has no {} ({e})",
+                            tpl.source,
+                            missing.join(", ")
+                        )
+                    }
+                }),
         }
     }
 

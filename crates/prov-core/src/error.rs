@@ -159,8 +159,14 @@ impl BackendDetail {
 /// edge, choosing the [`ErrorKind`] that tells the engine what to do: retry
 /// ([`is_retryable`](Error::is_retryable)), treat as done (`AlreadyExists`
 /// on a create it made itself), or report.
+///
+/// One pointer wide: the detail lives in a box, so `Result<T>` stays small
+/// on the hot path.
 #[derive(Debug)]
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     kind: ErrorKind,
     message: String,
     target: Option<TargetId>,
@@ -174,7 +180,7 @@ pub struct Error {
 impl Error {
     /// An error of `kind` with a message for a human.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
+        Error(Box::new(Inner {
             kind,
             message: message.into(),
             target: None,
@@ -183,7 +189,7 @@ impl Error {
             retry_after: None,
             detail: None,
             source: None,
-        }
+        }))
     }
 
     /// `NotFound` with a message.
@@ -213,100 +219,101 @@ impl Error {
     /// `RateLimited`, optionally with the wait the target asked for.
     pub fn rate_limited(retry_after: Option<Duration>) -> Self {
         let mut e = Self::new(ErrorKind::RateLimited, "rate limited by the target");
-        e.retry_after = retry_after;
+        e.0.retry_after = retry_after;
         e
     }
 
     /// Names the target (connectors usually leave this to the engine).
     pub fn with_target(mut self, target: TargetId) -> Self {
-        self.target = Some(target);
+        self.0.target = Some(target);
         self
     }
 
     /// Names the operation.
     pub fn with_operation(mut self, operation: Operation) -> Self {
-        self.operation = Some(operation);
+        self.0.operation = Some(operation);
         self
     }
 
     /// Names the attribute or field at fault.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        self.0.field = Some(field.into());
         self
     }
 
     /// Records how long the target asked us to wait.
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
-        self.retry_after = Some(wait);
+        self.0.retry_after = Some(wait);
         self
     }
 
     /// Keeps what the backend said.
     pub fn with_detail(mut self, detail: BackendDetail) -> Self {
-        self.detail = Some(detail);
+        self.0.detail = Some(detail);
         self
     }
 
     /// Keeps the underlying error.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.0.source = Some(Box::new(source));
         self
     }
 
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The message for a human.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// Whether repeating the same operation unchanged may succeed.
     pub fn is_retryable(&self) -> bool {
-        self.kind.is_retryable()
+        self.0.kind.is_retryable()
     }
 
     /// How long the target asked us to wait before retrying (`Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.0.retry_after
     }
 
     /// The target, when known.
     pub fn target(&self) -> Option<&TargetId> {
-        self.target.as_ref()
+        self.0.target.as_ref()
     }
 
     /// The operation, when known.
     pub fn operation(&self) -> Option<Operation> {
-        self.operation
+        self.0.operation
     }
 
     /// The attribute or field at fault, when known.
     pub fn field(&self) -> Option<&str> {
-        self.field.as_deref()
+        self.0.field.as_deref()
     }
 
     /// What the backend said, when it said anything.
     pub fn detail(&self) -> Option<&BackendDetail> {
-        self.detail.as_ref()
+        self.0.detail.as_ref()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(target) = &self.target {
+        let e = &self.0;
+        if let Some(target) = &e.target {
             write!(f, "{target}: ")?;
         }
-        if let Some(op) = self.operation {
+        if let Some(op) = e.operation {
             write!(f, "{op}: ")?;
         }
-        write!(f, "{}: {}", self.kind, self.message)?;
-        if let Some(field) = &self.field {
+        write!(f, "{}: {}", e.kind, e.message)?;
+        if let Some(field) = &e.field {
             write!(f, " (field `{field}`)")?;
         }
-        if let Some(d) = &self.detail {
+        if let Some(d) = &e.detail {
             match (&d.code, &d.message) {
                 (Some(c), Some(m)) => write!(f, " [backend {c}: {m}]")?,
                 (Some(c), None) => write!(f, " [backend {c}]")?,
@@ -317,7 +324,7 @@ impl fmt::Display for Error {
                 write!(f, " [request {r}]")?;
             }
         }
-        if let Some(wait) = self.retry_after {
+        if let Some(wait) = e.retry_after {
             write!(f, " (retry after {} ms)", wait.as_millis())?;
         }
         Ok(())
@@ -326,7 +333,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
@@ -338,6 +346,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_is_one_pointer_wide() {
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
 
     #[test]
     fn only_transient_kinds_are_retryable() {

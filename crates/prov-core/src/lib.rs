@@ -14,9 +14,15 @@
 //! assert_eq!(ada.state, LifecycleState::Active);
 //! assert_eq!(ada.attr("department"), Some(&Value::from("Engineering")));
 //! ```
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 mod capabilities;
+mod clock;
 mod connector;
 mod error;
 mod ids;
@@ -25,6 +31,7 @@ mod value;
 
 pub use async_trait::async_trait;
 pub use capabilities::{Capabilities, RateLimit};
+pub use clock::{Clock, SystemClock};
 pub use connector::{
     AttributeDelta, BatchOutcome, Change, ChangeSet, Connector, ConnectorExt, CreateAccount,
     ListRequest, MemberFailure, MembershipChange, Page, UpdateAccount,

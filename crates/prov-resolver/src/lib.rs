@@ -34,7 +34,12 @@
 //! let why = policy.explain(&ada, &TargetId::new("ldap"), &EntitlementId::new("cn=staff"), now);
 //! assert_eq!(why[0].to_string(), "rule eng -> role engineering -> role employee -> ldap:cn=staff");
 //! ```
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 mod compile;
 mod error;

@@ -24,6 +24,8 @@ pub struct CompiledPolicy {
     /// Every entitlement any role grants, sorted by (target id, entitlement id).
     pub(crate) entitlements: Vec<(u32, EntitlementId)>,
     pub(crate) entitlement_index: HashMap<(u32, EntitlementId), u32>,
+    /// For each target, one past the index of its last entitlement.
+    pub(crate) target_ends: Vec<u32>,
     pub(crate) rules: Vec<RuleInfo>,
     /// attribute -> value -> rules whose condition requires that value.
     pub(crate) rule_index: Vec<(String, HashMap<String, Vec<u32>>)>,
@@ -317,6 +319,9 @@ impl Policy {
             }
         }
         let entitlements: Vec<(u32, EntitlementId)> = ent_set.into_iter().collect();
+        let target_ends: Vec<u32> = (0..targets.len())
+            .map(|t| index(entitlements.partition_point(|(et, _)| (*et as usize) <= t)))
+            .collect();
         let entitlement_index: HashMap<(u32, EntitlementId), u32> = entitlements
             .iter()
             .enumerate()
@@ -527,6 +532,7 @@ impl Policy {
             target_index,
             entitlements,
             entitlement_index,
+            target_ends,
             rules,
             rule_index,
             unindexed_rules,

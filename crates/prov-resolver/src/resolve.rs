@@ -61,6 +61,8 @@ pub struct Resolution {
     pub(crate) assignments: Vec<Assignment>,
     pub(crate) leases: Vec<Lease>,
     pub(crate) targets: Vec<TargetState>,
+    /// Every entitlement, sorted (and so grouped by target).
+    pub(crate) entitlements: Vec<u32>,
     pub(crate) violations: Vec<(u32, Vec<u32>, Vec<u32>)>,
     pub(crate) problems: Vec<Problem>,
 }
@@ -68,14 +70,31 @@ pub struct Resolution {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TargetState {
     pub(crate) target: u32,
-    pub(crate) account: Option<DesiredAccount>,
-    pub(crate) entitlements: Vec<u32>,
+    pub(crate) account: Option<AccountState>,
+    /// This target's slice of [`Resolution::entitlements`].
+    pub(crate) range: (u32, u32),
+}
+
+/// A desired account in compact form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AccountState {
+    /// `None` when the login is the identity id (no template): saves an
+    /// allocation per identity and target.
+    pub(crate) login: Option<String>,
+    pub(crate) attributes: Attributes,
+    pub(crate) enabled: bool,
+    pub(crate) leaver: Option<LeaverPlan>,
+}
+
+thread_local! {
+    /// Scratch bitmap over entitlement indexes, all zero between uses.
+    static BITMAP: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Resolution {
     /// How many entitlements the identity should hold, over all targets.
     pub fn entitlement_count(&self) -> usize {
-        self.targets.iter().map(|t| t.entitlements.len()).sum()
+        self.entitlements.len()
     }
 
     /// Problems met while resolving (an expression that failed on this
@@ -289,6 +308,7 @@ impl CompiledPolicy {
             assignments: Vec::new(),
             leases: Vec::new(),
             targets: Vec::new(),
+            entitlements: Vec::new(),
             violations: Vec::new(),
             problems: Vec::new(),
         };
@@ -298,37 +318,22 @@ impl CompiledPolicy {
         res.grants.sort_unstable();
         res.grants.dedup();
 
-        // Distinct direct roles, then the union of their closures' entitlements.
-        let mut direct: Vec<u32> = res.grants.iter().map(|g| g.role).collect();
-        direct.sort_unstable();
-        direct.dedup();
-        let mut ents: Vec<u32> = Vec::new();
-        for &r in &direct {
-            if let Some(role) = self.roles.get(r as usize) {
-                ents.extend_from_slice(&role.all_entitlements);
-            }
-        }
-        ents.sort_unstable();
-        ents.dedup();
-
-        if !self.sod.is_empty() && !direct.is_empty() {
-            self.check_sod(&direct, &ents, &mut res);
+        let ents = self.union_entitlements(&res.grants);
+        if !self.sod.is_empty() && !res.grants.is_empty() {
+            res.violations = self.check_sod(&res.grants, &ents);
         }
 
         // Split the sorted entitlements by target (they are sorted by target first).
-        let mut rest = ents.as_slice();
+        let mut at = 0usize;
         for (t, info) in self.targets.iter().enumerate() {
+            let end = self.target_ends.get(t).copied().unwrap_or(u32::MAX);
+            let rest = ents.get(at..).unwrap_or_default();
+            let n = rest.partition_point(|&e| e < end);
             let t = crate::compile::index(t);
-            let n = rest
-                .iter()
-                .take_while(|&&e| self.entitlements.get(e as usize).is_some_and(|x| x.0 == t))
-                .count();
-            let (mine, tail) = rest.split_at(n.min(rest.len()));
-            rest = tail;
             let wanted = match &info.when {
                 When::Never => false,
                 When::Always => true,
-                When::Entitled => !mine.is_empty(),
+                When::Entitled => n > 0,
                 When::If(tpl) => match self.eval_bool(tpl, identity) {
                     Ok(b) => b,
                     Err(msg) => {
@@ -349,15 +354,82 @@ impl CompiledPolicy {
             } else {
                 None
             };
-            if account.is_some() || !mine.is_empty() {
+            if account.is_some() || n > 0 {
+                let range = (crate::compile::index(at), crate::compile::index(at + n));
                 res.targets.push(TargetState {
                     target: t,
                     account,
-                    entitlements: mine.to_vec(),
+                    range,
                 });
             }
+            at += n;
         }
+        res.entitlements = ents;
         res
+    }
+
+    /// The sorted union of the entitlements of every granted role's closure.
+    ///
+    /// Dense unions go through a per-thread bitmap (no sort, no hashing);
+    /// sparse ones are sorted. Either way this is the one allocation that
+    /// holds the result.
+    fn union_entitlements(&self, grants: &[Grant]) -> Vec<u32> {
+        let lists = || {
+            grants
+                .iter()
+                .filter_map(|g| self.roles.get(g.role as usize))
+                .map(|r| r.all_entitlements.as_slice())
+        };
+        let upper: usize = lists().map(<[u32]>::len).sum();
+        let words = self.entitlements.len().div_ceil(64);
+        if upper == 0 {
+            return Vec::new();
+        }
+        if upper * 8 < words {
+            let mut out: Vec<u32> = Vec::with_capacity(upper);
+            lists().for_each(|l| out.extend_from_slice(l));
+            out.sort_unstable();
+            out.dedup();
+            return out;
+        }
+        BITMAP.with_borrow_mut(|bits| {
+            if bits.len() < words {
+                bits.resize(words, 0);
+            }
+            for list in lists() {
+                for &e in list {
+                    if let Some(w) = bits.get_mut(e as usize >> 6) {
+                        *w |= 1u64 << (e & 63);
+                    }
+                }
+            }
+            // Two slots of slack: each word writes two candidates unconditionally.
+            let mut out = vec![0u32; upper + 2];
+            let mut len = 0usize;
+            for (i, word) in bits.iter_mut().enumerate().take(words) {
+                let mut x = std::mem::take(word);
+                let base = crate::compile::index(i * 64);
+                // Most words hold 0 to 2 bits: take two without a branch on
+                // the data (a mispredicted branch per word costs more than
+                // the rest of the loop), then loop for the rare remainder.
+                for _ in 0..2 {
+                    if let Some(slot) = out.get_mut(len) {
+                        *slot = base + x.trailing_zeros();
+                    }
+                    len += usize::from(x != 0);
+                    x &= x.wrapping_sub(1);
+                }
+                while x != 0 {
+                    if let Some(slot) = out.get_mut(len) {
+                        *slot = base + x.trailing_zeros();
+                    }
+                    len += 1;
+                    x &= x - 1;
+                }
+            }
+            out.truncate(len);
+            out
+        })
     }
 
     fn collect_grants(
@@ -463,10 +535,11 @@ impl CompiledPolicy {
         }
     }
 
-    fn check_sod(&self, direct: &[u32], ents: &[u32], res: &mut Resolution) {
+    fn check_sod(&self, grants: &[Grant], ents: &[u32]) -> Vec<(u32, Vec<u32>, Vec<u32>)> {
+        let mut violations = Vec::new();
         let mut closure: Vec<u32> = Vec::new();
-        for &r in direct {
-            if let Some(role) = self.roles.get(r as usize) {
+        for g in grants {
+            if let Some(role) = self.roles.get(g.role as usize) {
                 closure.extend_from_slice(&role.closure);
             }
         }
@@ -486,9 +559,10 @@ impl CompiledPolicy {
                 .filter(|e| ents.binary_search(e).is_ok())
                 .collect();
             if roles.len() + es.len() >= 2 {
-                res.violations.push((crate::compile::index(i), roles, es));
+                violations.push((crate::compile::index(i), roles, es));
             }
         }
+        violations
     }
 
     fn account(
@@ -497,11 +571,11 @@ impl CompiledPolicy {
         state: LifecycleState,
         info: &crate::compile::TargetInfo,
         res: &mut Resolution,
-    ) -> Option<DesiredAccount> {
+    ) -> Option<AccountState> {
         let login = match &info.login {
-            None => identity.id.as_str().to_owned(),
+            None => None,
             Some(tpl) => match self.eval(tpl, identity) {
-                Ok(Value::String(s)) if !s.is_empty() => s,
+                Ok(Value::String(s)) if !s.is_empty() => Some(s),
                 Ok(other) => {
                     let msg = format!(
                         "the login must be a non-empty string, `{}` gave {other:?}",
@@ -539,7 +613,7 @@ impl CompiledPolicy {
             LifecycleState::Terminated => info.leaver.action == LeaverAction::Keep,
             _ => false,
         };
-        Some(DesiredAccount {
+        Some(AccountState {
             login,
             attributes,
             enabled,
@@ -657,7 +731,8 @@ impl CompiledPolicy {
         let mut targets = BTreeMap::new();
         for ts in &res.targets {
             let mut entitlements: BTreeMap<EntitlementId, Vec<Source>> = BTreeMap::new();
-            for &e in &ts.entitlements {
+            let (lo, hi) = (ts.range.0 as usize, ts.range.1 as usize);
+            for &e in res.entitlements.get(lo..hi).unwrap_or_default() {
                 let mut sources: Vec<Source> = res
                     .grants
                     .iter()
@@ -675,7 +750,12 @@ impl CompiledPolicy {
             targets.insert(
                 self.target_id(ts.target),
                 DesiredTarget {
-                    account: ts.account.clone(),
+                    account: ts.account.as_ref().map(|a| DesiredAccount {
+                        login: a.login.clone().unwrap_or_else(|| res.identity.to_string()),
+                        attributes: a.attributes.clone(),
+                        enabled: a.enabled,
+                        leaver: a.leaver,
+                    }),
                     entitlements,
                 },
             );

@@ -40,6 +40,13 @@ fn idx(x: u64, n: usize) -> usize {
 }
 
 pub fn policy() -> CompiledPolicy {
+    match source_policy().compile() {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+pub fn source_policy() -> Policy {
     let mut p = Policy::new();
     for t in TARGETS {
         p = p.target(t, TargetPolicy::default());
@@ -79,9 +86,62 @@ pub fn policy() -> CompiledPolicy {
             );
         }
     }
-    match p.compile() {
-        Ok(c) => c,
-        Err(e) => panic!("{e}"),
+    p
+}
+
+/// The peer: what a straightforward implementation does. Every rule runs in
+/// the CEL interpreter for every identity, roles are walked up their
+/// parents, and entitlements are collected as strings in a set.
+struct Naive {
+    rules: Vec<(cel::Program, Vec<String>)>,
+    roles: std::collections::HashMap<String, prov::resolver::Role>,
+}
+
+impl Naive {
+    fn new(p: &Policy) -> Self {
+        let rules = p
+            .rules
+            .values()
+            .map(|r| match cel::Program::compile(&r.when) {
+                Ok(prog) => (prog, r.roles.clone()),
+                Err(e) => panic!("{e}"),
+            })
+            .collect();
+        Naive {
+            rules,
+            roles: p
+                .roles
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn resolve(&self, who: &Identity) -> std::collections::BTreeSet<(String, String)> {
+        let mut ctx = cel::Context::default();
+        for (k, v) in &who.attributes {
+            if let Some(s) = v.as_str() {
+                ctx.add_variable_from_value(k.clone(), s.to_owned());
+            }
+        }
+        let mut out = std::collections::BTreeSet::new();
+        let mut stack: Vec<String> = Vec::new();
+        for (prog, roles) in &self.rules {
+            if prog.execute(&ctx) == Ok(cel::Value::Bool(true)) {
+                stack.extend(roles.iter().cloned());
+            }
+        }
+        while let Some(r) = stack.pop() {
+            if let Some(role) = self.roles.get(&r) {
+                for (t, ents) in &role.grants {
+                    for e in ents {
+                        out.insert((t.clone(), e.clone()));
+                    }
+                }
+                stack.extend(role.inherits.iter().cloned());
+            }
+        }
+        out
     }
 }
 
@@ -99,8 +159,16 @@ pub fn identities(n: usize) -> Vec<Identity> {
 }
 
 fn peak_rss_mib() -> Option<u64> {
+    proc_status_mib("VmHWM:")
+}
+
+fn rss_mib() -> Option<u64> {
+    proc_status_mib("VmRSS:")
+}
+
+fn proc_status_mib(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024)
 }
@@ -126,6 +194,22 @@ fn bench(c: &mut Criterion) {
         ents as f64 / sample.len().max(1) as f64,
         rayon_threads(),
     );
+    // Check the peer agrees before timing it.
+    let naive = Naive::new(&source_policy());
+    for (who, res) in people.iter().zip(&sample).take(100) {
+        let ours = policy.describe(res);
+        let count: usize = ours.targets.values().map(|t| t.entitlements.len()).sum();
+        assert_eq!(
+            naive.resolve(who).len(),
+            count,
+            "the naive peer disagrees on {}",
+            who.id
+        );
+    }
+    eprintln!(
+        "memory after building {n} identities: {} MiB (VmRSS)",
+        rss_mib().unwrap_or(0)
+    );
     let mut group = c.benchmark_group("resolve");
     group
         .sample_size(10)
@@ -136,6 +220,23 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function(format!("resolve_many_without_drop/{n}"), |b| {
         b.iter_with_large_drop(|| policy.resolve_many(black_box(&people), now))
+    });
+    let small = &people[..10_000.min(n)];
+    group.bench_function(format!("naive_cel_peer/{}", small.len()), |b| {
+        b.iter(|| {
+            small
+                .iter()
+                .map(|who| naive.resolve(black_box(who)).len())
+                .sum::<usize>()
+        })
+    });
+    group.bench_function(format!("ours_single_thread/{}", small.len()), |b| {
+        b.iter(|| {
+            small
+                .iter()
+                .map(|who| policy.resolve(black_box(who), now).entitlement_count())
+                .sum::<usize>()
+        })
     });
     group.bench_function("resolve_one", |b| {
         let who = &people[0];

@@ -29,11 +29,14 @@ step "cargo deny (licenses, bans, sources)"
 if ! command -v cargo-deny >/dev/null; then
   cargo install --locked cargo-deny
 fi
-cargo deny --offline check licenses bans sources 2>&1 || cargo deny check licenses bans sources
+cargo deny check licenses bans sources
 
 step "tests"
-cargo test --workspace --locked --all-targets
+cargo test --workspace --locked --lib --tests --examples
 cargo test --workspace --locked --doc
 
-step "benchmarks compile"
-cargo bench --no-run --locked
+step "the README's main job: the quickstart"
+cargo run --locked --quiet --example quickstart > /dev/null
+
+step "benchmarks build"
+cargo bench --workspace --locked --no-run

@@ -1,8 +1,26 @@
 //! prov: embeddable identity provisioning.
 //!
 //! This facade re-exports the workspace crates behind features:
-//! [`core`] always, [`resolver`] (feature `resolver`), [`testkit`] (feature `testkit`).
-//! See the README for the crate map.
+//! [`core`] always, [`resolver`] (feature `resolver`), [`testkit`] (feature
+//! `testkit`). The README has the crate map and a quick start.
+//!
+//! ```
+//! use prov::core::Identity;
+//! use prov::resolver::Policy;
+//!
+//! let policy = Policy::load(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/policy.toml"))
+//!     .and_then(|p| p.compile())
+//!     .map_err(|e| e.to_string())?;
+//! let grace = Identity::new("E1002")
+//!     .with("given_name", "Grace").with("family_name", "Hopper")
+//!     .with("email", "grace.hopper@example.com").with("employment_type", "employee")
+//!     .with("department", "Engineering").with("title", "VP Engineering")
+//!     .with("location", "Berlin");
+//! let desired = policy.desired(&grace, chrono::Utc::now());
+//! let ldap = &desired.targets[&prov::core::TargetId::new("ldap")];
+//! assert_eq!(ldap.account.as_ref().map(|a| a.login.as_str()), Some("grace.hopper"));
+//! # Ok::<(), String>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub use prov_core as core;

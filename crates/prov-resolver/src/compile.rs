@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use cel::Env;
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 use prov_core::{EntitlementId, Identity, IdentityId, TargetId, Value};
 
 use crate::error::{PolicyError, PolicyErrors};
@@ -28,7 +30,9 @@ pub struct CompiledPolicy {
     pub(crate) target_ends: Vec<u32>,
     pub(crate) rules: Vec<RuleInfo>,
     /// attribute -> value -> rules whose condition requires that value.
-    pub(crate) rule_index: Vec<(String, HashMap<String, Vec<u32>>)>,
+    /// Hashed with foldhash: this lookup runs per identity and attribute, and
+    /// the keys come from the policy, not from an attacker.
+    pub(crate) rule_index: Vec<(String, FastMap<String, Vec<u32>>)>,
     /// Rules the index cannot pick: evaluated for everyone.
     pub(crate) unindexed_rules: Vec<u32>,
     pub(crate) assignments: Vec<Assignment>,
@@ -419,7 +423,7 @@ impl Policy {
                 });
             }
         }
-        let mut by_attr: BTreeMap<String, HashMap<String, Vec<u32>>> = BTreeMap::new();
+        let mut by_attr: BTreeMap<String, FastMap<String, Vec<u32>>> = BTreeMap::new();
         let mut unindexed_rules = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             let key = match &rule.when.compiled {
@@ -439,7 +443,7 @@ impl Policy {
                 None => unindexed_rules.push(index(i)),
             }
         }
-        let rule_index: Vec<(String, HashMap<String, Vec<u32>>)> = by_attr.into_iter().collect();
+        let rule_index: Vec<(String, FastMap<String, Vec<u32>>)> = by_attr.into_iter().collect();
 
         // Assignments and leases.
         let mut assignments = self.assignments.clone();

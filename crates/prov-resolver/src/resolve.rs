@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use prov_core::{Attributes, EntitlementId, Identity, IdentityId, LifecycleState, TargetId, Value};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::compile::{CompiledPolicy, Template, When, check_lease};
 use crate::expr::{self, Compiled};
@@ -57,7 +58,8 @@ pub struct Resolution {
     pub identity: IdentityId,
     /// The state in effect at the time resolved (a past end date makes a leaver).
     pub state: LifecycleState,
-    pub(crate) grants: Vec<Grant>,
+    /// Inline for the usual handful: one heap allocation fewer per identity.
+    pub(crate) grants: SmallVec<[Grant; 8]>,
     pub(crate) assignments: Vec<Assignment>,
     pub(crate) leases: Vec<Lease>,
     pub(crate) targets: Vec<TargetState>,
@@ -304,7 +306,7 @@ impl CompiledPolicy {
         let mut res = Resolution {
             identity: identity.id.clone(),
             state,
-            grants: Vec::new(),
+            grants: SmallVec::new(),
             assignments: Vec::new(),
             leases: Vec::new(),
             targets: Vec::new(),

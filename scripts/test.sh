@@ -14,6 +14,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "docs build without warnings (broken links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
 step "prov-core stays free of runtimes, HTTP and TLS"
 tree=$(cargo tree -p prov-core --edges normal --prefix none --locked)
 for banned in tokio hyper reqwest rustls openssl native-tls; do

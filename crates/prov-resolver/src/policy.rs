@@ -439,7 +439,7 @@ impl Policy {
         }
     }
 
-    /// All role ids the policy names anywhere (defined or not), for tooling.
+    /// The ids of the roles the policy defines, for tooling.
     pub fn role_ids(&self) -> BTreeSet<&str> {
         self.roles.keys().map(String::as_str).collect()
     }

@@ -1,8 +1,8 @@
 //! prov: embeddable identity provisioning.
 //!
 //! This facade re-exports the workspace crates behind features:
-//! [`core`] always, [`resolver`] (feature `resolver`), [`testkit`] (feature
-//! `testkit`). The README has the crate map and a quick start.
+//! [`core`] always, [`resolver`] (feature `resolver`), [`engine`] (feature
+//! `engine`, the planner so far), [`testkit`] (feature `testkit`). The README has the crate map and a quick start.
 //!
 //! ```
 //! use prov::core::Identity;
@@ -24,6 +24,8 @@
 #![forbid(unsafe_code)]
 
 pub use prov_core as core;
+#[cfg(feature = "engine")]
+pub use prov_engine as engine;
 #[cfg(feature = "resolver")]
 pub use prov_resolver as resolver;
 #[cfg(feature = "testkit")]

@@ -40,6 +40,8 @@ pub struct CompiledPolicy {
     pub(crate) leases: Vec<Lease>,
     pub(crate) leases_by_identity: HashMap<IdentityId, Vec<u32>>,
     pub(crate) sod: Vec<SodInfo>,
+    /// SHA-256 of the policy's canonical JSON.
+    pub(crate) digest: String,
 }
 
 #[derive(Debug)]
@@ -528,7 +530,16 @@ impl Policy {
         if !ck.errors.is_empty() {
             return Err(PolicyErrors { errors: ck.errors });
         }
+        let digest = {
+            use sha2::{Digest, Sha256};
+            let text = serde_json::to_vec(self).unwrap_or_default();
+            Sha256::digest(&text)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
         Ok(CompiledPolicy {
+            digest,
             env,
             roles,
             role_index,

@@ -54,6 +54,6 @@ pub use policy::{
     TargetPolicy,
 };
 pub use resolve::{
-    Chain, DesiredAccount, DesiredState, DesiredTarget, Extra, LeaverPlan, PolicyStats, Problem,
-    Resolution, RoleGrant, SodViolation, Source, effective_state,
+    AccountView, Chain, DesiredAccount, DesiredState, DesiredTarget, Extra, LeaverPlan,
+    PolicyStats, Problem, Resolution, RoleGrant, SodViolation, Source, TargetView, effective_state,
 };

@@ -825,9 +825,31 @@ impl CompiledPolicy {
             return Vec::new();
         };
         let res = self.resolve_with(identity, now, extra);
+        self.chains_for(&res, t, e)
+    }
+
+    /// [`explain`](Self::explain) over a resolution already made: no
+    /// second resolve. Empty when the resolution does not hold the entitlement.
+    pub fn chains(
+        &self,
+        res: &Resolution,
+        target: &TargetId,
+        entitlement: &EntitlementId,
+    ) -> Vec<Chain> {
+        let Some(&t) = self.target_index.get(target.as_str()) else {
+            return Vec::new();
+        };
+        let Some(&e) = self.entitlement_index.get(&(t, entitlement.clone())) else {
+            return Vec::new();
+        };
+        self.chains_for(res, t, e)
+    }
+
+    fn chains_for(&self, res: &Resolution, t: u32, e: u32) -> Vec<Chain> {
+        let (target, entitlement) = (self.target_id(t), self.entitlement_name(e).1);
         let mut chains = Vec::new();
         for g in &res.grants {
-            let source = self.source(&res, g.source);
+            let source = self.source(res, g.source);
             let mut path = Vec::new();
             self.paths(g.role, e, &mut path, &mut |roles: &[u32]| {
                 if chains.len() < MAX_CHAINS {
@@ -845,6 +867,49 @@ impl CompiledPolicy {
         chains
     }
 
+    /// Each target's desired state for a resolution, borrowed: no copies,
+    /// for planners that walk millions of identities.
+    pub fn targets_of<'a>(
+        &'a self,
+        res: &'a Resolution,
+    ) -> impl Iterator<Item = TargetView<'a>> + 'a {
+        res.targets.iter().map(move |ts| TargetView {
+            target: self.targets.get(ts.target as usize).map(|t| &t.id),
+            account: ts.account.as_ref().map(|a| AccountView {
+                login: a.login.as_deref().unwrap_or(res.identity.as_str()),
+                attributes: &a.attributes,
+                enabled: a.enabled,
+                leaver: a.leaver,
+            }),
+            entitlements: res
+                .entitlements
+                .get(ts.range.0 as usize..ts.range.1 as usize)
+                .unwrap_or_default(),
+            policy: self,
+        })
+    }
+
+    /// Whether the policy grants `entitlement` on `target` through any role:
+    /// entitlements it never mentions are not its to revoke.
+    pub fn manages(&self, target: &TargetId, entitlement: &EntitlementId) -> bool {
+        self.target_index.get(target.as_str()).is_some_and(|&t| {
+            self.entitlement_index
+                .contains_key(&(t, entitlement.clone()))
+        })
+    }
+
+    /// The account attributes `target`'s template sets, sorted: the only
+    /// attributes a planner may change.
+    pub fn managed_attributes(&self, target: &TargetId) -> Vec<&str> {
+        let Some(&t) = self.target_index.get(target.as_str()) else {
+            return Vec::new();
+        };
+        self.targets
+            .get(t as usize)
+            .map(|info| info.attributes.iter().map(|(n, _)| n.as_str()).collect())
+            .unwrap_or_default()
+    }
+
     fn paths(&self, role: u32, ent: u32, path: &mut Vec<u32>, found: &mut dyn FnMut(&[u32])) {
         let Some(info) = self.roles.get(role as usize) else {
             return;
@@ -860,6 +925,12 @@ impl CompiledPolicy {
             self.paths(p, ent, path, found);
         }
         path.pop();
+    }
+
+    /// A digest (SHA-256, hex) of the policy as written: plans record it, so
+    /// that a plan made under another policy is known to be stale.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// The role ids, sorted.
@@ -894,6 +965,47 @@ impl CompiledPolicy {
             indexed_rules: self.rules.len() - self.unindexed_rules.len(),
         }
     }
+}
+
+/// One target's desired state, borrowed from a [`Resolution`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TargetView<'a> {
+    /// The target (`None` only if the resolution came from another policy).
+    pub target: Option<&'a TargetId>,
+    /// The account, when one should exist.
+    pub account: Option<AccountView<'a>>,
+    entitlements: &'a [u32],
+    policy: &'a CompiledPolicy,
+}
+
+impl<'a> TargetView<'a> {
+    /// The entitlements, sorted by id.
+    pub fn entitlements(&self) -> impl Iterator<Item = &'a EntitlementId> + 'a {
+        let policy = self.policy;
+        self.entitlements
+            .iter()
+            .filter_map(move |&e| policy.entitlements.get(e as usize).map(|(_, id)| id))
+    }
+
+    /// How many entitlements.
+    pub fn entitlement_count(&self) -> usize {
+        self.entitlements.len()
+    }
+}
+
+/// A desired account, borrowed from a [`Resolution`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct AccountView<'a> {
+    /// The login.
+    pub login: &'a str,
+    /// Attributes from the template.
+    pub attributes: &'a Attributes,
+    /// Whether it should be enabled.
+    pub enabled: bool,
+    /// For leavers: what happens to it.
+    pub leaver: Option<LeaverPlan>,
 }
 
 /// Sizes of a compiled policy.

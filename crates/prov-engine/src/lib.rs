@@ -1,0 +1,24 @@
+//! prov's engine: plans the changes that bring targets in line with the
+//! policy, with the reasons for each, and (next) applies them.
+//!
+//! This first part is the planner: pure and deterministic. Given the
+//! compiled policy, the identities, each target's accounts and the
+//! ownership ledger, [`plan`] returns a [`Plan`] whose operations are
+//! ordered (accounts exist before they are granted anything, access is
+//! revoked before an account is disabled), carry stable ids and reason
+//! chains, and are checked by the deletion safeguard.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+mod plan;
+mod planner;
+
+pub use plan::{AccountRef, Conflict, OpKind, Orphan, PLAN_VERSION, Plan, PlannedOp, SafetyBlock};
+pub use planner::{
+    Correlation, Link, LinkOrigin, OrphanPolicy, PlanInput, PlanOptions, Safety, TargetOptions,
+    fingerprint, plan,
+};

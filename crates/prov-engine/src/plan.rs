@@ -1,0 +1,370 @@
+//! The plan: what the engine will do, in order, and why.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use prov_core::{AccountId, AttributeDelta, Attributes, EntitlementId, IdentityId, TargetId};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The plan format's version, written into every plan.
+pub const PLAN_VERSION: u32 = 1;
+
+/// An account an operation acts on: one the target has, or one an earlier
+/// operation of the same plan creates.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+#[non_exhaustive]
+pub enum AccountRef {
+    /// An account the target has.
+    Existing {
+        /// Its id on the target.
+        id: AccountId,
+    },
+    /// The account the plan's create operation for this login makes.
+    New {
+        /// Its login.
+        login: String,
+    },
+}
+
+impl AccountRef {
+    fn key(&self) -> String {
+        match self {
+            AccountRef::Existing { id } => format!("id:{id}"),
+            AccountRef::New { login } => format!("new:{login}"),
+        }
+    }
+}
+
+impl fmt::Display for AccountRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccountRef::Existing { id } => write!(f, "{id}"),
+            AccountRef::New { login } => write!(f, "(new) {login}"),
+        }
+    }
+}
+
+/// What one operation does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+#[non_exhaustive]
+pub enum OpKind {
+    /// Create an account.
+    Create {
+        /// The login.
+        login: String,
+        /// Its attributes.
+        attributes: Attributes,
+        /// Whether it starts enabled.
+        enabled: bool,
+    },
+    /// Record that an existing account belongs to the identity (correlation):
+    /// a store write, no call to the target.
+    Link {
+        /// The account.
+        account: AccountId,
+    },
+    /// Change attributes (and the login, for a rename).
+    Update {
+        /// The account.
+        account: AccountRef,
+        /// What changes.
+        delta: AttributeDelta,
+    },
+    /// Enable or disable.
+    SetEnabled {
+        /// The account.
+        account: AccountRef,
+        /// The new state.
+        enabled: bool,
+    },
+    /// Give an entitlement.
+    Grant {
+        /// The account.
+        account: AccountRef,
+        /// The entitlement.
+        entitlement: EntitlementId,
+    },
+    /// Take an entitlement away.
+    Revoke {
+        /// The account.
+        account: AccountRef,
+        /// The entitlement.
+        entitlement: EntitlementId,
+    },
+    /// Delete the account.
+    Delete {
+        /// The account.
+        account: AccountId,
+    },
+}
+
+impl OpKind {
+    /// The order operations run in: accounts exist before they are granted
+    /// anything; access is revoked before an account is disabled; deletes last.
+    pub fn phase(&self) -> u8 {
+        match self {
+            OpKind::Create { .. } | OpKind::Link { .. } => 0,
+            OpKind::Update { .. } | OpKind::SetEnabled { enabled: true, .. } => 1,
+            OpKind::Revoke { .. } => 2,
+            OpKind::Grant { .. } => 3,
+            OpKind::SetEnabled { enabled: false, .. } => 4,
+            OpKind::Delete { .. } => 5,
+        }
+    }
+
+    /// The operation's name (`create`, `grant`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpKind::Create { .. } => "create",
+            OpKind::Link { .. } => "link",
+            OpKind::Update { .. } => "update",
+            OpKind::SetEnabled { enabled: true, .. } => "enable",
+            OpKind::SetEnabled { enabled: false, .. } => "disable",
+            OpKind::Grant { .. } => "grant",
+            OpKind::Revoke { .. } => "revoke",
+            OpKind::Delete { .. } => "delete",
+        }
+    }
+
+    /// Whether it takes something away that may be hard to give back.
+    pub fn is_removal(&self) -> bool {
+        matches!(
+            self,
+            OpKind::SetEnabled { enabled: false, .. } | OpKind::Delete { .. }
+        )
+    }
+
+    /// The account key the operation acts on, for ordering and ids.
+    fn account_key(&self) -> String {
+        match self {
+            OpKind::Create { login, .. } => format!("new:{login}"),
+            OpKind::Link { account } | OpKind::Delete { account } => format!("id:{account}"),
+            OpKind::Update { account, .. }
+            | OpKind::SetEnabled { account, .. }
+            | OpKind::Grant { account, .. }
+            | OpKind::Revoke { account, .. } => account.key(),
+        }
+    }
+
+    fn entitlement(&self) -> &str {
+        match self {
+            OpKind::Grant { entitlement, .. } | OpKind::Revoke { entitlement, .. } => {
+                entitlement.as_str()
+            }
+            _ => "",
+        }
+    }
+}
+
+/// One operation of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PlannedOp {
+    /// Stable id: the same operation gets the same id in every plan.
+    pub id: String,
+    /// The target.
+    pub target: TargetId,
+    /// The identity it is for (`None` for orphans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityId>,
+    /// What it does.
+    #[serde(flatten)]
+    pub kind: OpKind,
+    /// Why: reason chains, most specific first.
+    pub reasons: Vec<String>,
+}
+
+impl PlannedOp {
+    pub(crate) fn new(
+        target: TargetId,
+        identity: Option<IdentityId>,
+        kind: OpKind,
+        reasons: Vec<String>,
+    ) -> Self {
+        let id = op_id(&target, &kind);
+        PlannedOp {
+            id,
+            target,
+            identity,
+            kind,
+            reasons,
+        }
+    }
+
+    pub(crate) fn sort_key(&self) -> (u8, &str, String, &str) {
+        (
+            self.kind.phase(),
+            self.target.as_str(),
+            self.kind.account_key(),
+            self.kind.entitlement(),
+        )
+    }
+}
+
+impl fmt::Display for PlannedOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:<7} {}: ", self.id, self.kind.name(), self.target)?;
+        match &self.kind {
+            OpKind::Create { login, enabled, .. } => {
+                write!(f, "{login}{}", if *enabled { "" } else { " (disabled)" })?
+            }
+            OpKind::Link { account } | OpKind::Delete { account } => write!(f, "{account}")?,
+            OpKind::Update { account, delta } => {
+                let mut parts: Vec<String> = delta.set.keys().map(|k| format!("set {k}")).collect();
+                parts.extend(delta.remove.iter().map(|k| format!("remove {k}")));
+                if let Some(l) = &delta.login {
+                    parts.push(format!("rename to {l}"));
+                }
+                write!(f, "{account} ({})", parts.join(", "))?
+            }
+            OpKind::SetEnabled { account, .. } => write!(f, "{account}")?,
+            OpKind::Grant {
+                account,
+                entitlement,
+            }
+            | OpKind::Revoke {
+                account,
+                entitlement,
+            } => write!(f, "{entitlement} for {account}")?,
+        }
+        if let Some(who) = &self.identity {
+            write!(f, " [{who}]")?;
+        }
+        Ok(())
+    }
+}
+
+fn op_id(target: &TargetId, kind: &OpKind) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        target.as_str(),
+        kind.name(),
+        &kind.account_key(),
+        kind.entitlement(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex(&h.finalize()[..8])
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        for nibble in [b >> 4, b & 0xf] {
+            out.push(char::from(
+                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+    out
+}
+
+/// An account no identity explains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Orphan {
+    /// The target.
+    pub target: TargetId,
+    /// The account.
+    pub account: AccountId,
+    /// Its login.
+    pub login: String,
+    /// Who it belonged to, when the store linked it to an identity that is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub former_identity: Option<IdentityId>,
+    /// Whether the engine created it (only such orphans may be deleted).
+    pub owned: bool,
+}
+
+/// Something the planner would not guess about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Conflict {
+    /// The target.
+    pub target: TargetId,
+    /// The identity.
+    pub identity: IdentityId,
+    /// What is wrong.
+    pub message: String,
+    /// The accounts involved.
+    pub accounts: Vec<AccountId>,
+}
+
+/// A target whose removals exceed its safety threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SafetyBlock {
+    /// The target.
+    pub target: TargetId,
+    /// Accounts the plan would disable.
+    pub disable: usize,
+    /// Accounts the plan would delete.
+    pub delete: usize,
+    /// Accounts on the target now.
+    pub total: usize,
+    /// The threshold, for the message.
+    pub threshold: String,
+    /// The ids of the operations that would remove them.
+    pub ops: Vec<String>,
+}
+
+impl fmt::Display for SafetyBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: the plan would disable {} and delete {} of {} accounts, more than {}; \
+             review the operations and apply with --allow-destructive if this is intended",
+            self.target, self.disable, self.delete, self.total, self.threshold
+        )
+    }
+}
+
+/// A whole plan: serialisable, and the same bytes for the same inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Plan {
+    /// The plan format's version.
+    pub version: u32,
+    /// The time it was planned for.
+    pub planned_for: DateTime<Utc>,
+    /// A digest of everything it was made from (policy, identities, the
+    /// targets' accounts, links, leases); `apply` refuses a plan whose
+    /// inputs have changed since.
+    pub fingerprint: String,
+    /// The operations, in the order they run.
+    pub ops: Vec<PlannedOp>,
+    /// Accounts no identity explains.
+    pub orphans: Vec<Orphan>,
+    /// Correlations and logins the planner would not guess about.
+    pub conflicts: Vec<Conflict>,
+    /// Targets whose removals exceed their safety threshold.
+    pub blocked: Vec<SafetyBlock>,
+    /// Problems resolving identities (an expression failed on someone's data).
+    pub problems: Vec<String>,
+}
+
+impl Plan {
+    /// Whether the plan changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Counts of operations by name (`create`, `grant`, ...).
+    pub fn counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for op in &self.ops {
+            *out.entry(op.kind.name()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// The plan as pretty JSON.
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string_pretty(self)
+    }
+}

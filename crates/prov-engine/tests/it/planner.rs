@@ -1,0 +1,599 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use prov_core::{
+    Account, AccountId, Connector, ConnectorExt, CreateAccount, EntitlementId, Identity,
+    LifecycleState, MembershipChange, TargetId, UpdateAccount,
+};
+use prov_engine::{
+    AccountRef, Correlation, Link, LinkOrigin, OpKind, OrphanPolicy, Plan, PlanInput, PlanOptions,
+    TargetOptions, plan,
+};
+use prov_resolver::{CompiledPolicy, Policy};
+use prov_testkit::MemoryConnector;
+
+const POLICY: &str = r#"
+[attributes]
+given_name = "string"
+family_name = "string"
+department = "string"
+email = "string"
+
+[targets.ldap]
+account = "always"
+login = '(given_name + "." + family_name).lowerAscii()'
+leaver = { action = "delete", grace_days = 30 }
+[targets.ldap.attributes]
+mail = "email"
+cn = 'given_name + " " + family_name'
+
+[targets.github]
+login = "email"
+leaver = { action = "disable" }
+
+[roles.employee]
+grants.ldap = ["staff"]
+[roles.engineering]
+inherits = ["employee"]
+grants.ldap = ["eng"]
+grants.github = ["org:eng"]
+[roles.sales]
+inherits = ["employee"]
+grants.ldap = ["sales"]
+
+[rules.all]
+when = 'state != "terminated"'
+roles = ["employee"]
+[rules.eng]
+when = 'department == "Engineering"'
+roles = ["engineering"]
+[rules.sales]
+when = 'department == "Sales"'
+roles = ["sales"]
+"#;
+
+fn policy() -> CompiledPolicy {
+    Policy::from_toml(POLICY)
+        .and_then(|p| p.compile())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap()
+}
+
+fn person(id: &str, given: &str, family: &str, dept: &str) -> Identity {
+    Identity::new(id)
+        .with("given_name", given)
+        .with("family_name", family)
+        .with("department", dept)
+        .with("email", format!("{}@example.com", given.to_lowercase()))
+}
+
+fn people() -> Vec<Identity> {
+    vec![
+        person("e1", "Ada", "Lovelace", "Engineering"),
+        person("e2", "Bob", "Smith", "Sales"),
+        person("e3", "Cy", "Young", "Engineering"),
+    ]
+}
+
+/// A world: memory targets and the ownership ledger, with a test-only
+/// sequential apply (the real executor is the next part of the engine).
+struct World {
+    targets: BTreeMap<TargetId, MemoryConnector>,
+    links: Vec<Link>,
+}
+
+impl World {
+    fn new() -> Self {
+        let mut targets = BTreeMap::new();
+        targets.insert(
+            TargetId::new("ldap"),
+            MemoryConnector::new().with_entitlements(["staff", "eng", "sales", "vpn-admins"]),
+        );
+        targets.insert(
+            TargetId::new("github"),
+            MemoryConnector::new().with_entitlements(["org:eng"]),
+        );
+        World {
+            targets,
+            links: Vec::new(),
+        }
+    }
+
+    async fn actual(&self) -> BTreeMap<TargetId, Vec<Account>> {
+        let mut out = BTreeMap::new();
+        for (t, c) in &self.targets {
+            out.insert(t.clone(), c.list_all_accounts().await.unwrap());
+        }
+        out
+    }
+
+    async fn plan(
+        &self,
+        policy: &CompiledPolicy,
+        who: &[Identity],
+        at: DateTime<Utc>,
+        opts: &PlanOptions,
+    ) -> Plan {
+        let actual = self.actual().await;
+        plan(&PlanInput::new(policy, who, at, &actual, &self.links), opts)
+    }
+
+    async fn apply(&mut self, plan: &Plan) {
+        let mut created: BTreeMap<(TargetId, String), AccountId> = BTreeMap::new();
+        for op in &plan.ops {
+            let conn = &self.targets[&op.target];
+            let resolve = |a: &AccountRef| match a {
+                AccountRef::Existing { id } => id.clone(),
+                AccountRef::New { login } => created[&(op.target.clone(), login.clone())].clone(),
+                _ => unreachable!(),
+            };
+            match &op.kind {
+                OpKind::Create {
+                    login,
+                    attributes,
+                    enabled,
+                } => {
+                    let mut req = CreateAccount::new(login.clone(), attributes.clone());
+                    req.enabled = *enabled;
+                    let acct = conn.create_account(req).await.unwrap();
+                    created.insert((op.target.clone(), login.clone()), acct.id.clone());
+                    self.links.push(Link::new(
+                        op.target.clone(),
+                        acct.id,
+                        op.identity.clone().unwrap(),
+                        LinkOrigin::Created,
+                    ));
+                }
+                OpKind::Link { account } => {
+                    self.links.push(Link::new(
+                        op.target.clone(),
+                        account.clone(),
+                        op.identity.clone().unwrap(),
+                        LinkOrigin::Linked,
+                    ));
+                }
+                OpKind::Update { account, delta } => {
+                    conn.update_account(UpdateAccount::new(resolve(account), delta.clone()))
+                        .await
+                        .unwrap();
+                }
+                OpKind::SetEnabled { account, enabled } => {
+                    conn.set_enabled(&resolve(account), *enabled).await.unwrap()
+                }
+                OpKind::Grant {
+                    account,
+                    entitlement,
+                } => {
+                    conn.grant(MembershipChange::new(
+                        entitlement.clone(),
+                        vec![resolve(account)],
+                    ))
+                    .await
+                    .unwrap();
+                }
+                OpKind::Revoke {
+                    account,
+                    entitlement,
+                } => {
+                    conn.revoke(MembershipChange::new(
+                        entitlement.clone(),
+                        vec![resolve(account)],
+                    ))
+                    .await
+                    .unwrap();
+                }
+                OpKind::Delete { account } => {
+                    conn.delete_account(account).await.unwrap();
+                    self.links.retain(|l| &l.account != account);
+                }
+                _ => unreachable!(),
+            }
+        }
+    }
+}
+
+fn lines(plan: &Plan) -> Vec<String> {
+    plan.ops
+        .iter()
+        .map(|op| {
+            let s = op.to_string();
+            s.split_once(' ')
+                .map(|(_, rest)| rest.trim().to_owned())
+                .unwrap_or(s)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn joiners_get_accounts_before_grants_and_a_second_run_is_empty() {
+    let p = policy();
+    let mut world = World::new();
+    let opts = PlanOptions::default();
+    let first = world.plan(&p, &people(), now(), &opts).await;
+    assert!(
+        first.blocked.is_empty() && first.conflicts.is_empty() && first.problems.is_empty(),
+        "{first:?}"
+    );
+    let counts = first.counts();
+    assert_eq!(counts.get("create"), Some(&5), "{:#?}", lines(&first)); // 3 ldap + 2 github
+    assert_eq!(counts.get("grant"), Some(&8)); // ldap 2+2+2, github 1+1
+    let first_grant = first
+        .ops
+        .iter()
+        .position(|o| o.kind.name() == "grant")
+        .unwrap();
+    assert!(
+        first.ops[..first_grant]
+            .iter()
+            .all(|o| o.kind.name() == "create"),
+        "creates come first"
+    );
+    let ada_eng = first
+        .ops
+        .iter()
+        .find(|o| o.target.as_str() == "ldap" && matches!(&o.kind, OpKind::Grant { entitlement, account: AccountRef::New { login } } if entitlement.as_str() == "eng" && login == "ada.lovelace"))
+        .unwrap();
+    assert_eq!(
+        ada_eng.reasons,
+        ["rule eng -> role engineering -> ldap:eng"]
+    );
+    world.apply(&first).await;
+    let second = world.plan(&p, &people(), now(), &opts).await;
+    assert!(
+        second.is_empty(),
+        "a converged world plans nothing: {:#?}",
+        lines(&second)
+    );
+    assert!(second.orphans.is_empty());
+    assert_ne!(
+        first.fingerprint, second.fingerprint,
+        "the targets changed in between"
+    );
+}
+
+#[tokio::test]
+async fn plans_are_deterministic_and_ids_stable() {
+    let p = policy();
+    let mut world = World::new();
+    world
+        .apply(
+            &world
+                .plan(&p, &people(), now(), &PlanOptions::default())
+                .await,
+        )
+        .await;
+    let mut moved = people();
+    moved[1] = moved[1].clone().with("department", "Engineering");
+    let a = world.plan(&p, &moved, now(), &PlanOptions::default()).await;
+    let mut reversed = moved.clone();
+    reversed.reverse();
+    let b = world
+        .plan(&p, &reversed, now(), &PlanOptions::default())
+        .await;
+    assert_eq!(
+        a.to_json().unwrap(),
+        world
+            .plan(&p, &moved, now(), &PlanOptions::default())
+            .await
+            .to_json()
+            .unwrap()
+    );
+    assert_eq!(a.ops, b.ops, "the order of identities does not matter");
+    assert_eq!(
+        a.fingerprint, b.fingerprint,
+        "the fingerprint is of the sorted input"
+    );
+    let ids: Vec<&str> = a.ops.iter().map(|o| o.id.as_str()).collect();
+    let again = world.plan(&p, &moved, now(), &PlanOptions::default()).await;
+    assert_eq!(
+        ids,
+        again.ops.iter().map(|o| o.id.as_str()).collect::<Vec<_>>()
+    );
+    assert!(ids.iter().all(|id| id.len() == 16));
+}
+
+#[tokio::test]
+async fn movers_lose_old_access_before_getting_new() {
+    let p = policy();
+    let mut world = World::new();
+    world
+        .apply(
+            &world
+                .plan(&p, &people(), now(), &PlanOptions::default())
+                .await,
+        )
+        .await;
+    let mut moved = people();
+    moved[1] = moved[1].clone().with("department", "Engineering");
+    let plan = world.plan(&p, &moved, now(), &PlanOptions::default()).await;
+    let got = lines(&plan);
+    let revoke = got
+        .iter()
+        .position(|l| l.starts_with("revoke  ldap: sales"))
+        .unwrap_or_else(|| panic!("{got:#?}"));
+    let grant = got
+        .iter()
+        .position(|l| l.starts_with("grant   ldap: eng"))
+        .unwrap_or_else(|| panic!("{got:#?}"));
+    assert!(revoke < grant, "{got:#?}");
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("create  github: bob@example.com")),
+        "{got:#?}"
+    );
+    assert_eq!(plan.counts().values().sum::<usize>(), 4, "{got:#?}"); // revoke sales, grant eng, create github, grant org:eng
+    world.apply(&plan).await;
+    assert!(
+        world
+            .plan(&p, &moved, now(), &PlanOptions::default())
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn leavers_are_cut_off_at_once_and_deleted_after_the_grace_period() {
+    let p = policy();
+    let mut world = World::new();
+    world
+        .apply(
+            &world
+                .plan(&p, &people(), now(), &PlanOptions::default())
+                .await,
+        )
+        .await;
+    let mut gone = people();
+    gone[0] = gone[0]
+        .clone()
+        .with_state(LifecycleState::Terminated)
+        .with_dates(None, NaiveDate::from_ymd_opt(2026, 11, 22));
+    let plan = world.plan(&p, &gone, now(), &PlanOptions::default()).await;
+    let got = lines(&plan);
+    assert_eq!(
+        got.iter()
+            .map(|l| l
+                .split(" for ")
+                .next()
+                .unwrap_or(l)
+                .split(": ")
+                .next()
+                .unwrap_or(l)
+                .to_owned())
+            .collect::<Vec<_>>(),
+        [
+            "revoke  github",
+            "revoke  ldap",
+            "revoke  ldap",
+            "disable github",
+            "disable ldap"
+        ],
+        "{got:#?}"
+    );
+    let disable = plan
+        .ops
+        .iter()
+        .find(|o| o.kind.name() == "disable")
+        .unwrap();
+    assert_eq!(disable.reasons, ["leaver: e1 is terminated"]);
+    world.apply(&plan).await;
+    assert!(
+        world
+            .plan(&p, &gone, now(), &PlanOptions::default())
+            .await
+            .is_empty(),
+        "nothing more until the grace period ends"
+    );
+    let later = Utc.with_ymd_and_hms(2026, 12, 23, 0, 0, 0).unwrap();
+    let plan = world.plan(&p, &gone, later, &PlanOptions::default()).await;
+    assert_eq!(lines(&plan).len(), 1, "{:#?}", lines(&plan));
+    assert!(
+        matches!(plan.ops[0].kind, OpKind::Delete { .. }) && plan.ops[0].target.as_str() == "ldap"
+    );
+    assert_eq!(
+        plan.ops[0].reasons,
+        ["leaver: grace period ended 2026-12-22"]
+    );
+}
+
+#[tokio::test]
+async fn existing_accounts_are_linked_not_duplicated_and_ambiguity_is_reported() {
+    let p = policy();
+    let world = World::new();
+    let ldap = &world.targets[&TargetId::new("ldap")];
+    // Ada's account exists already (made by hand), with an extra group the policy does not know.
+    let ada = ldap
+        .create_account(CreateAccount::new("ada.lovelace", Default::default()))
+        .await
+        .unwrap();
+    ldap.grant(MembershipChange::new(
+        EntitlementId::new("vpn-admins"),
+        vec![ada.id.clone()],
+    ))
+    .await
+    .unwrap();
+    let plan = world
+        .plan(&p, &people(), now(), &PlanOptions::default())
+        .await;
+    let got = lines(&plan);
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with(&format!("link    ldap: {}", ada.id))),
+        "{got:#?}"
+    );
+    assert!(
+        !got.iter()
+            .any(|l| l.starts_with("create  ldap: ada.lovelace")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with(&format!("update  ldap: {} (set cn, set mail)", ada.id))),
+        "{got:#?}"
+    );
+    assert!(
+        !got.iter().any(|l| l.contains("vpn-admins")),
+        "unmanaged access is left alone: {got:#?}"
+    );
+
+    // Correlating on mail with two accounts holding Bob's address: reported, nothing done for Bob.
+    let mut a1 = Account::new("x1", "bsmith");
+    a1.attributes
+        .insert("mail".into(), "bob@example.com".into());
+    let mut a2 = Account::new("x2", "bob.s");
+    a2.attributes
+        .insert("mail".into(), "bob@example.com".into());
+    ldap.insert_account(a1).unwrap();
+    ldap.insert_account(a2).unwrap();
+    let mut opts = PlanOptions::default();
+    let mut t = TargetOptions::default();
+    t.correlation = vec![Correlation::new("mail", "email"), Correlation::login()];
+    opts.targets.insert(TargetId::new("ldap"), t);
+    let plan = world.plan(&p, &people(), now(), &opts).await;
+    assert_eq!(plan.conflicts.len(), 1, "{:?}", plan.conflicts);
+    assert_eq!(plan.conflicts[0].identity.as_str(), "e2");
+    assert_eq!(
+        plan.conflicts[0].accounts,
+        [AccountId::new("x1"), AccountId::new("x2")]
+    );
+    assert!(
+        !lines(&plan)
+            .iter()
+            .any(|l| l.contains("bob.smith") && l.starts_with("create  ldap"))
+    );
+}
+
+#[tokio::test]
+async fn orphans_are_reported_and_handled_per_target_policy() {
+    let p = policy();
+    let mut world = World::new();
+    world
+        .apply(
+            &world
+                .plan(&p, &people(), now(), &PlanOptions::default())
+                .await,
+        )
+        .await;
+    let ldap = world.targets[&TargetId::new("ldap")].clone();
+    ldap.insert_account(Account::new("stray-1", "old.admin"))
+        .unwrap();
+    // e3 disappears from HR entirely: their owned accounts become orphans.
+    let fewer = &people()[..2];
+    let plan = world.plan(&p, fewer, now(), &PlanOptions::default()).await;
+    assert!(
+        plan.is_empty(),
+        "reporting is the default: {:#?}",
+        lines(&plan)
+    );
+    let orphans: Vec<(&str, bool, Option<&str>)> = plan
+        .orphans
+        .iter()
+        .map(|o| {
+            (
+                o.login.as_str(),
+                o.owned,
+                o.former_identity.as_ref().map(|i| i.as_str()),
+            )
+        })
+        .collect();
+    assert!(orphans.contains(&("old.admin", false, None)), "{orphans:?}");
+    assert!(
+        orphans.contains(&("cy.young", true, Some("e3"))),
+        "{orphans:?}"
+    );
+
+    let mut opts = PlanOptions::default();
+    let mut t = TargetOptions::default();
+    t.orphans = OrphanPolicy::Delete;
+    opts.targets.insert(TargetId::new("ldap"), t);
+    let plan = world.plan(&p, fewer, now(), &opts).await;
+    let got = lines(&plan);
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("delete  ldap:") && !l.contains("stray")),
+        "owned orphan deleted: {got:#?}"
+    );
+    assert!(
+        got.iter().any(|l| l == "disable ldap: stray-1"),
+        "unowned orphan only disabled: {got:#?}"
+    );
+}
+
+#[tokio::test]
+async fn mass_removals_are_blocked_with_a_report() {
+    let p = policy();
+    let mut world = World::new();
+    let many: Vec<Identity> = (0..40)
+        .map(|i| person(&format!("e{i}"), &format!("P{i}"), "Q", "Sales"))
+        .collect();
+    world
+        .apply(&world.plan(&p, &many, now(), &PlanOptions::default()).await)
+        .await;
+    // A broken HR export marks 10 of 40 (25%) as leavers.
+    let mut broken = many.clone();
+    for who in broken.iter_mut().take(10) {
+        who.state = LifecycleState::Terminated;
+    }
+    let plan = world
+        .plan(&p, &broken, now(), &PlanOptions::default())
+        .await;
+    assert_eq!(plan.blocked.len(), 1);
+    let block = &plan.blocked[0];
+    assert_eq!(
+        (
+            block.target.as_str(),
+            block.disable,
+            block.delete,
+            block.total
+        ),
+        ("ldap", 10, 0, 40)
+    );
+    assert_eq!(block.ops.len(), 10);
+    assert!(
+        block.to_string().contains("more than 20% of them"),
+        "{block}"
+    );
+    // Five leavers (12.5%) pass.
+    let mut few = many.clone();
+    for who in few.iter_mut().take(5) {
+        who.state = LifecycleState::Terminated;
+    }
+    assert!(
+        world
+            .plan(&p, &few, now(), &PlanOptions::default())
+            .await
+            .blocked
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_fingerprint_covers_inputs_but_not_the_clock() {
+    let p = policy();
+    let world = World::new();
+    let a = world
+        .plan(&p, &people(), now(), &PlanOptions::default())
+        .await;
+    let b = world
+        .plan(
+            &p,
+            &people(),
+            now() + chrono::Duration::minutes(5),
+            &PlanOptions::default(),
+        )
+        .await;
+    assert_eq!(a.fingerprint, b.fingerprint);
+    let mut changed = people();
+    changed[0] = changed[0].clone().with("email", "ada@new.example.com");
+    assert_ne!(
+        a.fingerprint,
+        world
+            .plan(&p, &changed, now(), &PlanOptions::default())
+            .await
+            .fingerprint
+    );
+    let plan: Plan = serde_json::from_str(&a.to_json().unwrap()).unwrap();
+    assert_eq!(plan, a, "plans round-trip through JSON");
+}

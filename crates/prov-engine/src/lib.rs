@@ -14,11 +14,17 @@
     clippy::print_stdout
 )]
 
+mod executor;
 mod plan;
 mod planner;
+mod store;
 
+pub use executor::{
+    ApplyError, ApplyOptions, ApplyReport, Executor, OpOutcome, OpStatus, RetryPolicy, TargetLimits,
+};
 pub use plan::{AccountRef, Conflict, OpKind, Orphan, PLAN_VERSION, Plan, PlannedOp, SafetyBlock};
 pub use planner::{
     Correlation, Link, LinkOrigin, OrphanPolicy, PlanInput, PlanOptions, Safety, TargetOptions,
     fingerprint, plan,
 };
+pub use store::{MemoryStore, Store};

@@ -1,4 +1,5 @@
 //! prov-engine integration tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test reports failure by panicking
 
+mod executor;
 mod planner;

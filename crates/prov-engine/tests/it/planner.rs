@@ -1,18 +1,19 @@
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use prov_core::{
     Account, AccountId, Connector, ConnectorExt, CreateAccount, EntitlementId, Identity,
-    LifecycleState, MembershipChange, TargetId, UpdateAccount,
+    LifecycleState, MembershipChange, TargetId,
 };
 use prov_engine::{
-    AccountRef, Correlation, Link, LinkOrigin, OpKind, OrphanPolicy, Plan, PlanInput, PlanOptions,
-    TargetOptions, plan,
+    AccountRef, ApplyOptions, Correlation, Executor, MemoryStore, OpKind, OrphanPolicy, Plan,
+    PlanInput, PlanOptions, Store, TargetOptions, plan,
 };
 use prov_resolver::{CompiledPolicy, Policy};
 use prov_testkit::MemoryConnector;
 
-const POLICY: &str = r#"
+pub(crate) const POLICY: &str = r#"
 [attributes]
 given_name = "string"
 family_name = "string"
@@ -52,17 +53,17 @@ when = 'department == "Sales"'
 roles = ["sales"]
 "#;
 
-fn policy() -> CompiledPolicy {
+pub(crate) fn policy() -> CompiledPolicy {
     Policy::from_toml(POLICY)
         .and_then(|p| p.compile())
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap()
 }
 
-fn person(id: &str, given: &str, family: &str, dept: &str) -> Identity {
+pub(crate) fn person(id: &str, given: &str, family: &str, dept: &str) -> Identity {
     Identity::new(id)
         .with("given_name", given)
         .with("family_name", family)
@@ -70,7 +71,7 @@ fn person(id: &str, given: &str, family: &str, dept: &str) -> Identity {
         .with("email", format!("{}@example.com", given.to_lowercase()))
 }
 
-fn people() -> Vec<Identity> {
+pub(crate) fn people() -> Vec<Identity> {
     vec![
         person("e1", "Ada", "Lovelace", "Engineering"),
         person("e2", "Bob", "Smith", "Sales"),
@@ -78,15 +79,14 @@ fn people() -> Vec<Identity> {
     ]
 }
 
-/// A world: memory targets and the ownership ledger, with a test-only
-/// sequential apply (the real executor is the next part of the engine).
-struct World {
-    targets: BTreeMap<TargetId, MemoryConnector>,
-    links: Vec<Link>,
+/// A world: memory targets, the store, and the executor over them.
+pub(crate) struct World {
+    pub(crate) targets: BTreeMap<TargetId, MemoryConnector>,
+    pub(crate) store: MemoryStore,
 }
 
 impl World {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut targets = BTreeMap::new();
         targets.insert(
             TargetId::new("ldap"),
@@ -98,11 +98,11 @@ impl World {
         );
         World {
             targets,
-            links: Vec::new(),
+            store: MemoryStore::new(),
         }
     }
 
-    async fn actual(&self) -> BTreeMap<TargetId, Vec<Account>> {
+    pub(crate) async fn actual(&self) -> BTreeMap<TargetId, Vec<Account>> {
         let mut out = BTreeMap::new();
         for (t, c) in &self.targets {
             out.insert(t.clone(), c.list_all_accounts().await.unwrap());
@@ -110,7 +110,7 @@ impl World {
         out
     }
 
-    async fn plan(
+    pub(crate) async fn plan(
         &self,
         policy: &CompiledPolicy,
         who: &[Identity],
@@ -118,84 +118,34 @@ impl World {
         opts: &PlanOptions,
     ) -> Plan {
         let actual = self.actual().await;
-        plan(&PlanInput::new(policy, who, at, &actual, &self.links), opts)
+        let links = self.store.links().await.unwrap();
+        plan(&PlanInput::new(policy, who, at, &actual, &links), opts)
     }
 
-    async fn apply(&mut self, plan: &Plan) {
-        let mut created: BTreeMap<(TargetId, String), AccountId> = BTreeMap::new();
-        for op in &plan.ops {
-            let conn = &self.targets[&op.target];
-            let resolve = |a: &AccountRef| match a {
-                AccountRef::Existing { id } => id.clone(),
-                AccountRef::New { login } => created[&(op.target.clone(), login.clone())].clone(),
-                _ => unreachable!(),
-            };
-            match &op.kind {
-                OpKind::Create {
-                    login,
-                    attributes,
-                    enabled,
-                } => {
-                    let mut req = CreateAccount::new(login.clone(), attributes.clone());
-                    req.enabled = *enabled;
-                    let acct = conn.create_account(req).await.unwrap();
-                    created.insert((op.target.clone(), login.clone()), acct.id.clone());
-                    self.links.push(Link::new(
-                        op.target.clone(),
-                        acct.id,
-                        op.identity.clone().unwrap(),
-                        LinkOrigin::Created,
-                    ));
-                }
-                OpKind::Link { account } => {
-                    self.links.push(Link::new(
-                        op.target.clone(),
-                        account.clone(),
-                        op.identity.clone().unwrap(),
-                        LinkOrigin::Linked,
-                    ));
-                }
-                OpKind::Update { account, delta } => {
-                    conn.update_account(UpdateAccount::new(resolve(account), delta.clone()))
-                        .await
-                        .unwrap();
-                }
-                OpKind::SetEnabled { account, enabled } => {
-                    conn.set_enabled(&resolve(account), *enabled).await.unwrap()
-                }
-                OpKind::Grant {
-                    account,
-                    entitlement,
-                } => {
-                    conn.grant(MembershipChange::new(
-                        entitlement.clone(),
-                        vec![resolve(account)],
-                    ))
-                    .await
-                    .unwrap();
-                }
-                OpKind::Revoke {
-                    account,
-                    entitlement,
-                } => {
-                    conn.revoke(MembershipChange::new(
-                        entitlement.clone(),
-                        vec![resolve(account)],
-                    ))
-                    .await
-                    .unwrap();
-                }
-                OpKind::Delete { account } => {
-                    conn.delete_account(account).await.unwrap();
-                    self.links.retain(|l| &l.account != account);
-                }
-                _ => unreachable!(),
-            }
-        }
+    pub(crate) fn executor(&self, opts: ApplyOptions) -> Executor {
+        let conns = self
+            .targets
+            .iter()
+            .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
+            .collect();
+        Executor::new(conns, opts)
+    }
+
+    pub(crate) async fn apply(&mut self, plan: &Plan) {
+        let report = self
+            .executor(ApplyOptions::default())
+            .apply(plan, &self.store)
+            .await
+            .unwrap();
+        assert!(
+            report.is_success(),
+            "{:#?}",
+            report.failures().collect::<Vec<_>>()
+        );
     }
 }
 
-fn lines(plan: &Plan) -> Vec<String> {
+pub(crate) fn lines(plan: &Plan) -> Vec<String> {
     plan.ops
         .iter()
         .map(|op| {

@@ -3,18 +3,23 @@
 //!
 //! `cargo run --example quickstart` (nothing to install, nothing to start).
 //! It reads examples/data/hr.csv and examples/data/policy.toml, resolves
-//! everyone, provisions the result into in-memory targets through the
-//! `Connector` trait, then moves one person to another department and
-//! terminates another, printing what changes and why.
+//! everyone, then plans and applies the result into in-memory targets with
+//! the engine; a second plan shows nothing left to do. Then one person
+//! moves to another department and another leaves: each change is planned,
+//! shown with its reasons, and applied.
 
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use std::sync::Arc;
+
 use prov::core::{
-    AccountId, Connector, ConnectorExt, CreateAccount, EntitlementId, Identity, LifecycleState,
-    MembershipChange, TargetId, Value,
+    Connector, ConnectorExt, EntitlementId, Identity, LifecycleState, TargetId, Value,
+};
+use prov::engine::{
+    ApplyOptions, Executor, MemoryStore, Plan, PlanInput, PlanOptions, Store, plan,
 };
 use prov::resolver::{CompiledPolicy, DesiredState, Policy};
 use prov::testkit::MemoryConnector;
@@ -96,94 +101,56 @@ fn name(who: &Identity) -> String {
     format!("{} {}", get("given_name"), get("family_name"))
 }
 
-fn short(ent: &EntitlementId) -> &str {
-    // `cn=engineering,ou=groups,...` reads better as `cn=engineering`.
-    ent.as_str().split(',').next().unwrap_or(ent.as_str())
+/// Plans against the targets' current accounts and the store's links.
+async fn plan_now(
+    policy: &CompiledPolicy,
+    people: &[Identity],
+    now: DateTime<Utc>,
+    targets: &BTreeMap<TargetId, MemoryConnector>,
+    store: &MemoryStore,
+) -> Result<Plan> {
+    let mut actual = BTreeMap::new();
+    for (t, conn) in targets {
+        actual.insert(t.clone(), conn.list_all_accounts().await?);
+    }
+    let links = store.links().await?;
+    Ok(plan(
+        &PlanInput::new(policy, people, now, &actual, &links),
+        &PlanOptions::default(),
+    ))
 }
 
-/// Provisions desired states into the memory targets: one create per
-/// account, then one batched grant per entitlement (the engine will plan,
-/// order, rate-limit and audit this; here it shows the connector side).
-async fn provision(
-    targets: &BTreeMap<TargetId, MemoryConnector>,
-    desired: &[DesiredState],
-) -> Result<()> {
-    for (tid, conn) in targets {
-        let mut members: BTreeMap<EntitlementId, Vec<AccountId>> = BTreeMap::new();
-        for d in desired {
-            let Some(t) = d.targets.get(tid) else {
-                continue;
-            };
-            let Some(acct) = &t.account else { continue };
-            let mut req = CreateAccount::new(acct.login.clone(), acct.attributes.clone());
-            req.enabled = acct.enabled;
-            let made = conn.create_account(req).await?;
-            for ent in t.entitlements.keys() {
-                members
-                    .entry(ent.clone())
-                    .or_default()
-                    .push(made.id.clone());
-            }
-        }
-        for (ent, accounts) in members {
-            let outcome = conn
-                .grant(MembershipChange::new(ent.clone(), accounts))
-                .await?;
-            if let Some(f) = outcome.failures.first() {
-                return Err(format!("{tid}: grant {ent} to {}: {}", f.account, f.error).into());
-            }
-        }
+/// Prints a plan's operations with the first reason of each.
+fn show_plan(plan: &Plan) {
+    if plan.is_empty() {
+        println!("  no changes");
+    }
+    for op in &plan.ops {
+        let why = op
+            .reasons
+            .first()
+            .map(|r| r.replace(",ou=groups,dc=example,dc=com", ""))
+            .unwrap_or_default();
+        let what = op.to_string().replace(",ou=groups,dc=example,dc=com", "");
+        println!("  {what}\n      because {why}");
+    }
+    for b in &plan.blocked {
+        println!("  BLOCKED: {b}");
+    }
+}
+
+async fn apply_now(executor: &Executor, plan: &Plan, store: &MemoryStore) -> Result<()> {
+    let report = executor.apply(plan, store).await?;
+    println!(
+        "  applied: {} of {} operations done, {} calls to targets",
+        report.done(),
+        report.outcomes.len(),
+        report.calls
+    );
+    for f in report.failures() {
+        println!("  {f}");
     }
     Ok(())
-}
-
-/// What changes for one person between two desired states.
-fn diff(before: &DesiredState, after: &DesiredState) -> Vec<String> {
-    let mut out = Vec::new();
-    let targets: std::collections::BTreeSet<&TargetId> =
-        before.targets.keys().chain(after.targets.keys()).collect();
-    for t in targets {
-        let b = before.targets.get(t);
-        let a = after.targets.get(t);
-        let (ba, aa) = (
-            b.and_then(|x| x.account.as_ref()),
-            a.and_then(|x| x.account.as_ref()),
-        );
-        match (ba, aa) {
-            (None, Some(acct)) => out.push(format!("  + {t}: create account {}", acct.login)),
-            (Some(acct), None) => out.push(format!("  - {t}: remove account {}", acct.login)),
-            (Some(x), Some(y)) if x.enabled && !y.enabled => {
-                let when = match y.leaver.and_then(|l| l.delete_after) {
-                    Some(day) => format!(", delete on or after {day}"),
-                    None => String::new(),
-                };
-                out.push(format!("  ~ {t}: disable account {}{when}", y.login));
-            }
-            (Some(x), Some(y)) if x.attributes != y.attributes => {
-                for (k, v) in &y.attributes {
-                    if x.attributes.get(k) != Some(v) {
-                        out.push(format!("  ~ {t}: set {k} = {v}"));
-                    }
-                }
-            }
-            _ => {}
-        }
-        let empty = BTreeMap::new();
-        let be = b.map_or(&empty, |x| &x.entitlements);
-        let ae = a.map_or(&empty, |x| &x.entitlements);
-        for (e, sources) in ae {
-            if !be.contains_key(e) {
-                let why: Vec<String> = sources.iter().map(ToString::to_string).collect();
-                out.push(format!("  + {t}: grant {} ({})", short(e), why.join(", ")));
-            }
-        }
-        for e in be.keys() {
-            if !ae.contains_key(e) {
-                out.push(format!("  - {t}: revoke {}", short(e)));
-            }
-        }
-    }
-    out
 }
 
 fn show_everyone(policy: &CompiledPolicy, people: &[Identity], desired: &[DesiredState]) {
@@ -261,29 +228,43 @@ async fn run() -> Result<()> {
         }
     }
 
-    // Provision into in-memory targets, one per policy target.
+    // In-memory targets, one per policy target, offering the entitlements it grants.
     let targets: BTreeMap<TargetId, MemoryConnector> = policy
         .target_ids()
         .map(|t| {
             (
                 t.clone(),
-                MemoryConnector::new().with_entitlements(all_entitlements(&desired, t)),
+                MemoryConnector::new()
+                    .with_entitlements(policy.entitlements_on(t).into_iter().cloned()),
             )
         })
         .collect();
-    provision(&targets, &desired).await?;
-    println!("\nprovisioned into memory targets:");
+    let connectors: BTreeMap<TargetId, Arc<dyn Connector>> = targets
+        .iter()
+        .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
+        .collect();
+    let executor = Executor::new(connectors, ApplyOptions::default());
+    let store = MemoryStore::new();
+
+    let first = plan_now(&policy, &people, now, &targets, &store).await?;
+    println!(
+        "\nplan: {:?} (fingerprint {})",
+        first.counts(),
+        &first.fingerprint[..16]
+    );
+    apply_now(&executor, &first, &store).await?;
     for (t, conn) in &targets {
         let accounts = conn.list_all_accounts().await?;
         let grants: usize = accounts.iter().map(|a| a.entitlements.len()).sum();
         let disabled = accounts.iter().filter(|a| !a.enabled).count();
-        let stats = conn.stats();
         println!(
-            "  {t:<7} {:>3} accounts ({disabled} disabled), {grants:>3} memberships, {} requests",
-            accounts.len(),
-            stats.writes
+            "  {:<7} {:>3} accounts ({disabled} disabled), {grants:>3} memberships",
+            t.as_str(),
+            accounts.len()
         );
     }
+    println!("plan again:");
+    show_plan(&plan_now(&policy, &people, now, &targets, &store).await?);
 
     // Why does the on-call engineer have production access?
     let oncall = people
@@ -324,40 +305,38 @@ async fn run() -> Result<()> {
         .iter()
         .position(|p| p.id.as_str() == "E1024")
         .ok_or("E1024 missing")?;
-    let before = policy.desired(&people[i], now);
     people[i] = people[i]
         .clone()
         .with("department", "Marketing")
         .with("title", "Marketing Specialist");
-    let after = policy.desired(&people[i], now);
     println!(
         "\nmover: {} ({}) Sales -> Marketing",
         people[i].id,
         name(&people[i])
     );
-    for line in diff(&before, &after) {
-        println!("{line}");
-    }
+    let moved = plan_now(&policy, &people, now, &targets, &store).await?;
+    show_plan(&moved);
+    apply_now(&executor, &moved, &store).await?;
 
     // A leaver: an engineer is terminated today.
     let j = people
         .iter()
         .position(|p| p.id.as_str() == "E1011")
         .ok_or("E1011 missing")?;
-    let before = policy.desired(&people[j], now);
     let mut leaver = people[j].clone().with_state(LifecycleState::Terminated);
     leaver.end_date = Some(now.date_naive());
     people[j] = leaver;
-    let after = policy.desired(&people[j], now);
     println!(
         "\nleaver: {} ({}) terminated {}",
         people[j].id,
         name(&people[j]),
         now.date_naive()
     );
-    for line in diff(&before, &after) {
-        println!("{line}");
-    }
+    let left = plan_now(&policy, &people, now, &targets, &store).await?;
+    show_plan(&left);
+    apply_now(&executor, &left, &store).await?;
+    println!("plan again:");
+    show_plan(&plan_now(&policy, &people, now, &targets, &store).await?);
 
     // The contractor's access ends with the contract, with no one doing anything.
     let c = people
@@ -378,17 +357,6 @@ async fn run() -> Result<()> {
         c.end_date.map(|d| d.to_string()).unwrap_or_default()
     );
     Ok(())
-}
-
-fn all_entitlements(desired: &[DesiredState], target: &TargetId) -> Vec<EntitlementId> {
-    let mut all: Vec<EntitlementId> = desired
-        .iter()
-        .filter_map(|d| d.targets.get(target))
-        .flat_map(|t| t.entitlements.keys().cloned())
-        .collect();
-    all.sort();
-    all.dedup();
-    all
 }
 
 fn main() -> std::process::ExitCode {

@@ -170,6 +170,9 @@ pub struct PlannedOp {
     /// The identity it is for (`None` for orphans).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityId>,
+    /// The account's login, for people reading the plan (the id may be opaque).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_login: Option<String>,
     /// What it does.
     #[serde(flatten)]
     pub kind: OpKind,
@@ -185,12 +188,32 @@ impl PlannedOp {
         reasons: Vec<String>,
     ) -> Self {
         let id = op_id(&target, &kind);
+        let login = match &kind {
+            OpKind::Create { login, .. } => Some(login.clone()),
+            _ => None,
+        };
         PlannedOp {
             id,
             target,
             identity,
+            account_login: login,
             kind,
             reasons,
+        }
+    }
+
+    /// The existing account the operation acts on, if any.
+    pub fn existing_account(&self) -> Option<&AccountId> {
+        match &self.kind {
+            OpKind::Link { account } | OpKind::Delete { account } => Some(account),
+            OpKind::Update { account, .. }
+            | OpKind::SetEnabled { account, .. }
+            | OpKind::Grant { account, .. }
+            | OpKind::Revoke { account, .. } => match account {
+                AccountRef::Existing { id } => Some(id),
+                AccountRef::New { .. } => None,
+            },
+            OpKind::Create { .. } => None,
         }
     }
 
@@ -205,22 +228,32 @@ impl PlannedOp {
 }
 
 impl fmt::Display for PlannedOp {
+    /// One line for people: the account by login when known (the id is in the JSON).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {:<7} {}: ", self.id, self.kind.name(), self.target)?;
+        let name = |a: &dyn fmt::Display| match &self.account_login {
+            Some(login) => login.clone(),
+            None => a.to_string(),
+        };
         match &self.kind {
             OpKind::Create { login, enabled, .. } => {
                 write!(f, "{login}{}", if *enabled { "" } else { " (disabled)" })?
             }
-            OpKind::Link { account } | OpKind::Delete { account } => write!(f, "{account}")?,
+            OpKind::Link { account } | OpKind::Delete { account } => {
+                write!(f, "{}", name(account))?;
+                if self.account_login.is_some() {
+                    write!(f, " ({account})")?;
+                }
+            }
             OpKind::Update { account, delta } => {
                 let mut parts: Vec<String> = delta.set.keys().map(|k| format!("set {k}")).collect();
                 parts.extend(delta.remove.iter().map(|k| format!("remove {k}")));
                 if let Some(l) = &delta.login {
                     parts.push(format!("rename to {l}"));
                 }
-                write!(f, "{account} ({})", parts.join(", "))?
+                write!(f, "{} ({})", name(account), parts.join(", "))?
             }
-            OpKind::SetEnabled { account, .. } => write!(f, "{account}")?,
+            OpKind::SetEnabled { account, .. } => write!(f, "{}", name(account))?,
             OpKind::Grant {
                 account,
                 entitlement,
@@ -228,7 +261,7 @@ impl fmt::Display for PlannedOp {
             | OpKind::Revoke {
                 account,
                 entitlement,
-            } => write!(f, "{entitlement} for {account}")?,
+            } => write!(f, "{entitlement} for {}", name(account))?,
         }
         if let Some(who) = &self.identity {
             write!(f, " [{who}]")?;

@@ -333,6 +333,20 @@ pub fn plan(input: &PlanInput<'_>, options: &PlanOptions) -> Plan {
         }
     }
 
+    // Name accounts by login for people reading the plan.
+    let logins: HashMap<(&TargetId, &AccountId), &str> = input
+        .actual
+        .iter()
+        .flat_map(|(t, accts)| accts.iter().map(move |a| ((t, &a.id), a.login.as_str())))
+        .collect();
+    for op in &mut ops {
+        if op.account_login.is_none()
+            && let Some(id) = op.existing_account()
+            && let Some(login) = logins.get(&(&op.target, id))
+        {
+            op.account_login = Some((*login).to_owned());
+        }
+    }
     ops.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let blocked = safety_blocks(&ops, input.actual, options);
     conflicts.sort_by(|a: &Conflict, b: &Conflict| {

@@ -898,6 +898,18 @@ impl CompiledPolicy {
         })
     }
 
+    /// Every entitlement the policy grants on `target`, sorted.
+    pub fn entitlements_on(&self, target: &TargetId) -> Vec<&EntitlementId> {
+        let Some(&t) = self.target_index.get(target.as_str()) else {
+            return Vec::new();
+        };
+        self.entitlements
+            .iter()
+            .filter(|(et, _)| *et == t)
+            .map(|(_, id)| id)
+            .collect()
+    }
+
     /// The account attributes `target`'s template sets, sorted: the only
     /// attributes a planner may change.
     pub fn managed_attributes(&self, target: &TargetId) -> Vec<&str> {

@@ -12,13 +12,14 @@ use futures_util::StreamExt;
 use futures_util::stream;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prov_core::{
-    AccountId, Capabilities, Connector, CreateAccount, EntitlementId, ErrorKind, IdentityId,
-    ListRequest, MembershipChange, RateLimit, TargetId, UpdateAccount,
+    AccountId, Capabilities, Clock, Connector, CreateAccount, EntitlementId, ErrorKind, IdentityId,
+    ListRequest, MembershipChange, RateLimit, SystemClock, TargetId, UpdateAccount,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditEvent;
 use crate::plan::{AccountRef, OpKind, Plan, PlannedOp, SafetyBlock};
 use crate::planner::{Link, LinkOrigin};
 use crate::store::Store;
@@ -189,6 +190,8 @@ pub struct ApplyReport {
     pub calls: u64,
     /// Retries among them.
     pub retries: u64,
+    /// Set when the outcomes could not be written to the audit log.
+    pub audit_error: Option<String>,
 }
 
 impl ApplyReport {
@@ -226,6 +229,8 @@ struct Budget {
 /// Applies plans through connectors.
 pub struct Executor {
     targets: BTreeMap<TargetId, Runtime>,
+    clock: Arc<dyn Clock>,
+    actor: String,
     options: ApplyOptions,
     rng: Mutex<SmallRng>,
     budget: Mutex<Budget>,
@@ -280,11 +285,25 @@ impl Executor {
         });
         Executor {
             targets,
+            clock: Arc::new(SystemClock),
+            actor: "prov-engine".to_owned(),
             options,
             rng,
             budget,
             counters: Mutex::new((0, 0)),
         }
+    }
+
+    /// Uses `clock` for audit timestamps (builder style).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Names who acts, in the audit log (builder style; default `prov-engine`).
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = actor.into();
+        self
     }
 
     /// Applies a plan. Returns an error (having done nothing) when the plan
@@ -311,16 +330,74 @@ impl Executor {
             outcomes.extend(batch.into_iter().map(|o| (o.op.clone(), o)));
         }
         let after = self.counters();
-        let ordered = plan
-            .ops
-            .iter()
-            .filter_map(|op| outcomes.remove(&op.id))
-            .collect();
+        let now = self.clock.now();
+        let mut ordered = Vec::with_capacity(plan.ops.len());
+        let mut events = Vec::with_capacity(plan.ops.len());
+        for op in &plan.ops {
+            if let Some(o) = outcomes.remove(&op.id) {
+                events.push(self.audit_event(op, &o, now));
+                ordered.push(o);
+            }
+        }
+        let audit_error = store
+            .append_audit(events)
+            .await
+            .err()
+            .map(|e| e.to_string());
         Ok(ApplyReport {
             outcomes: ordered,
             calls: after.0 - before.0,
             retries: after.1 - before.1,
+            audit_error,
         })
+    }
+
+    fn audit_event(
+        &self,
+        op: &PlannedOp,
+        o: &OpOutcome,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> AuditEvent {
+        let operation = match &op.kind {
+            OpKind::Grant { entitlement, .. } | OpKind::Revoke { entitlement, .. } => {
+                format!("{} {entitlement}", op.kind.name())
+            }
+            OpKind::Update { delta, .. } => {
+                let mut names: Vec<&str> = delta.set.keys().map(String::as_str).collect();
+                names.extend(delta.remove.iter().map(String::as_str));
+                if let Some(login) = &delta.login {
+                    return self.finish_event(op, o, time, format!("rename to {login}"));
+                }
+                format!("update {}", names.join(","))
+            }
+            kind => kind.name().to_owned(),
+        };
+        self.finish_event(op, o, time, operation)
+    }
+
+    fn finish_event(
+        &self,
+        op: &PlannedOp,
+        o: &OpOutcome,
+        time: chrono::DateTime<chrono::Utc>,
+        operation: String,
+    ) -> AuditEvent {
+        let outcome = match &o.status {
+            OpStatus::Done => "done".to_owned(),
+            OpStatus::Failed { message, .. } => format!("failed: {message}"),
+            OpStatus::Skipped { reason } => format!("skipped: {reason}"),
+        };
+        let mut event = AuditEvent::new(
+            time,
+            self.actor.clone(),
+            operation,
+            op.reasons.join("; "),
+            outcome,
+        );
+        event.identity.clone_from(&op.identity);
+        event.target = Some(op.target.clone());
+        event.account.clone_from(&o.account);
+        event
     }
 
     fn counters(&self) -> (u64, u64) {

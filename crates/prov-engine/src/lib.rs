@@ -14,6 +14,7 @@
     clippy::print_stdout
 )]
 
+pub mod audit;
 mod executor;
 mod plan;
 mod planner;

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use prov_core::{AccountId, Result, TargetId};
 
+use crate::audit::{AuditEvent, AuditRecord};
 use crate::planner::Link;
 
 /// Durable engine state.
@@ -28,12 +29,20 @@ pub trait Store: Send + Sync {
     async fn put_link(&self, link: &Link) -> Result<()>;
     /// Forgets a link; forgetting one that is absent is not an error.
     async fn remove_link(&self, target: &TargetId, account: &AccountId) -> Result<()>;
+
+    /// Appends events to the audit log, sealing each into the hash chain,
+    /// atomically and in order; returns the sealed records.
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditRecord>>;
+
+    /// The whole audit log, oldest first.
+    async fn audit_log(&self) -> Result<Vec<AuditRecord>>;
 }
 
 /// A store in memory, for tests and for embedding without persistence.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     links: Mutex<BTreeMap<(TargetId, AccountId), Link>>,
+    audit: Mutex<Vec<AuditRecord>>,
 }
 
 impl MemoryStore {
@@ -65,5 +74,27 @@ impl Store for MemoryStore {
     async fn remove_link(&self, target: &TargetId, account: &AccountId) -> Result<()> {
         self.guard().remove(&(target.clone(), account.clone()));
         Ok(())
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditRecord>> {
+        let mut log = self
+            .audit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sealed = Vec::with_capacity(events.len());
+        for event in events {
+            let record = AuditRecord::seal(log.last(), event);
+            log.push(record.clone());
+            sealed.push(record);
+        }
+        Ok(sealed)
+    }
+
+    async fn audit_log(&self) -> Result<Vec<AuditRecord>> {
+        Ok(self
+            .audit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone())
     }
 }

@@ -1,5 +1,6 @@
 //! prov-engine integration tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test reports failure by panicking
 
+mod audit;
 mod executor;
 mod planner;

@@ -15,11 +15,13 @@
 )]
 
 pub mod audit;
+mod engine;
 mod executor;
 mod plan;
 mod planner;
 mod store;
 
+pub use engine::{Engine, EngineError, Event};
 pub use executor::{
     ApplyError, ApplyOptions, ApplyReport, Executor, OpOutcome, OpStatus, RetryPolicy, TargetLimits,
 };

@@ -182,6 +182,10 @@ pub struct PlanInput<'a> {
     pub links: &'a [Link],
     /// Assignments and leases from the store.
     pub extra: Extra<'a>,
+    /// The listing covers only these identities' accounts (an event, not a
+    /// full reconcile): no orphans are reported, and the safeguard counts
+    /// removals without a share of a total it does not know.
+    pub partial: bool,
 }
 
 impl<'a> PlanInput<'a> {
@@ -200,7 +204,14 @@ impl<'a> PlanInput<'a> {
             actual,
             links,
             extra: Extra::default(),
+            partial: false,
         }
+    }
+
+    /// Marks the listing as covering only these identities' accounts (builder style).
+    pub fn partial(mut self) -> Self {
+        self.partial = true;
+        self
     }
 
     /// Adds assignments and leases from the store (builder style).
@@ -280,10 +291,10 @@ pub fn plan(input: &PlanInput<'_>, options: &PlanOptions) -> Plan {
                 &mut conflicts,
             );
         }
-        // Accounts nobody claimed: orphans.
+        // Accounts nobody claimed: orphans (only a full listing can tell).
         let mut unclaimed: Vec<&Account> = accounts_vec
             .iter()
-            .filter(|a| !ctx.claimed.contains(&a.id))
+            .filter(|a| !input.partial && !ctx.claimed.contains(&a.id))
             .collect();
         unclaimed.sort_by(|a, b| a.id.cmp(&b.id));
         for a in unclaimed {
@@ -348,7 +359,7 @@ pub fn plan(input: &PlanInput<'_>, options: &PlanOptions) -> Plan {
         }
     }
     ops.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    let blocked = safety_blocks(&ops, input.actual, options);
+    let blocked = safety_blocks(&ops, (!input.partial).then_some(input.actual), options);
     conflicts.sort_by(|a: &Conflict, b: &Conflict| {
         (&a.target, &a.identity).cmp(&(&b.target, &b.identity))
     });
@@ -644,7 +655,7 @@ fn attribute_delta(managed: &[&str], want: AccountView<'_>, acct: &Account) -> A
 
 fn safety_blocks(
     ops: &[PlannedOp],
-    actual: &BTreeMap<TargetId, Vec<Account>>,
+    actual: Option<&BTreeMap<TargetId, Vec<Account>>>,
     options: &PlanOptions,
 ) -> Vec<SafetyBlock> {
     let mut by_target: BTreeMap<&TargetId, Vec<&PlannedOp>> = BTreeMap::new();
@@ -654,14 +665,15 @@ fn safety_blocks(
     let mut out = Vec::new();
     for (target, removals) in by_target {
         let safety = options.for_target(target).safety;
-        let total = actual.get(target).map_or(0, Vec::len);
+        let total = actual.map_or(0, |a| a.get(target).map_or(0, Vec::len));
         // An account both disabled and deleted counts once.
         let accounts: BTreeSet<String> = removals.iter().map(|o| o.kind_account()).collect();
         let n = accounts.len();
-        let share = if total == 0 {
-            1.0
-        } else {
-            n as f64 / total as f64
+        // Without a full listing there is no total to take a share of.
+        let share = match (actual, total) {
+            (None, _) => 0.0,
+            (Some(_), 0) => 1.0,
+            (Some(_), total) => n as f64 / total as f64,
         };
         let over_share = share > safety.max_share;
         let over_count = safety.max_count.is_some_and(|m| n > m);

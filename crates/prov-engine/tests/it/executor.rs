@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prov_core::{
-    Connector, ConnectorExt, ErrorKind, Identity, LifecycleState, Operation, TargetId,
-};
+use prov_core::{Connector, ConnectorExt, Identity, LifecycleState, Operation, TargetId};
 use prov_engine::{
     ApplyError, ApplyOptions, Executor, MemoryStore, OpStatus, PlanInput, PlanOptions, RetryPolicy,
     Store, plan,
@@ -321,5 +319,4 @@ async fn renames_move_links_and_unknown_targets_are_refused() {
         err.to_string(),
         "the plan names target `github`, which has no connector"
     );
-    let _ = ErrorKind::NotFound;
 }

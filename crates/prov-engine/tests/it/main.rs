@@ -2,5 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test reports failure by panicking
 
 mod audit;
+mod engine;
 mod executor;
 mod planner;

@@ -1,0 +1,161 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use prov_core::{Account, Connector, ConnectorExt, TargetId};
+use prov_engine::{Engine, EngineError, Event, MemoryStore, Store};
+use prov_testkit::{ManualClock, MemoryConnector};
+
+use crate::planner::{people, person, policy};
+
+struct Setup {
+    engine: Engine,
+    targets: BTreeMap<TargetId, MemoryConnector>,
+    store: Arc<MemoryStore>,
+}
+
+fn setup() -> Setup {
+    let mut targets = BTreeMap::new();
+    targets.insert(
+        TargetId::new("ldap"),
+        MemoryConnector::new().with_entitlements(["staff", "eng", "sales"]),
+    );
+    targets.insert(
+        TargetId::new("github"),
+        MemoryConnector::new().with_entitlements(["org:eng"]),
+    );
+    let conns: BTreeMap<TargetId, Arc<dyn Connector>> = targets
+        .iter()
+        .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
+        .collect();
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
+    ));
+    let engine = Engine::new(Arc::new(policy()), conns, store.clone()).with_clock(clock);
+    Setup {
+        engine,
+        targets,
+        store,
+    }
+}
+
+fn writes(s: &Setup) -> u64 {
+    s.targets.values().map(|c| c.stats().writes).sum()
+}
+
+#[tokio::test]
+async fn a_no_op_reconcile_makes_zero_writes() {
+    let s = setup();
+    let (plan, report) = s.engine.reconcile(&people()).await.unwrap();
+    assert!(!plan.is_empty() && report.is_success());
+    let before = writes(&s);
+    let (again, report) = s.engine.reconcile(&people()).await.unwrap();
+    assert!(again.is_empty());
+    assert_eq!(report.calls, 0);
+    assert_eq!(writes(&s), before, "no writes to any target");
+}
+
+#[tokio::test]
+async fn a_stale_plan_is_refused_with_a_clear_message() {
+    let s = setup();
+    let plan = s.engine.plan(&people()).await.unwrap();
+    // Someone creates an account by hand between plan and apply.
+    s.targets[&TargetId::new("ldap")]
+        .insert_account(Account::new("x", "intruder"))
+        .unwrap();
+    let err = s.engine.apply(&plan, &people()).await.unwrap_err();
+    assert!(matches!(err, EngineError::Stale { .. }));
+    let text = err.to_string();
+    assert!(
+        text.starts_with("the plan is stale") && text.contains("nothing was applied, plan again"),
+        "{text}"
+    );
+    assert_eq!(
+        s.targets[&TargetId::new("ldap")].accounts().len(),
+        1,
+        "nothing applied"
+    );
+    // Planned again, it applies.
+    let fresh = s.engine.plan(&people()).await.unwrap();
+    assert!(
+        s.engine
+            .apply(&fresh, &people())
+            .await
+            .unwrap()
+            .is_success()
+    );
+    // A changed HR record also makes a plan stale.
+    let plan = s.engine.plan(&people()).await.unwrap();
+    let mut changed = people();
+    changed[1] = changed[1].clone().with("department", "Engineering");
+    assert!(matches!(
+        s.engine.apply(&plan, &changed).await,
+        Err(EngineError::Stale { .. })
+    ));
+}
+
+#[tokio::test]
+async fn events_touch_only_their_identity() {
+    let s = setup();
+    s.engine.reconcile(&people()).await.unwrap();
+    let ldap = &s.targets[&TargetId::new("ldap")];
+    // Drift elsewhere that a full reconcile would see: an account nobody explains.
+    ldap.insert_account(Account::new("stray", "stray.account"))
+        .unwrap();
+
+    // Joiner.
+    let dee = person("e4", "Dee", "New", "Engineering");
+    let (plan, report) = s.engine.handle(Event::Joiner(dee.clone())).await.unwrap();
+    assert!(report.is_success());
+    assert!(plan.orphans.is_empty(), "an event plan reports no orphans");
+    assert!(
+        plan.ops
+            .iter()
+            .all(|o| o.identity.as_ref().is_some_and(|i| i.as_str() == "e4"))
+    );
+    assert_eq!(plan.counts().get("create"), Some(&2));
+    assert!(
+        plan.ops
+            .iter()
+            .all(|o| o.reasons.last().is_some_and(|r| r == "joiner event"))
+    );
+
+    // Mover.
+    let moved = dee.clone().with("department", "Sales");
+    let (plan, report) = s.engine.handle(Event::Mover(moved.clone())).await.unwrap();
+    assert!(report.is_success());
+    let names: Vec<&str> = plan.ops.iter().map(|o| o.kind.name()).collect();
+    assert_eq!(
+        names,
+        ["revoke", "revoke", "grant", "disable"],
+        "{:#?}",
+        plan.ops
+    );
+
+    // Leaver: the source has not marked them terminated yet; the event does.
+    let (plan, report) = s.engine.handle(Event::Leaver(moved)).await.unwrap();
+    assert!(report.is_success());
+    let acct = ldap
+        .list_all_accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.login == "dee.new")
+        .unwrap();
+    assert!(!acct.enabled && acct.entitlements.is_empty(), "{acct:?}");
+    assert!(plan.ops.iter().any(|o| o.kind.name() == "disable"));
+    let log = s.store.audit_log().await.unwrap();
+    assert!(
+        log.iter()
+            .any(|r| r.event.reason.ends_with("leaver event") && r.event.operation == "disable")
+    );
+    prov_engine::audit::verify(&log).unwrap();
+
+    // The others were never touched, and the stray account is still there.
+    assert!(
+        ldap.accounts()
+            .iter()
+            .any(|a| a.login == "stray.account" && a.enabled)
+    );
+}

@@ -18,11 +18,9 @@ use std::sync::Arc;
 use prov::core::{
     Connector, ConnectorExt, EntitlementId, Identity, LifecycleState, TargetId, Value,
 };
-use prov::engine::{
-    ApplyOptions, Executor, MemoryStore, Plan, PlanInput, PlanOptions, Store, plan,
-};
+use prov::engine::{ApplyReport, Engine, Event, MemoryStore, Plan, Store, audit};
 use prov::resolver::{CompiledPolicy, DesiredState, Policy};
-use prov::testkit::MemoryConnector;
+use prov::testkit::{ManualClock, MemoryConnector};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -101,25 +99,6 @@ fn name(who: &Identity) -> String {
     format!("{} {}", get("given_name"), get("family_name"))
 }
 
-/// Plans against the targets' current accounts and the store's links.
-async fn plan_now(
-    policy: &CompiledPolicy,
-    people: &[Identity],
-    now: DateTime<Utc>,
-    targets: &BTreeMap<TargetId, MemoryConnector>,
-    store: &MemoryStore,
-) -> Result<Plan> {
-    let mut actual = BTreeMap::new();
-    for (t, conn) in targets {
-        actual.insert(t.clone(), conn.list_all_accounts().await?);
-    }
-    let links = store.links().await?;
-    Ok(plan(
-        &PlanInput::new(policy, people, now, &actual, &links),
-        &PlanOptions::default(),
-    ))
-}
-
 /// Prints a plan's operations with the first reason of each.
 fn show_plan(plan: &Plan) {
     if plan.is_empty() {
@@ -139,8 +118,7 @@ fn show_plan(plan: &Plan) {
     }
 }
 
-async fn apply_now(executor: &Executor, plan: &Plan, store: &MemoryStore) -> Result<()> {
-    let report = executor.apply(plan, store).await?;
+fn show_report(report: &ApplyReport) {
     println!(
         "  applied: {} of {} operations done, {} calls to targets",
         report.done(),
@@ -150,7 +128,6 @@ async fn apply_now(executor: &Executor, plan: &Plan, store: &MemoryStore) -> Res
     for f in report.failures() {
         println!("  {f}");
     }
-    Ok(())
 }
 
 fn show_everyone(policy: &CompiledPolicy, people: &[Identity], desired: &[DesiredState]) {
@@ -243,16 +220,23 @@ async fn run() -> Result<()> {
         .iter()
         .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
         .collect();
-    let executor = Executor::new(connectors, ApplyOptions::default());
-    let store = MemoryStore::new();
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(now));
+    let policy = Arc::new(policy);
+    let engine = Engine::new(Arc::clone(&policy), connectors, store.clone()).with_clock(clock);
 
-    let first = plan_now(&policy, &people, now, &targets, &store).await?;
+    let first = engine.plan(&people).await?;
+    let counts: Vec<String> = first
+        .counts()
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
     println!(
-        "\nplan: {:?} (fingerprint {})",
-        first.counts(),
+        "\nplan: {} (fingerprint {})",
+        counts.join(", "),
         &first.fingerprint[..16]
     );
-    apply_now(&executor, &first, &store).await?;
+    show_report(&engine.apply(&first, &people).await?);
     for (t, conn) in &targets {
         let accounts = conn.list_all_accounts().await?;
         let grants: usize = accounts.iter().map(|a| a.entitlements.len()).sum();
@@ -264,7 +248,7 @@ async fn run() -> Result<()> {
         );
     }
     println!("plan again:");
-    show_plan(&plan_now(&policy, &people, now, &targets, &store).await?);
+    show_plan(&engine.plan(&people).await?);
 
     // Why does the on-call engineer have production access?
     let oncall = people
@@ -314,29 +298,54 @@ async fn run() -> Result<()> {
         people[i].id,
         name(&people[i])
     );
-    let moved = plan_now(&policy, &people, now, &targets, &store).await?;
+    let (moved, report) = engine.handle(Event::Mover(people[i].clone())).await?;
     show_plan(&moved);
-    apply_now(&executor, &moved, &store).await?;
+    show_report(&report);
 
     // A leaver: an engineer is terminated today.
     let j = people
         .iter()
         .position(|p| p.id.as_str() == "E1011")
         .ok_or("E1011 missing")?;
-    let mut leaver = people[j].clone().with_state(LifecycleState::Terminated);
-    leaver.end_date = Some(now.date_naive());
-    people[j] = leaver;
     println!(
         "\nleaver: {} ({}) terminated {}",
         people[j].id,
         name(&people[j]),
         now.date_naive()
     );
-    let left = plan_now(&policy, &people, now, &targets, &store).await?;
+    // The HR feed sends a leaver event; the engine marks them terminated today.
+    let (left, report) = engine.handle(Event::Leaver(people[j].clone())).await?;
     show_plan(&left);
-    apply_now(&executor, &left, &store).await?;
-    println!("plan again:");
-    show_plan(&plan_now(&policy, &people, now, &targets, &store).await?);
+    show_report(&report);
+    people[j].state = LifecycleState::Terminated;
+    people[j].end_date = Some(now.date_naive());
+    println!("full reconcile after the events:");
+    show_plan(&engine.plan(&people).await?);
+
+    // The audit log: every operation, hash-chained.
+    let log = store.audit_log().await?;
+    println!(
+        "\naudit log: {} records, chain {}; the last three:",
+        log.len(),
+        match audit::verify(&log) {
+            Ok(()) => "verified".to_owned(),
+            Err(e) => e.to_string(),
+        }
+    );
+    for r in log.iter().rev().take(3).rev() {
+        println!(
+            "  #{} {} {} {} {} -> {} ({})",
+            r.seq,
+            r.event.time.format("%Y-%m-%d %H:%M"),
+            r.event.target.as_ref().map(|t| t.as_str()).unwrap_or("-"),
+            r.event.identity.as_ref().map(|t| t.as_str()).unwrap_or("-"),
+            r.event
+                .operation
+                .replace(",ou=groups,dc=example,dc=com", ""),
+            r.event.outcome,
+            &r.hash[..12]
+        );
+    }
 
     // The contractor's access ends with the contract, with no one doing anything.
     let c = people

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use prov::core::{
     Connector, ConnectorExt, EntitlementId, Identity, LifecycleState, TargetId, Value,
 };
-use prov::engine::{ApplyReport, Engine, Event, MemoryStore, Plan, Store, audit};
+use prov::engine::{ApplyReport, Engine, Event, Plan, SqliteStore, Store, audit};
 use prov::resolver::{CompiledPolicy, DesiredState, Policy};
 use prov::testkit::{ManualClock, MemoryConnector};
 
@@ -220,7 +220,13 @@ async fn run() -> Result<()> {
         .iter()
         .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
         .collect();
-    let store = Arc::new(MemoryStore::new());
+    // The embedded default store: one SQLite file, here in a fresh temp dir.
+    let dir = std::env::temp_dir().join(format!("prov-quickstart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("prov.db");
+    let _ = std::fs::remove_file(&db);
+    let store = Arc::new(SqliteStore::open(&db).await?);
+    println!("\nstore: {}", db.display());
     let clock = Arc::new(ManualClock::new(now));
     let policy = Arc::new(policy);
     let engine = Engine::new(Arc::clone(&policy), connectors, store.clone()).with_clock(clock);
@@ -365,6 +371,9 @@ async fn run() -> Result<()> {
         later.date_naive(),
         c.end_date.map(|d| d.to_string()).unwrap_or_default()
     );
+    drop(engine);
+    drop(store);
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 

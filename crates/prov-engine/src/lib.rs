@@ -19,6 +19,8 @@ mod engine;
 mod executor;
 mod plan;
 mod planner;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod store;
 
 pub use engine::{Engine, EngineError, Event};
@@ -30,4 +32,6 @@ pub use planner::{
     Correlation, Link, LinkOrigin, OrphanPolicy, PlanInput, PlanOptions, Safety, TargetOptions,
     fingerprint, plan,
 };
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 pub use store::{MemoryStore, Store};

@@ -5,3 +5,4 @@ mod audit;
 mod engine;
 mod executor;
 mod planner;
+mod store;

@@ -1,0 +1,133 @@
+//! The same behaviour from every store: memory and SQLite (PostgreSQL follows).
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use prov_core::{AccountId, IdentityId, TargetId};
+use prov_engine::audit::{self, AuditEvent};
+use prov_engine::{Link, LinkOrigin, MemoryStore, SqliteStore, Store};
+
+fn link(t: &str, a: &str, i: &str, o: LinkOrigin) -> Link {
+    Link::new(TargetId::new(t), AccountId::new(a), IdentityId::new(i), o)
+}
+
+fn event(n: u32) -> AuditEvent {
+    let t = Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap()
+        + chrono::Duration::seconds(i64::from(n));
+    let mut e = AuditEvent::new(
+        t,
+        "test",
+        format!("grant g{n}"),
+        format!("rule r{n}"),
+        "done",
+    );
+    e.identity = Some(IdentityId::new(format!("e{n}")));
+    e.target = Some(TargetId::new("ldap"));
+    e
+}
+
+async fn behaves(store: Arc<dyn Store>) {
+    // Links: put, replace, list sorted, remove (twice is fine).
+    store
+        .put_link(&link("ldap", "b", "e2", LinkOrigin::Linked))
+        .await
+        .unwrap();
+    store
+        .put_link(&link("ldap", "a", "e1", LinkOrigin::Created))
+        .await
+        .unwrap();
+    store
+        .put_link(&link("aws", "z", "e1", LinkOrigin::Created))
+        .await
+        .unwrap();
+    store
+        .put_link(&link("ldap", "b", "e3", LinkOrigin::Created))
+        .await
+        .unwrap();
+    let links = store.links().await.unwrap();
+    assert_eq!(
+        links,
+        [
+            link("aws", "z", "e1", LinkOrigin::Created),
+            link("ldap", "a", "e1", LinkOrigin::Created),
+            link("ldap", "b", "e3", LinkOrigin::Created)
+        ]
+    );
+    store
+        .remove_link(&TargetId::new("ldap"), &AccountId::new("a"))
+        .await
+        .unwrap();
+    store
+        .remove_link(&TargetId::new("ldap"), &AccountId::new("a"))
+        .await
+        .unwrap();
+    assert_eq!(store.links().await.unwrap().len(), 2);
+
+    // Audit: appends from many tasks at once still make one valid chain.
+    let mut tasks = Vec::new();
+    for n in 0..8u32 {
+        let s = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            s.append_audit(vec![event(n * 2), event(n * 2 + 1)]).await
+        }));
+    }
+    for t in tasks {
+        let sealed = t.await.unwrap().unwrap();
+        assert_eq!(sealed.len(), 2);
+        assert_eq!(
+            sealed[1].seq,
+            sealed[0].seq + 1,
+            "a batch is appended whole"
+        );
+    }
+    let log = store.audit_log().await.unwrap();
+    assert_eq!(log.len(), 16);
+    audit::verify(&log).unwrap();
+    assert!(store.append_audit(vec![]).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_store_behaves() {
+    behaves(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_store_behaves_and_survives_a_reopen() {
+    let dir = std::env::temp_dir().join(format!("prov-engine-sqlite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("prov.db");
+    let _ = std::fs::remove_file(&path);
+    behaves(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+    // Reopened (the schema is already there), everything is still in place.
+    let again = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(again.links().await.unwrap().len(), 2);
+    let log = again.audit_log().await.unwrap();
+    assert_eq!(log.len(), 16);
+    audit::verify(&log).unwrap();
+    // The chain continues across the reopen.
+    let next = again.append_audit(vec![event(99)]).await.unwrap();
+    assert_eq!(next[0].seq, 17);
+    assert_eq!(next[0].prev, log[15].hash);
+    drop(again);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn the_sqlite_store_in_memory_behaves() {
+    behaves(Arc::new(SqliteStore::in_memory().await.unwrap())).await;
+}
+
+#[tokio::test]
+async fn an_unreadable_store_file_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("prov-engine-sqlite-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("not-a-db");
+    std::fs::write(
+        &path,
+        b"this is not a database, and it is long enough to have a header",
+    )
+    .unwrap();
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(err.to_string().contains("sqlite store"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md gives it: formatting, lints, the
-# dependency rules, and every test. Later crates add real servers here
-# (slapd, PostgreSQL, SCIM and AWS emulators), started on free loopback
-# ports and stopped by pid when this script exits.
+# dependency rules, and every test, including those against real servers
+# (today PostgreSQL; later slapd and the SCIM and AWS emulators), which this
+# script installs if missing, starts on free loopback ports and stops when it exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/peers.sh
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -34,8 +35,11 @@ if ! command -v cargo-deny >/dev/null; then
 fi
 cargo deny check licenses bans sources
 
-step "tests"
-cargo test --workspace --locked --lib --tests --examples
+step "real servers for the tests"
+start_postgres
+
+step "tests (those needing a real server included)"
+cargo test --workspace --locked --lib --tests --examples -- --include-ignored
 cargo test --workspace --locked --doc
 
 step "the README's main job: the quickstart"

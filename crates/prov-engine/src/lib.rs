@@ -19,6 +19,8 @@ mod engine;
 mod executor;
 mod plan;
 mod planner;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
@@ -32,6 +34,8 @@ pub use planner::{
     Correlation, Link, LinkOrigin, OrphanPolicy, PlanInput, PlanOptions, Safety, TargetOptions,
     fingerprint, plan,
 };
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{MemoryStore, Store};

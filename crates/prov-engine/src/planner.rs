@@ -28,6 +28,25 @@ pub enum LinkOrigin {
     Linked,
 }
 
+impl LinkOrigin {
+    /// `created` or `linked`, as stores write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkOrigin::Created => "created",
+            LinkOrigin::Linked => "linked",
+        }
+    }
+
+    /// Reads what [`as_str`](Self::as_str) wrote.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "created" => Some(LinkOrigin::Created),
+            "linked" => Some(LinkOrigin::Linked),
+            _ => None,
+        }
+    }
+}
+
 /// A record in the ownership ledger: this account on this target is this identity's.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -16,15 +16,15 @@ use crate::store::Store;
 /// Schema migrations, applied in order; the file records how many ran.
 const MIGRATIONS: &[&str] = &[
     // 1: the ownership ledger and the audit log.
-    "CREATE TABLE links (
+    "CREATE TABLE prov_links (
         target   TEXT NOT NULL,
         account  TEXT NOT NULL,
         identity TEXT NOT NULL,
         origin   TEXT NOT NULL CHECK (origin IN ('created', 'linked')),
         PRIMARY KEY (target, account)
     );
-    CREATE INDEX links_by_identity ON links (identity);
-    CREATE TABLE audit (
+    CREATE INDEX prov_links_by_identity ON prov_links (identity);
+    CREATE TABLE prov_audit (
         seq    INTEGER PRIMARY KEY,
         record TEXT NOT NULL,
         hash   TEXT NOT NULL
@@ -128,34 +128,23 @@ impl SqliteStore {
     }
 }
 
-fn origin_text(o: LinkOrigin) -> &'static str {
-    match o {
-        LinkOrigin::Created => "created",
-        LinkOrigin::Linked => "linked",
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn links(&self) -> Result<Vec<Link>> {
         let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-            "SELECT target, account, identity, origin FROM links ORDER BY target, account",
+            "SELECT target, account, identity, origin FROM prov_links ORDER BY target, account",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(|e| db_error("read links", e))?;
         rows.into_iter()
             .map(|(t, a, i, o)| {
-                let origin = match o.as_str() {
-                    "created" => LinkOrigin::Created,
-                    "linked" => LinkOrigin::Linked,
-                    other => {
-                        return Err(Error::new(
-                            ErrorKind::Unexpected,
-                            format!("sqlite store: link {t}/{a} has unknown origin `{other}`"),
-                        ));
-                    }
-                };
+                let origin = LinkOrigin::parse(&o).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Unexpected,
+                        format!("sqlite store: link {t}/{a} has unknown origin `{o}`"),
+                    )
+                })?;
                 Ok(Link::new(
                     TargetId::new(t),
                     AccountId::new(a),
@@ -168,13 +157,13 @@ impl Store for SqliteStore {
 
     async fn put_link(&self, link: &Link) -> Result<()> {
         sqlx::query(
-            "INSERT INTO links (target, account, identity, origin) VALUES (?, ?, ?, ?)
+            "INSERT INTO prov_links (target, account, identity, origin) VALUES (?, ?, ?, ?)
              ON CONFLICT (target, account) DO UPDATE SET identity = excluded.identity, origin = excluded.origin",
         )
         .bind(link.target.as_str())
         .bind(link.account.as_str())
         .bind(link.identity.as_str())
-        .bind(origin_text(link.origin))
+        .bind(link.origin.as_str())
         .execute(&self.pool)
         .await
         .map_err(|e| db_error("write link", e))?;
@@ -182,7 +171,7 @@ impl Store for SqliteStore {
     }
 
     async fn remove_link(&self, target: &TargetId, account: &AccountId) -> Result<()> {
-        sqlx::query("DELETE FROM links WHERE target = ? AND account = ?")
+        sqlx::query("DELETE FROM prov_links WHERE target = ? AND account = ?")
             .bind(target.as_str())
             .bind(account.as_str())
             .execute(&self.pool)
@@ -198,7 +187,7 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| db_error("append audit", e))?;
         let last: Option<(String,)> =
-            sqlx::query_as("SELECT record FROM audit ORDER BY seq DESC LIMIT 1")
+            sqlx::query_as("SELECT record FROM prov_audit ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(|e| db_error("append audit", e))?;
@@ -220,7 +209,7 @@ impl Store for SqliteStore {
                     format!("sqlite store: cannot encode an audit record: {e}"),
                 )
             })?;
-            sqlx::query("INSERT INTO audit (seq, record, hash) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO prov_audit (seq, record, hash) VALUES (?, ?, ?)")
                 .bind(i64::try_from(record.seq).unwrap_or(i64::MAX))
                 .bind(text)
                 .bind(&record.hash)
@@ -235,7 +224,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_log(&self) -> Result<Vec<AuditRecord>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT record FROM audit ORDER BY seq")
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT record FROM prov_audit ORDER BY seq")
             .fetch_all(&self.pool)
             .await
             .map_err(|e| db_error("read audit", e))?;

@@ -131,3 +131,56 @@ async fn an_unreadable_store_file_is_a_clear_error() {
     assert!(err.to_string().contains("sqlite store"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A fresh database on the test server, so runs never see each other's data.
+#[cfg(feature = "postgres")]
+async fn fresh_postgres() -> String {
+    let url = std::env::var("PROV_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("PROV_TEST_POSTGRES_URL is not set: run ./scripts/test.sh, which starts a private PostgreSQL and sets it")
+    });
+    let admin = sqlx::PgPool::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url}: {e}"));
+    let name = format!(
+        "prov_test_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or(0).unsigned_abs()
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run ./scripts/test.sh, which starts one"]
+async fn the_postgres_store_behaves_and_is_shared_by_processes() {
+    use prov_engine::PostgresStore;
+    let url = fresh_postgres().await;
+    behaves(Arc::new(PostgresStore::connect(&url).await.unwrap())).await;
+    // Two engines, each with its own connections (as two processes would
+    // have), starting together and appending at once: one valid chain.
+    let (a, b) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+    let mut tasks = Vec::new();
+    for n in 0..20u32 {
+        let s = if n % 2 == 0 {
+            Arc::clone(&a)
+        } else {
+            Arc::clone(&b)
+        };
+        tasks.push(tokio::spawn(async move {
+            s.append_audit(vec![event(100 + n)]).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let log = a.audit_log().await.unwrap();
+    assert_eq!(log.len(), 36);
+    audit::verify(&log).unwrap();
+    assert_eq!(b.links().await.unwrap(), a.links().await.unwrap());
+}

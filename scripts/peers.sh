@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Real servers for the tests, started on free loopback ports in throwaway
+# directories and stopped by their own pid files when the caller exits.
+# Sourced by scripts/test.sh; each start_* exports the address its tests read.
+
+PEERS_DIR=$(mktemp -d /tmp/prov-peers.XXXXXX)
+# Servers run as their own users (postgres) and must reach their directories.
+chmod 755 "$PEERS_DIR"
+PEERS_STOP=()
+
+stop_peers() {
+  local i
+  for (( i=${#PEERS_STOP[@]}-1; i>=0; i-- )); do
+    eval "${PEERS_STOP[$i]}" || true
+  done
+  rm -rf "$PEERS_DIR"
+}
+trap stop_peers EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Runs a command as `postgres` when we are root (initdb refuses root), else as ourselves.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    su postgres -s /bin/sh -c "$*"
+  else
+    sh -c "$*"
+  fi
+}
+
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "need root to install Debian packages: $*" >&2
+    return 1
+  fi
+  if [ -z "${PEERS_APT_UPDATED:-}" ]; then
+    apt-get update -qq
+    PEERS_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# A private PostgreSQL cluster; exports PROV_TEST_POSTGRES_URL.
+start_postgres() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    echo "installing PostgreSQL (Debian package postgresql)"
+    apt_install postgresql
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  local dir="$PEERS_DIR/postgres" port
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
+  port=$(free_port)
+  as_pg "'$bin/initdb' -D '$dir/data' -A trust -U postgres" >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; return 1; }
+  as_pg "'$bin/pg_ctl' -D '$dir/data' -o \"-k '$dir' -h 127.0.0.1 -p $port\" -l '$dir/log' -w start" >/dev/null \
+    || { cat "$dir/log" >&2; return 1; }
+  PEERS_STOP+=("as_pg \"'$bin/pg_ctl' -D '$dir/data' -m fast -w stop\" >/dev/null")
+  export PROV_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
+}

@@ -172,8 +172,88 @@ impl Engine {
         Ok(out)
     }
 
-    /// A full plan for everyone the sources know.
+    /// Recovers what a killed run left in the outbox: a create that reached
+    /// its target but whose link was never stored is linked now, as created
+    /// by the engine (so ownership is not lost); every other unfinished
+    /// operation is idempotent and simply re-planned. Writes only to the
+    /// store, and records each recovery in the audit log. Returns how many
+    /// entries it closed.
+    pub async fn recover(&self) -> Result<usize, EngineError> {
+        let open = self.store.outbox_open().await.map_err(EngineError::Store)?;
+        if open.is_empty() {
+            return Ok(0);
+        }
+        let links = self.store.links().await.map_err(EngineError::Store)?;
+        let now = self.clock.now();
+        let mut events = Vec::new();
+        for entry in &open {
+            let op = &entry.op;
+            let mut outcome =
+                "re-planned: the next plan redoes it if it is still needed".to_owned();
+            if let (crate::plan::OpKind::Create { login, .. }, Some(who), Some(conn)) =
+                (&op.kind, &op.identity, self.connectors.get(&op.target))
+            {
+                let found = self
+                    .find_by_login(conn.as_ref(), login)
+                    .await
+                    .map_err(|error| EngineError::Target {
+                        target: op.target.clone(),
+                        error,
+                    })?;
+                if let Some(acct) = found.first() {
+                    let linked = links
+                        .iter()
+                        .any(|l| l.target == op.target && l.account == acct.id);
+                    if !linked {
+                        let link = crate::planner::Link::new(
+                            op.target.clone(),
+                            acct.id.clone(),
+                            who.clone(),
+                            crate::planner::LinkOrigin::Created,
+                        );
+                        self.store
+                            .put_link(&link)
+                            .await
+                            .map_err(EngineError::Store)?;
+                        outcome = format!(
+                            "recovered: the account {} was created before the crash; linked as created",
+                            acct.id
+                        );
+                    } else {
+                        outcome = "recovered: the account exists and is linked".to_owned();
+                    }
+                }
+            }
+            let mut event = crate::audit::AuditEvent::new(
+                now,
+                "prov-engine",
+                format!("recover {}", op.kind.name()),
+                format!(
+                    "operation {} begun {} was never finished",
+                    op.id,
+                    entry.begun.to_rfc3339()
+                ),
+                outcome,
+            );
+            event.identity.clone_from(&op.identity);
+            event.target = Some(op.target.clone());
+            events.push(event);
+        }
+        self.store
+            .append_audit(events)
+            .await
+            .map_err(EngineError::Store)?;
+        let ids: Vec<String> = open.iter().map(|e| e.op.id.clone()).collect();
+        self.store
+            .outbox_finish(&ids)
+            .await
+            .map_err(EngineError::Store)?;
+        Ok(open.len())
+    }
+
+    /// A full plan for everyone the sources know (after [`recover`](Self::recover)).
     pub async fn plan(&self, identities: &[Identity]) -> Result<Plan, EngineError> {
+        self.recover().await?;
         let actual = self.actual().await?;
         let links = self.store.links().await.map_err(EngineError::Store)?;
         Ok(plan(
@@ -237,6 +317,7 @@ impl Engine {
             who.state = LifecycleState::Terminated;
             who.end_date = who.end_date.or(Some(now.date_naive()));
         }
+        self.recover().await?;
         let links = self.store.links().await.map_err(EngineError::Store)?;
         let res = self.policy.resolve(&who, now);
         let mut actual: BTreeMap<TargetId, Vec<Account>> = BTreeMap::new();

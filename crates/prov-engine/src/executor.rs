@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditEvent;
 use crate::plan::{AccountRef, OpKind, Plan, PlannedOp, SafetyBlock};
 use crate::planner::{Link, LinkOrigin};
-use crate::store::Store;
+use crate::store::{OutboxEntry, Store};
 
 /// Retries: only retryable errors, exponential backoff with full jitter,
 /// the target's `Retry-After` honoured, and a budget so that a target that
@@ -427,7 +427,18 @@ impl Executor {
             match phase {
                 0 => {
                     let results: Vec<(OpOutcome, Made)> = stream::iter(in_phase)
-                        .map(|op| self.first_phase(rt, op, store))
+                        .map(|op| async move {
+                            if let Err(status) = self.begin(store, &[op]).await {
+                                let made = match &op.kind {
+                                    OpKind::Create { login, .. } => Some((login.clone(), None)),
+                                    _ => None,
+                                };
+                                return (outcome(op, None, status, 0), made);
+                            }
+                            let r = self.first_phase(rt, op, store).await;
+                            self.finish(store, &[op]).await;
+                            r
+                        })
                         .buffer_unordered(rt.concurrency)
                         .collect()
                         .await;
@@ -438,7 +449,7 @@ impl Executor {
                         out.push(outcome);
                     }
                 }
-                2 | 3 => out.extend(self.memberships(rt, in_phase, &created).await),
+                2 | 3 => out.extend(self.memberships(rt, in_phase, &created, store).await),
                 _ => {
                     // Operations on one account run in order; accounts run side by side.
                     let mut groups: BTreeMap<String, Vec<&PlannedOp>> = BTreeMap::new();
@@ -450,7 +461,12 @@ impl Executor {
                         .map(|group| async move {
                             let mut v = Vec::new();
                             for op in group {
+                                if let Err(status) = self.begin(store, &[op]).await {
+                                    v.push(outcome(op, None, status, 0));
+                                    continue;
+                                }
                                 v.push(self.single(rt, op, created, store).await);
+                                self.finish(store, &[op]).await;
                             }
                             v
                         })
@@ -666,6 +682,7 @@ impl Executor {
         rt: &Runtime,
         ops: Vec<&PlannedOp>,
         created: &HashMap<String, Option<AccountId>>,
+        store: &dyn Store,
     ) -> Vec<OpOutcome> {
         let mut out = Vec::new();
         let mut by_ent: BTreeMap<(&EntitlementId, bool), Vec<(&PlannedOp, AccountId)>> =
@@ -696,46 +713,90 @@ impl Executor {
         }
         let results: Vec<Vec<OpOutcome>> = stream::iter(batches)
             .map(|(ent, grant, chunk)| async move {
-                let accounts: Vec<AccountId> = chunk.iter().map(|(_, id)| id.clone()).collect();
-                let req = MembershipChange::new(ent.clone(), accounts);
-                let (res, attempts) = self
-                    .call(rt, || {
-                        if grant {
-                            rt.conn.grant(req.clone())
-                        } else {
-                            rt.conn.revoke(req.clone())
-                        }
-                    })
-                    .await;
-                match res {
-                    Ok(batch) => {
-                        let mut failures: HashMap<AccountId, prov_core::Error> = batch
-                            .failures
-                            .into_iter()
-                            .map(|f| (f.account, f.error))
-                            .collect();
-                        chunk
-                            .iter()
-                            .map(|(op, id)| {
-                                let status = match failures.remove(id) {
-                                    Some(e) => failed(&e, ""),
-                                    None => OpStatus::Done,
-                                };
-                                outcome(op, Some(id.clone()), status, attempts)
-                            })
-                            .collect()
-                    }
-                    Err(e) => chunk
+                let chunk_ops: Vec<&PlannedOp> = chunk.iter().map(|(op, _)| *op).collect();
+                if let Err(status) = self.begin(store, &chunk_ops).await {
+                    return chunk
                         .iter()
-                        .map(|(op, id)| outcome(op, Some(id.clone()), failed(&e, ""), attempts))
-                        .collect(),
+                        .map(|(op, id)| outcome(op, Some(id.clone()), status.clone(), 0))
+                        .collect();
                 }
+                let outcomes = self.membership_batch(rt, ent, grant, chunk).await;
+                self.finish(store, &chunk_ops).await;
+                outcomes
             })
             .buffer_unordered(rt.concurrency)
             .collect()
             .await;
         out.extend(results.into_iter().flatten());
         out
+    }
+
+    async fn membership_batch(
+        &self,
+        rt: &Runtime,
+        ent: &EntitlementId,
+        grant: bool,
+        chunk: &[(&PlannedOp, AccountId)],
+    ) -> Vec<OpOutcome> {
+        let accounts: Vec<AccountId> = chunk.iter().map(|(_, id)| id.clone()).collect();
+        let req = MembershipChange::new(ent.clone(), accounts);
+        let (res, attempts) = self
+            .call(rt, || {
+                if grant {
+                    rt.conn.grant(req.clone())
+                } else {
+                    rt.conn.revoke(req.clone())
+                }
+            })
+            .await;
+        match res {
+            Ok(batch) => {
+                let mut failures: HashMap<AccountId, prov_core::Error> = batch
+                    .failures
+                    .into_iter()
+                    .map(|f| (f.account, f.error))
+                    .collect();
+                chunk
+                    .iter()
+                    .map(|(op, id)| {
+                        let status = match failures.remove(id) {
+                            Some(e) => failed(&e, ""),
+                            None => OpStatus::Done,
+                        };
+                        outcome(op, Some(id.clone()), status, attempts)
+                    })
+                    .collect()
+            }
+            Err(e) => chunk
+                .iter()
+                .map(|(op, id)| outcome(op, Some(id.clone()), failed(&e, ""), attempts))
+                .collect(),
+        }
+    }
+
+    /// Writes operations to the outbox before they are sent: a process
+    /// killed mid-call leaves a trace the next run recovers from.
+    async fn begin(&self, store: &dyn Store, ops: &[&PlannedOp]) -> Result<(), OpStatus> {
+        let now = self.clock.now();
+        let entries: Vec<OutboxEntry> = ops
+            .iter()
+            .filter(|op| !matches!(op.kind, OpKind::Link { .. }))
+            .map(|op| OutboxEntry::new((*op).clone(), now))
+            .collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        store
+            .outbox_begin(&entries)
+            .await
+            .map_err(|e| failed(&e, "not sent: the outbox could not be written"))
+    }
+
+    /// Takes finished operations out of the outbox. A failure here leaves
+    /// them looking in flight, which the next run's recovery handles safely.
+    async fn finish(&self, store: &dyn Store, ops: &[&PlannedOp]) {
+        let ids: Vec<String> = ops.iter().map(|op| op.id.clone()).collect();
+        let _ = store.outbox_finish(&ids).await;
     }
 
     /// One call with the rate limit, retries, backoff and budget.

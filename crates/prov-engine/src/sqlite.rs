@@ -11,7 +11,7 @@ use sqlx::sqlite::{
 
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::planner::{Link, LinkOrigin};
-use crate::store::Store;
+use crate::store::{OutboxEntry, Store};
 
 /// Schema migrations, applied in order; the file records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -28,6 +28,11 @@ const MIGRATIONS: &[&str] = &[
         seq    INTEGER PRIMARY KEY,
         record TEXT NOT NULL,
         hash   TEXT NOT NULL
+    );",
+    // 2: the outbox.
+    "CREATE TABLE prov_outbox (
+        op    TEXT PRIMARY KEY,
+        entry TEXT NOT NULL
     );",
 ];
 
@@ -235,6 +240,57 @@ impl Store for SqliteStore {
                     Error::new(
                         ErrorKind::Unexpected,
                         format!("sqlite store: audit record {} is unreadable: {e}", i + 1),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_begin(&self, entries: &[OutboxEntry]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("outbox", e))?;
+        for e in entries {
+            let text = serde_json::to_string(e).map_err(|err| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("sqlite store: cannot encode an outbox entry: {err}"),
+                )
+            })?;
+            sqlx::query(
+                "INSERT INTO prov_outbox (op, entry) VALUES (?, ?)
+                 ON CONFLICT (op) DO UPDATE SET entry = excluded.entry",
+            )
+            .bind(&e.op.id)
+            .bind(text)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_error("outbox", e))?;
+        }
+        tx.commit().await.map_err(|e| db_error("outbox", e))
+    }
+
+    async fn outbox_finish(&self, op_ids: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("outbox", e))?;
+        for id in op_ids {
+            sqlx::query("DELETE FROM prov_outbox WHERE op = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error("outbox", e))?;
+        }
+        tx.commit().await.map_err(|e| db_error("outbox", e))
+    }
+
+    async fn outbox_open(&self) -> Result<Vec<OutboxEntry>> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT entry FROM prov_outbox ORDER BY op")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_error("outbox", e))?;
+        rows.into_iter()
+            .map(|(text,)| {
+                serde_json::from_str(&text).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Unexpected,
+                        format!("sqlite store: an outbox entry is unreadable: {e}"),
                     )
                 })
             })

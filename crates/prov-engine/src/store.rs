@@ -10,8 +10,29 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use prov_core::{AccountId, Result, TargetId};
 
+use serde::{Deserialize, Serialize};
+
 use crate::audit::{AuditEvent, AuditRecord};
+use crate::plan::PlannedOp;
 use crate::planner::Link;
+
+/// An operation written down before it is sent to its target, so that a
+/// process killed mid-apply leaves a trace of what may have happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct OutboxEntry {
+    /// The operation, as planned.
+    pub op: PlannedOp,
+    /// When it was begun.
+    pub begun: chrono::DateTime<chrono::Utc>,
+}
+
+impl OutboxEntry {
+    /// An entry for `op`, begun at `begun`.
+    pub fn new(op: PlannedOp, begun: chrono::DateTime<chrono::Utc>) -> Self {
+        OutboxEntry { op, begun }
+    }
+}
 
 /// Durable engine state.
 ///
@@ -36,6 +57,16 @@ pub trait Store: Send + Sync {
 
     /// The whole audit log, oldest first.
     async fn audit_log(&self) -> Result<Vec<AuditRecord>>;
+
+    /// Writes operations down before they are sent (replacing entries with
+    /// the same operation id).
+    async fn outbox_begin(&self, entries: &[OutboxEntry]) -> Result<()>;
+
+    /// Marks operations finished (done, failed or recovered): they leave the outbox.
+    async fn outbox_finish(&self, op_ids: &[String]) -> Result<()>;
+
+    /// Operations begun and never finished: what a killed process left.
+    async fn outbox_open(&self) -> Result<Vec<OutboxEntry>>;
 }
 
 /// A store in memory, for tests and for embedding without persistence.
@@ -43,6 +74,7 @@ pub trait Store: Send + Sync {
 pub struct MemoryStore {
     links: Mutex<BTreeMap<(TargetId, AccountId), Link>>,
     audit: Mutex<Vec<AuditRecord>>,
+    outbox: Mutex<BTreeMap<String, OutboxEntry>>,
 }
 
 impl MemoryStore {
@@ -96,5 +128,37 @@ impl Store for MemoryStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone())
+    }
+
+    async fn outbox_begin(&self, entries: &[OutboxEntry]) -> Result<()> {
+        let mut outbox = self
+            .outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for e in entries {
+            outbox.insert(e.op.id.clone(), e.clone());
+        }
+        Ok(())
+    }
+
+    async fn outbox_finish(&self, op_ids: &[String]) -> Result<()> {
+        let mut outbox = self
+            .outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for id in op_ids {
+            outbox.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn outbox_open(&self) -> Result<Vec<OutboxEntry>> {
+        Ok(self
+            .outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect())
     }
 }

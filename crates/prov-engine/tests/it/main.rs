@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test reports failure by panicking
 
 mod audit;
+mod crash;
 mod engine;
 mod executor;
 mod planner;

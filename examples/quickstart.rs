@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::error::Error;
 use std::path::Path;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use std::sync::Arc;
 
 use prov::core::{
@@ -20,73 +20,22 @@ use prov::core::{
 };
 use prov::engine::{ApplyReport, Engine, Event, Plan, SqliteStore, Store, audit};
 use prov::resolver::{CompiledPolicy, DesiredState, Policy};
+use prov::sources::{Column, CsvSource, Mapping, Source};
 use prov::testkit::{ManualClock, MemoryConnector};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-/// Reads the HR export. A bad row is an error naming its line and field.
-fn read_hr(path: &Path) -> Result<Vec<Identity>> {
-    let mut reader =
-        csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let headers = reader.headers()?.clone();
-    let mut people = Vec::new();
-    for row in reader.records() {
-        let row = row.map_err(|e| format!("{}: {e}", path.display()))?;
-        let line = row.position().map_or(0, |p| p.line());
-        let field = |name: &str| -> Result<&str> {
-            let i = headers
-                .iter()
-                .position(|h| h == name)
-                .ok_or_else(|| format!("{}: no column `{name}`", path.display()))?;
-            Ok(row.get(i).unwrap_or("").trim())
-        };
-        let date = |name: &str| -> Result<Option<NaiveDate>> {
-            let text = field(name)?;
-            if text.is_empty() {
-                return Ok(None);
-            }
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map(Some)
-                .map_err(|e| {
-                    format!(
-                        "{}:{line}: field `{name}`: `{text}` is not a YYYY-MM-DD date ({e})",
-                        path.display()
-                    )
-                    .into()
-                })
-        };
-        let id = field("employee_id")?;
-        if id.is_empty() {
-            return Err(format!("{}:{line}: field `employee_id` is empty", path.display()).into());
-        }
-        let status = field("status")?;
-        let state = LifecycleState::parse(status).ok_or_else(|| {
-            format!(
-                "{}:{line}: field `status`: unknown state `{status}`",
-                path.display()
-            )
-        })?;
-        let mut who = Identity::new(id)
-            .with_state(state)
-            .with_dates(date("start_date")?, date("end_date")?);
-        let manager = field("manager_id")?;
-        if !manager.is_empty() {
-            who = who.with_manager(manager);
-        }
-        for name in [
-            "given_name",
-            "family_name",
-            "email",
-            "department",
-            "title",
-            "location",
-            "employment_type",
-        ] {
-            who = who.with(name, field(name)?);
-        }
-        people.push(who);
-    }
-    Ok(people)
+/// How the HR export's columns map to identities: the id, the lifecycle
+/// state, the dates and the manager; the other columns come along as string
+/// attributes under their own names.
+fn hr_mapping() -> Mapping {
+    Mapping::new("employee_id")
+        .state("status")
+        .dates("start_date", "end_date")
+        .manager("manager_id")
+        .attribute("given_name", Column::string("given_name").required())
+        .attribute("family_name", Column::string("family_name").required())
+        .attribute("email", Column::string("email").required())
 }
 
 fn name(who: &Identity) -> String {
@@ -169,7 +118,7 @@ fn show_everyone(policy: &CompiledPolicy, people: &[Identity], desired: &[Desire
 async fn run() -> Result<()> {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
     let policy = Policy::load(data.join("policy.toml"))?.compile()?;
-    let mut people = read_hr(&data.join("hr.csv"))?;
+    let mut people = CsvSource::new(data.join("hr.csv"), hr_mapping()).load()?;
     // The run's clock. Fixed, so that the output is the same on every run;
     // an embedding service passes its own clock's time.
     let now: DateTime<Utc> = Utc

@@ -28,5 +28,7 @@ pub use prov_core as core;
 pub use prov_engine as engine;
 #[cfg(feature = "resolver")]
 pub use prov_resolver as resolver;
+#[cfg(feature = "sources")]
+pub use prov_sources as sources;
 #[cfg(feature = "testkit")]
 pub use prov_testkit as testkit;

@@ -9,10 +9,12 @@ use prov_core::{
     Account, Clock, Connector, ConnectorExt, Identity, LifecycleState, ListRequest, SystemClock,
     TargetId,
 };
-use prov_resolver::CompiledPolicy;
+use prov_resolver::{CompiledPolicy, Extra, Lease};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditEvent;
 use crate::executor::{ApplyError, ApplyOptions, ApplyReport, Executor};
+use crate::leases::{self, LeaseError, LeaseRecord, LeaseRequest, LeaseState};
 use crate::plan::Plan;
 use crate::planner::{PlanInput, PlanOptions, fingerprint, plan};
 use crate::store::Store;
@@ -256,10 +258,10 @@ impl Engine {
         self.recover().await?;
         let actual = self.actual().await?;
         let links = self.store.links().await.map_err(EngineError::Store)?;
-        Ok(plan(
-            &PlanInput::new(&self.policy, identities, self.clock.now(), &actual, &links),
-            &self.plan_options,
-        ))
+        let leases = self.active_leases().await?;
+        let input = PlanInput::new(&self.policy, identities, self.clock.now(), &actual, &links)
+            .with_extra(Extra::new(&[], &leases));
+        Ok(plan(&input, &self.plan_options))
     }
 
     /// Applies a plan made by [`plan`](Self::plan) from `identities`,
@@ -271,13 +273,11 @@ impl Engine {
     ) -> Result<ApplyReport, EngineError> {
         let actual = self.actual().await?;
         let links = self.store.links().await.map_err(EngineError::Store)?;
-        let current = fingerprint(&PlanInput::new(
-            &self.policy,
-            identities,
-            self.clock.now(),
-            &actual,
-            &links,
-        ));
+        let leases = self.active_leases().await?;
+        let current = fingerprint(
+            &PlanInput::new(&self.policy, identities, self.clock.now(), &actual, &links)
+                .with_extra(Extra::new(&[], &leases)),
+        );
         if current != plan.fingerprint {
             return Err(EngineError::Stale {
                 planned: plan.fingerprint.clone(),
@@ -319,7 +319,9 @@ impl Engine {
         }
         self.recover().await?;
         let links = self.store.links().await.map_err(EngineError::Store)?;
-        let res = self.policy.resolve(&who, now);
+        let leases = self.active_leases().await?;
+        let extra = Extra::new(&[], &leases);
+        let res = self.policy.resolve_with(&who, now, extra);
         let mut actual: BTreeMap<TargetId, Vec<Account>> = BTreeMap::new();
         for (t, conn) in &self.connectors {
             let mut accounts = Vec::new();
@@ -359,7 +361,9 @@ impl Engine {
             actual.insert(t.clone(), accounts);
         }
         let who = [who];
-        let input = PlanInput::new(&self.policy, &who, now, &actual, &links).partial();
+        let input = PlanInput::new(&self.policy, &who, now, &actual, &links)
+            .partial()
+            .with_extra(extra);
         let mut the_plan = plan(&input, &self.plan_options);
         for op in &mut the_plan.ops {
             op.reasons.push(format!("{kind} event"));
@@ -398,5 +402,189 @@ impl Engine {
             .into_iter()
             .filter(|a| a.login == login)
             .collect())
+    }
+
+    /// Approved leases from the store, as the resolver takes them (expired
+    /// ones included: the resolver checks each window against the time).
+    async fn active_leases(&self) -> Result<Vec<Lease>, EngineError> {
+        let records = self.store.leases().await.map_err(EngineError::Store)?;
+        Ok(records.iter().filter_map(LeaseRecord::as_lease).collect())
+    }
+
+    async fn lease(&self, id: &str) -> Result<LeaseRecord, LeaseError> {
+        let all = self
+            .store
+            .leases()
+            .await
+            .map_err(|e| LeaseError::Store(e.to_string()))?;
+        all.into_iter()
+            .find(|l| l.id == id)
+            .ok_or_else(|| LeaseError::NotFound(id.to_owned()))
+    }
+
+    async fn save_lease(
+        &self,
+        rec: &LeaseRecord,
+        actor: &str,
+        action: &str,
+        outcome: String,
+    ) -> Result<(), LeaseError> {
+        self.store
+            .put_lease(rec)
+            .await
+            .map_err(|e| LeaseError::Store(e.to_string()))?;
+        let mut event = AuditEvent::new(
+            self.clock.now(),
+            actor,
+            format!("lease.{action} {} {}", rec.id, rec.request.role),
+            rec.request.reason.clone(),
+            outcome,
+        );
+        event.identity = Some(rec.request.identity.clone());
+        self.store
+            .append_audit(vec![event])
+            .await
+            .map_err(|e| LeaseError::Store(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Records a lease request, checked against the policy (a duration past
+    /// the role's maximum is refused, naming the maximum). It gives no
+    /// access until approved.
+    pub async fn request_lease(&self, req: LeaseRequest) -> Result<LeaseRecord, LeaseError> {
+        let now = self.clock.now();
+        leases::check_request(&self.policy, &req, now)?;
+        // A readable, stable id; two requests alike in every field at the
+        // same instant still get different ids.
+        let taken: std::collections::BTreeSet<String> = self
+            .store
+            .leases()
+            .await
+            .map_err(|e| LeaseError::Store(e.to_string()))?
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        let mut n = 0u32;
+        let id = loop {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            for part in [
+                req.identity.as_str(),
+                &req.role,
+                &req.requested_by,
+                &req.reason,
+                &now.to_rfc3339(),
+                &n.to_string(),
+            ] {
+                h.update(part.as_bytes());
+                h.update([0u8]);
+            }
+            let id = format!("lease-{}", crate::plan::hex(&h.finalize()[..6]));
+            if !taken.contains(&id) {
+                break id;
+            }
+            n += 1;
+        };
+        let rec = leases::new_record(id, req, now);
+        let outcome = format!("requested; to be decided by {}", rec.decide_by.to_rfc3339());
+        self.save_lease(&rec, &rec.request.requested_by.clone(), "request", outcome)
+            .await?;
+        Ok(rec)
+    }
+
+    /// Approves a request: access starts now (or at the requested start, if
+    /// later) and lasts the requested duration. Apply it with
+    /// [`handle`](Self::handle) or the next reconcile.
+    pub async fn approve_lease(&self, id: &str, approver: &str) -> Result<LeaseRecord, LeaseError> {
+        let mut rec = self.lease(id).await?;
+        leases::approve(&mut rec, approver, self.clock.now())?;
+        let outcome = format!(
+            "approved; access from {} until {}",
+            rec.valid_from.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            rec.valid_until.map(|t| t.to_rfc3339()).unwrap_or_default()
+        );
+        self.save_lease(&rec, approver, "approve", outcome).await?;
+        Ok(rec)
+    }
+
+    /// Requests and approves in one step: a grant by someone entitled to decide.
+    pub async fn grant_lease(
+        &self,
+        req: LeaseRequest,
+        approver: &str,
+    ) -> Result<LeaseRecord, LeaseError> {
+        let rec = self.request_lease(req).await?;
+        self.approve_lease(&rec.id, approver).await
+    }
+
+    /// Rejects a request.
+    pub async fn reject_lease(
+        &self,
+        id: &str,
+        who: &str,
+        note: &str,
+    ) -> Result<LeaseRecord, LeaseError> {
+        let mut rec = self.lease(id).await?;
+        if rec.state != LeaseState::Requested {
+            return Err(LeaseError::State {
+                id: rec.id,
+                state: rec.state,
+                action: "rejected",
+            });
+        }
+        rec.state = LeaseState::Rejected;
+        rec.decided_by = Some(who.to_owned());
+        rec.decided_at = Some(self.clock.now());
+        rec.note = Some(note.to_owned());
+        self.save_lease(&rec, who, "reject", format!("rejected: {note}"))
+            .await?;
+        Ok(rec)
+    }
+
+    /// Ends an approved lease now (access goes at the next apply).
+    pub async fn revoke_lease(&self, id: &str, who: &str) -> Result<LeaseRecord, LeaseError> {
+        let mut rec = self.lease(id).await?;
+        if rec.state != LeaseState::Approved {
+            return Err(LeaseError::State {
+                id: rec.id,
+                state: rec.state,
+                action: "revoked",
+            });
+        }
+        let now = self.clock.now();
+        rec.state = LeaseState::Revoked;
+        rec.valid_until = rec.valid_until.map(|u| u.min(now));
+        if let (Some(from), Some(until)) = (rec.valid_from, rec.valid_until)
+            && until < from
+        {
+            rec.valid_until = Some(from);
+        }
+        rec.note = Some(format!("revoked by {who}"));
+        self.save_lease(&rec, who, "revoke", "revoked".to_owned())
+            .await?;
+        Ok(rec)
+    }
+
+    /// Every lease, by id.
+    pub async fn leases(&self) -> Result<Vec<LeaseRecord>, LeaseError> {
+        self.store
+            .leases()
+            .await
+            .map_err(|e| LeaseError::Store(e.to_string()))
+    }
+
+    /// The next instant after `after` at which an approved lease starts or
+    /// ends: when a scheduler should reconcile next.
+    pub async fn next_lease_change(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, LeaseError> {
+        let all = self.leases().await?;
+        Ok(all
+            .iter()
+            .filter_map(LeaseRecord::as_lease)
+            .flat_map(|l| [l.valid_from, l.valid_until])
+            .filter(|t| *t > after)
+            .min())
     }
 }

@@ -17,6 +17,7 @@
 pub mod audit;
 mod engine;
 mod executor;
+pub mod leases;
 mod plan;
 mod planner;
 #[cfg(feature = "postgres")]

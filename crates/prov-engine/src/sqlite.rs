@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 };
 
 use crate::audit::{AuditEvent, AuditRecord};
+use crate::leases::LeaseRecord;
 use crate::planner::{Link, LinkOrigin};
 use crate::store::{OutboxEntry, Store};
 
@@ -33,6 +34,11 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE prov_outbox (
         op    TEXT PRIMARY KEY,
         entry TEXT NOT NULL
+    );",
+    // 3: leases.
+    "CREATE TABLE prov_leases (
+        id     TEXT PRIMARY KEY,
+        record TEXT NOT NULL
     );",
 ];
 
@@ -291,6 +297,39 @@ impl Store for SqliteStore {
                     Error::new(
                         ErrorKind::Unexpected,
                         format!("sqlite store: an outbox entry is unreadable: {e}"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    async fn put_lease(&self, lease: &LeaseRecord) -> Result<()> {
+        let text = serde_json::to_string(lease).map_err(|e| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("sqlite store: cannot encode a lease: {e}"),
+            )
+        })?;
+        sqlx::query("INSERT INTO prov_leases (id, record) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET record = excluded.record")
+            .bind(&lease.id)
+            .bind(text)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_error("write lease", e))?;
+        Ok(())
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseRecord>> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT record FROM prov_leases ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_error("read leases", e))?;
+        rows.into_iter()
+            .map(|(text,)| {
+                serde_json::from_str(&text).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Unexpected,
+                        format!("sqlite store: a lease is unreadable: {e}"),
                     )
                 })
             })

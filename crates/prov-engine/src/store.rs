@@ -13,6 +13,7 @@ use prov_core::{AccountId, Result, TargetId};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditRecord};
+use crate::leases::LeaseRecord;
 use crate::plan::PlannedOp;
 use crate::planner::Link;
 
@@ -67,6 +68,12 @@ pub trait Store: Send + Sync {
 
     /// Operations begun and never finished: what a killed process left.
     async fn outbox_open(&self) -> Result<Vec<OutboxEntry>>;
+
+    /// Writes a lease (replacing the one with the same id).
+    async fn put_lease(&self, lease: &LeaseRecord) -> Result<()>;
+
+    /// Every lease, by id.
+    async fn leases(&self) -> Result<Vec<LeaseRecord>>;
 }
 
 /// A store in memory, for tests and for embedding without persistence.
@@ -75,6 +82,7 @@ pub struct MemoryStore {
     links: Mutex<BTreeMap<(TargetId, AccountId), Link>>,
     audit: Mutex<Vec<AuditRecord>>,
     outbox: Mutex<BTreeMap<String, OutboxEntry>>,
+    leases: Mutex<BTreeMap<String, LeaseRecord>>,
 }
 
 impl MemoryStore {
@@ -155,6 +163,24 @@ impl Store for MemoryStore {
     async fn outbox_open(&self) -> Result<Vec<OutboxEntry>> {
         Ok(self
             .outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    async fn put_lease(&self, lease: &LeaseRecord) -> Result<()> {
+        self.leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(lease.id.clone(), lease.clone());
+        Ok(())
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseRecord>> {
+        Ok(self
+            .leases
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()

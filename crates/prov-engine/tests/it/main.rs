@@ -5,5 +5,6 @@ mod audit;
 mod crash;
 mod engine;
 mod executor;
+mod leases;
 mod planner;
 mod store;

@@ -84,6 +84,31 @@ async fn behaves(store: Arc<dyn Store>) {
     assert_eq!(log.len(), 16);
     audit::verify(&log).unwrap();
     assert!(store.append_audit(vec![]).await.unwrap().is_empty());
+
+    // Leases: put, replace, list by id.
+    let lease = |id: &str, state: &str| -> prov_engine::leases::LeaseRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": id,
+            "request": {"identity": "e1", "role": "oncall", "duration": {"secs": 3600, "nanos": 0}, "start": null,
+                        "wait": {"secs": 60, "nanos": 0}, "requested_by": "e1", "reason": "test"},
+            "state": state,
+            "requested_at": "2026-11-22T09:00:00Z",
+            "decide_by": "2026-11-22T09:01:00Z"
+        }))
+        .unwrap()
+    };
+    store.put_lease(&lease("l2", "requested")).await.unwrap();
+    store.put_lease(&lease("l1", "requested")).await.unwrap();
+    store.put_lease(&lease("l2", "rejected")).await.unwrap();
+    let leases = store.leases().await.unwrap();
+    assert_eq!(
+        leases.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        ["l1", "l2"]
+    );
+    assert_eq!(leases[1].state, prov_engine::leases::LeaseState::Rejected);
+
+    // The outbox: begin, list, finish.
+    assert!(store.outbox_open().await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

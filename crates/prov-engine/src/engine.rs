@@ -587,4 +587,22 @@ impl Engine {
             .filter(|t| *t > after)
             .min())
     }
+
+    /// An access review of every account on every target, now.
+    pub async fn review(
+        &self,
+        identities: &[Identity],
+    ) -> Result<crate::review::Review, EngineError> {
+        let actual = self.actual().await?;
+        let links = self.store.links().await.map_err(EngineError::Store)?;
+        let leases = self.active_leases().await?;
+        Ok(crate::review::review(
+            &self.policy,
+            identities,
+            &actual,
+            &links,
+            Extra::new(&[], &leases),
+            self.clock.now(),
+        ))
+    }
 }

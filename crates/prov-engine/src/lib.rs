@@ -22,6 +22,7 @@ mod plan;
 mod planner;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub mod review;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;

@@ -7,4 +7,5 @@ mod engine;
 mod executor;
 mod leases;
 mod planner;
+mod review;
 mod store;

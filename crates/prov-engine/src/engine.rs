@@ -605,4 +605,34 @@ impl Engine {
             self.clock.now(),
         ))
     }
+
+    /// Why `who` holds `entitlement` on `target` now, leases from the store included.
+    pub async fn explain(
+        &self,
+        who: &Identity,
+        target: &TargetId,
+        entitlement: &prov_core::EntitlementId,
+    ) -> Result<Vec<prov_resolver::Chain>, EngineError> {
+        let leases = self.active_leases().await?;
+        Ok(self.policy.explain_with(
+            who,
+            target,
+            entitlement,
+            self.clock.now(),
+            Extra::new(&[], &leases),
+        ))
+    }
+
+    /// What `who` should have now, leases from the store included.
+    pub async fn desired(
+        &self,
+        who: &Identity,
+    ) -> Result<prov_resolver::DesiredState, EngineError> {
+        let leases = self.active_leases().await?;
+        Ok(self.policy.describe(&self.policy.resolve_with(
+            who,
+            self.clock.now(),
+            Extra::new(&[], &leases),
+        )))
+    }
 }

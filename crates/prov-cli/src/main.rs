@@ -1,0 +1,623 @@
+//! `prov`: plan, apply, explain, review, audit and leases, from a config file.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::print_stdout)] // a command prints its results
+
+mod config;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use prov_core::{Connector, EntitlementId, Identity, SystemClock, TargetId};
+use prov_engine::leases::LeaseRequest;
+use prov_engine::{
+    ApplyError, ApplyOptions, Engine, EngineError, Plan, PostgresStore, SqliteStore, Store, audit,
+};
+use prov_resolver::Policy;
+use prov_sources::{CsvSource, JsonLinesSource, Source};
+use prov_testkit::{MemoryConnector, MemoryLimits};
+
+const EXIT_CODES: &str = "Exit codes:
+  0  done
+  1  some operations failed (each is listed, naming identity, target, account and error)
+  2  bad usage, config, policy or source (the message names file, line and field)
+  3  the plan is blocked by the deletion safeguard (review it, then --allow-destructive)
+  4  the plan is stale: its inputs changed since it was made (plan again)
+  5  a target or the store cannot be reached";
+
+#[derive(Parser)]
+#[command(name = "prov", version, about = "Provision accounts and access from HR data and a policy.", after_help = EXIT_CODES)]
+struct Cli {
+    /// The config file.
+    #[arg(long, short, global = true, default_value = "prov.toml")]
+    config: PathBuf,
+    /// Print JSON for machines instead of text for people.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Plan the changes that bring every target in line with the policy.
+    Plan {
+        /// Also write the plan here, to apply it later.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Apply a saved plan (refused if stale), or plan and apply at once.
+    Apply {
+        /// A plan written by `prov plan --out`.
+        plan: Option<PathBuf>,
+        /// Apply even if the deletion safeguard blocked the plan.
+        #[arg(long)]
+        allow_destructive: bool,
+    },
+    /// Why an identity has what it has (or one entitlement, as TARGET:ENTITLEMENT).
+    Explain {
+        identity: String,
+        entitlement: Option<String>,
+    },
+    /// An access review of every account: explained, unexplained, orphan, pending.
+    Review {
+        /// `csv` or `json`.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Time-bound access.
+    Lease {
+        #[command(subcommand)]
+        command: LeaseCommand,
+    },
+    /// Checks that every target and the store can be reached.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Checks the hash chain; names the first record edited, removed or moved.
+    Verify,
+    /// Writes the log as JSON Lines.
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LeaseCommand {
+    /// Asks for a role for a while; it waits for approval.
+    Request {
+        identity: String,
+        role: String,
+        /// How long access lasts once approved: 30m, 12h, 7d.
+        #[arg(long)]
+        duration: String,
+        #[arg(long)]
+        reason: String,
+        /// How long the request may wait for a decision (default 1d).
+        #[arg(long, default_value = "1d")]
+        wait: String,
+        /// Who asks (default: the config's actor).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Requests and approves in one step.
+    Grant {
+        identity: String,
+        role: String,
+        #[arg(long)]
+        duration: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        approver: String,
+    },
+    /// Approves a request; access starts now.
+    Approve {
+        id: String,
+        #[arg(long)]
+        approver: String,
+    },
+    /// Rejects a request.
+    Reject {
+        id: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        note: String,
+    },
+    /// Ends a lease now.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Every lease.
+    List,
+}
+
+/// A failure with its exit code.
+struct Fail(u8, String);
+
+impl From<EngineError> for Fail {
+    fn from(e: EngineError) -> Self {
+        let code = match &e {
+            EngineError::Stale { .. } => 4,
+            EngineError::Apply(ApplyError::Blocked(_)) => 3,
+            EngineError::Apply(_) => 2,
+            EngineError::Target { .. } | EngineError::Store(_) => 5,
+            _ => 1,
+        };
+        Fail(code, e.to_string())
+    }
+}
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail(2, msg.into())
+}
+
+struct Ctx {
+    engine: Engine,
+    identities: Vec<Identity>,
+    actor: String,
+    json: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, Fail> {
+    let text = text.trim();
+    let (num, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = num
+        .parse()
+        .map_err(|_| usage(format!("`{text}` is not a duration such as 30m, 12h or 7d")))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(usage(format!(
+                "`{text}` is not a duration such as 30m, 12h or 7d"
+            )));
+        }
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+async fn open_store(cfg: &config::Config, base: &Path) -> Result<Arc<dyn Store>, Fail> {
+    let url = match &cfg.store {
+        Some(s) => s.reveal(base).map_err(|e| usage(format!("store: {e}")))?,
+        None => "sqlite:prov.db".to_owned(),
+    };
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let store = SqliteStore::open(base.join(path))
+            .await
+            .map_err(|e| Fail(5, e.to_string()))?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // The URL may hold a password: errors never repeat it.
+        let store = PostgresStore::connect(&url)
+            .await
+            .map_err(|e| Fail(5, e.to_string()))?;
+        return Ok(Arc::new(store));
+    }
+    Err(usage("store: use `sqlite:PATH` or a `postgres://` URL"))
+}
+
+async fn context(cli: &Cli) -> Result<Ctx, Fail> {
+    let cfg = config::load(&cli.config).map_err(usage)?;
+    let base = cli
+        .config
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let policy = Policy::load(base.join(&cfg.policy))
+        .and_then(|p| p.compile())
+        .map_err(|e| usage(e.to_string()))?;
+    let source: Box<dyn Source> = match cfg.source.kind.as_str() {
+        "csv" => Box::new(CsvSource::new(
+            base.join(&cfg.source.path),
+            cfg.source.mapping.clone(),
+        )),
+        "jsonl" => Box::new(JsonLinesSource::new(
+            base.join(&cfg.source.path),
+            cfg.source.mapping.clone(),
+        )),
+        other => {
+            return Err(usage(format!(
+                "{}: source.kind: `{other}` is not a source kind (csv, jsonl)",
+                cli.config.display()
+            )));
+        }
+    };
+    let identities = source.load().map_err(|e| usage(e.to_string()))?;
+    let mut connectors: BTreeMap<TargetId, Arc<dyn Connector>> = BTreeMap::new();
+    for t in policy.target_ids() {
+        let Some(tc) = cfg.targets.get(t.as_str()) else {
+            return Err(usage(format!(
+                "{}: the policy has target `{t}`, which the config's [targets] lacks",
+                cli.config.display()
+            )));
+        };
+        let conn: Arc<dyn Connector> = match tc.kind.as_str() {
+            "file" => {
+                let path = tc.path.as_ref().ok_or_else(|| {
+                    usage(format!(
+                        "{}: targets.{t}.path is required for kind `file`",
+                        cli.config.display()
+                    ))
+                })?;
+                let c = MemoryConnector::file_backed(base.join(path), MemoryLimits::default())
+                    .map_err(|e| usage(e.to_string()))?;
+                Arc::new(c.with_entitlements(policy.entitlements_on(t).into_iter().cloned()))
+            }
+            other => {
+                return Err(usage(format!(
+                    "{}: targets.{t}.kind: `{other}` is not available in this build (known: file)",
+                    cli.config.display()
+                )));
+            }
+        };
+        connectors.insert(t.clone(), conn);
+    }
+    let store = open_store(&cfg, &base).await?;
+    let actor = cfg
+        .actor
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "prov".to_owned());
+    let policy = Arc::new(policy);
+    let engine = Engine::new(Arc::clone(&policy), connectors, store)
+        .with_plan_options(cfg.plan_options())
+        .with_clock(Arc::new(SystemClock));
+    Ok(Ctx {
+        engine,
+        identities,
+        actor,
+        json: cli.json,
+    })
+}
+
+fn print_plan(plan: &Plan) {
+    for op in &plan.ops {
+        println!("{op}");
+        for r in &op.reasons {
+            println!("    because {r}");
+        }
+    }
+    for c in &plan.conflicts {
+        println!(
+            "CONFLICT {} {}: {} ({:?})",
+            c.target, c.identity, c.message, c.accounts
+        );
+    }
+    for o in &plan.orphans {
+        println!(
+            "ORPHAN {} {} ({}){}",
+            o.target,
+            o.login,
+            o.account,
+            if o.owned { ", created by prov" } else { "" }
+        );
+    }
+    for p in &plan.problems {
+        println!("PROBLEM {p}");
+    }
+    for b in &plan.blocked {
+        println!("BLOCKED {b}");
+    }
+    let counts: Vec<String> = plan
+        .counts()
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    if plan.is_empty() {
+        println!("no changes");
+    } else {
+        let s = if plan.ops.len() == 1 { "" } else { "s" };
+        println!("{} operation{s}: {}", plan.ops.len(), counts.join(", "));
+    }
+}
+
+fn write_or_print(out: Option<&Path>, text: &str) -> Result<(), Fail> {
+    match out {
+        Some(p) => std::fs::write(p, text)
+            .map_err(|e| usage(format!("{}: cannot write: {e}", p.display()))),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, Fail> {
+    serde_json::to_string_pretty(value).map_err(|e| Fail(1, format!("cannot encode JSON: {e}")))
+}
+
+async fn run(cli: Cli) -> Result<(), Fail> {
+    let ctx = context(&cli).await?;
+    match &cli.command {
+        Command::Plan { out } => {
+            let plan = ctx.engine.plan(&ctx.identities).await?;
+            if let Some(p) = out {
+                write_or_print(Some(p), &json(&plan)?)?;
+            }
+            if ctx.json {
+                println!("{}", json(&plan)?);
+            } else {
+                print_plan(&plan);
+            }
+            if !plan.blocked.is_empty() {
+                return Err(Fail(
+                    3,
+                    "the plan is blocked by the deletion safeguard".to_owned(),
+                ));
+            }
+        }
+        Command::Apply {
+            plan,
+            allow_destructive,
+        } => {
+            let mut opts = ApplyOptions::default();
+            opts.allow_destructive = *allow_destructive;
+            let engine = ctx.engine.with_apply_options(opts);
+            let plan = match plan {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .map_err(|e| usage(format!("{}: cannot read: {e}", p.display())))?;
+                    serde_json::from_str::<Plan>(&text)
+                        .map_err(|e| usage(format!("{}: not a plan: {e}", p.display())))?
+                }
+                None => engine.plan(&ctx.identities).await?,
+            };
+            let report = engine.apply(&plan, &ctx.identities).await?;
+            if ctx.json {
+                println!("{}", json(&report)?);
+            } else {
+                for f in report.failures() {
+                    println!("{f}");
+                }
+                println!(
+                    "{} of {} operations done, {} calls to targets, {} retries",
+                    report.done(),
+                    report.outcomes.len(),
+                    report.calls,
+                    report.retries
+                );
+                if let Some(e) = &report.audit_error {
+                    println!("WARNING the audit log could not be written: {e}");
+                }
+            }
+            if !report.is_success() {
+                return Err(Fail(
+                    1,
+                    format!(
+                        "{} operations did not complete",
+                        report.outcomes.len() - report.done()
+                    ),
+                ));
+            }
+        }
+        Command::Explain {
+            identity,
+            entitlement,
+        } => {
+            let who = ctx
+                .identities
+                .iter()
+                .find(|i| i.id.as_str() == identity)
+                .ok_or_else(|| usage(format!("no identity `{identity}` in the source")))?;
+            match entitlement {
+                Some(spec) => {
+                    let (t, e) = spec
+                        .split_once(':')
+                        .ok_or_else(|| usage(format!("`{spec}` is not TARGET:ENTITLEMENT")))?;
+                    let chains = ctx
+                        .engine
+                        .explain(who, &TargetId::new(t), &EntitlementId::new(e))
+                        .await?;
+                    if ctx.json {
+                        println!("{}", json(&chains)?);
+                    } else if chains.is_empty() {
+                        println!("{identity} does not get {spec} from the policy");
+                    } else {
+                        chains.iter().for_each(|c| println!("{c}"));
+                    }
+                }
+                None => {
+                    let desired = ctx.engine.desired(who).await?;
+                    if ctx.json {
+                        println!("{}", json(&desired)?);
+                    } else {
+                        println!("{identity} ({})", desired.state.as_str());
+                        for (t, d) in &desired.targets {
+                            let acct = d.account.as_ref().map_or("no account".to_owned(), |a| {
+                                format!(
+                                    "account {}{}",
+                                    a.login,
+                                    if a.enabled { "" } else { " (disabled)" }
+                                )
+                            });
+                            println!("  {t}: {acct}");
+                            for (e, sources) in &d.entitlements {
+                                let why: Vec<String> =
+                                    sources.iter().map(ToString::to_string).collect();
+                                println!("    {e}  <- {}", why.join(", "));
+                            }
+                        }
+                        for v in &desired.violations {
+                            println!("  SOD {}: {}", v.rule, v.roles.join(" + "));
+                        }
+                    }
+                }
+            }
+        }
+        Command::Review { format, out } => {
+            let review = ctx.engine.review(&ctx.identities).await?;
+            let text = match format.as_str() {
+                "csv" => review
+                    .to_csv()
+                    .map_err(|e| Fail(1, format!("cannot write CSV: {e}")))?,
+                "json" => json(&review)?,
+                other => return Err(usage(format!("--format {other}: use csv or json"))),
+            };
+            write_or_print(out.as_deref(), &text)?;
+        }
+        Command::Audit { command } => {
+            let log = ctx
+                .engine
+                .store()
+                .audit_log()
+                .await
+                .map_err(|e| Fail(5, e.to_string()))?;
+            match command {
+                AuditCommand::Verify => match audit::verify(&log) {
+                    Ok(()) => println!("audit log verified: {} records, chain intact", log.len()),
+                    Err(e) => return Err(Fail(1, e.to_string())),
+                },
+                AuditCommand::Export { out } => {
+                    let text = audit::to_jsonl(&log).map_err(|e| Fail(1, e.to_string()))?;
+                    write_or_print(out.as_deref(), &text)?;
+                }
+            }
+        }
+        Command::Lease { command } => lease(&ctx, command).await?,
+        Command::Check => {
+            let mut bad = 0;
+            for (t, accounts) in [("store", ctx.engine.store().links().await.map(|l| l.len()))] {
+                match accounts {
+                    Ok(n) => println!("ok   {t} ({n} links)"),
+                    Err(e) => {
+                        bad += 1;
+                        println!("FAIL {t}: {e}");
+                    }
+                }
+            }
+            match ctx.engine.actual().await {
+                Ok(all) => all
+                    .iter()
+                    .for_each(|(t, a)| println!("ok   {t} ({} accounts)", a.len())),
+                Err(e) => {
+                    bad += 1;
+                    println!("FAIL {e}");
+                }
+            }
+            if bad > 0 {
+                return Err(Fail(5, format!("{bad} checks failed")));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn lease(ctx: &Ctx, command: &LeaseCommand) -> Result<(), Fail> {
+    let e = |err: prov_engine::leases::LeaseError| Fail(1, err.to_string());
+    let rec = match command {
+        LeaseCommand::Request {
+            identity,
+            role,
+            duration,
+            reason,
+            wait,
+            by,
+        } => {
+            let req = LeaseRequest::new(
+                identity.as_str(),
+                role.clone(),
+                parse_duration(duration)?,
+                by.clone().unwrap_or_else(|| ctx.actor.clone()),
+                reason.clone(),
+            )
+            .waiting(parse_duration(wait)?);
+            ctx.engine.request_lease(req).await.map_err(e)?
+        }
+        LeaseCommand::Grant {
+            identity,
+            role,
+            duration,
+            reason,
+            approver,
+        } => {
+            let req = LeaseRequest::new(
+                identity.as_str(),
+                role.clone(),
+                parse_duration(duration)?,
+                ctx.actor.clone(),
+                reason.clone(),
+            );
+            ctx.engine.grant_lease(req, approver).await.map_err(e)?
+        }
+        LeaseCommand::Approve { id, approver } => {
+            ctx.engine.approve_lease(id, approver).await.map_err(e)?
+        }
+        LeaseCommand::Reject { id, by, note } => {
+            ctx.engine.reject_lease(id, by, note).await.map_err(e)?
+        }
+        LeaseCommand::Revoke { id, by } => ctx.engine.revoke_lease(id, by).await.map_err(e)?,
+        LeaseCommand::List => {
+            let all = ctx.engine.leases().await.map_err(e)?;
+            if ctx.json {
+                println!("{}", json(&all)?);
+            } else {
+                for l in &all {
+                    let window = match (l.valid_from, l.valid_until) {
+                        (Some(f), Some(u)) => format!("{} .. {}", f.to_rfc3339(), u.to_rfc3339()),
+                        _ => format!("decide by {}", l.decide_by.to_rfc3339()),
+                    };
+                    println!(
+                        "{}  {:<9} {} {}  {window}  ({})",
+                        l.id,
+                        format!("{:?}", l.state).to_lowercase(),
+                        l.request.identity,
+                        l.request.role,
+                        l.request.reason
+                    );
+                }
+            }
+            return Ok(());
+        }
+    };
+    if ctx.json {
+        println!("{}", json(&rec)?);
+    } else {
+        println!("{} {:?}", rec.id, rec.state);
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("prov: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(code, msg)) => {
+            eprintln!("prov: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}

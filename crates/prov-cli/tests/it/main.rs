@@ -1,0 +1,235 @@
+//! The `prov` command, run as a user runs it, on a config in a temp dir.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test reports failure by panicking
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const POLICY: &str = r#"
+[targets.ldap]
+account = "always"
+[roles.staff]
+grants.ldap = ["staff"]
+[roles.oncall]
+max_lease_days = 7
+grants.ldap = ["oncall"]
+[rules.all]
+when = "true"
+roles = ["staff"]
+"#;
+
+fn setup(people: usize) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "prov-cli-{}-{people}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(dir.join("targets")).unwrap();
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    let mut csv = String::from("id,name,status\n");
+    for i in 0..people {
+        csv.push_str(&format!("e{i},Person {i},active\n"));
+    }
+    std::fs::write(dir.join("hr.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("prov.toml"),
+        "policy = \"policy.toml\"\nactor = \"tester\"\n\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\nstate = \"status\"\n\n[targets.ldap]\nkind = \"file\"\npath = \"targets/ldap.json\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn prov(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_prov"))
+        .arg("--config")
+        .arg(dir.join("prov.toml"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plan_apply_and_a_stale_plan() {
+    let dir = setup(10);
+    let plan = dir.join("plan.json");
+    let (code, out, _) = prov(&dir, &["plan", "--out", plan.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.ends_with("20 operations: 10 create, 10 grant\n"),
+        "{out}"
+    );
+    let (code, out, err) = prov(&dir, &["apply", plan.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("20 of 20 operations done"), "{out}");
+    let (code, out, _) = prov(&dir, &["plan"]);
+    assert_eq!((code, out.as_str()), (0, "no changes\n"));
+    let (code, _, err) = prov(&dir, &["apply", plan.to_str().unwrap()]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("the plan is stale") && err.contains("plan again"),
+        "{err}"
+    );
+    let (code, out, _) = prov(&dir, &["audit", "verify"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, "audit log verified: 20 records, chain intact\n");
+    let (code, out, _) = prov(&dir, &["--json", "plan"]);
+    assert_eq!(code, 0);
+    let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(parsed["ops"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn the_safeguard_blocks_with_exit_3_until_allowed() {
+    let dir = setup(20);
+    assert_eq!(prov(&dir, &["apply"]).0, 0);
+    // A broken export terminates 10 of 20.
+    let mut csv = String::from("id,name,status\n");
+    for i in 0..20 {
+        csv.push_str(&format!(
+            "e{i},Person {i},{}\n",
+            if i < 10 { "terminated" } else { "active" }
+        ));
+    }
+    std::fs::write(dir.join("hr.csv"), csv).unwrap();
+    let (code, out, err) = prov(&dir, &["apply"]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("blocked by the deletion safeguard"), "{err}");
+    let (code, out, _) = prov(&dir, &["plan"]);
+    assert_eq!(code, 3);
+    assert!(
+        out.contains("BLOCKED ldap: the plan would disable 10 and delete 0 of 20 accounts"),
+        "{out}"
+    );
+    let (code, out, err) = prov(&dir, &["apply", "--allow-destructive"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn config_policy_and_source_errors_name_file_line_and_field() {
+    let dir = setup(2);
+    let cfg = dir.join("prov.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("kind = \"file\"", "kind = \"file\"\ncolour = \"blue\""),
+    )
+    .unwrap();
+    let (code, _, err) = prov(&dir, &["plan"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("prov.toml:13:") && err.contains("colour"),
+        "{err}"
+    );
+    std::fs::write(&cfg, text.replace("kind = \"file\"", "kind = \"ldap\"")).unwrap();
+    let (code, _, err) = prov(&dir, &["plan"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("targets.ldap.kind: `ldap` is not available in this build"),
+        "{err}"
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        POLICY.replace("roles = [\"staff\"]", "roles = [\"staf\"]"),
+    )
+    .unwrap();
+    let (code, _, err) = prov(&dir, &["plan"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("policy.toml:11: rules.all.roles: unknown role `staf`"),
+        "{err}"
+    );
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    std::fs::write(
+        dir.join("hr.csv"),
+        "id,name,status\ne1,A,active\ne2,B,retired\n",
+    )
+    .unwrap();
+    let (code, _, err) = prov(&dir, &["plan"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("hr.csv:3: field `status`: unknown state `retired`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn leases_from_the_command_line() {
+    let dir = setup(3);
+    assert_eq!(prov(&dir, &["apply"]).0, 0);
+    let (code, _, err) = prov(
+        &dir,
+        &[
+            "lease",
+            "request",
+            "e1",
+            "oncall",
+            "--duration",
+            "8d",
+            "--reason",
+            "x",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("longer than the 7-day maximum of role `oncall`"),
+        "{err}"
+    );
+    let (code, out, _) = prov(
+        &dir,
+        &[
+            "lease",
+            "request",
+            "e1",
+            "oncall",
+            "--duration",
+            "2d",
+            "--reason",
+            "incident",
+        ],
+    );
+    assert_eq!(code, 0);
+    let id = out.split_whitespace().next().unwrap().to_owned();
+    assert!(out.contains("Requested"), "{out}");
+    let (_, out, _) = prov(&dir, &["plan"]);
+    assert_eq!(out, "no changes\n", "no access before approval");
+    assert_eq!(
+        prov(&dir, &["lease", "approve", &id, "--approver", "boss"]).0,
+        0
+    );
+    let (_, out, _) = prov(&dir, &["plan"]);
+    assert!(
+        out.contains("grant   ldap: oncall for e1 [e1]") && out.contains(&format!("lease {id}")),
+        "{out}"
+    );
+    assert_eq!(prov(&dir, &["apply"]).0, 0);
+    let (_, out, _) = prov(&dir, &["explain", "e1", "ldap:oncall"]);
+    assert!(out.starts_with(&format!("lease {id} (until ")), "{out}");
+    assert_eq!(
+        prov(&dir, &["lease", "revoke", &id, "--by", "security"]).0,
+        0
+    );
+    let (_, out, _) = prov(&dir, &["plan"]);
+    assert!(out.contains("revoke  ldap: oncall for e1"), "{out}");
+    let (code, out, _) = prov(&dir, &["review", "--format", "csv"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("identity,target,account,login,enabled,entitlement,finding,reasons,sod\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(",oncall,unexplained,"),
+        "the revoked lease's access is unexplained until applied: {out}"
+    );
+}

@@ -47,7 +47,7 @@ impl LifecycleState {
 }
 
 /// A person (or a service identity) as the sources describe them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Identity {
     /// Stable id, usually the HR employee number.
@@ -113,7 +113,7 @@ impl Identity {
 }
 
 /// An account as a target holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Account {
     /// The target's own id (a DN, a SCIM id).

@@ -34,7 +34,7 @@ pub use executor::{
 pub use plan::{AccountRef, Conflict, OpKind, Orphan, PLAN_VERSION, Plan, PlannedOp, SafetyBlock};
 pub use planner::{
     Correlation, Link, LinkOrigin, OrphanPolicy, PlanInput, PlanOptions, Safety, TargetOptions,
-    fingerprint, plan,
+    fingerprint, plan, plan_resolved,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;

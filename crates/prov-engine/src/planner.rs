@@ -240,86 +240,174 @@ impl<'a> PlanInput<'a> {
     }
 }
 
-/// Per-target state the planner works on.
+/// A fast hash map: keys here come from the targets and the store, and the
+/// planner builds maps over millions of them.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Per-target state the planner works on (read-only while identities are planned).
 struct TargetCtx<'a> {
     target: &'a TargetId,
     opts: &'a TargetOptions,
-    accounts: HashMap<&'a AccountId, &'a Account>,
-    by_login: HashMap<&'a str, Vec<&'a Account>>,
-    /// account -> (identity, origin), for links whose account still exists.
-    link_of_account: HashMap<&'a AccountId, (&'a IdentityId, LinkOrigin)>,
-    /// identity -> (account, origin).
-    link_of_identity: HashMap<&'a IdentityId, (&'a AccountId, LinkOrigin)>,
-    /// Accounts claimed this run (linked or correlated).
-    claimed: BTreeSet<&'a AccountId>,
+    accounts: &'a [Account],
+    /// login -> accounts, built only when some identity needs correlation.
+    by_login: FastMap<&'a str, Vec<usize>>,
+    /// account index -> (identity, origin), for links whose account still exists.
+    link_of_account: FastMap<usize, (&'a IdentityId, LinkOrigin)>,
+    /// identity -> (account index, origin).
+    link_of_identity: FastMap<&'a IdentityId, (usize, LinkOrigin)>,
     managed_attributes: Vec<&'a str>,
 }
 
+/// What planning one identity on one target gives.
+#[derive(Default)]
+struct IdentityOutcome {
+    ops: Vec<PlannedOp>,
+    conflicts: Vec<Conflict>,
+    /// The account it holds (linked or correlated), by index.
+    claimed: Option<usize>,
+}
+
 /// Makes a plan. Pure: the same input gives the same plan, byte for byte.
+/// Resolves every identity (on every core), then [`plan_resolved`].
 pub fn plan(input: &PlanInput<'_>, options: &PlanOptions) -> Plan {
+    use rayon::prelude::*;
+    let resolutions: Vec<Resolution> = input
+        .identities
+        .par_iter()
+        .with_min_len(256)
+        .map(|who| input.policy.resolve_with(who, input.now, input.extra))
+        .collect();
+    plan_resolved(input, &resolutions, options)
+}
+
+/// Makes a plan from resolutions already made (`resolutions[i]` is
+/// `input.identities[i]` resolved at `input.now` with `input.extra`).
+/// Identities with a linked account are planned on every core; the rest,
+/// which may need correlation, one by one.
+pub fn plan_resolved(
+    input: &PlanInput<'_>,
+    resolutions: &[Resolution],
+    options: &PlanOptions,
+) -> Plan {
+    use rayon::prelude::*;
     let policy = input.policy;
     let empty = Vec::new();
     let mut ops: Vec<PlannedOp> = Vec::new();
     let mut conflicts = Vec::new();
     let mut problems = Vec::new();
     let mut orphans = Vec::new();
-
-    let resolutions: Vec<Resolution> = input
-        .identities
-        .iter()
-        .map(|who| policy.resolve_with(who, input.now, input.extra))
-        .collect();
-    for r in &resolutions {
+    for r in resolutions {
         problems.extend(r.problems().iter().map(ToString::to_string));
     }
-    let known: BTreeSet<&IdentityId> = input.identities.iter().map(|i| &i.id).collect();
+    let fingerprint = fingerprint(input);
+    // Who the sources know: needed only to name orphans' former owners, so built on first use.
+    let mut known: Option<std::collections::HashSet<&IdentityId>> = None;
 
     // Every target the policy or the listing names.
     let targets: BTreeSet<&TargetId> = policy.target_ids().chain(input.actual.keys()).collect();
     for target in targets {
-        let accounts_vec = input.actual.get(target).unwrap_or(&empty);
+        let accounts = input.actual.get(target).unwrap_or(&empty);
+        let mut index: FastMap<&AccountId, usize> =
+            FastMap::with_capacity_and_hasher(accounts.len(), Default::default());
+        index.extend(accounts.iter().enumerate().map(|(i, a)| (&a.id, i)));
+        let target_links: Vec<(usize, &Link)> = input
+            .links
+            .iter()
+            .filter(|l| &l.target == target)
+            .filter_map(|l| index.get(&l.account).map(|&i| (i, l)))
+            .collect();
+        drop(index);
+        let mut link_of_identity =
+            FastMap::with_capacity_and_hasher(target_links.len(), Default::default());
+        link_of_identity.extend(
+            target_links
+                .iter()
+                .map(|(i, l)| (&l.identity, (*i, l.origin))),
+        );
+        // account -> link is needed only for correlation and orphans; built when one comes up.
+        let link_of_account = FastMap::default();
         let mut ctx = TargetCtx {
             target,
             opts: options.for_target(target),
-            accounts: accounts_vec.iter().map(|a| (&a.id, a)).collect(),
-            by_login: HashMap::new(),
-            link_of_account: HashMap::new(),
-            link_of_identity: HashMap::new(),
-            claimed: BTreeSet::new(),
+            accounts,
+            by_login: FastMap::default(),
+            link_of_account,
+            link_of_identity,
             managed_attributes: policy.managed_attributes(target),
         };
-        for a in accounts_vec {
-            ctx.by_login.entry(a.login.as_str()).or_default().push(a);
-        }
-        for l in input.links.iter().filter(|l| &l.target == target) {
-            if ctx.accounts.contains_key(&l.account) {
-                ctx.link_of_account
-                    .insert(&l.account, (&l.identity, l.origin));
-                ctx.link_of_identity
-                    .insert(&l.identity, (&l.account, l.origin));
+        let (linked, unlinked): (Vec<usize>, Vec<usize>) =
+            (0..input.identities.len().min(resolutions.len())).partition(|&i| {
+                input
+                    .identities
+                    .get(i)
+                    .is_some_and(|w| ctx.link_of_identity.contains_key(&w.id))
+            });
+        if !unlinked.is_empty() {
+            for (i, a) in accounts.iter().enumerate() {
+                ctx.by_login.entry(a.login.as_str()).or_default().push(i);
             }
-        }
-        for (who, res) in input.identities.iter().zip(&resolutions) {
-            plan_identity(
-                policy,
-                who,
-                res,
-                input.now,
-                &mut ctx,
-                &mut ops,
-                &mut conflicts,
+            ctx.link_of_account.extend(
+                target_links
+                    .iter()
+                    .map(|(i, l)| (*i, (&l.identity, l.origin))),
             );
         }
-        // Accounts nobody claimed: orphans (only a full listing can tell).
-        let mut unclaimed: Vec<&Account> = accounts_vec
-            .iter()
-            .filter(|a| !input.partial && !ctx.claimed.contains(&a.id))
+        let mut claimed = vec![false; accounts.len()];
+        let plan_one = |i: usize, claimed: &[bool]| -> IdentityOutcome {
+            match (input.identities.get(i), resolutions.get(i)) {
+                (Some(who), Some(res)) => plan_identity(policy, who, res, input.now, &ctx, claimed),
+                _ => IdentityOutcome::default(),
+            }
+        };
+        let outcomes: Vec<IdentityOutcome> = linked
+            .par_iter()
+            .with_min_len(1024)
+            .map(|&i| plan_one(i, &[]))
             .collect();
-        unclaimed.sort_by(|a, b| a.id.cmp(&b.id));
-        for a in unclaimed {
-            let link = ctx.link_of_account.get(&a.id).copied();
+        let mut take = |o: IdentityOutcome, claimed: &mut Vec<bool>| {
+            if let Some(c) = o.claimed.and_then(|c| claimed.get_mut(c)) {
+                *c = true;
+            }
+            ops.extend(o.ops);
+            conflicts.extend(o.conflicts);
+        };
+        for o in outcomes {
+            take(o, &mut claimed);
+        }
+        // Correlation claims accounts: one identity at a time, so two never take the same one.
+        for i in unlinked {
+            let o = plan_one(i, &claimed);
+            take(o, &mut claimed);
+        }
+        // Accounts nobody claimed: orphans (only a full listing can tell).
+        if input.partial {
+            continue;
+        }
+        let mut unclaimed: Vec<usize> = (0..accounts.len())
+            .filter(|&i| !claimed.get(i).copied().unwrap_or(true))
+            .collect();
+        if !unclaimed.is_empty() && ctx.link_of_account.is_empty() {
+            ctx.link_of_account.extend(
+                target_links
+                    .iter()
+                    .map(|(i, l)| (*i, (&l.identity, l.origin))),
+            );
+        }
+        unclaimed.sort_by(|&x, &y| {
+            accounts
+                .get(x)
+                .map(|a| &a.id)
+                .cmp(&accounts.get(y).map(|a| &a.id))
+        });
+        for i in unclaimed {
+            let Some(a) = accounts.get(i) else { continue };
+            let link = ctx.link_of_account.get(&i).copied();
             let owned = link.is_some_and(|(_, o)| o == LinkOrigin::Created);
-            let former = link.map(|(i, _)| i.clone()).filter(|i| !known.contains(i));
+            let known =
+                known.get_or_insert_with(|| input.identities.iter().map(|i| &i.id).collect());
+            let former = link
+                .map(|(who, _)| who.clone())
+                .filter(|who| !known.contains(who));
             orphans.push(Orphan {
                 target: target.clone(),
                 account: a.id.clone(),
@@ -333,50 +421,38 @@ pub fn plan(input: &PlanInput<'_>, options: &PlanOptions) -> Plan {
                 }
                 None => "orphan: no identity explains this account".to_owned(),
             };
-            let acct = AccountRef::Existing { id: a.id.clone() };
-            match ctx.opts.orphans {
-                OrphanPolicy::Report => {}
+            let op = match ctx.opts.orphans {
+                OrphanPolicy::Report => None,
                 OrphanPolicy::Delete if owned || (link.is_some() && ctx.opts.delete_linked) => {
-                    ops.push(PlannedOp::new(
+                    Some(PlannedOp::new(
                         target.clone(),
                         None,
                         OpKind::Delete {
                             account: a.id.clone(),
                         },
                         vec![reason],
-                    ));
+                    ))
                 }
-                OrphanPolicy::Disable | OrphanPolicy::Delete => {
-                    if a.enabled {
-                        ops.push(PlannedOp::new(
-                            target.clone(),
-                            None,
-                            OpKind::SetEnabled {
-                                account: acct,
-                                enabled: false,
-                            },
-                            vec![reason],
-                        ));
-                    }
-                }
+                OrphanPolicy::Disable | OrphanPolicy::Delete => a.enabled.then(|| {
+                    let acct = AccountRef::Existing { id: a.id.clone() };
+                    PlannedOp::new(
+                        target.clone(),
+                        None,
+                        OpKind::SetEnabled {
+                            account: acct,
+                            enabled: false,
+                        },
+                        vec![reason],
+                    )
+                }),
+            };
+            if let Some(mut op) = op {
+                op.account_login = Some(a.login.clone());
+                ops.push(op);
             }
         }
     }
 
-    // Name accounts by login for people reading the plan.
-    let logins: HashMap<(&TargetId, &AccountId), &str> = input
-        .actual
-        .iter()
-        .flat_map(|(t, accts)| accts.iter().map(move |a| ((t, &a.id), a.login.as_str())))
-        .collect();
-    for op in &mut ops {
-        if op.account_login.is_none()
-            && let Some(id) = op.existing_account()
-            && let Some(login) = logins.get(&(&op.target, id))
-        {
-            op.account_login = Some((*login).to_owned());
-        }
-    }
     ops.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let blocked = safety_blocks(&ops, (!input.partial).then_some(input.actual), options);
     conflicts.sort_by(|a: &Conflict, b: &Conflict| {
@@ -386,7 +462,7 @@ pub fn plan(input: &PlanInput<'_>, options: &PlanOptions) -> Plan {
     Plan {
         version: PLAN_VERSION,
         planned_for: input.now,
-        fingerprint: fingerprint(input),
+        fingerprint,
         ops,
         orphans,
         conflicts,
@@ -400,31 +476,27 @@ fn plan_identity<'a>(
     who: &'a Identity,
     res: &Resolution,
     now: DateTime<Utc>,
-    ctx: &mut TargetCtx<'a>,
-    ops: &mut Vec<PlannedOp>,
-    conflicts: &mut Vec<Conflict>,
-) {
+    ctx: &TargetCtx<'a>,
+    claimed: &[bool],
+) -> IdentityOutcome {
+    let mut out = IdentityOutcome::default();
     let target = ctx.target;
     let view = policy.targets_of(res).find(|v| v.target == Some(target));
     let desired_account = view.as_ref().and_then(|v| v.account);
-    let desired_ents: Vec<&EntitlementId> = view
-        .as_ref()
-        .map(|v| v.entitlements().collect())
-        .unwrap_or_default();
     let op = |kind: OpKind, reasons: Vec<String>| {
         PlannedOp::new(target.clone(), Some(who.id.clone()), kind, reasons)
     };
 
     // Find the identity's account: a link first, then correlation.
     let linked = ctx.link_of_identity.get(&who.id).copied();
-    let mut current: Option<(&Account, LinkOrigin)> =
-        linked.and_then(|(id, origin)| ctx.accounts.get(id).map(|a| (*a, origin)));
+    let mut current: Option<(usize, &Account, LinkOrigin)> =
+        linked.and_then(|(i, origin)| ctx.accounts.get(i).map(|a| (i, a, origin)));
     if current.is_none()
         && let Some(want) = desired_account
     {
-        match correlate(ctx, who, want) {
-            Correlated::One(acct) => {
-                ops.push(op(
+        match correlate(ctx, who, want, claimed) {
+            Correlated::One(i, acct) => {
+                let mut link = op(
                     OpKind::Link {
                         account: acct.id.clone(),
                     },
@@ -432,11 +504,13 @@ fn plan_identity<'a>(
                         "correlated: existing account {} matches",
                         acct.login
                     )],
-                ));
-                current = Some((acct, LinkOrigin::Linked));
+                );
+                link.account_login = Some(acct.login.clone());
+                out.ops.push(link);
+                current = Some((i, acct, LinkOrigin::Linked));
             }
             Correlated::Many(ids) => {
-                conflicts.push(Conflict {
+                out.conflicts.push(Conflict {
                     target: target.clone(),
                     identity: who.id.clone(),
                     message:
@@ -444,14 +518,12 @@ fn plan_identity<'a>(
                             .to_owned(),
                     accounts: ids,
                 });
-                return;
+                return out;
             }
             Correlated::None => {}
         }
     }
-    if let Some((acct, _)) = current {
-        ctx.claimed.insert(&acct.id);
-    }
+    out.claimed = current.map(|(i, _, _)| i);
 
     let state_reason = || match res.state {
         LifecycleState::Terminated => format!("leaver: {} is terminated", who.id),
@@ -466,11 +538,15 @@ fn plan_identity<'a>(
         (None, None) => {}
         (Some(want), None) => {
             if res.state == LifecycleState::Terminated {
-                return; // never create an account for a leaver
+                return out; // never create an account for a leaver
             }
             if let Some(taken) = ctx.by_login.get(want.login) {
-                let ids: Vec<AccountId> = taken.iter().map(|a| a.id.clone()).collect();
-                conflicts.push(Conflict {
+                let ids: Vec<AccountId> = taken
+                    .iter()
+                    .filter_map(|&i| ctx.accounts.get(i))
+                    .map(|a| a.id.clone())
+                    .collect();
+                out.conflicts.push(Conflict {
                     target: target.clone(),
                     identity: who.id.clone(),
                     message: format!(
@@ -479,10 +555,10 @@ fn plan_identity<'a>(
                     ),
                     accounts: ids,
                 });
-                return;
+                return out;
             }
             let login = want.login.to_owned();
-            ops.push(op(
+            out.ops.push(op(
                 OpKind::Create {
                     login: login.clone(),
                     attributes: want.attributes.clone(),
@@ -494,8 +570,8 @@ fn plan_identity<'a>(
                 )],
             ));
             let acct = AccountRef::New { login };
-            for e in desired_ents {
-                ops.push(op(
+            for e in view.iter().flat_map(|v| v.entitlements()) {
+                out.ops.push(op(
                     OpKind::Grant {
                         account: acct.clone(),
                         entitlement: e.clone(),
@@ -504,54 +580,68 @@ fn plan_identity<'a>(
                 ));
             }
         }
-        (want, Some((acct, origin))) => {
-            let aref = AccountRef::Existing {
+        (want, Some((_, acct, origin))) => {
+            let aref = || AccountRef::Existing {
                 id: acct.id.clone(),
             };
-            if let Some(want) = want {
+            let mut mine: Vec<PlannedOp> = Vec::new();
+            if let Some(want) = want
+                && differs(&ctx.managed_attributes, want, acct)
+            {
                 let delta = attribute_delta(&ctx.managed_attributes, want, acct);
-                if !delta.is_empty() {
-                    let why = if delta.login.is_some() {
-                        "the login template gives a new login"
-                    } else {
-                        "the account template changed"
-                    };
-                    ops.push(op(
-                        OpKind::Update {
-                            account: aref.clone(),
-                            delta,
-                        },
-                        vec![format!("{why} for {}", who.id)],
-                    ));
-                }
+                let why = if delta.login.is_some() {
+                    "the login template gives a new login"
+                } else {
+                    "the account template changed"
+                };
+                mine.push(op(
+                    OpKind::Update {
+                        account: aref(),
+                        delta,
+                    },
+                    vec![format!("{why} for {}", who.id)],
+                ));
             }
-            // Entitlements: grant what is missing; revoke what the policy
-            // manages and no longer gives. Entitlements the policy never
-            // mentions are not the engine's to take.
-            let want_set: BTreeSet<&EntitlementId> = desired_ents.iter().copied().collect();
-            for e in &desired_ents {
-                if !acct.entitlements.contains(*e) {
-                    ops.push(op(
-                        OpKind::Grant {
-                            account: aref.clone(),
-                            entitlement: (*e).clone(),
-                        },
-                        reasons(policy, res, target, e),
-                    ));
-                }
-            }
-            for e in &acct.entitlements {
-                if !want_set.contains(e) && policy.manages(target, e) {
-                    ops.push(op(
-                        OpKind::Revoke {
-                            account: aref.clone(),
-                            entitlement: e.clone(),
-                        },
-                        vec![format!(
-                            "no rule, assignment or lease gives it any more ({})",
-                            state_reason()
-                        )],
-                    ));
+            // Entitlements: both sides are sorted by id, so one merge walk
+            // finds what to grant and what to revoke, with no allocation when
+            // nothing differs. What the policy never mentions is not the
+            // engine's to take.
+            let mut desired = view.iter().flat_map(|v| v.entitlements()).peekable();
+            let mut held = acct.entitlements.iter().peekable();
+            loop {
+                match (desired.peek(), held.peek()) {
+                    (None, None) => break,
+                    (Some(d), Some(h)) if d == h => {
+                        desired.next();
+                        held.next();
+                    }
+                    (Some(d), h) if h.is_none_or(|h| d < h) => {
+                        mine.push(op(
+                            OpKind::Grant {
+                                account: aref(),
+                                entitlement: (*d).clone(),
+                            },
+                            reasons(policy, res, target, d),
+                        ));
+                        desired.next();
+                    }
+                    (_, Some(h)) => {
+                        if policy.manages(target, h) {
+                            let why = format!(
+                                "no rule, assignment or lease gives it any more ({})",
+                                state_reason()
+                            );
+                            mine.push(op(
+                                OpKind::Revoke {
+                                    account: aref(),
+                                    entitlement: (*h).clone(),
+                                },
+                                vec![why],
+                            ));
+                        }
+                        held.next();
+                    }
+                    (Some(_), None) => break,
                 }
             }
             let enabled = want.is_some_and(|w| w.enabled);
@@ -560,9 +650,9 @@ fn plan_identity<'a>(
                     Some(_) => state_reason(),
                     None => format!("{} is no longer entitled to an account on {target}", who.id),
                 };
-                ops.push(op(
+                mine.push(op(
                     OpKind::SetEnabled {
-                        account: aref.clone(),
+                        account: aref(),
                         enabled,
                     },
                     vec![why],
@@ -574,15 +664,20 @@ fn plan_identity<'a>(
                 && (origin == LinkOrigin::Created || ctx.opts.delete_linked)
             {
                 let when = plan.delete_after.map(|d| d.to_string()).unwrap_or_default();
-                ops.push(op(
+                mine.push(op(
                     OpKind::Delete {
                         account: acct.id.clone(),
                     },
                     vec![format!("leaver: grace period ended {when}")],
                 ));
             }
+            for mut o in mine {
+                o.account_login = Some(acct.login.clone());
+                out.ops.push(o);
+            }
         }
     }
+    out
 }
 
 fn reasons(
@@ -600,11 +695,16 @@ fn reasons(
 
 enum Correlated<'a> {
     None,
-    One(&'a Account),
+    One(usize, &'a Account),
     Many(Vec<AccountId>),
 }
 
-fn correlate<'a>(ctx: &TargetCtx<'a>, who: &Identity, want: AccountView<'_>) -> Correlated<'a> {
+fn correlate<'a>(
+    ctx: &TargetCtx<'a>,
+    who: &Identity,
+    want: AccountView<'_>,
+    claimed: &[bool],
+) -> Correlated<'a> {
     for rule in &ctx.opts.correlation {
         let key = match rule.identity_field.as_str() {
             "login" => Some(want.login.to_owned()),
@@ -614,31 +714,37 @@ fn correlate<'a>(ctx: &TargetCtx<'a>, who: &Identity, want: AccountView<'_>) -> 
         let Some(key) = key.filter(|k| !k.is_empty()) else {
             continue;
         };
-        let mut found: Vec<&'a Account> = if rule.account_field == "login" {
+        let mut found: Vec<usize> = if rule.account_field == "login" {
             ctx.by_login.get(key.as_str()).cloned().unwrap_or_default()
         } else {
-            ctx.accounts
-                .values()
-                .copied()
-                .filter(|a| {
-                    a.attributes
-                        .get(&rule.account_field)
-                        .and_then(value_text)
-                        .is_some_and(|v| v.eq_ignore_ascii_case(&key))
+            (0..ctx.accounts.len())
+                .filter(|&i| {
+                    ctx.accounts.get(i).is_some_and(|a| {
+                        a.attributes
+                            .get(&rule.account_field)
+                            .and_then(value_text)
+                            .is_some_and(|v| v.eq_ignore_ascii_case(&key))
+                    })
                 })
                 .collect()
         };
-        // An account linked to someone else is theirs, not a candidate.
-        found.retain(|a| {
-            ctx.link_of_account
-                .get(&a.id)
-                .is_none_or(|(i, _)| *i == &who.id)
+        // An account linked to someone else, or claimed this run, is theirs.
+        found.retain(|i| {
+            !claimed.get(*i).copied().unwrap_or(false)
+                && ctx
+                    .link_of_account
+                    .get(i)
+                    .is_none_or(|(owner, _)| *owner == &who.id)
         });
-        found.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut found: Vec<(usize, &'a Account)> = found
+            .into_iter()
+            .filter_map(|i| ctx.accounts.get(i).map(|a| (i, a)))
+            .collect();
+        found.sort_by(|a, b| a.1.id.cmp(&b.1.id));
         match found.as_slice() {
             [] => continue,
-            [one] => return Correlated::One(one),
-            many => return Correlated::Many(many.iter().map(|a| a.id.clone()).collect()),
+            [(i, one)] => return Correlated::One(*i, one),
+            many => return Correlated::Many(many.iter().map(|(_, a)| a.id.clone()).collect()),
         }
     }
     Correlated::None
@@ -650,6 +756,19 @@ fn value_text(v: &Value) -> Option<String> {
         Value::Int(i) => Some(i.to_string()),
         _ => None,
     }
+}
+
+/// Whether `acct` differs from `want` in anything the template manages,
+/// checked without allocating (the common case is "no").
+fn differs(managed: &[&str], want: AccountView<'_>, acct: &Account) -> bool {
+    acct.login != want.login
+        || want
+            .attributes
+            .iter()
+            .any(|(k, v)| acct.attributes.get(k) != Some(v))
+        || managed
+            .iter()
+            .any(|k| !want.attributes.contains_key(*k) && acct.attributes.contains_key(*k))
 }
 
 /// The change that brings `acct` to `want`, touching only the attributes
@@ -736,66 +855,72 @@ impl PlannedOp {
 /// A digest of a plan's inputs: the policy, the identities, the targets'
 /// accounts, the links and the extra assignments and leases. The time is
 /// not part of it: the same inputs planned a minute apart fingerprint alike.
+///
+/// Large collections are digested as order-independent sums of per-item
+/// 64-bit hashes in two independent lanes, computed on every core, and the
+/// sums go into a SHA-256: fast over millions of accounts, and any change
+/// to any item changes the result. It is stable within one build of prov;
+/// a plan saved by another version may be refused as stale (plan again).
 pub fn fingerprint(input: &PlanInput<'_>) -> String {
     let mut h = Sha256::new();
-    let mut feed = |label: &str, value: &dyn erased::Feed| {
+    let mut put = |label: &str, bytes: &[u8]| {
         h.update(label.as_bytes());
         h.update([0u8]);
-        value.feed(&mut h);
+        h.update(u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_le_bytes());
+        h.update(bytes);
     };
-    feed("policy", &input.policy.digest());
-    feed(
-        "identities",
-        &sorted_by(input.identities, |i| i.id.as_str().to_owned()),
+    put("policy", input.policy.digest().as_bytes());
+    let (identities, (actual, links)) = rayon::join(
+        || set_digest(input.identities),
+        || {
+            rayon::join(
+                || {
+                    input
+                        .actual
+                        .iter()
+                        .map(|(t, accts)| (t, set_digest(accts)))
+                        .collect::<Vec<_>>()
+                },
+                || set_digest(input.links),
+            )
+        },
     );
-    let mut actual: Vec<(&TargetId, Vec<&Account>)> = input
-        .actual
-        .iter()
-        .map(|(t, accts)| (t, sorted_by(accts, |a| a.id.as_str().to_owned())))
-        .collect();
-    actual.sort_by(|a, b| a.0.cmp(b.0));
-    feed("actual", &actual);
-    let mut links: Vec<&crate::Link> = input.links.iter().collect();
-    links.sort();
-    feed("links", &links);
+    put("identities", &identities);
+    for (target, digest) in actual {
+        put(target.as_str(), &digest);
+    }
+    put("links", &links);
     let mut assignments: Vec<_> = input.extra.assignments.iter().collect();
     assignments.sort();
-    feed("assignments", &assignments);
+    put(
+        "assignments",
+        &serde_json::to_vec(&assignments).unwrap_or_default(),
+    );
     let mut leases: Vec<_> = input.extra.leases.iter().collect();
     leases.sort();
-    feed("leases", &leases);
+    put("leases", &serde_json::to_vec(&leases).unwrap_or_default());
     hex(&h.finalize())
 }
 
-fn sorted_by<T, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> Vec<&T> {
-    let mut v: Vec<&T> = items.iter().collect();
-    v.sort_by_key(|x| key(x));
-    v
-}
-
-mod erased {
-    use sha2::{Digest, Sha256};
-
-    /// Streams a value's canonical JSON into the hash without building the string.
-    pub(super) trait Feed {
-        fn feed(&self, h: &mut Sha256);
-    }
-
-    impl<T: serde::Serialize> Feed for T {
-        fn feed(&self, h: &mut Sha256) {
-            struct Writer<'a>(&'a mut Sha256);
-            impl std::io::Write for Writer<'_> {
-                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                    self.0.update(buf);
-                    Ok(buf.len())
-                }
-                fn flush(&mut self) -> std::io::Result<()> {
-                    Ok(())
-                }
-            }
-            // Serialising plain data into a hash cannot fail; if it ever
-            // did, the digest would differ and apply would refuse, safely.
-            let _ = serde_json::to_writer(Writer(h), self);
-        }
-    }
+/// Count and two lanes of summed item hashes: independent of order.
+fn set_digest<T: std::hash::Hash + Sync>(items: &[T]) -> Vec<u8> {
+    use rayon::prelude::*;
+    use std::hash::BuildHasher;
+    let lanes = [
+        foldhash::fast::FixedState::with_seed(0x7072_6f76_0001),
+        foldhash::fast::FixedState::with_seed(0x7072_6f76_0002),
+    ];
+    let [a, b] = items
+        .par_iter()
+        .with_min_len(4096)
+        .map(|x| [lanes[0].hash_one(x), lanes[1].hash_one(x)])
+        .reduce(
+            || [0, 0],
+            |x, y| [x[0].wrapping_add(y[0]), x[1].wrapping_add(y[1])],
+        );
+    let mut out = Vec::with_capacity(24);
+    out.extend_from_slice(&u64::try_from(items.len()).unwrap_or(u64::MAX).to_le_bytes());
+    out.extend_from_slice(&a.to_le_bytes());
+    out.extend_from_slice(&b.to_le_bytes());
+    out
 }

@@ -253,8 +253,6 @@ struct TargetCtx<'a> {
     by_login: FastMap<&'a str, Vec<usize>>,
     /// account index -> (identity, origin), for links whose account still exists.
     link_of_account: FastMap<usize, (&'a IdentityId, LinkOrigin)>,
-    /// identity -> (account index, origin).
-    link_of_identity: FastMap<&'a IdentityId, (usize, LinkOrigin)>,
     managed_attributes: Vec<&'a str>,
 }
 
@@ -289,80 +287,132 @@ pub fn plan_resolved(
     resolutions: &[Resolution],
     options: &PlanOptions,
 ) -> Plan {
+    let mut problems: Vec<String> = resolutions
+        .iter()
+        .flat_map(|r| r.problems().iter().map(ToString::to_string))
+        .collect();
+    // The fingerprint runs beside the planning: map building is serial and
+    // leaves the other core free.
+    let (fingerprint, (mut ops, mut conflicts, orphans)) = rayon::join(
+        || fingerprint(input),
+        || plan_targets(input, resolutions, options),
+    );
+    ops.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let blocked = safety_blocks(&ops, (!input.partial).then_some(input.actual), options);
+    conflicts.sort_by(|a: &Conflict, b: &Conflict| {
+        (&a.target, &a.identity).cmp(&(&b.target, &b.identity))
+    });
+    problems.sort();
+    Plan {
+        version: PLAN_VERSION,
+        planned_for: input.now,
+        fingerprint,
+        ops,
+        orphans,
+        conflicts,
+        blocked,
+        problems,
+    }
+}
+
+/// Plans every target: operations, conflicts and orphans.
+fn plan_targets(
+    input: &PlanInput<'_>,
+    resolutions: &[Resolution],
+    options: &PlanOptions,
+) -> (Vec<PlannedOp>, Vec<Conflict>, Vec<Orphan>) {
     use rayon::prelude::*;
     let policy = input.policy;
     let empty = Vec::new();
     let mut ops: Vec<PlannedOp> = Vec::new();
     let mut conflicts = Vec::new();
-    let mut problems = Vec::new();
     let mut orphans = Vec::new();
-    for r in resolutions {
-        problems.extend(r.problems().iter().map(ToString::to_string));
-    }
-    let fingerprint = fingerprint(input);
     // Who the sources know: needed only to name orphans' former owners, so built on first use.
     let mut known: Option<std::collections::HashSet<&IdentityId>> = None;
+    let n = input.identities.len().min(resolutions.len());
+    let identities = input.identities.get(..n).unwrap_or_default();
 
     // Every target the policy or the listing names.
     let targets: BTreeSet<&TargetId> = policy.target_ids().chain(input.actual.keys()).collect();
     for target in targets {
         let accounts = input.actual.get(target).unwrap_or(&empty);
-        let mut index: FastMap<&AccountId, usize> =
-            FastMap::with_capacity_and_hasher(accounts.len(), Default::default());
-        index.extend(accounts.iter().enumerate().map(|(i, a)| (&a.id, i)));
-        let target_links: Vec<(usize, &Link)> = input
-            .links
-            .iter()
-            .filter(|l| &l.target == target)
-            .filter_map(|l| index.get(&l.account).map(|&i| (i, l)))
-            .collect();
-        drop(index);
-        let mut link_of_identity =
-            FastMap::with_capacity_and_hasher(target_links.len(), Default::default());
-        link_of_identity.extend(
-            target_links
-                .iter()
-                .map(|(i, l)| (&l.identity, (*i, l.origin))),
+        let target_links: Vec<&Link> = input.links.iter().filter(|l| &l.target == target).collect();
+        let (index, by_identity) = rayon::join(
+            || {
+                let mut m: FastMap<&AccountId, usize> =
+                    FastMap::with_capacity_and_hasher(accounts.len(), Default::default());
+                m.extend(accounts.iter().enumerate().map(|(i, a)| (&a.id, i)));
+                m
+            },
+            || {
+                let mut m: FastMap<&IdentityId, &Link> =
+                    FastMap::with_capacity_and_hasher(target_links.len(), Default::default());
+                m.extend(target_links.iter().map(|l| (&l.identity, *l)));
+                m
+            },
         );
-        // account -> link is needed only for correlation and orphans; built when one comes up.
-        let link_of_account = FastMap::default();
+        // Each identity's linked account, looked up once, on every core.
+        let held: Vec<Option<(usize, LinkOrigin)>> = identities
+            .par_iter()
+            .with_min_len(4096)
+            .map(|w| {
+                by_identity
+                    .get(&w.id)
+                    .and_then(|l| index.get(&l.account).map(|&i| (i, l.origin)))
+            })
+            .collect();
+        drop(by_identity);
+        let link_of_account =
+            |index: &FastMap<&AccountId, usize>| -> FastMap<usize, (&IdentityId, LinkOrigin)> {
+                target_links
+                    .iter()
+                    .filter_map(|l| index.get(&l.account).map(|&i| (i, (&l.identity, l.origin))))
+                    .collect()
+            };
         let mut ctx = TargetCtx {
             target,
             opts: options.for_target(target),
             accounts,
             by_login: FastMap::default(),
-            link_of_account,
-            link_of_identity,
+            link_of_account: FastMap::default(),
             managed_attributes: policy.managed_attributes(target),
         };
-        let (linked, unlinked): (Vec<usize>, Vec<usize>) =
-            (0..input.identities.len().min(resolutions.len())).partition(|&i| {
-                input
-                    .identities
-                    .get(i)
-                    .is_some_and(|w| ctx.link_of_identity.contains_key(&w.id))
-            });
+        let unlinked: Vec<usize> = (0..n)
+            .filter(|&i| held.get(i).is_some_and(Option::is_none))
+            .collect();
         if !unlinked.is_empty() {
             for (i, a) in accounts.iter().enumerate() {
                 ctx.by_login.entry(a.login.as_str()).or_default().push(i);
             }
-            ctx.link_of_account.extend(
-                target_links
-                    .iter()
-                    .map(|(i, l)| (*i, (&l.identity, l.origin))),
-            );
+            ctx.link_of_account = link_of_account(&index);
         }
         let mut claimed = vec![false; accounts.len()];
+        for (c, _) in held.iter().flatten() {
+            if let Some(slot) = claimed.get_mut(*c) {
+                *slot = true;
+            }
+        }
         let plan_one = |i: usize, claimed: &[bool]| -> IdentityOutcome {
-            match (input.identities.get(i), resolutions.get(i)) {
-                (Some(who), Some(res)) => plan_identity(policy, who, res, input.now, &ctx, claimed),
+            match (identities.get(i), resolutions.get(i)) {
+                (Some(who), Some(res)) => plan_identity(
+                    policy,
+                    who,
+                    res,
+                    input.now,
+                    &ctx,
+                    held.get(i).copied().flatten(),
+                    claimed,
+                ),
                 _ => IdentityOutcome::default(),
             }
         };
-        let outcomes: Vec<IdentityOutcome> = linked
-            .par_iter()
+        // Linked identities on every core, keeping only outcomes with something in them.
+        let outcomes: Vec<IdentityOutcome> = (0..n)
+            .into_par_iter()
             .with_min_len(1024)
-            .map(|&i| plan_one(i, &[]))
+            .filter(|&i| held.get(i).is_some_and(Option::is_some))
+            .map(|i| plan_one(i, &[]))
+            .filter(|o| !o.ops.is_empty() || !o.conflicts.is_empty())
             .collect();
         let mut take = |o: IdentityOutcome, claimed: &mut Vec<bool>| {
             if let Some(c) = o.claimed.and_then(|c| claimed.get_mut(c)) {
@@ -386,12 +436,11 @@ pub fn plan_resolved(
         let mut unclaimed: Vec<usize> = (0..accounts.len())
             .filter(|&i| !claimed.get(i).copied().unwrap_or(true))
             .collect();
-        if !unclaimed.is_empty() && ctx.link_of_account.is_empty() {
-            ctx.link_of_account.extend(
-                target_links
-                    .iter()
-                    .map(|(i, l)| (*i, (&l.identity, l.origin))),
-            );
+        if unclaimed.is_empty() {
+            continue;
+        }
+        if ctx.link_of_account.is_empty() {
+            ctx.link_of_account = link_of_account(&index);
         }
         unclaimed.sort_by(|&x, &y| {
             accounts
@@ -452,23 +501,7 @@ pub fn plan_resolved(
             }
         }
     }
-
-    ops.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    let blocked = safety_blocks(&ops, (!input.partial).then_some(input.actual), options);
-    conflicts.sort_by(|a: &Conflict, b: &Conflict| {
-        (&a.target, &a.identity).cmp(&(&b.target, &b.identity))
-    });
-    problems.sort();
-    Plan {
-        version: PLAN_VERSION,
-        planned_for: input.now,
-        fingerprint,
-        ops,
-        orphans,
-        conflicts,
-        blocked,
-        problems,
-    }
+    (ops, conflicts, orphans)
 }
 
 fn plan_identity<'a>(
@@ -477,6 +510,7 @@ fn plan_identity<'a>(
     res: &Resolution,
     now: DateTime<Utc>,
     ctx: &TargetCtx<'a>,
+    held: Option<(usize, LinkOrigin)>,
     claimed: &[bool],
 ) -> IdentityOutcome {
     let mut out = IdentityOutcome::default();
@@ -488,7 +522,7 @@ fn plan_identity<'a>(
     };
 
     // Find the identity's account: a link first, then correlation.
-    let linked = ctx.link_of_identity.get(&who.id).copied();
+    let linked = held;
     let mut current: Option<(usize, &Account, LinkOrigin)> =
         linked.and_then(|(i, origin)| ctx.accounts.get(i).map(|a| (i, a, origin)));
     if current.is_none()
@@ -857,10 +891,11 @@ impl PlannedOp {
 /// not part of it: the same inputs planned a minute apart fingerprint alike.
 ///
 /// Large collections are digested as order-independent sums of per-item
-/// 64-bit hashes in two independent lanes, computed on every core, and the
-/// sums go into a SHA-256: fast over millions of accounts, and any change
-/// to any item changes the result. It is stable within one build of prov;
-/// a plan saved by another version may be refused as stale (plan again).
+/// 64-bit hashes, computed on every core, and the sums go into a SHA-256:
+/// fast over millions of accounts, and an accidental change to an item
+/// goes unnoticed with probability about 2^-64. This detects staleness; it
+/// is not a defence against someone forging inputs. It is stable within one
+/// build of prov; a plan saved by another version may be refused as stale.
 pub fn fingerprint(input: &PlanInput<'_>) -> String {
     let mut h = Sha256::new();
     let mut put = |label: &str, bytes: &[u8]| {
@@ -902,25 +937,19 @@ pub fn fingerprint(input: &PlanInput<'_>) -> String {
     hex(&h.finalize())
 }
 
-/// Count and two lanes of summed item hashes: independent of order.
+/// Count and the wrapping sum of per-item hashes: independent of order, so
+/// no sort is needed, and computed on every core.
 fn set_digest<T: std::hash::Hash + Sync>(items: &[T]) -> Vec<u8> {
     use rayon::prelude::*;
     use std::hash::BuildHasher;
-    let lanes = [
-        foldhash::fast::FixedState::with_seed(0x7072_6f76_0001),
-        foldhash::fast::FixedState::with_seed(0x7072_6f76_0002),
-    ];
-    let [a, b] = items
+    let state = foldhash::fast::FixedState::with_seed(0x7072_6f76_0001);
+    let sum = items
         .par_iter()
         .with_min_len(4096)
-        .map(|x| [lanes[0].hash_one(x), lanes[1].hash_one(x)])
-        .reduce(
-            || [0, 0],
-            |x, y| [x[0].wrapping_add(y[0]), x[1].wrapping_add(y[1])],
-        );
-    let mut out = Vec::with_capacity(24);
+        .map(|x| state.hash_one(x))
+        .reduce(|| 0, u64::wrapping_add);
+    let mut out = Vec::with_capacity(16);
     out.extend_from_slice(&u64::try_from(items.len()).unwrap_or(u64::MAX).to_le_bytes());
-    out.extend_from_slice(&a.to_le_bytes());
-    out.extend_from_slice(&b.to_le_bytes());
+    out.extend_from_slice(&sum.to_le_bytes());
     out
 }

@@ -45,5 +45,8 @@ cargo test --workspace --locked --doc
 step "the README's main job: the quickstart"
 cargo run --locked --quiet --example quickstart > /dev/null
 
+step "the connector authors' example: its own REST service, the suite, the engine"
+cargo run --locked --quiet --example custom_connector > /dev/null
+
 step "benchmarks build"
 cargo bench --workspace --locked --no-run

@@ -376,7 +376,20 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         } => {
             let mut opts = ApplyOptions::default();
             opts.allow_destructive = *allow_destructive;
-            let engine = ctx.engine.with_apply_options(opts);
+            // A progress bar on standard error, drawn only on a terminal and not for --json.
+            let bar = if ctx.json {
+                indicatif::ProgressBar::hidden()
+            } else {
+                indicatif::ProgressBar::new(0)
+            };
+            let tick = bar.clone();
+            let engine =
+                ctx.engine
+                    .with_apply_options(opts)
+                    .with_progress(Arc::new(move |done, total| {
+                        tick.set_length(total as u64);
+                        tick.set_position(done as u64);
+                    }));
             let plan = match plan {
                 Some(p) => {
                     let text = std::fs::read_to_string(p)
@@ -386,7 +399,9 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 }
                 None => engine.plan(&ctx.identities).await?,
             };
-            let report = engine.apply(&plan, &ctx.identities).await?;
+            let report = engine.apply(&plan, &ctx.identities).await;
+            bar.finish_and_clear();
+            let report = report?;
             if ctx.json {
                 println!("{}", json(&report)?);
             } else {

@@ -141,6 +141,13 @@ impl Engine {
         self
     }
 
+    /// Reports apply progress as operations finish (builder style; set it
+    /// after `with_apply_options`, which makes a new executor).
+    pub fn with_progress(mut self, progress: crate::executor::Progress) -> Self {
+        self.executor = self.executor.with_progress(progress);
+        self
+    }
+
     /// Uses `clock` for planning and audit timestamps (builder style).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.executor = self.executor.with_clock(Arc::clone(&clock));

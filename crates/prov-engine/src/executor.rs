@@ -235,7 +235,13 @@ pub struct Executor {
     rng: Mutex<SmallRng>,
     budget: Mutex<Budget>,
     counters: Mutex<(u64, u64)>,
+    progress: Option<Progress>,
+    finished: std::sync::atomic::AtomicUsize,
+    total: std::sync::atomic::AtomicUsize,
 }
+
+/// Called as operations finish, with (finished, total): for progress bars.
+pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
 impl fmt::Debug for Executor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -291,6 +297,9 @@ impl Executor {
             rng,
             budget,
             counters: Mutex::new((0, 0)),
+            progress: None,
+            finished: std::sync::atomic::AtomicUsize::new(0),
+            total: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -306,6 +315,12 @@ impl Executor {
         self
     }
 
+    /// Reports progress as operations finish (builder style).
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
     /// Applies a plan. Returns an error (having done nothing) when the plan
     /// is blocked or names an unknown target; otherwise an outcome for every
     /// operation: one failing never stops the unrelated ones.
@@ -313,6 +328,9 @@ impl Executor {
         if !plan.blocked.is_empty() && !self.options.allow_destructive {
             return Err(ApplyError::Blocked(plan.blocked.clone()));
         }
+        self.total
+            .store(plan.ops.len(), std::sync::atomic::Ordering::Relaxed);
+        self.finished.store(0, std::sync::atomic::Ordering::Relaxed);
         let mut by_target: BTreeMap<&TargetId, Vec<&PlannedOp>> = BTreeMap::new();
         for op in &plan.ops {
             if !self.targets.contains_key(&op.target) {
@@ -797,6 +815,13 @@ impl Executor {
     async fn finish(&self, store: &dyn Store, ops: &[&PlannedOp]) {
         let ids: Vec<String> = ops.iter().map(|op| op.id.clone()).collect();
         let _ = store.outbox_finish(&ids).await;
+        let done = self
+            .finished
+            .fetch_add(ops.len(), std::sync::atomic::Ordering::Relaxed)
+            + ops.len();
+        if let Some(p) = &self.progress {
+            p(done, self.total.load(std::sync::atomic::Ordering::Relaxed));
+        }
     }
 
     /// One call with the rate limit, retries, backoff and budget.

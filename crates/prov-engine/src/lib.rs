@@ -29,7 +29,8 @@ mod store;
 
 pub use engine::{Engine, EngineError, Event};
 pub use executor::{
-    ApplyError, ApplyOptions, ApplyReport, Executor, OpOutcome, OpStatus, RetryPolicy, TargetLimits,
+    ApplyError, ApplyOptions, ApplyReport, Executor, OpOutcome, OpStatus, Progress, RetryPolicy,
+    TargetLimits,
 };
 pub use plan::{AccountRef, Conflict, OpKind, Orphan, PLAN_VERSION, Plan, PlannedOp, SafetyBlock};
 pub use planner::{

@@ -320,3 +320,27 @@ async fn renames_move_links_and_unknown_targets_are_refused() {
         "the plan names target `github`, which has no connector"
     );
 }
+
+#[tokio::test]
+async fn progress_is_reported_up_to_the_total() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let p = policy();
+    let world = World::new();
+    let the_plan = world
+        .plan(&p, &crowd(12), now(), &PlanOptions::default())
+        .await;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (s, c) = (seen.clone(), calls.clone());
+    let exec = world
+        .executor(ApplyOptions::default())
+        .with_progress(Arc::new(move |done, total| {
+            assert!(done <= total);
+            s.fetch_max(done, Ordering::Relaxed);
+            c.fetch_add(1, Ordering::Relaxed);
+        }));
+    let report = exec.apply(&the_plan, &world.store).await.unwrap();
+    assert!(report.is_success());
+    assert_eq!(seen.load(Ordering::Relaxed), the_plan.ops.len());
+    assert!(calls.load(Ordering::Relaxed) > 1);
+}

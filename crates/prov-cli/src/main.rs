@@ -330,8 +330,38 @@ fn print_plan(plan: &Plan) {
     if plan.is_empty() {
         println!("no changes");
     } else {
+        print_table(plan);
         let s = if plan.ops.len() == 1 { "" } else { "s" };
         println!("{} operation{s}: {}", plan.ops.len(), counts.join(", "));
+    }
+}
+
+/// Operations per target and kind, as a table.
+fn print_table(plan: &Plan) {
+    const KINDS: [&str; 8] = [
+        "create", "link", "update", "enable", "revoke", "grant", "disable", "delete",
+    ];
+    let mut rows: BTreeMap<&str, [usize; 8]> = BTreeMap::new();
+    for op in &plan.ops {
+        let row = rows.entry(op.target.as_str()).or_default();
+        if let Some(i) = KINDS.iter().position(|k| *k == op.kind.name())
+            && let Some(cell) = row.get_mut(i)
+        {
+            *cell += 1;
+        }
+    }
+    let width = rows.keys().map(|t| t.len()).max().unwrap_or(6).max(6);
+    print!("\n{:<width$}", "target");
+    for k in KINDS {
+        print!(" {k:>7}");
+    }
+    println!();
+    for (t, row) in &rows {
+        print!("{t:<width$}");
+        for n in row {
+            print!(" {n:>7}");
+        }
+        println!();
     }
 }
 

@@ -175,6 +175,9 @@ fn bench_plan(c: &mut Criterion) {
                 .len()
         })
     });
+    g.bench_function(format!("fingerprint_only/{n}"), |b| {
+        b.iter(|| black_box(prov::engine::fingerprint(black_box(&input))))
+    });
     g.bench_function(format!("naive_json_diff/{n}"), |b| {
         b.iter(|| black_box(naive_diff(black_box(&w))))
     });

@@ -23,6 +23,8 @@ mod planner;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub mod review;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;

@@ -92,6 +92,25 @@ impl Event {
     }
 }
 
+/// Plan options limited to what each connector can do (disable, delete,
+/// rename), so that plans never ask a target for what it cannot do.
+fn capped(
+    mut options: PlanOptions,
+    connectors: &BTreeMap<TargetId, Arc<dyn Connector>>,
+) -> PlanOptions {
+    for (t, conn) in connectors {
+        let caps = conn.capabilities();
+        let o = options
+            .targets
+            .entry(t.clone())
+            .or_insert_with(|| options.default.clone());
+        o.can_disable &= caps.disable;
+        o.can_delete &= caps.delete;
+        o.can_rename &= caps.rename;
+    }
+    options
+}
+
 /// The policy, the targets and the store, ready to plan and apply.
 pub struct Engine {
     policy: Arc<CompiledPolicy>,
@@ -118,11 +137,12 @@ impl Engine {
         store: Arc<dyn Store>,
     ) -> Self {
         let executor = Executor::new(connectors.clone(), ApplyOptions::default());
+        let plan_options = capped(PlanOptions::default(), &connectors);
         Engine {
             policy,
             connectors,
             store,
-            plan_options: PlanOptions::default(),
+            plan_options,
             executor,
             clock: Arc::new(SystemClock),
         }
@@ -130,7 +150,7 @@ impl Engine {
 
     /// Sets planning options (builder style).
     pub fn with_plan_options(mut self, options: PlanOptions) -> Self {
-        self.plan_options = options;
+        self.plan_options = capped(options, &self.connectors);
         self
     }
 

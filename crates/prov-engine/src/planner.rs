@@ -156,6 +156,14 @@ pub struct TargetOptions {
     /// Whether accounts the engine linked but did not create may be
     /// deleted (leavers past their grace period, orphans); default no.
     pub delete_linked: bool,
+    /// Whether the target can disable accounts (from its capabilities; the
+    /// `Engine` sets these three). When it cannot, leavers lose their access
+    /// and the plan says their accounts stay enabled.
+    pub can_disable: bool,
+    /// Whether the target can delete accounts.
+    pub can_delete: bool,
+    /// Whether the target can change a login (rename).
+    pub can_rename: bool,
 }
 
 impl Default for TargetOptions {
@@ -165,6 +173,9 @@ impl Default for TargetOptions {
             orphans: OrphanPolicy::Report,
             safety: Safety::default(),
             delete_linked: false,
+            can_disable: true,
+            can_delete: true,
+            can_rename: true,
         }
     }
 }
@@ -261,6 +272,8 @@ struct TargetCtx<'a> {
 struct IdentityOutcome {
     ops: Vec<PlannedOp>,
     conflicts: Vec<Conflict>,
+    /// What the target cannot do that the policy asks for.
+    problems: Vec<String>,
     /// The account it holds (linked or correlated), by index.
     claimed: Option<usize>,
 }
@@ -293,10 +306,11 @@ pub fn plan_resolved(
         .collect();
     // The fingerprint runs beside the planning: map building is serial and
     // leaves the other core free.
-    let (fingerprint, (mut ops, mut conflicts, orphans)) = rayon::join(
+    let (fingerprint, (mut ops, mut conflicts, orphans, limits)) = rayon::join(
         || fingerprint(input),
         || plan_targets(input, resolutions, options),
     );
+    problems.extend(limits);
     ops.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let blocked = safety_blocks(&ops, (!input.partial).then_some(input.actual), options);
     conflicts.sort_by(|a: &Conflict, b: &Conflict| {
@@ -320,12 +334,13 @@ fn plan_targets(
     input: &PlanInput<'_>,
     resolutions: &[Resolution],
     options: &PlanOptions,
-) -> (Vec<PlannedOp>, Vec<Conflict>, Vec<Orphan>) {
+) -> (Vec<PlannedOp>, Vec<Conflict>, Vec<Orphan>, Vec<String>) {
     use rayon::prelude::*;
     let policy = input.policy;
     let empty = Vec::new();
     let mut ops: Vec<PlannedOp> = Vec::new();
     let mut conflicts = Vec::new();
+    let mut problems = Vec::new();
     let mut orphans = Vec::new();
     // Who the sources know: needed only to name orphans' former owners, so built on first use.
     let mut known: Option<std::collections::HashSet<&IdentityId>> = None;
@@ -412,7 +427,7 @@ fn plan_targets(
             .with_min_len(1024)
             .filter(|&i| held.get(i).is_some_and(Option::is_some))
             .map(|i| plan_one(i, &[]))
-            .filter(|o| !o.ops.is_empty() || !o.conflicts.is_empty())
+            .filter(|o| !o.ops.is_empty() || !o.conflicts.is_empty() || !o.problems.is_empty())
             .collect();
         let mut take = |o: IdentityOutcome, claimed: &mut Vec<bool>| {
             if let Some(c) = o.claimed.and_then(|c| claimed.get_mut(c)) {
@@ -420,6 +435,7 @@ fn plan_targets(
             }
             ops.extend(o.ops);
             conflicts.extend(o.conflicts);
+            problems.extend(o.problems);
         };
         for o in outcomes {
             take(o, &mut claimed);
@@ -472,7 +488,10 @@ fn plan_targets(
             };
             let op = match ctx.opts.orphans {
                 OrphanPolicy::Report => None,
-                OrphanPolicy::Delete if owned || (link.is_some() && ctx.opts.delete_linked) => {
+                OrphanPolicy::Delete
+                    if ctx.opts.can_delete
+                        && (owned || (link.is_some() && ctx.opts.delete_linked)) =>
+                {
                     Some(PlannedOp::new(
                         target.clone(),
                         None,
@@ -482,18 +501,19 @@ fn plan_targets(
                         vec![reason],
                     ))
                 }
-                OrphanPolicy::Disable | OrphanPolicy::Delete => a.enabled.then(|| {
-                    let acct = AccountRef::Existing { id: a.id.clone() };
-                    PlannedOp::new(
-                        target.clone(),
-                        None,
-                        OpKind::SetEnabled {
-                            account: acct,
-                            enabled: false,
-                        },
-                        vec![reason],
-                    )
-                }),
+                OrphanPolicy::Disable | OrphanPolicy::Delete => (a.enabled && ctx.opts.can_disable)
+                    .then(|| {
+                        let acct = AccountRef::Existing { id: a.id.clone() };
+                        PlannedOp::new(
+                            target.clone(),
+                            None,
+                            OpKind::SetEnabled {
+                                account: acct,
+                                enabled: false,
+                            },
+                            vec![reason],
+                        )
+                    }),
             };
             if let Some(mut op) = op {
                 op.account_login = Some(a.login.clone());
@@ -501,7 +521,7 @@ fn plan_targets(
             }
         }
     }
-    (ops, conflicts, orphans)
+    (ops, conflicts, orphans, problems)
 }
 
 fn plan_identity<'a>(
@@ -622,19 +642,27 @@ fn plan_identity<'a>(
             if let Some(want) = want
                 && differs(&ctx.managed_attributes, want, acct)
             {
-                let delta = attribute_delta(&ctx.managed_attributes, want, acct);
+                let mut delta = attribute_delta(&ctx.managed_attributes, want, acct);
+                if let Some(new_login) = delta.login.take_if(|_| !ctx.opts.can_rename) {
+                    out.problems.push(format!(
+                        "{target}: {}'s login should change from {} to {new_login}, and the target cannot rename accounts",
+                        who.id, acct.login
+                    ));
+                }
                 let why = if delta.login.is_some() {
                     "the login template gives a new login"
                 } else {
                     "the account template changed"
                 };
-                mine.push(op(
-                    OpKind::Update {
-                        account: aref(),
-                        delta,
-                    },
-                    vec![format!("{why} for {}", who.id)],
-                ));
+                if !delta.is_empty() {
+                    mine.push(op(
+                        OpKind::Update {
+                            account: aref(),
+                            delta,
+                        },
+                        vec![format!("{why} for {}", who.id)],
+                    ));
+                }
             }
             // Entitlements: both sides are sorted by id, so one merge walk
             // finds what to grant and what to revoke, with no allocation when
@@ -679,7 +707,14 @@ fn plan_identity<'a>(
                 }
             }
             let enabled = want.is_some_and(|w| w.enabled);
-            if acct.enabled != enabled {
+            if acct.enabled != enabled && !ctx.opts.can_disable {
+                if !enabled {
+                    out.problems.push(format!(
+                        "{target}: {}'s account {} should be disabled, and the target cannot disable accounts; its access is revoked, the account stays enabled",
+                        who.id, acct.login
+                    ));
+                }
+            } else if acct.enabled != enabled {
                 let why = match want {
                     Some(_) => state_reason(),
                     None => format!("{} is no longer entitled to an account on {target}", who.id),
@@ -696,6 +731,7 @@ fn plan_identity<'a>(
                 && plan.action == LeaverAction::Delete
                 && plan.delete_after.is_some_and(|d| d <= now.date_naive())
                 && (origin == LinkOrigin::Created || ctx.opts.delete_linked)
+                && ctx.opts.can_delete
             {
                 let when = plan.delete_after.map(|d| d.to_string()).unwrap_or_default();
                 mine.push(op(

@@ -24,6 +24,12 @@ pub struct MemoryLimits {
     /// Requests allowed per window; past it, calls answer `RateLimited`
     /// with the time left in the window as `retry_after`.
     pub rate_limit: Option<RateLimit>,
+    /// Whether accounts can be disabled (some SaaS APIs cannot).
+    pub disable: bool,
+    /// Whether accounts can be deleted.
+    pub delete: bool,
+    /// Whether logins can change.
+    pub rename: bool,
 }
 
 impl Default for MemoryLimits {
@@ -32,6 +38,9 @@ impl Default for MemoryLimits {
             max_batch: 100,
             max_page_size: 100,
             rate_limit: None,
+            disable: true,
+            delete: true,
+            rename: true,
         }
     }
 }
@@ -332,6 +341,9 @@ impl Connector for MemoryConnector {
         let mut caps = Capabilities::full(self.limits.max_batch);
         caps.max_page_size = self.limits.max_page_size;
         caps.rate_limit = self.limits.rate_limit;
+        caps.disable = self.limits.disable;
+        caps.delete = self.limits.delete;
+        caps.rename = self.limits.rename;
         caps
     }
 
@@ -399,6 +411,13 @@ impl Connector for MemoryConnector {
 
     async fn update_account(&self, req: UpdateAccount) -> Result<AccountId> {
         let op = Operation::UpdateAccount;
+        if req.delta.login.is_some() && !self.limits.rename {
+            return Err(
+                Error::new(ErrorKind::Unsupported, "this target cannot change a login")
+                    .with_operation(op)
+                    .with_field("login"),
+            );
+        }
         self.admit(true).map_err(|e| e.with_operation(op))?;
         {
             let mut inner = self.lock();
@@ -434,6 +453,9 @@ impl Connector for MemoryConnector {
 
     async fn set_enabled(&self, id: &AccountId, enabled: bool) -> Result<()> {
         let op = Operation::SetEnabled;
+        if !self.limits.disable {
+            return Err(Error::unsupported(op));
+        }
         self.admit(true).map_err(|e| e.with_operation(op))?;
         {
             let mut inner = self.lock();
@@ -452,6 +474,9 @@ impl Connector for MemoryConnector {
 
     async fn delete_account(&self, id: &AccountId) -> Result<()> {
         let op = Operation::DeleteAccount;
+        if !self.limits.delete {
+            return Err(Error::unsupported(op));
+        }
         self.admit(true).map_err(|e| e.with_operation(op))?;
         {
             let mut inner = self.lock();

@@ -159,3 +159,71 @@ async fn events_touch_only_their_identity() {
             .any(|a| a.login == "stray.account" && a.enabled)
     );
 }
+
+#[tokio::test]
+async fn plans_never_ask_a_target_for_what_it_cannot_do() {
+    use prov_testkit::MemoryLimits;
+    let mut limits = MemoryLimits::default();
+    limits.disable = false;
+    limits.rename = false;
+    let ldap = MemoryConnector::with_limits(limits).with_entitlements(["staff", "eng", "sales"]);
+    let mut conns: BTreeMap<TargetId, Arc<dyn Connector>> = BTreeMap::new();
+    conns.insert(TargetId::new("ldap"), Arc::new(ldap.clone()));
+    conns.insert(
+        TargetId::new("github"),
+        Arc::new(MemoryConnector::new().with_entitlements(["org:eng"])),
+    );
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
+    ));
+    let engine =
+        Engine::new(Arc::new(policy()), conns, Arc::new(MemoryStore::new())).with_clock(clock);
+    engine.reconcile(&people()).await.unwrap();
+
+    // A rename the target cannot do is reported, not attempted.
+    let mut renamed = people();
+    renamed[0] = renamed[0].clone().with("family_name", "King");
+    let plan = engine.plan(&renamed).await.unwrap();
+    assert!(plan.ops.iter().all(|o| !matches!(&o.kind, prov_engine::OpKind::Update { delta, .. } if delta.login.is_some())), "{:#?}", plan.ops);
+    assert!(
+        plan.problems.iter().any(|p| p
+            .contains("login should change from ada.lovelace to ada.king")
+            && p.contains("cannot rename")),
+        "{:?}",
+        plan.problems
+    );
+
+    // A leaver on a target that cannot disable: access revoked, the account stays, the plan says so.
+    let (plan, report) = engine
+        .handle(Event::Leaver(people()[1].clone()))
+        .await
+        .unwrap();
+    assert!(
+        report.is_success(),
+        "{:?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    assert!(
+        plan.ops
+            .iter()
+            .all(|o| !(o.target.as_str() == "ldap" && o.kind.name() == "disable"))
+    );
+    assert!(
+        plan.ops
+            .iter()
+            .any(|o| o.target.as_str() == "ldap" && o.kind.name() == "revoke")
+    );
+    assert!(
+        plan.problems
+            .iter()
+            .any(|p| p.contains("cannot disable accounts") && p.contains("access is revoked")),
+        "{:?}",
+        plan.problems
+    );
+    let bob = ldap
+        .accounts()
+        .into_iter()
+        .find(|a| a.login == "bob.smith")
+        .unwrap();
+    assert!(bob.enabled && bob.entitlements.is_empty());
+}

@@ -263,7 +263,16 @@ struct Ctx<'a> {
     caps: Capabilities,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(conn: &'a dyn Connector, ns: &'a Namespace, opts: &'a SuiteOptions) -> Self {
+        Ctx {
+            conn,
+            ns,
+            opts,
+            caps: conn.capabilities(),
+        }
+    }
+
     async fn create(&self, name: &str) -> Result<Account, Failure> {
         let login = self.ns.login(name);
         let req = CreateAccount::new(login.clone(), (self.opts.attributes)(&login));
@@ -394,12 +403,7 @@ pub async fn create_get_delete(
     ns: &Namespace,
     opts: &SuiteOptions,
 ) -> Outcome {
-    let ctx = &Ctx {
-        conn,
-        ns,
-        opts,
-        caps: conn.capabilities(),
-    };
+    let ctx = &Ctx::new(conn, ns, opts);
     need!(ctx, create, delete);
     let acct = match ctx.create("basic").await {
         Ok(a) => a,
@@ -470,12 +474,7 @@ pub async fn duplicate_create_is_already_exists(
     ns: &Namespace,
     opts: &SuiteOptions,
 ) -> Outcome {
-    let ctx = &Ctx {
-        conn,
-        ns,
-        opts,
-        caps: conn.capabilities(),
-    };
+    let ctx = &Ctx::new(conn, ns, opts);
     need!(ctx, create, delete);
     with_accounts(ctx, &["dup"], |made| async move {
         let login = ns.login("dup");
@@ -508,12 +507,7 @@ pub async fn missing_account_is_not_found(
     ns: &Namespace,
     opts: &SuiteOptions,
 ) -> Outcome {
-    let ctx = &Ctx {
-        conn,
-        ns,
-        opts,
-        caps: conn.capabilities(),
-    };
+    let ctx = &Ctx::new(conn, ns, opts);
     need!(ctx, create, delete);
     // An id the target gave out and then forgot: the most realistic "missing" id.
     let acct = match ctx.create("ghost").await {
@@ -569,12 +563,7 @@ pub async fn update_is_a_delta(
     ns: &Namespace,
     opts: &SuiteOptions,
 ) -> Outcome {
-    let ctx = &Ctx {
-        conn,
-        ns,
-        opts,
-        caps: conn.capabilities(),
-    };
+    let ctx = &Ctx::new(conn, ns, opts);
     need!(ctx, create, delete, update);
     with_accounts(ctx, &["upd"], |made| async move {
         let acct = &made[0];
@@ -648,12 +637,7 @@ pub async fn rename_changes_the_login(
     ns: &Namespace,
     opts: &SuiteOptions,
 ) -> Outcome {
-    let ctx = &Ctx {
-        conn,
-        ns,
-        opts,
-        caps: conn.capabilities(),
-    };
+    let ctx = &Ctx::new(conn, ns, opts);
     need!(ctx, create, delete, update, rename);
     with_accounts(ctx, &["old"], |made| async move {
         let acct = &made[0];
@@ -689,12 +673,7 @@ pub async fn disable_enable_are_idempotent(
     ns: &Namespace,
     opts: &SuiteOptions,
 ) -> Outcome {
-    let ctx = &Ctx {
-        conn,
-        ns,
-        opts,
-        caps: conn.capabilities(),
-    };
+    let ctx = &Ctx::new(conn, ns, opts);
     need!(ctx, create, delete, disable);
     with_accounts(ctx, &["dis"], |made| async move {
         let id = &made[0].id;
@@ -726,12 +705,7 @@ pub async fn listing_pages_visit_each_account_once(
     ns: &Namespace,
     opts: &SuiteOptions,
 ) -> Outcome {
-    let ctx = &Ctx {
-        conn,
-        ns,
-        opts,
-        caps: conn.capabilities(),
-    };
+    let ctx = &Ctx::new(conn, ns, opts);
     need!(ctx, create, delete);
     let names = ["p1", "p2", "p3", "p4", "p5"];
     with_accounts(ctx, &names, |made| async move {
@@ -802,12 +776,7 @@ pub async fn grant_revoke_in_batches(
     ns: &Namespace,
     opts: &SuiteOptions,
 ) -> Outcome {
-    let ctx = &Ctx {
-        conn,
-        ns,
-        opts,
-        caps: conn.capabilities(),
-    };
+    let ctx = &Ctx::new(conn, ns, opts);
     need!(ctx, create, delete, grant_revoke);
     let ent = match ctx.entitlement().await {
         Ok(e) => e,
@@ -879,12 +848,7 @@ pub async fn batch_failures_are_per_account(
     ns: &Namespace,
     opts: &SuiteOptions,
 ) -> Outcome {
-    let ctx = &Ctx {
-        conn,
-        ns,
-        opts,
-        caps: conn.capabilities(),
-    };
+    let ctx = &Ctx::new(conn, ns, opts);
     need!(ctx, create, delete, grant_revoke);
     let ent = match ctx.entitlement().await {
         Ok(e) => e,
@@ -1044,12 +1008,7 @@ pub async fn changes_since_reports_new_accounts(
     ns: &Namespace,
     opts: &SuiteOptions,
 ) -> Outcome {
-    let ctx = &Ctx {
-        conn,
-        ns,
-        opts,
-        caps: conn.capabilities(),
-    };
+    let ctx = &Ctx::new(conn, ns, opts);
     need!(ctx, create, delete, changes_since);
     let start = match conn.changes_since(None).await {
         Ok(c) => c.token,

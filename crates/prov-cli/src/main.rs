@@ -544,27 +544,16 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         }
         Command::Lease { command } => lease(&ctx, command).await?,
         Command::Check => {
-            let mut bad = 0;
-            for (t, accounts) in [("store", ctx.engine.store().links().await.map(|l| l.len()))] {
-                match accounts {
-                    Ok(n) => println!("ok   {t} ({n} links)"),
-                    Err(e) => {
-                        bad += 1;
-                        println!("FAIL {t}: {e}");
-                    }
-                }
-            }
-            match ctx.engine.actual().await {
-                Ok(all) => all
-                    .iter()
-                    .for_each(|(t, a)| println!("ok   {t} ({} accounts)", a.len())),
-                Err(e) => {
-                    bad += 1;
-                    println!("FAIL {e}");
+            let results = ctx.engine.check().await;
+            let bad = results.iter().filter(|(_, r)| r.is_err()).count();
+            for (what, r) in &results {
+                match r {
+                    Ok(()) => println!("ok   {what}"),
+                    Err(e) => println!("FAIL {what}: {e}"),
                 }
             }
             if bad > 0 {
-                return Err(Fail(5, format!("{bad} checks failed")));
+                return Err(Fail(5, format!("{bad} of {} checks failed", results.len())));
             }
         }
     }

@@ -185,6 +185,23 @@ impl Engine {
         &self.policy
     }
 
+    /// Checks every target (each connector's `check`) and the store; one
+    /// failing does not hide the others.
+    pub async fn check(&self) -> Vec<(String, Result<(), String>)> {
+        let mut out = vec![(
+            "store".to_owned(),
+            self.store
+                .links()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        )];
+        for (t, conn) in &self.connectors {
+            out.push((t.to_string(), conn.check().await.map_err(|e| e.to_string())));
+        }
+        out
+    }
+
     /// Every target's accounts, listed now.
     pub async fn actual(&self) -> Result<BTreeMap<TargetId, Vec<Account>>, EngineError> {
         let mut out = BTreeMap::new();

@@ -1089,51 +1089,25 @@ pub async fn suite_left_nothing_behind(
 /// Every case, in order, with cleanup checked last.
 pub async fn run_all(conn: &dyn Connector, ns: &Namespace, opts: &SuiteOptions) -> Report {
     let mut report = Report::default();
-    report
-        .cases
-        .push(("create_get_delete", create_get_delete(conn, ns, opts).await));
-    report.cases.push((
-        "duplicate_create_is_already_exists",
-        duplicate_create_is_already_exists(conn, ns, opts).await,
-    ));
-    report.cases.push((
-        "missing_account_is_not_found",
-        missing_account_is_not_found(conn, ns, opts).await,
-    ));
-    report
-        .cases
-        .push(("update_is_a_delta", update_is_a_delta(conn, ns, opts).await));
-    report.cases.push((
-        "rename_changes_the_login",
-        rename_changes_the_login(conn, ns, opts).await,
-    ));
-    report.cases.push((
-        "disable_enable_are_idempotent",
-        disable_enable_are_idempotent(conn, ns, opts).await,
-    ));
-    report.cases.push((
-        "listing_pages_visit_each_account_once",
-        listing_pages_visit_each_account_once(conn, ns, opts).await,
-    ));
-    report.cases.push((
-        "grant_revoke_in_batches",
-        grant_revoke_in_batches(conn, ns, opts).await,
-    ));
-    report.cases.push((
-        "batch_failures_are_per_account",
-        batch_failures_are_per_account(conn, ns, opts).await,
-    ));
-    report.cases.push((
-        "unsupported_operations_say_so",
-        unsupported_operations_say_so(conn, ns, opts).await,
-    ));
-    report.cases.push((
-        "changes_since_reports_new_accounts",
-        changes_since_reports_new_accounts(conn, ns, opts).await,
-    ));
-    report.cases.push((
-        "suite_left_nothing_behind",
-        suite_left_nothing_behind(conn, ns, opts).await,
-    ));
+    // Each case is reported under its function's name.
+    macro_rules! cases {
+        ($($case:ident),+ $(,)?) => {
+            $(report.cases.push((stringify!($case), $case(conn, ns, opts).await));)+
+        };
+    }
+    cases!(
+        create_get_delete,
+        duplicate_create_is_already_exists,
+        missing_account_is_not_found,
+        update_is_a_delta,
+        rename_changes_the_login,
+        disable_enable_are_idempotent,
+        listing_pages_visit_each_account_once,
+        grant_revoke_in_batches,
+        batch_failures_are_per_account,
+        unsupported_operations_say_so,
+        changes_since_reports_new_accounts,
+        suite_left_nothing_behind,
+    );
     report
 }

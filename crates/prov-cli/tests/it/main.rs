@@ -80,6 +80,8 @@ fn plan_apply_and_a_stale_plan() {
         err.contains("the plan is stale") && err.contains("plan again"),
         "{err}"
     );
+    let (code, out, _) = prov(&dir, &["check"]);
+    assert_eq!((code, out.as_str()), (0, "ok   store\nok   ldap\n"));
     let (code, out, _) = prov(&dir, &["audit", "verify"]);
     assert_eq!(code, 0);
     assert_eq!(out, "audit log verified: 20 records, chain intact\n");

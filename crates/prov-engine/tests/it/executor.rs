@@ -270,13 +270,7 @@ async fn a_blocked_plan_is_refused_whole_unless_allowed() {
 async fn renames_move_links_and_unknown_targets_are_refused() {
     let p = policy();
     let mut world = World::new();
-    world
-        .apply(
-            &world
-                .plan(&p, &people(), now(), &PlanOptions::default())
-                .await,
-        )
-        .await;
+    world.converge(&p, &people()).await;
     let mut renamed = people();
     renamed[0] = renamed[0].clone().with("family_name", "King");
     let the_plan = world

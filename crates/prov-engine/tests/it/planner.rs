@@ -131,6 +131,12 @@ impl World {
         Executor::new(conns, opts)
     }
 
+    /// Plans for `who` and applies it: the world then matches the policy.
+    pub(crate) async fn converge(&mut self, policy: &CompiledPolicy, who: &[Identity]) {
+        let plan = self.plan(policy, who, now(), &PlanOptions::default()).await;
+        self.apply(&plan).await;
+    }
+
     pub(crate) async fn apply(&mut self, plan: &Plan) {
         let report = self
             .executor(ApplyOptions::default())
@@ -208,13 +214,7 @@ async fn joiners_get_accounts_before_grants_and_a_second_run_is_empty() {
 async fn plans_are_deterministic_and_ids_stable() {
     let p = policy();
     let mut world = World::new();
-    world
-        .apply(
-            &world
-                .plan(&p, &people(), now(), &PlanOptions::default())
-                .await,
-        )
-        .await;
+    world.converge(&p, &people()).await;
     let mut moved = people();
     moved[1] = moved[1].clone().with("department", "Engineering");
     let a = world.plan(&p, &moved, now(), &PlanOptions::default()).await;
@@ -249,13 +249,7 @@ async fn plans_are_deterministic_and_ids_stable() {
 async fn movers_lose_old_access_before_getting_new() {
     let p = policy();
     let mut world = World::new();
-    world
-        .apply(
-            &world
-                .plan(&p, &people(), now(), &PlanOptions::default())
-                .await,
-        )
-        .await;
+    world.converge(&p, &people()).await;
     let mut moved = people();
     moved[1] = moved[1].clone().with("department", "Engineering");
     let plan = world.plan(&p, &moved, now(), &PlanOptions::default()).await;
@@ -288,13 +282,7 @@ async fn movers_lose_old_access_before_getting_new() {
 async fn leavers_are_cut_off_at_once_and_deleted_after_the_grace_period() {
     let p = policy();
     let mut world = World::new();
-    world
-        .apply(
-            &world
-                .plan(&p, &people(), now(), &PlanOptions::default())
-                .await,
-        )
-        .await;
+    world.converge(&p, &people()).await;
     let mut gone = people();
     gone[0] = gone[0]
         .clone()
@@ -419,13 +407,7 @@ async fn existing_accounts_are_linked_not_duplicated_and_ambiguity_is_reported()
 async fn orphans_are_reported_and_handled_per_target_policy() {
     let p = policy();
     let mut world = World::new();
-    world
-        .apply(
-            &world
-                .plan(&p, &people(), now(), &PlanOptions::default())
-                .await,
-        )
-        .await;
+    world.converge(&p, &people()).await;
     let ldap = world.targets[&TargetId::new("ldap")].clone();
     ldap.insert_account(Account::new("stray-1", "old.admin"))
         .unwrap();
@@ -478,9 +460,7 @@ async fn mass_removals_are_blocked_with_a_report() {
     let many: Vec<Identity> = (0..40)
         .map(|i| person(&format!("e{i}"), &format!("P{i}"), "Q", "Sales"))
         .collect();
-    world
-        .apply(&world.plan(&p, &many, now(), &PlanOptions::default()).await)
-        .await;
+    world.converge(&p, &many).await;
     // A broken HR export marks 10 of 40 (25%) as leavers.
     let mut broken = many.clone();
     for who in broken.iter_mut().take(10) {

@@ -330,11 +330,12 @@ fn failing_expressions_are_problems_naming_identity_and_field() {
         "{text}"
     );
     assert!(text.contains("the identity has no given_name"), "{text}");
-    // Other targets are unaffected.
+    // Only the account is left out: the identity's access is resolved as usual.
+    let ldap = &d.targets[&t("ldap")];
     assert!(
-        d.targets
-            .get(&t("github"))
-            .is_none_or(|g| g.account.is_none())
+        ldap.entitlements.contains_key(&e("cn=staff")),
+        "{:?}",
+        ldap.entitlements
     );
 }
 

@@ -63,3 +63,16 @@ start_postgres() {
   export PROV_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
   echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
 }
+
+# OpenLDAP slapd and its client tools. Tests start their own throwaway
+# servers (prov_testkit::slapd) on free ports; this only installs them.
+ensure_slapd() {
+  if [ ! -x /usr/sbin/slapd ] || ! command -v ldapadd >/dev/null || ! command -v openssl >/dev/null; then
+    echo "installing OpenLDAP (Debian packages slapd, ldap-utils) and openssl"
+    if [ "$(id -u)" = 0 ]; then
+      echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+    fi
+    apt_install slapd ldap-utils openssl
+  fi
+  echo "slapd $(/usr/sbin/slapd -VV 2>&1 | grep -o 'slapd [0-9.]*' | head -n 1 | awk '{print $2}')"
+}

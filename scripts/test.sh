@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md gives it: formatting, lints, the
 # dependency rules, and every test, including those against real servers
-# (today PostgreSQL; later slapd and the SCIM and AWS emulators), which this
+# (PostgreSQL and OpenLDAP slapd; later the SCIM and AWS emulators), which this
 # script installs if missing, starts on free loopback ports and stops when it exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +37,7 @@ cargo deny check licenses bans sources
 
 step "real servers for the tests"
 start_postgres
+ensure_slapd
 
 step "tests (those needing a real server included)"
 cargo test --workspace --locked --lib --tests --examples -- --include-ignored

@@ -26,6 +26,8 @@
 pub use prov_core as core;
 #[cfg(feature = "engine")]
 pub use prov_engine as engine;
+#[cfg(feature = "ldap")]
+pub use prov_ldap as ldap;
 #[cfg(feature = "resolver")]
 pub use prov_resolver as resolver;
 #[cfg(feature = "sources")]

@@ -17,6 +17,7 @@
 pub mod conformance;
 mod faulty;
 mod memory;
+pub mod slapd;
 
 pub use faulty::{FaultConfig, FaultStats, FaultyConnector};
 pub use memory::{ManualClock, MemoryConnector, MemoryLimits, MemoryStats};

@@ -1,0 +1,475 @@
+//! What the connector needs to know about a directory: where it is, how to
+//! bind, and the directory's dialect (object classes, naming, groups,
+//! disabling) as data. Presets give the usual dialects; every field can be
+//! changed afterwards.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A password that never shows in `Debug` output, errors or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Password(secret.into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// How the connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Tls {
+    /// As the URL says: `ldaps://` is TLS from the first byte, `ldap://` is plain.
+    #[default]
+    FromUrl,
+    /// `ldap://` upgraded with StartTLS before the bind.
+    StartTls,
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectionConfig {
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    /// The DN to bind as; anonymous when `None`.
+    pub bind_dn: Option<String>,
+    /// The bind password.
+    pub password: Option<Password>,
+    /// StartTLS or as the URL says.
+    pub tls: Tls,
+    /// PEM file with the CA certificates to trust; the system's roots when `None`.
+    pub ca_file: Option<PathBuf>,
+    /// How long connecting (TCP, TLS and bind) may take.
+    pub connect_timeout: Duration,
+    /// How long one operation may take.
+    pub operation_timeout: Duration,
+    /// Operations in flight at once on the connection (pipelining).
+    pub max_in_flight: usize,
+}
+
+impl ConnectionConfig {
+    /// Plain settings for `url`, anonymous, with 10 s / 30 s timeouts and 32 operations in flight.
+    pub fn new(url: impl Into<String>) -> Self {
+        ConnectionConfig {
+            url: url.into(),
+            bind_dn: None,
+            password: None,
+            tls: Tls::FromUrl,
+            ca_file: None,
+            connect_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(30),
+            max_in_flight: 32,
+        }
+    }
+}
+
+/// How the value of a model attribute is written in the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Syntax {
+    /// One string value.
+    #[default]
+    String,
+    /// Several string values (a model list).
+    Strings,
+    /// An integer in decimal.
+    Integer,
+    /// `TRUE` or `FALSE`.
+    Boolean,
+    /// GeneralizedTime, `YYYYMMDDHHMMSSZ`.
+    Time,
+    /// Raw bytes (`jpegPhoto`, `objectGUID`).
+    Binary,
+}
+
+/// One model attribute's place in the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttributeMap {
+    /// The directory attribute.
+    pub ldap: String,
+    /// How values are written.
+    pub syntax: Syntax,
+}
+
+impl AttributeMap {
+    /// A single-valued string attribute.
+    pub fn string(ldap: impl Into<String>) -> Self {
+        AttributeMap {
+            ldap: ldap.into(),
+            syntax: Syntax::String,
+        }
+    }
+
+    /// An attribute with the given syntax.
+    pub fn with_syntax(ldap: impl Into<String>, syntax: Syntax) -> Self {
+        AttributeMap {
+            ldap: ldap.into(),
+            syntax,
+        }
+    }
+}
+
+/// Where accounts live and what they look like.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AccountsConfig {
+    /// Where new accounts are created, and the first base searched.
+    pub base: String,
+    /// More bases searched for accounts (never written outside `base` and these).
+    pub more_bases: Vec<String>,
+    /// Which entries under the bases are accounts, e.g. `(objectClass=inetOrgPerson)`.
+    pub filter: String,
+    /// The attribute that holds the login (`uid`, `sAMAccountName`).
+    pub login_attribute: String,
+    /// The naming attribute of an account's DN (`uid`, `cn`): the DN is
+    /// `rdn_attribute=<value>,base`, the value being the login unless the
+    /// attributes set `rdn_attribute` themselves.
+    pub rdn_attribute: String,
+    /// Object classes of a new account.
+    pub object_classes: Vec<String>,
+    /// Model attribute name to directory attribute. Only these are read and written.
+    pub attributes: BTreeMap<String, AttributeMap>,
+    /// Directory attributes a new entry gets when the request does not set
+    /// them; `{login}` is replaced by the login (e.g. `cn = "{login}"` for
+    /// `inetOrgPerson`, which must have `cn` and `sn`).
+    pub defaults: BTreeMap<String, String>,
+}
+
+/// How a group lists its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberStyle {
+    /// Members by DN in this attribute (`member` for groupOfNames, AD and
+    /// RFC2307bis; `uniqueMember` for groupOfUniqueNames).
+    Dn(String),
+    /// Members by login in this attribute (`memberUid` for posixGroup).
+    Login(String),
+}
+
+impl MemberStyle {
+    /// The attribute that holds members.
+    pub fn attribute(&self) -> &str {
+        match self {
+            MemberStyle::Dn(a) | MemberStyle::Login(a) => a,
+        }
+    }
+}
+
+/// Where groups live and how they hold members.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GroupsConfig {
+    /// Groups are the entries under this base matching `filter`; an
+    /// entitlement id is a group's name (`name_attribute`), its DN
+    /// `name_attribute=<name>,base`.
+    pub base: String,
+    /// Which entries are groups, e.g. `(objectClass=groupOfNames)`.
+    pub filter: String,
+    /// The naming attribute (`cn`).
+    pub name_attribute: String,
+    /// How members are held.
+    pub members: MemberStyle,
+    /// How an account's groups are found when accounts are read: an
+    /// attribute of the account listing its groups' DNs (`memberOf`, kept by
+    /// the memberof overlay and by AD), or `None` to read every group under
+    /// `base` once per listing and invert.
+    pub member_of: Option<String>,
+    /// A member value kept in every group so that a group whose schema
+    /// needs a member (groupOfNames) never becomes empty; never reported
+    /// as an account.
+    pub placeholder_member: Option<String>,
+    /// Members per modify request (default 500).
+    pub batch_size: usize,
+}
+
+/// How an account is disabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisableMethod {
+    /// The account cannot be disabled here.
+    None,
+    /// OpenLDAP's ppolicy overlay: `pwdAccountLockedTime: 000001010000Z`
+    /// locks the account until the attribute is removed (the overlay needs
+    /// a default policy with `pwdLockout: TRUE`).
+    PasswordPolicy,
+    /// An attribute that holds `disabled` when disabled and is removed (or
+    /// set to `enabled`, when given) when enabled, e.g. 389-DS
+    /// `nsAccountLock: TRUE`.
+    Attribute {
+        /// The attribute.
+        name: String,
+        /// Its value on a disabled account.
+        disabled: String,
+        /// Its value on an enabled account; removed when `None`.
+        enabled: Option<String>,
+    },
+    /// Active Directory: bit 0x2 (ACCOUNTDISABLE) of `userAccountControl`.
+    UserAccountControl,
+}
+
+/// The directory's dialect: presets for the usual servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// OpenLDAP: inetOrgPerson under `ou=people`, groupOfNames under
+    /// `ou=groups` with `member` DNs and the memberof overlay, ppolicy to disable.
+    OpenLdap,
+    /// OpenLDAP with groupOfUniqueNames (`uniqueMember`).
+    OpenLdapUniqueMember,
+    /// posixAccount and posixGroup with `memberUid` logins (RFC 2307).
+    Posix,
+    /// RFC2307bis: posixGroup that is also a groupOfNames (`member` DNs).
+    Rfc2307bis,
+    /// Active Directory: user objects named by `cn` under `CN=Users`,
+    /// `sAMAccountName` logins, `userAccountControl` to disable, groups
+    /// with `member` DNs and `memberOf`.
+    ActiveDirectory,
+}
+
+/// Everything the connector is configured with.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LdapConfig {
+    /// The connection.
+    pub connection: ConnectionConfig,
+    /// Which preset the rest came from (AD-only behaviour such as ranged
+    /// retrieval of `member` and `unicodePwd` follows it).
+    pub dialect: Dialect,
+    /// Accounts.
+    pub accounts: AccountsConfig,
+    /// Groups.
+    pub groups: GroupsConfig,
+    /// Disabling.
+    pub disable: DisableMethod,
+    /// Entries per page when listing (RFC 2696 paged results; default 500).
+    pub page_size: usize,
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, AttributeMap> {
+    pairs
+        .iter()
+        .map(|(m, l)| ((*m).to_owned(), AttributeMap::string(*l)))
+        .collect()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+impl LdapConfig {
+    /// The preset `dialect` for a directory at `url` whose naming context is
+    /// `suffix` (e.g. `dc=example,dc=org`).
+    pub fn new(dialect: Dialect, url: impl Into<String>, suffix: &str) -> Self {
+        let connection = ConnectionConfig::new(url);
+        let people = format!("ou=people,{suffix}");
+        let groups = format!("ou=groups,{suffix}");
+        let inet = map(&[
+            ("display_name", "displayName"),
+            ("full_name", "cn"),
+            ("given_name", "givenName"),
+            ("family_name", "sn"),
+            ("mail", "mail"),
+            ("title", "title"),
+            ("department", "departmentNumber"),
+            ("employee_number", "employeeNumber"),
+            ("phone", "telephoneNumber"),
+        ]);
+        let inet_defaults: BTreeMap<String, String> = [("cn", "{login}"), ("sn", "{login}")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let group = |filter: &str, members: MemberStyle, member_of: Option<&str>| GroupsConfig {
+            base: groups.clone(),
+            filter: filter.to_owned(),
+            name_attribute: "cn".to_owned(),
+            members,
+            member_of: member_of.map(str::to_owned),
+            placeholder_member: None,
+            batch_size: 500,
+        };
+        let accounts = |filter: &str, classes: &[&str], attributes, defaults| AccountsConfig {
+            base: people.clone(),
+            more_bases: Vec::new(),
+            filter: filter.to_owned(),
+            login_attribute: "uid".to_owned(),
+            rdn_attribute: "uid".to_owned(),
+            object_classes: strings(classes),
+            attributes,
+            defaults,
+        };
+        let (accounts, groups, disable) = match dialect {
+            Dialect::OpenLdap => (
+                accounts(
+                    "(objectClass=inetOrgPerson)",
+                    &["inetOrgPerson"],
+                    inet,
+                    inet_defaults,
+                ),
+                group(
+                    "(objectClass=groupOfNames)",
+                    MemberStyle::Dn("member".to_owned()),
+                    Some("memberOf"),
+                ),
+                DisableMethod::PasswordPolicy,
+            ),
+            Dialect::OpenLdapUniqueMember => (
+                accounts(
+                    "(objectClass=inetOrgPerson)",
+                    &["inetOrgPerson"],
+                    inet,
+                    inet_defaults,
+                ),
+                group(
+                    "(objectClass=groupOfUniqueNames)",
+                    MemberStyle::Dn("uniqueMember".to_owned()),
+                    None,
+                ),
+                DisableMethod::PasswordPolicy,
+            ),
+            Dialect::Posix | Dialect::Rfc2307bis => {
+                let mut attributes = inet;
+                for (m, l, s) in [
+                    ("uid_number", "uidNumber", Syntax::Integer),
+                    ("gid_number", "gidNumber", Syntax::Integer),
+                    ("home_directory", "homeDirectory", Syntax::String),
+                    ("login_shell", "loginShell", Syntax::String),
+                ] {
+                    attributes.insert(m.to_owned(), AttributeMap::with_syntax(l, s));
+                }
+                let members = if dialect == Dialect::Posix {
+                    MemberStyle::Login("memberUid".to_owned())
+                } else {
+                    MemberStyle::Dn("member".to_owned())
+                };
+                (
+                    accounts(
+                        "(objectClass=posixAccount)",
+                        &["inetOrgPerson", "posixAccount"],
+                        attributes,
+                        inet_defaults,
+                    ),
+                    group("(objectClass=posixGroup)", members, None),
+                    DisableMethod::PasswordPolicy,
+                )
+            }
+            Dialect::ActiveDirectory => {
+                let users = format!("CN=Users,{suffix}");
+                let mut attributes = map(&[
+                    ("display_name", "displayName"),
+                    ("given_name", "givenName"),
+                    ("family_name", "sn"),
+                    ("mail", "mail"),
+                    ("title", "title"),
+                    ("department", "department"),
+                    ("employee_number", "employeeNumber"),
+                    ("phone", "telephoneNumber"),
+                    ("upn", "userPrincipalName"),
+                ]);
+                attributes.insert(
+                    "object_guid".to_owned(),
+                    AttributeMap::with_syntax("objectGUID", Syntax::Binary),
+                );
+                (
+                    AccountsConfig {
+                        base: users.clone(),
+                        more_bases: Vec::new(),
+                        filter: "(&(objectCategory=person)(objectClass=user))".to_owned(),
+                        login_attribute: "sAMAccountName".to_owned(),
+                        rdn_attribute: "cn".to_owned(),
+                        object_classes: strings(&["top", "person", "organizationalPerson", "user"]),
+                        attributes,
+                        defaults: BTreeMap::new(),
+                    },
+                    GroupsConfig {
+                        base: users,
+                        filter: "(objectClass=group)".to_owned(),
+                        name_attribute: "cn".to_owned(),
+                        members: MemberStyle::Dn("member".to_owned()),
+                        member_of: Some("memberOf".to_owned()),
+                        placeholder_member: None,
+                        batch_size: 500,
+                    },
+                    DisableMethod::UserAccountControl,
+                )
+            }
+        };
+        LdapConfig {
+            connection,
+            dialect,
+            accounts,
+            groups,
+            disable,
+            page_size: 500,
+        }
+    }
+
+    /// Binds as `dn` with `password`.
+    pub fn bind(mut self, dn: impl Into<String>, password: Password) -> Self {
+        self.connection.bind_dn = Some(dn.into());
+        self.connection.password = Some(password);
+        self
+    }
+
+    /// Checks the settings that would otherwise fail later and less clearly.
+    pub fn validate(&self) -> Result<(), prov_core::Error> {
+        let bad = |field: &str, msg: String| Err(prov_core::Error::invalid_input(field, msg));
+        let url = &self.connection.url;
+        if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+            return bad(
+                "connection.url",
+                format!("{url:?} is not an ldap:// or ldaps:// URL"),
+            );
+        }
+        if self.connection.tls == Tls::StartTls && url.starts_with("ldaps://") {
+            return bad(
+                "connection.tls",
+                "StartTLS is for ldap:// URLs; ldaps:// is TLS already".to_owned(),
+            );
+        }
+        if self.connection.password.is_some() && self.connection.bind_dn.is_none() {
+            return bad(
+                "connection.bind_dn",
+                "a password is set but no DN to bind as".to_owned(),
+            );
+        }
+        if self.connection.max_in_flight == 0 {
+            return bad("connection.max_in_flight", "must be at least 1".to_owned());
+        }
+        for (field, dn) in [
+            ("accounts.base", &self.accounts.base),
+            ("groups.base", &self.groups.base),
+        ] {
+            if crate::dn::Dn::parse(dn).is_err() {
+                return bad(field, format!("{dn:?} is not a valid DN"));
+            }
+        }
+        for dn in &self.accounts.more_bases {
+            if crate::dn::Dn::parse(dn).is_err() {
+                return bad("accounts.more_bases", format!("{dn:?} is not a valid DN"));
+            }
+        }
+        if self.groups.batch_size == 0 || self.page_size == 0 {
+            return bad(
+                "groups.batch_size",
+                "batch and page sizes must be at least 1".to_owned(),
+            );
+        }
+        Ok(())
+    }
+}

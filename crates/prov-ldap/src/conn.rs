@@ -1,0 +1,377 @@
+//! One multiplexed connection, shared by clones of its handle, with a bound
+//! on operations in flight; reconnected (and bound again) on the next
+//! operation after it drops.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use ldap3::asn1::{StructureTag, parse_tag, parse_uint};
+use ldap3::controls::RawControl;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope};
+use prov_core::{Error, ErrorKind, Operation, Result};
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::config::{ConnectionConfig, Tls};
+use crate::error::{from_ldap, from_result, is_connection_loss};
+
+/// The OID of the RFC 2696 paged results control.
+const PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
+
+/// A search result entry: its DN and attributes, names lower-cased.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Entry {
+    pub(crate) dn: String,
+    pub(crate) attrs: HashMap<String, Vec<Vec<u8>>>,
+}
+
+impl Entry {
+    /// Values of `attribute` (any case), empty when absent.
+    pub(crate) fn values(&self, attribute: &str) -> &[Vec<u8>] {
+        self.attrs
+            .get(&attribute.to_ascii_lowercase())
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// The first value as text.
+    pub(crate) fn first(&self, attribute: &str) -> Option<String> {
+        self.values(attribute)
+            .first()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// Decodes a SearchResultEntry ([APPLICATION 4]) without panicking on a
+    /// malformed reply.
+    fn decode(tag: StructureTag) -> Option<Entry> {
+        let mut parts = tag.match_id(4)?.expect_constructed()?.into_iter();
+        let dn = String::from_utf8(parts.next()?.expect_primitive()?).ok()?;
+        let mut attrs: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+        for attr in parts.next()?.expect_constructed()? {
+            let mut av = attr.expect_constructed()?.into_iter();
+            let name = String::from_utf8(av.next()?.expect_primitive()?).ok()?;
+            let mut values = Vec::new();
+            for v in av.next()?.expect_constructed()? {
+                values.push(v.expect_primitive()?);
+            }
+            attrs
+                .entry(name.to_ascii_lowercase())
+                .or_default()
+                .extend(values);
+        }
+        Some(Entry { dn, attrs })
+    }
+}
+
+/// Where and what a search looks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Search<'a> {
+    pub(crate) base: &'a str,
+    pub(crate) scope: Scope,
+    pub(crate) filter: &'a str,
+    pub(crate) attrs: &'a [String],
+}
+
+/// The connection and the bound on operations in flight.
+pub(crate) struct Conn {
+    cfg: ConnectionConfig,
+    live: Mutex<Option<Ldap>>,
+    permits: Semaphore,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("url", &self.cfg.url)
+            .field("bind_dn", &self.cfg.bind_dn)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tls_config(cfg: &ConnectionConfig) -> Result<Option<Arc<rustls::ClientConfig>>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let Some(path) = &cfg.ca_file else {
+        return Ok(None);
+    };
+    let bad = |m: String| Error::new(ErrorKind::Config, m).with_field("connection.ca_file");
+    let mut roots = rustls::RootCertStore::empty();
+    let certs =
+        CertificateDer::pem_file_iter(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(format!("{}: no certificates in it", path.display())));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Arc::new(config)))
+}
+
+impl Conn {
+    pub(crate) fn new(cfg: ConnectionConfig) -> Self {
+        let permits = Semaphore::new(cfg.max_in_flight.max(1));
+        Conn {
+            cfg,
+            live: Mutex::new(None),
+            permits,
+        }
+    }
+
+    async fn connect(&self, op: Operation) -> Result<Ldap> {
+        let what = format!("connecting to {}", self.cfg.url);
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(self.cfg.connect_timeout)
+            .set_starttls(self.cfg.tls == Tls::StartTls);
+        if let Some(config) = tls_config(&self.cfg)? {
+            settings = settings.set_config(config);
+        }
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.cfg.url)
+            .await
+            .map_err(|e| from_ldap(e, op, &what))?;
+        tokio::spawn(async move {
+            // The driver ends when the connection closes; the next operation
+            // sees the closed handle and reconnects.
+            let _ = conn.drive().await;
+        });
+        if let Some(dn) = &self.cfg.bind_dn {
+            let password = self
+                .cfg
+                .password
+                .as_ref()
+                .map(|p| p.expose())
+                .unwrap_or_default();
+            let res = ldap
+                .with_timeout(self.cfg.connect_timeout)
+                .simple_bind(dn, password)
+                .await
+                .map_err(|e| from_ldap(e, op, &what))?;
+            if res.rc != 0 {
+                return Err(from_result(&res, op, &format!("binding as {dn}")));
+            }
+        }
+        Ok(ldap)
+    }
+
+    /// A handle on the live connection, connecting first when there is none.
+    async fn handle(&self, op: Operation) -> Result<Ldap> {
+        let mut live = self.live.lock().await;
+        if let Some(ldap) = live.as_mut()
+            && !ldap.is_closed()
+        {
+            return Ok(ldap.clone());
+        }
+        *live = None;
+        let ldap = self.connect(op).await?;
+        *live = Some(ldap.clone());
+        Ok(ldap)
+    }
+
+    /// Runs one operation on the shared connection, within the in-flight
+    /// bound and the operation timeout. A lost connection is dropped so
+    /// that the next operation reconnects; the error is `Unavailable`
+    /// (retryable), since an operation cut off may or may not have happened.
+    pub(crate) async fn run<T, F, Fut>(&self, op: Operation, what: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Ldap) -> Fut,
+        Fut: Future<Output = std::result::Result<T, LdapError>>,
+    {
+        let _permit =
+            self.permits.acquire().await.map_err(|_| {
+                Error::new(ErrorKind::Unavailable, "the connector is shutting down")
+            })?;
+        let mut ldap = self.handle(op).await?;
+        ldap.with_timeout(self.cfg.operation_timeout);
+        match f(ldap).await {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                if is_connection_loss(&e) {
+                    self.live.lock().await.take();
+                }
+                Err(from_ldap(e, op, what))
+            }
+        }
+    }
+
+    /// Checks that the directory answers (connects and binds).
+    pub(crate) async fn check(&self) -> Result<()> {
+        self.run(
+            Operation::Check,
+            "checking the directory",
+            |mut l| async move { l.extended(ldap3::exop::WhoAmI).await.map(|_| ()) },
+        )
+        .await
+    }
+
+    /// One page of a search: entries and the cookie for the next page
+    /// (`None` on the last). An empty cookie starts the search.
+    pub(crate) async fn search_page(
+        &self,
+        op: Operation,
+        s: Search<'_>,
+        page_size: usize,
+        cookie: Vec<u8>,
+    ) -> Result<(Vec<Entry>, Option<Vec<u8>>)> {
+        let Search {
+            base,
+            scope,
+            filter,
+            attrs,
+        } = s;
+        let what = format!("searching {base} for {filter}");
+        let size = i32::try_from(page_size).unwrap_or(i32::MAX);
+        let control = RawControl {
+            ctype: PAGED_RESULTS.to_owned(),
+            crit: true,
+            val: Some(encode_paged(size, &cookie)),
+        };
+        let attrs = attrs.to_vec();
+        let (entries, res) = self
+            .run(op, &what, |mut l| async move {
+                let r = l
+                    .with_controls(vec![control])
+                    .search(base, scope, filter, attrs)
+                    .await?;
+                Ok((r.0, r.1))
+            })
+            .await?;
+        if res.rc != 0 {
+            return Err(from_result(&res, op, &what));
+        }
+        let next = res
+            .ctrls
+            .iter()
+            .find(|c| c.1.ctype == PAGED_RESULTS)
+            .and_then(|c| c.1.val.as_deref())
+            .and_then(decode_paged_cookie)
+            .filter(|c| !c.is_empty());
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            if e.is_ref() || e.is_intermediate() {
+                continue;
+            }
+            out.push(Entry::decode(e.0).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("{what}: the directory sent an entry that does not decode"),
+                )
+                .with_operation(op)
+            })?);
+        }
+        Ok((out, next))
+    }
+
+    /// Every entry a search finds, page after page.
+    pub(crate) async fn search_all(
+        &self,
+        op: Operation,
+        s: Search<'_>,
+        page_size: usize,
+    ) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let mut cookie = Vec::new();
+        loop {
+            let (entries, next) = self.search_page(op, s, page_size, cookie).await?;
+            out.extend(entries);
+            match next {
+                Some(c) => cookie = c,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The entry at `dn`, or `None` when there is none.
+    pub(crate) async fn read(
+        &self,
+        op: Operation,
+        dn: &str,
+        filter: &str,
+        attrs: &[String],
+    ) -> Result<Option<Entry>> {
+        let what = format!("reading {dn}");
+        let attrs = attrs.to_vec();
+        let res = self
+            .run(op, &what, |mut l| async move {
+                l.search(dn, Scope::Base, filter, attrs).await
+            })
+            .await?;
+        match res.1.rc {
+            0 => {}
+            32 => return Ok(None),
+            _ => return Err(from_result(&res.1, op, &what)),
+        }
+        match res.0.into_iter().next() {
+            None => Ok(None),
+            Some(e) => Entry::decode(e.0).map(Some).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("{what}: the directory sent an entry that does not decode"),
+                )
+                .with_operation(op)
+            }),
+        }
+    }
+}
+
+/// `realSearchControlValue ::= SEQUENCE { size INTEGER, cookie OCTET STRING }`
+/// in BER (definite lengths).
+fn encode_paged(size: i32, cookie: &[u8]) -> Vec<u8> {
+    fn put_len(out: &mut Vec<u8>, len: usize) {
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes = len.to_be_bytes();
+            let skip = bytes.iter().take_while(|&&b| b == 0).count();
+            let rest = bytes.get(skip..).unwrap_or_default();
+            out.push(0x80 | rest.len() as u8);
+            out.extend_from_slice(rest);
+        }
+    }
+    let be = size.to_be_bytes();
+    // Minimal two's complement: drop leading bytes that only repeat the sign.
+    let mut int: &[u8] = &be;
+    while let [first, second, ..] = int
+        && ((*first == 0 && second & 0x80 == 0) || (*first == 0xff && second & 0x80 != 0))
+    {
+        int = int.get(1..).unwrap_or_default();
+    }
+    let mut body = vec![0x02];
+    put_len(&mut body, int.len());
+    body.extend_from_slice(int);
+    body.push(0x04);
+    put_len(&mut body, cookie.len());
+    body.extend_from_slice(cookie);
+    let mut out = vec![0x30];
+    put_len(&mut out, body.len());
+    out.extend(body);
+    out
+}
+
+fn decode_paged_cookie(val: &[u8]) -> Option<Vec<u8>> {
+    let (_, tag) = parse_tag(val).ok()?;
+    let mut parts = tag.expect_constructed()?.into_iter();
+    let size = parts.next()?.expect_primitive()?;
+    parse_uint(size.as_slice()).ok()?;
+    parts.next()?.expect_primitive()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paged_control_round_trips_and_garbage_is_none() {
+        let v = encode_paged(500, b"cookie\x00\xff");
+        assert_eq!(decode_paged_cookie(&v), Some(b"cookie\x00\xff".to_vec()));
+        assert_eq!(decode_paged_cookie(b"\x30\x03\x02"), None);
+        assert_eq!(decode_paged_cookie(&[]), None);
+    }
+}

@@ -1,0 +1,1294 @@
+//! The `Connector` implementation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use futures_util::future::join_all;
+use ldap3::{Mod, Scope};
+use prov_core::{
+    Account, AccountId, Attributes, BatchOutcome, Capabilities, Change, ChangeSet, Connector,
+    CreateAccount, Entitlement, EntitlementId, Error, ErrorKind, ListRequest, MemberFailure,
+    MembershipChange, Operation, Page, Result, UpdateAccount, Value,
+};
+use tokio::sync::Mutex;
+
+use crate::config::{DisableMethod, LdapConfig, MemberStyle, Syntax};
+use crate::conn::{Conn, Entry, Search};
+use crate::dn::{Dn, child, equality};
+use crate::error::from_result;
+
+/// `pwdAccountLockedTime` value that locks an account until it is removed.
+const LOCKED_FOREVER: &str = "000001010000Z";
+/// `userAccountControl` bits.
+const UAC_DISABLED: i64 = 0x2;
+const UAC_NORMAL: i64 = 0x200;
+
+/// Members of every group, by member key, built once per full listing when
+/// the directory keeps no `memberOf`.
+type MemberIndex = HashMap<String, BTreeSet<EntitlementId>>;
+
+/// An LDAP directory as a prov target.
+///
+/// Accounts are entries under the configured bases (their id is the DN),
+/// entitlements are groups under the group base (their id is the group's
+/// name). Everything placed in a DN or a filter is escaped (RFC 4514,
+/// RFC 4515); nothing outside the configured bases is read or written.
+pub struct LdapConnector {
+    cfg: LdapConfig,
+    conn: Conn,
+    bases: Vec<(String, Dn)>,
+    group_base: Dn,
+    /// Directory attributes read for an account.
+    read_attrs: Vec<String>,
+    index: Mutex<Option<Arc<MemberIndex>>>,
+}
+
+impl std::fmt::Debug for LdapConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapConnector")
+            .field("url", &self.cfg.connection.url)
+            .field("dialect", &self.cfg.dialect)
+            .field("accounts", &self.cfg.accounts.base)
+            .field("groups", &self.cfg.groups.base)
+            .finish_non_exhaustive()
+    }
+}
+
+fn not_found(op: Operation, what: impl std::fmt::Display) -> Error {
+    Error::not_found(format!("{what} does not exist")).with_operation(op)
+}
+
+impl LdapConnector {
+    /// A connector for `cfg`. Nothing is sent until the first operation.
+    pub fn new(cfg: LdapConfig) -> Result<Self> {
+        cfg.validate()?;
+        let parse = |field: &str, dn: &str| {
+            Dn::parse(dn).map_err(|e| Error::invalid_input(field, e.to_string()))
+        };
+        let mut bases = vec![(
+            cfg.accounts.base.clone(),
+            parse("accounts.base", &cfg.accounts.base)?,
+        )];
+        for b in &cfg.accounts.more_bases {
+            bases.push((b.clone(), parse("accounts.more_bases", b)?));
+        }
+        let group_base = parse("groups.base", &cfg.groups.base)?;
+        let mut read: BTreeSet<String> = BTreeSet::new();
+        read.insert(cfg.accounts.login_attribute.clone());
+        read.insert(cfg.accounts.rdn_attribute.clone());
+        read.extend(cfg.accounts.attributes.values().map(|m| m.ldap.clone()));
+        match &cfg.disable {
+            DisableMethod::PasswordPolicy => {
+                read.insert("pwdAccountLockedTime".to_owned());
+            }
+            DisableMethod::Attribute { name, .. } => {
+                read.insert(name.clone());
+            }
+            DisableMethod::UserAccountControl => {
+                read.insert("userAccountControl".to_owned());
+            }
+            DisableMethod::None => {}
+        }
+        if let Some(m) = &cfg.groups.member_of {
+            read.insert(m.clone());
+        }
+        Ok(LdapConnector {
+            conn: Conn::new(cfg.connection.clone()),
+            cfg,
+            bases,
+            group_base,
+            read_attrs: read.into_iter().collect(),
+            index: Mutex::new(None),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LdapConfig {
+        &self.cfg
+    }
+
+    /// The DN of the group named `name`.
+    pub fn group_dn(&self, name: &EntitlementId) -> String {
+        child(
+            &self.cfg.groups.name_attribute,
+            name.as_str(),
+            &self.cfg.groups.base,
+        )
+    }
+
+    /// An account id as a DN inside the configured bases, or NotFound.
+    fn account_dn(&self, op: Operation, id: &AccountId) -> Result<Dn> {
+        let dn = Dn::parse(id.as_str())
+            .map_err(|e| Error::invalid_input("account", e.to_string()).with_operation(op))?;
+        if !self.bases.iter().any(|(_, b)| dn.is_within(b)) {
+            return Err(
+                Error::not_found(format!("{id} is outside the configured account bases"))
+                    .with_operation(op),
+            );
+        }
+        Ok(dn)
+    }
+
+    fn group_name_of(&self, dn: &str) -> Option<EntitlementId> {
+        let dn = Dn::parse(dn).ok()?;
+        if !dn.is_child_of(&self.group_base) {
+            return None;
+        }
+        dn.rdn_value(&self.cfg.groups.name_attribute)
+            .map(EntitlementId::new)
+    }
+
+    /// The key a group's member value has in a [`MemberIndex`].
+    fn member_key(&self, value: &str) -> String {
+        match &self.cfg.groups.members {
+            MemberStyle::Dn(_) => Dn::parse(value)
+                .map(|d| d.normalized())
+                .unwrap_or_else(|_| value.to_lowercase()),
+            MemberStyle::Login(_) => value.to_lowercase(),
+        }
+    }
+
+    fn to_account(&self, op: Operation, e: &Entry, index: Option<&MemberIndex>) -> Result<Account> {
+        let accounts = &self.cfg.accounts;
+        let login = e.first(&accounts.login_attribute).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("{} has no {}", e.dn, accounts.login_attribute),
+            )
+            .with_operation(op)
+            .with_field(accounts.login_attribute.clone())
+        })?;
+        let mut acct = Account::new(e.dn.clone(), login.clone());
+        for (model, m) in &accounts.attributes {
+            let values = e.values(&m.ldap);
+            if let Some(v) = decode(m.syntax, values) {
+                acct.attributes.insert(model.clone(), v);
+            }
+        }
+        acct.enabled = match &self.cfg.disable {
+            DisableMethod::None => true,
+            DisableMethod::PasswordPolicy => e.values("pwdAccountLockedTime").is_empty(),
+            DisableMethod::Attribute { name, disabled, .. } => !e
+                .values(name)
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(disabled.as_bytes())),
+            DisableMethod::UserAccountControl => e
+                .first("userAccountControl")
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .is_none_or(|uac| uac & UAC_DISABLED == 0),
+        };
+        if let Some(attr) = &self.cfg.groups.member_of {
+            for v in e.values(attr) {
+                if let Some(g) = self.group_name_of(&String::from_utf8_lossy(v)) {
+                    acct.entitlements.insert(g);
+                }
+            }
+        } else if let Some(index) = index {
+            let key = match &self.cfg.groups.members {
+                MemberStyle::Dn(_) => self.member_key(&e.dn),
+                MemberStyle::Login(_) => login.to_lowercase(),
+            };
+            if let Some(groups) = index.get(&key) {
+                acct.entitlements.clone_from(groups);
+            }
+        }
+        Ok(acct)
+    }
+
+    /// Reads every group's members once (directories without `memberOf`).
+    async fn member_index(&self, op: Operation) -> Result<Arc<MemberIndex>> {
+        let g = &self.cfg.groups;
+        let attrs = vec![g.name_attribute.clone(), g.members.attribute().to_owned()];
+        let groups = self
+            .conn
+            .search_all(
+                op,
+                Search {
+                    base: &g.base,
+                    scope: Scope::OneLevel,
+                    filter: &g.filter,
+                    attrs: &attrs,
+                },
+                self.cfg.page_size,
+            )
+            .await?;
+        let mut index: MemberIndex = HashMap::new();
+        for e in &groups {
+            let Some(name) = self.group_name_of(&e.dn) else {
+                continue;
+            };
+            for v in self.all_members(op, e).await? {
+                index
+                    .entry(self.member_key(&v))
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
+        Ok(Arc::new(index))
+    }
+
+    /// The member values of a group entry, following AD's ranged retrieval
+    /// (`member;range=0-1499`) when the directory cut the list short.
+    async fn all_members(&self, op: Operation, e: &Entry) -> Result<Vec<String>> {
+        let attr = self.cfg.groups.members.attribute();
+        let mut out: Vec<String> = e
+            .values(attr)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        let mut next = ranged(e, attr).and_then(|(values, end)| {
+            out.extend(values);
+            end
+        });
+        while let Some(from) = next {
+            let want = vec![format!("{attr};range={from}-*")];
+            let Some(more) = self.conn.read(op, &e.dn, "(objectClass=*)", &want).await? else {
+                return Err(not_found(op, format!("group {}", e.dn)));
+            };
+            next = match ranged(&more, attr) {
+                Some((values, end)) => {
+                    out.extend(values);
+                    end
+                }
+                None => None,
+            };
+        }
+        let placeholder = self.cfg.groups.placeholder_member.as_deref();
+        out.retain(|v| Some(v.as_str()) != placeholder);
+        Ok(out)
+    }
+
+    /// The account filter, with an optional equality on a model attribute.
+    fn account_filter(&self, op: Operation, filter: Option<&(String, String)>) -> Result<String> {
+        let base = &self.cfg.accounts.filter;
+        let Some((attr, value)) = filter else {
+            return Ok(base.clone());
+        };
+        let ldap_attr = if attr == "login" {
+            self.cfg.accounts.login_attribute.as_str()
+        } else if let Some(m) = self.cfg.accounts.attributes.get(attr) {
+            m.ldap.as_str()
+        } else {
+            return Err(Error::invalid_input(
+                "filter",
+                format!("cannot filter on `{attr}`: it is not mapped to a directory attribute"),
+            )
+            .with_operation(op));
+        };
+        Ok(format!("(&{base}{})", equality(ldap_attr, value)))
+    }
+
+    /// The directory attributes of a create or update, in directory names.
+    fn encode_attributes(
+        &self,
+        op: Operation,
+        login: &str,
+        attrs: &Attributes,
+    ) -> Result<BTreeMap<String, Vec<Vec<u8>>>> {
+        let mut out = BTreeMap::new();
+        for (model, value) in attrs {
+            let Some(m) = self.cfg.accounts.attributes.get(model) else {
+                return Err(Error::invalid_input(
+                    model.clone(),
+                    format!(
+                        "{login}: attribute `{model}` is not mapped to a directory attribute (accounts.attributes)"
+                    ),
+                )
+                .with_operation(op));
+            };
+            let values = encode(m.syntax, value).map_err(|why| {
+                Error::invalid_input(model.clone(), format!("{login}: `{model}` {why}"))
+                    .with_operation(op)
+            })?;
+            out.insert(m.ldap.clone(), values);
+        }
+        Ok(out)
+    }
+
+    /// The login values a group holds for these accounts (posixGroup
+    /// `memberUid`): from the DN when the account is named by its login,
+    /// else read. `Err` per account that does not exist.
+    async fn member_values(
+        &self,
+        op: Operation,
+        accounts: &[AccountId],
+    ) -> Vec<(AccountId, Result<String>)> {
+        let by_login = match &self.cfg.groups.members {
+            MemberStyle::Dn(_) => {
+                return accounts
+                    .iter()
+                    .map(|a| {
+                        let v = self.account_dn(op, a).map(|_| a.as_str().to_owned());
+                        (a.clone(), v)
+                    })
+                    .collect();
+            }
+            MemberStyle::Login(_) => {
+                self.cfg.accounts.rdn_attribute == self.cfg.accounts.login_attribute
+            }
+        };
+        let one = |a: AccountId| async move {
+            let dn = match self.account_dn(op, &a) {
+                Ok(dn) => dn,
+                Err(e) => return (a, Err(e)),
+            };
+            if by_login && let Some(v) = dn.rdn_value(&self.cfg.accounts.login_attribute) {
+                return (a, Ok(v.to_owned()));
+            }
+            let attrs = vec![self.cfg.accounts.login_attribute.clone()];
+            let r = match self
+                .conn
+                .read(op, a.as_str(), "(objectClass=*)", &attrs)
+                .await
+            {
+                Ok(Some(e)) => e
+                    .first(&self.cfg.accounts.login_attribute)
+                    .ok_or_else(|| not_found(op, format!("a login on {a}"))),
+                Ok(None) => Err(not_found(op, &a)),
+                Err(e) => Err(e),
+            };
+            (a, r)
+        };
+        join_all(accounts.iter().cloned().map(one)).await
+    }
+
+    /// Adds (`add`) or removes values of a group's member attribute, one
+    /// modify per batch. A batch the directory refuses because some value
+    /// is already there (or already gone), or names a missing entry, is
+    /// redone value by value, so that a repeat is harmless and a missing
+    /// account fails alone.
+    async fn change_members(&self, req: MembershipChange, add: bool) -> Result<BatchOutcome> {
+        let op = if add {
+            Operation::Grant
+        } else {
+            Operation::Revoke
+        };
+        let group = self.group_dn(&req.entitlement);
+        let attr = self.cfg.groups.members.attribute().to_owned();
+        let mut outcome = BatchOutcome::ok();
+        let placeholder = self.cfg.groups.placeholder_member.clone();
+        let mut values: Vec<(AccountId, String)> = Vec::new();
+        for (account, v) in self.member_values(op, &req.accounts).await {
+            match v {
+                Ok(v) if Some(&v) == placeholder.as_ref() => {}
+                Ok(v) => values.push((account, v)),
+                // A missing account lacks the entitlement already.
+                Err(e) if !add && e.kind() == ErrorKind::NotFound => {}
+                Err(error) => outcome.failures.push(MemberFailure::new(account, error)),
+            }
+        }
+        for batch in values.chunks(self.cfg.groups.batch_size.max(1)) {
+            let set: HashSet<String> = batch.iter().map(|(_, v)| v.clone()).collect();
+            let what = format!(
+                "{} {} members of {group}",
+                if add { "adding" } else { "removing" },
+                set.len()
+            );
+            let m = if add {
+                Mod::Add(attr.clone(), set)
+            } else {
+                Mod::Delete(attr.clone(), set)
+            };
+            let group_ref = group.as_str();
+            let res = self
+                .conn
+                .run(op, &what, |mut l| async move {
+                    l.modify(group_ref, vec![m]).await
+                })
+                .await?;
+            match res.rc {
+                0 => {}
+                // Already there, already gone, a dangling member refused, or a missing entry.
+                16 | 19 | 20 | 21 | 32 | 65 => {
+                    if res.rc == 32 && !self.exists(op, &group).await? {
+                        return Err(not_found(op, format!("group {group}")));
+                    }
+                    if res.rc == 65 && !add {
+                        return Err(from_result(&res, op, &what));
+                    }
+                    outcome
+                        .failures
+                        .extend(self.change_one_by_one(op, &group, &attr, batch, add).await);
+                }
+                _ => return Err(from_result(&res, op, &what)),
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn change_one_by_one(
+        &self,
+        op: Operation,
+        group: &str,
+        attr: &str,
+        batch: &[(AccountId, String)],
+        add: bool,
+    ) -> Vec<MemberFailure> {
+        let one = |(account, value): (AccountId, String)| async move {
+            let what = format!(
+                "{} {account} in {group}",
+                if add { "adding" } else { "removing" }
+            );
+            let set: HashSet<String> = [value].into_iter().collect();
+            let m = if add {
+                Mod::Add(attr.to_owned(), set)
+            } else {
+                Mod::Delete(attr.to_owned(), set)
+            };
+            let res = match self
+                .conn
+                .run(
+                    op,
+                    &what,
+                    |mut l| async move { l.modify(group, vec![m]).await },
+                )
+                .await
+            {
+                Ok(res) => res,
+                Err(error) => return Some(MemberFailure::new(account, error)),
+            };
+            match (res.rc, add) {
+                (0, _) | (20, true) | (16, false) => None,
+                (19 | 21 | 32, true) => {
+                    // Refused for the member: does the account exist?
+                    match self.exists(op, account.as_str()).await {
+                        Ok(false) => {
+                            Some(MemberFailure::new(account.clone(), not_found(op, &account)))
+                        }
+                        Ok(true) => Some(MemberFailure::new(account, from_result(&res, op, &what))),
+                        Err(error) => Some(MemberFailure::new(account, error)),
+                    }
+                }
+                _ => Some(MemberFailure::new(account, from_result(&res, op, &what))),
+            }
+        };
+        join_all(batch.iter().cloned().map(one))
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    async fn exists(&self, op: Operation, dn: &str) -> Result<bool> {
+        let attrs = vec!["1.1".to_owned()];
+        Ok(self
+            .conn
+            .read(op, dn, "(objectClass=*)", &attrs)
+            .await?
+            .is_some())
+    }
+
+    /// Runs a modify on an account, NotFound when it is gone.
+    async fn modify_account(&self, op: Operation, dn: &str, mods: Vec<Mod<String>>) -> Result<()> {
+        if mods.is_empty() {
+            return if self.exists(op, dn).await? {
+                Ok(())
+            } else {
+                Err(not_found(op, dn))
+            };
+        }
+        let what = format!("modifying {dn}");
+        let res = self
+            .conn
+            .run(op, &what, |mut l| async move { l.modify(dn, mods).await })
+            .await?;
+        match res.rc {
+            0 => Ok(()),
+            32 => Err(not_found(op, dn)),
+            _ => Err(from_result(&res, op, &what)),
+        }
+    }
+
+    async fn read_account(&self, op: Operation, id: &AccountId) -> Result<Account> {
+        self.account_dn(op, id)?;
+        let entry = self
+            .conn
+            .read(op, id.as_str(), &self.cfg.accounts.filter, &self.read_attrs)
+            .await?
+            .ok_or_else(|| not_found(op, id))?;
+        if self.cfg.groups.member_of.is_some() {
+            return self.to_account(op, &entry, None);
+        }
+        // No memberOf: ask the groups holding this one account.
+        let g = &self.cfg.groups;
+        let value = match &g.members {
+            MemberStyle::Dn(_) => entry.dn.clone(),
+            MemberStyle::Login(_) => entry
+                .first(&self.cfg.accounts.login_attribute)
+                .unwrap_or_default(),
+        };
+        let filter = format!("(&{}{})", g.filter, equality(g.members.attribute(), &value));
+        let attrs = vec![g.name_attribute.clone()];
+        let groups = self
+            .conn
+            .search_all(
+                op,
+                Search {
+                    base: &g.base,
+                    scope: Scope::OneLevel,
+                    filter: &filter,
+                    attrs: &attrs,
+                },
+                self.cfg.page_size,
+            )
+            .await?;
+        let mut index = MemberIndex::new();
+        let key = match &g.members {
+            MemberStyle::Dn(_) => self.member_key(&entry.dn),
+            MemberStyle::Login(_) => value.to_lowercase(),
+        };
+        let names: BTreeSet<EntitlementId> = groups
+            .iter()
+            .filter_map(|e| self.group_name_of(&e.dn))
+            .collect();
+        index.insert(key, names);
+        self.to_account(op, &entry, Some(&index))
+    }
+}
+
+/// Values from an AD ranged attribute (`member;range=0-1499`) and where the
+/// next range starts (`None` after the last, whose end is `*`).
+fn ranged(e: &Entry, attr: &str) -> Option<(Vec<String>, Option<u64>)> {
+    let prefix = format!("{};range=", attr.to_ascii_lowercase());
+    let (name, values) = e.attrs.iter().find(|(k, _)| k.starts_with(&prefix))?;
+    let range = name.get(prefix.len()..)?;
+    let (_, end) = range.split_once('-')?;
+    let values = values
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let next = if end == "*" {
+        None
+    } else {
+        Some(end.parse::<u64>().ok()? + 1)
+    };
+    Some((values, next))
+}
+
+fn decode(syntax: Syntax, values: &[Vec<u8>]) -> Option<Value> {
+    let text = |v: &Vec<u8>| String::from_utf8_lossy(v).into_owned();
+    let first = values.first()?;
+    Some(match syntax {
+        Syntax::String => Value::String(text(first)),
+        Syntax::Strings => Value::List(values.iter().map(|v| Value::String(text(v))).collect()),
+        Syntax::Integer => text(first)
+            .trim()
+            .parse::<i64>()
+            .map(Value::Int)
+            .unwrap_or_else(|_| Value::String(text(first))),
+        Syntax::Boolean => match text(first).as_str() {
+            "TRUE" => Value::Bool(true),
+            "FALSE" => Value::Bool(false),
+            other => Value::String(other.to_owned()),
+        },
+        Syntax::Time => parse_time(&text(first))
+            .map(Value::Timestamp)
+            .unwrap_or_else(|| Value::String(text(first))),
+        Syntax::Binary => Value::Bytes(first.clone()),
+    })
+}
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let digits = s.trim_end_matches('Z');
+    let digits = digits.split(['.', ',']).next()?;
+    NaiveDateTime::parse_from_str(digits, "%Y%m%d%H%M%S")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+fn encode(syntax: Syntax, value: &Value) -> std::result::Result<Vec<Vec<u8>>, String> {
+    let one = |v: &Value| -> std::result::Result<Vec<u8>, String> {
+        Ok(match v {
+            Value::String(s) => s.clone().into_bytes(),
+            Value::Int(i) => i.to_string().into_bytes(),
+            Value::Bool(b) => if *b { "TRUE" } else { "FALSE" }.as_bytes().to_vec(),
+            Value::Timestamp(t) => t.format("%Y%m%d%H%M%SZ").to_string().into_bytes(),
+            Value::Bytes(b) => b.clone(),
+            Value::Null => return Err("is null".to_owned()),
+            Value::List(_) => return Err("is a list inside a list".to_owned()),
+            _ => return Err("has a type the directory cannot hold".to_owned()),
+        })
+    };
+    match (syntax, value) {
+        (_, Value::Null) => Ok(Vec::new()),
+        (Syntax::Strings, Value::List(items)) => items.iter().map(one).collect(),
+        (_, Value::List(_)) => {
+            Err("is a list, and the directory attribute takes one value".to_owned())
+        }
+        (Syntax::Integer, Value::String(s)) if s.trim().parse::<i64>().is_err() => {
+            Err(format!("{s:?} is not an integer"))
+        }
+        (_, v) => {
+            let bytes = one(v)?;
+            if bytes.is_empty() {
+                // LDAP has no empty values: an empty string removes the attribute.
+                Ok(Vec::new())
+            } else {
+                Ok(vec![bytes])
+            }
+        }
+    }
+}
+
+fn text_set(values: Vec<Vec<u8>>) -> HashSet<String> {
+    values
+        .into_iter()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .collect()
+}
+
+#[async_trait]
+impl Connector for LdapConnector {
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::full(self.cfg.groups.batch_size);
+        caps.disable = self.cfg.disable != DisableMethod::None;
+        caps.max_page_size = self.cfg.page_size;
+        caps.max_concurrency = self.cfg.connection.max_in_flight;
+        caps.filter_attributes = std::iter::once("login".to_owned())
+            .chain(self.cfg.accounts.attributes.keys().cloned())
+            .collect();
+        caps
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.conn.check().await?;
+        for (base, _) in &self.bases {
+            if !self.exists(Operation::Check, base).await? {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("account base {base} does not exist"),
+                )
+                .with_operation(Operation::Check)
+                .with_field("accounts.base"));
+            }
+        }
+        if !self.exists(Operation::Check, &self.cfg.groups.base).await? {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("group base {} does not exist", self.cfg.groups.base),
+            )
+            .with_operation(Operation::Check)
+            .with_field("groups.base"));
+        }
+        Ok(())
+    }
+
+    async fn list_accounts(&self, req: ListRequest) -> Result<Page<Account>> {
+        let op = Operation::ListAccounts;
+        let filter = self.account_filter(op, req.filter.as_ref())?;
+        // Cursor: "<base index>:<hex cookie>".
+        let (mut base_ix, mut cookie) = match &req.cursor {
+            None => (0usize, Vec::new()),
+            Some(c) => parse_cursor(c).ok_or_else(|| {
+                Error::invalid_input(
+                    "cursor",
+                    format!("`{c}` is not a cursor this connector gave"),
+                )
+                .with_operation(op)
+            })?,
+        };
+        let index = if self.cfg.groups.member_of.is_some() {
+            None
+        } else {
+            let mut slot = self.index.lock().await;
+            match (&req.cursor, slot.as_ref()) {
+                (Some(_), Some(ix)) => Some(Arc::clone(ix)),
+                _ => {
+                    let ix = self.member_index(op).await?;
+                    *slot = Some(Arc::clone(&ix));
+                    Some(ix)
+                }
+            }
+        };
+        let size = req
+            .page_size
+            .unwrap_or(self.cfg.page_size)
+            .clamp(1, self.cfg.page_size);
+        loop {
+            let Some((base, _)) = self.bases.get(base_ix) else {
+                return Ok(Page::last(Vec::new()));
+            };
+            let (entries, next) = self
+                .conn
+                .search_page(
+                    op,
+                    Search {
+                        base,
+                        scope: Scope::Subtree,
+                        filter: &filter,
+                        attrs: &self.read_attrs,
+                    },
+                    size,
+                    cookie,
+                )
+                .await?;
+            let mut items = Vec::with_capacity(entries.len());
+            for e in &entries {
+                items.push(self.to_account(op, e, index.as_deref())?);
+            }
+            let cursor = match next {
+                Some(c) => Some(format!("{base_ix}:{}", hex(&c))),
+                None if base_ix + 1 < self.bases.len() => Some(format!("{}:", base_ix + 1)),
+                None => None,
+            };
+            if items.is_empty() && cursor.is_some() {
+                // An empty page (another base, or a server that pages oddly): go on.
+                let (b, c) = cursor
+                    .as_deref()
+                    .and_then(parse_cursor)
+                    .unwrap_or((usize::MAX, Vec::new()));
+                base_ix = b;
+                cookie = c;
+                continue;
+            }
+            return Ok(Page::new(items, cursor));
+        }
+    }
+
+    async fn get_account(&self, id: &AccountId) -> Result<Account> {
+        self.read_account(Operation::GetAccount, id).await
+    }
+
+    async fn create_account(&self, req: CreateAccount) -> Result<Account> {
+        let op = Operation::CreateAccount;
+        let accounts = &self.cfg.accounts;
+        if req.login.is_empty() {
+            return Err(Error::invalid_input("login", "the login is empty").with_operation(op));
+        }
+        let mut attrs = self.encode_attributes(op, &req.login, &req.attributes)?;
+        attrs.retain(|_, v| !v.is_empty());
+        attrs.insert(
+            accounts.login_attribute.clone(),
+            vec![req.login.clone().into_bytes()],
+        );
+        for (name, template) in &accounts.defaults {
+            if !attrs.keys().any(|k| k.eq_ignore_ascii_case(name)) {
+                attrs.insert(
+                    name.clone(),
+                    vec![template.replace("{login}", &req.login).into_bytes()],
+                );
+            }
+        }
+        let rdn_value = attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&accounts.rdn_attribute))
+            .and_then(|(_, v)| v.first())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_else(|| req.login.clone());
+        attrs
+            .entry(accounts.rdn_attribute.clone())
+            .or_insert_with(|| vec![rdn_value.clone().into_bytes()]);
+        let mut later_disable = false;
+        match &self.cfg.disable {
+            DisableMethod::UserAccountControl => {
+                let uac = UAC_NORMAL | if req.enabled { 0 } else { UAC_DISABLED };
+                attrs.insert(
+                    "userAccountControl".to_owned(),
+                    vec![uac.to_string().into_bytes()],
+                );
+            }
+            DisableMethod::Attribute {
+                name,
+                disabled,
+                enabled,
+            } => match (req.enabled, enabled) {
+                (false, _) => {
+                    attrs.insert(name.clone(), vec![disabled.clone().into_bytes()]);
+                }
+                (true, Some(v)) => {
+                    attrs.insert(name.clone(), vec![v.clone().into_bytes()]);
+                }
+                (true, None) => {}
+            },
+            DisableMethod::PasswordPolicy => later_disable = !req.enabled,
+            DisableMethod::None => {}
+        }
+        let dn = child(&accounts.rdn_attribute, &rdn_value, &accounts.base);
+        let mut entry: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![(
+            b"objectClass".to_vec(),
+            accounts
+                .object_classes
+                .iter()
+                .map(|c| c.clone().into_bytes())
+                .collect(),
+        )];
+        for (k, v) in attrs {
+            entry.push((k.into_bytes(), v.into_iter().collect()));
+        }
+        let what = format!("creating {dn}");
+        let dn_ref = dn.as_str();
+        let res = self
+            .conn
+            .run(op, &what, |mut l| async move { l.add(dn_ref, entry).await })
+            .await?;
+        if res.rc != 0 {
+            let e = from_result(&res, op, &what);
+            return Err(if res.rc == 68 {
+                e.with_field("login")
+            } else {
+                e
+            });
+        }
+        let id = AccountId::new(dn);
+        if later_disable {
+            self.set_enabled(&id, false).await?;
+        }
+        let mut acct = Account::new(id, req.login);
+        acct.attributes = req.attributes;
+        acct.attributes.retain(|_, v| *v != Value::Null);
+        acct.enabled = req.enabled;
+        Ok(acct)
+    }
+
+    async fn update_account(&self, req: UpdateAccount) -> Result<AccountId> {
+        let op = Operation::UpdateAccount;
+        let accounts = &self.cfg.accounts;
+        let dn = self.account_dn(op, &req.id)?;
+        let delta = &req.delta;
+        let login = dn
+            .rdn_value(&accounts.rdn_attribute)
+            .unwrap_or(req.id.as_str())
+            .to_owned();
+        let set = self.encode_attributes(op, &login, &delta.set)?;
+        let mut mods: Vec<Mod<String>> = Vec::new();
+        let mut new_rdn: Option<String> = None;
+        for (attr, values) in set {
+            if attr.eq_ignore_ascii_case(&accounts.rdn_attribute) {
+                // The naming attribute changes through a rename.
+                if let Some(v) = values.first() {
+                    new_rdn = Some(String::from_utf8_lossy(v).into_owned());
+                }
+                continue;
+            }
+            mods.push(Mod::Replace(attr, text_set(values)));
+        }
+        for model in &delta.remove {
+            let Some(m) = accounts.attributes.get(model) else {
+                return Err(Error::invalid_input(
+                    model.clone(),
+                    format!("attribute `{model}` is not mapped to a directory attribute"),
+                )
+                .with_operation(op));
+            };
+            if m.ldap.eq_ignore_ascii_case(&accounts.rdn_attribute) {
+                return Err(Error::invalid_input(
+                    model.clone(),
+                    format!(
+                        "`{model}` names the entry ({}); it cannot be removed",
+                        m.ldap
+                    ),
+                )
+                .with_operation(op));
+            }
+            mods.push(Mod::Replace(m.ldap.clone(), HashSet::new()));
+        }
+        if let Some(new_login) = &delta.login {
+            if new_login.is_empty() {
+                return Err(
+                    Error::invalid_input("login", "the new login is empty").with_operation(op)
+                );
+            }
+            if accounts
+                .rdn_attribute
+                .eq_ignore_ascii_case(&accounts.login_attribute)
+            {
+                new_rdn = Some(new_login.clone());
+            } else {
+                mods.push(Mod::Replace(
+                    accounts.login_attribute.clone(),
+                    [new_login.clone()].into_iter().collect(),
+                ));
+            }
+        }
+        let mut id = req.id.clone();
+        if let Some(value) = new_rdn.filter(|v| dn.rdn_value(&accounts.rdn_attribute) != Some(v)) {
+            let rdn = child(&accounts.rdn_attribute, &value, "");
+            let rdn = rdn.trim_end_matches(',').to_owned();
+            let what = format!("renaming {} to {rdn}", req.id);
+            let (old, rdn_ref) = (req.id.as_str(), rdn.as_str());
+            let res = self
+                .conn
+                .run(op, &what, |mut l| async move {
+                    l.modifydn(old, rdn_ref, true, None).await
+                })
+                .await?;
+            match res.rc {
+                0 => {}
+                32 => return Err(not_found(op, &req.id)),
+                68 => {
+                    return Err(from_result(&res, op, &what).with_field("login"));
+                }
+                _ => return Err(from_result(&res, op, &what)),
+            }
+            // The parent is what follows the first unescaped comma.
+            let parent = first_rdn_end(req.id.as_str())
+                .and_then(|i| req.id.as_str().get(i + 1..))
+                .unwrap_or_default();
+            id = AccountId::new(format!("{rdn},{parent}"));
+        }
+        self.modify_account(op, id.as_str(), mods).await?;
+        Ok(id)
+    }
+
+    async fn set_enabled(&self, id: &AccountId, enabled: bool) -> Result<()> {
+        let op = Operation::SetEnabled;
+        self.account_dn(op, id)?;
+        let dn = id.as_str();
+        let mods = match &self.cfg.disable {
+            DisableMethod::None => return Err(Error::unsupported(op)),
+            DisableMethod::PasswordPolicy => {
+                let values: HashSet<String> = if enabled {
+                    HashSet::new()
+                } else {
+                    [LOCKED_FOREVER.to_owned()].into_iter().collect()
+                };
+                vec![Mod::Replace("pwdAccountLockedTime".to_owned(), values)]
+            }
+            DisableMethod::Attribute {
+                name,
+                disabled,
+                enabled: on,
+            } => {
+                let values: HashSet<String> = match (enabled, on) {
+                    (false, _) => [disabled.clone()].into_iter().collect(),
+                    (true, Some(v)) => [v.clone()].into_iter().collect(),
+                    (true, None) => HashSet::new(),
+                };
+                vec![Mod::Replace(name.clone(), values)]
+            }
+            DisableMethod::UserAccountControl => {
+                let attrs = vec!["userAccountControl".to_owned()];
+                let entry = self
+                    .conn
+                    .read(op, dn, "(objectClass=*)", &attrs)
+                    .await?
+                    .ok_or_else(|| not_found(op, id))?;
+                let uac = entry
+                    .first("userAccountControl")
+                    .and_then(|v| v.trim().parse::<i64>().ok())
+                    .unwrap_or(UAC_NORMAL);
+                let want = if enabled {
+                    uac & !UAC_DISABLED
+                } else {
+                    uac | UAC_DISABLED
+                };
+                if want == uac {
+                    return Ok(());
+                }
+                vec![Mod::Replace(
+                    "userAccountControl".to_owned(),
+                    [want.to_string()].into_iter().collect(),
+                )]
+            }
+        };
+        self.modify_account(op, dn, mods).await
+    }
+
+    async fn delete_account(&self, id: &AccountId) -> Result<()> {
+        let op = Operation::DeleteAccount;
+        self.account_dn(op, id)?;
+        let what = format!("deleting {id}");
+        let dn = id.as_str();
+        let res = self
+            .conn
+            .run(op, &what, |mut l| async move { l.delete(dn).await })
+            .await?;
+        match res.rc {
+            0 => Ok(()),
+            32 => Err(not_found(op, id)),
+            _ => Err(from_result(&res, op, &what)),
+        }
+    }
+
+    async fn list_entitlements(&self, req: ListRequest) -> Result<Page<Entitlement>> {
+        let op = Operation::ListEntitlements;
+        let g = &self.cfg.groups;
+        let cookie = match &req.cursor {
+            None => Vec::new(),
+            Some(c) => parse_cursor(c).map(|(_, c)| c).ok_or_else(|| {
+                Error::invalid_input(
+                    "cursor",
+                    format!("`{c}` is not a cursor this connector gave"),
+                )
+                .with_operation(op)
+            })?,
+        };
+        let size = req
+            .page_size
+            .unwrap_or(self.cfg.page_size)
+            .clamp(1, self.cfg.page_size);
+        let attrs = vec![g.name_attribute.clone(), "description".to_owned()];
+        let (entries, next) = self
+            .conn
+            .search_page(
+                op,
+                Search {
+                    base: &g.base,
+                    scope: Scope::OneLevel,
+                    filter: &g.filter,
+                    attrs: &attrs,
+                },
+                size,
+                cookie,
+            )
+            .await?;
+        let items = entries
+            .iter()
+            .filter_map(|e| {
+                let mut ent = Entitlement::group(self.group_name_of(&e.dn)?);
+                ent.display_name = e.first("description");
+                Some(ent)
+            })
+            .collect();
+        Ok(Page::new(items, next.map(|c| format!("0:{}", hex(&c)))))
+    }
+
+    async fn list_members(
+        &self,
+        entitlement: &EntitlementId,
+        req: ListRequest,
+    ) -> Result<Page<AccountId>> {
+        let op = Operation::ListMembers;
+        let group = self.group_dn(entitlement);
+        let attrs = vec![self.cfg.groups.members.attribute().to_owned()];
+        let entry = self
+            .conn
+            .read(op, &group, &self.cfg.groups.filter, &attrs)
+            .await?
+            .ok_or_else(|| not_found(op, format!("group {group}")))?;
+        let values = self.all_members(op, &entry).await?;
+        let mut members: Vec<AccountId> = match &self.cfg.groups.members {
+            MemberStyle::Dn(_) => values
+                .into_iter()
+                .filter(|v| {
+                    Dn::parse(v).is_ok_and(|d| self.bases.iter().any(|(_, b)| d.is_within(b)))
+                })
+                .map(AccountId::new)
+                .collect(),
+            MemberStyle::Login(_) => {
+                let mut out = Vec::new();
+                let no_attrs = ["1.1".to_owned()];
+                for chunk in values.chunks(100) {
+                    let any: String = chunk
+                        .iter()
+                        .map(|v| equality(&self.cfg.accounts.login_attribute, v))
+                        .collect();
+                    let filter = format!("(&{}(|{any}))", self.cfg.accounts.filter);
+                    for (base, _) in &self.bases {
+                        let found = self
+                            .conn
+                            .search_all(
+                                op,
+                                Search {
+                                    base,
+                                    scope: Scope::Subtree,
+                                    filter: &filter,
+                                    attrs: &no_attrs,
+                                },
+                                self.cfg.page_size,
+                            )
+                            .await?;
+                        out.extend(found.into_iter().map(|e| AccountId::new(e.dn)));
+                    }
+                }
+                out
+            }
+        };
+        members.sort();
+        let size = req
+            .page_size
+            .unwrap_or(self.cfg.page_size)
+            .clamp(1, self.cfg.page_size);
+        let from: usize = match &req.cursor {
+            None => 0,
+            Some(c) => c.parse().map_err(|_| {
+                Error::invalid_input(
+                    "cursor",
+                    format!("`{c}` is not a cursor this connector gave"),
+                )
+                .with_operation(op)
+            })?,
+        };
+        let page: Vec<AccountId> = members.iter().skip(from).take(size).cloned().collect();
+        let next = (from + size < members.len()).then(|| (from + size).to_string());
+        Ok(Page::new(page, next))
+    }
+
+    async fn grant(&self, req: MembershipChange) -> Result<BatchOutcome> {
+        self.change_members(req, true).await
+    }
+
+    async fn revoke(&self, req: MembershipChange) -> Result<BatchOutcome> {
+        self.change_members(req, false).await
+    }
+
+    async fn changes_since(&self, token: Option<&str>) -> Result<ChangeSet> {
+        let op = Operation::ChangesSince;
+        let attrs: Vec<String> = self
+            .read_attrs
+            .iter()
+            .cloned()
+            .chain(std::iter::once("modifyTimestamp".to_owned()))
+            .collect();
+        let (since, first) = match token {
+            Some(t) => {
+                if parse_time(t).is_none() {
+                    return Err(Error::invalid_input(
+                        "token",
+                        format!("`{t}` is not a token this connector gave"),
+                    )
+                    .with_operation(op));
+                }
+                (t.to_owned(), false)
+            }
+            // From now on: the newest change of the last day is where the
+            // next call starts (the directory's clock, not ours).
+            None => (
+                (DateTime::<Utc>::from(std::time::SystemTime::now()) - chrono::Duration::days(1))
+                    .format("%Y%m%d%H%M%SZ")
+                    .to_string(),
+                true,
+            ),
+        };
+        let filter = format!(
+            "(&{}(modifyTimestamp>={}))",
+            self.cfg.accounts.filter,
+            crate::dn::escape_filter_value(&since)
+        );
+        let index = if self.cfg.groups.member_of.is_none() && !first {
+            Some(self.member_index(op).await?)
+        } else {
+            None
+        };
+        let mut newest = since.clone();
+        let mut changes = Vec::new();
+        for (base, _) in &self.bases {
+            let entries = self
+                .conn
+                .search_all(
+                    op,
+                    Search {
+                        base,
+                        scope: Scope::Subtree,
+                        filter: &filter,
+                        attrs: &attrs,
+                    },
+                    self.cfg.page_size,
+                )
+                .await?;
+            for e in &entries {
+                if let Some(ts) = e.first("modifyTimestamp")
+                    && ts > newest
+                {
+                    newest = ts;
+                }
+                if !first {
+                    changes.push(Change::Upserted(self.to_account(
+                        op,
+                        e,
+                        index.as_deref(),
+                    )?));
+                }
+            }
+        }
+        Ok(ChangeSet::new(changes, newest, false))
+    }
+}
+
+/// Where the first RDN of a DN ends (its first unescaped comma).
+fn first_rdn_end(dn: &str) -> Option<usize> {
+    let bytes = dn.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = bytes.get(i) {
+        match c {
+            b'\\' => i += 2,
+            b',' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_cursor(c: &str) -> Option<(usize, Vec<u8>)> {
+    let (ix, cookie) = c.split_once(':')?;
+    let ix = ix.parse().ok()?;
+    if cookie.len() % 2 != 0 {
+        return None;
+    }
+    let cookie = (0..cookie.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cookie.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some((ix, cookie))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranged_retrieval_follows_ad_ranges() {
+        let mut e = Entry::default();
+        e.attrs.insert(
+            "member;range=0-1499".to_owned(),
+            vec![b"cn=a".to_vec(), b"cn=b".to_vec()],
+        );
+        assert_eq!(
+            ranged(&e, "member"),
+            Some((vec!["cn=a".to_owned(), "cn=b".to_owned()], Some(1500)))
+        );
+        let mut last = Entry::default();
+        last.attrs
+            .insert("member;range=1500-*".to_owned(), vec![b"cn=c".to_vec()]);
+        assert_eq!(
+            ranged(&last, "member"),
+            Some((vec!["cn=c".to_owned()], None))
+        );
+        assert_eq!(ranged(&Entry::default(), "member"), None);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        assert_eq!(
+            parse_cursor(&format!("1:{}", hex(b"\x00\xffab"))),
+            Some((1, b"\x00\xffab".to_vec()))
+        );
+        assert_eq!(parse_cursor("2:"), Some((2, Vec::new())));
+        for bad in ["", "x:00", "1:0", "1:zz", "1"] {
+            assert_eq!(parse_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_encode_and_decode_per_syntax() {
+        assert_eq!(
+            encode(Syntax::String, &Value::from("x")),
+            Ok(vec![b"x".to_vec()])
+        );
+        assert_eq!(encode(Syntax::String, &Value::from("")), Ok(Vec::new()));
+        assert!(encode(Syntax::String, &Value::List(vec![Value::from("a")])).is_err());
+        assert!(encode(Syntax::Integer, &Value::from("ten")).is_err());
+        assert_eq!(
+            encode(Syntax::Boolean, &Value::Bool(true)),
+            Ok(vec![b"TRUE".to_vec()])
+        );
+        assert_eq!(
+            decode(Syntax::Integer, &[b"1001".to_vec()]),
+            Some(Value::Int(1001))
+        );
+        assert_eq!(
+            decode(Syntax::Boolean, &[b"FALSE".to_vec()]),
+            Some(Value::Bool(false))
+        );
+        let t = decode(Syntax::Time, &[b"20261122093000Z".to_vec()]);
+        assert!(matches!(t, Some(Value::Timestamp(_))), "{t:?}");
+        assert_eq!(decode(Syntax::String, &[]), None);
+        assert_eq!(first_rdn_end("uid=a\\,b,ou=x"), Some(8));
+    }
+}

@@ -1,0 +1,5 @@
+//! prov-ldap against a real OpenLDAP slapd (started per test on a free port).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+mod suite;

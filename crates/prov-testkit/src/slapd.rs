@@ -1,0 +1,374 @@
+//! A throwaway OpenLDAP `slapd` for tests and benchmarks: its own config
+//! and database in a temp dir, on a free loopback port, stopped (and its
+//! directory removed) when dropped. Needs the Debian packages `slapd` and
+//! `ldap-utils` (`./scripts/test.sh` installs them).
+//!
+//! The server has the `core`, `cosine`, `nis` and `inetorgperson` schemas,
+//! equality indexes only, `ou=people`, `ou=groups` and `ou=policies` under
+//! the suffix, and the overlays a provisioning test wants: `memberof`
+//! (with dangling members refused), `refint` and `ppolicy` (a default policy
+//! with `pwdLockout: TRUE`, so `pwdAccountLockedTime` locks an account).
+//! `cn=nobody,SUFFIX` exists to be a group's placeholder member.
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SlapdOptions {
+    /// The naming context (default `dc=example,dc=org`).
+    pub suffix: String,
+    /// Skip fsync on writes (`dbnosync`): fast, not durable. Default true.
+    pub no_sync: bool,
+    /// Also serve `ldaps://` and StartTLS with a certificate made for
+    /// `localhost` and `127.0.0.1` by a fresh CA ([`Slapd::ca_file`]).
+    pub tls: bool,
+}
+
+impl Default for SlapdOptions {
+    fn default() -> Self {
+        SlapdOptions {
+            suffix: "dc=example,dc=org".to_owned(),
+            no_sync: true,
+            tls: false,
+        }
+    }
+}
+
+/// A running `slapd`.
+#[derive(Debug)]
+pub struct Slapd {
+    child: Child,
+    dir: PathBuf,
+    /// `ldap://127.0.0.1:PORT`.
+    pub url: String,
+    /// `ldaps://127.0.0.1:PORT2` when started with TLS.
+    pub ldaps_url: Option<String>,
+    /// The naming context.
+    pub suffix: String,
+    /// The administrator's DN (`cn=admin,SUFFIX`).
+    pub admin_dn: String,
+    /// The administrator's password.
+    pub admin_password: String,
+    /// Whether writes skip fsync.
+    pub no_sync: bool,
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn run(cmd: &mut Command, what: &str) -> io::Result<()> {
+    let out = cmd.output().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("{what}: {e} (are the Debian packages slapd and ldap-utils installed? ./scripts/test.sh installs them)"),
+        )
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
+
+fn slapd_binary() -> PathBuf {
+    for p in ["/usr/sbin/slapd", "/usr/local/libexec/slapd"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    PathBuf::from("slapd")
+}
+
+impl Slapd {
+    /// Starts a server with default options.
+    pub fn start() -> io::Result<Slapd> {
+        Self::start_with(&SlapdOptions::default())
+    }
+
+    /// Starts a server.
+    pub fn start_with(opts: &SlapdOptions) -> io::Result<Slapd> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("prov-slapd-{}-{nanos:x}", std::process::id()));
+        std::fs::create_dir_all(dir.join("db"))?;
+        let started = Self::start_in(&dir, opts);
+        if started.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        started
+    }
+
+    fn start_in(dir: &Path, opts: &SlapdOptions) -> io::Result<Slapd> {
+        let suffix = &opts.suffix;
+        let admin_dn = format!("cn=admin,{suffix}");
+        let admin_password = "prov-test-secret".to_owned();
+        let d = dir.display();
+        let mut conf = String::new();
+        for schema in ["core", "cosine", "nis", "inetorgperson"] {
+            let _ = writeln!(conf, "include /etc/ldap/schema/{schema}.schema");
+        }
+        let _ = writeln!(
+            conf,
+            "pidfile {d}/slapd.pid\nargsfile {d}/slapd.args\nmodulepath /usr/lib/ldap\n\
+             moduleload back_mdb\nmoduleload memberof\nmoduleload refint\nmoduleload ppolicy\n\
+             sizelimit unlimited"
+        );
+        if opts.tls {
+            Self::make_certificates(dir)?;
+            let _ = writeln!(
+                conf,
+                "TLSCACertificateFile {d}/ca.pem\nTLSCertificateFile {d}/server.pem\nTLSCertificateKeyFile {d}/server.key"
+            );
+        }
+        let _ = writeln!(
+            conf,
+            "database mdb\nmaxsize 4294967296\nsuffix \"{suffix}\"\nrootdn \"{admin_dn}\"\n\
+             rootpw {admin_password}\ndirectory {d}/db"
+        );
+        if opts.no_sync {
+            let _ = writeln!(conf, "dbnosync");
+        }
+        for attr in [
+            "objectClass",
+            "uid",
+            "cn",
+            "member",
+            "uniqueMember",
+            "memberUid",
+            "mail",
+        ] {
+            let _ = writeln!(conf, "index {attr} eq");
+        }
+        let _ = writeln!(
+            conf,
+            "overlay memberof\nmemberof-dangling error\nmemberof-refint TRUE\n\
+             overlay refint\nrefint_attributes member uniqueMember\n\
+             overlay ppolicy\nppolicy_default \"cn=default,ou=policies,{suffix}\"\n\
+             access to attrs=userPassword by self write by anonymous auth by * none\n\
+             access to * by * read"
+        );
+        std::fs::write(dir.join("slapd.conf"), conf)?;
+        let first = suffix
+            .split(',')
+            .next()
+            .and_then(|rdn| rdn.split_once('='))
+            .map(|(_, v)| v.to_owned())
+            .unwrap_or_else(|| "example".to_owned());
+        let base = format!(
+            "dn: {suffix}\nobjectClass: dcObject\nobjectClass: organization\ndc: {first}\no: {first}\n\n\
+             dn: ou=people,{suffix}\nobjectClass: organizationalUnit\nou: people\n\n\
+             dn: ou=groups,{suffix}\nobjectClass: organizationalUnit\nou: groups\n\n\
+             dn: ou=policies,{suffix}\nobjectClass: organizationalUnit\nou: policies\n\n\
+             dn: cn=nobody,{suffix}\nobjectClass: organizationalRole\ncn: nobody\n\n\
+             dn: cn=default,ou=policies,{suffix}\nobjectClass: organizationalRole\nobjectClass: pwdPolicy\n\
+             cn: default\npwdAttribute: userPassword\npwdLockout: TRUE\n"
+        );
+        std::fs::write(dir.join("base.ldif"), base)?;
+        run(
+            Command::new("/usr/sbin/slaptest")
+                .args(["-u", "-Q", "-f"])
+                .arg(dir.join("slapd.conf")),
+            "slaptest",
+        )?;
+        run(
+            Command::new("/usr/sbin/slapadd")
+                .arg("-q")
+                .arg("-f")
+                .arg(dir.join("slapd.conf"))
+                .arg("-l")
+                .arg(dir.join("base.ldif")),
+            "slapadd of the base entries",
+        )?;
+        let mut last = io::Error::other("slapd did not start");
+        for _ in 0..3 {
+            let port = free_port()?;
+            let tls_port = if opts.tls { Some(free_port()?) } else { None };
+            let mut urls = format!("ldap://127.0.0.1:{port}/");
+            if let Some(p) = tls_port {
+                let _ = write!(urls, " ldaps://127.0.0.1:{p}/");
+            }
+            let log = std::fs::File::create(dir.join("slapd.log"))?;
+            // `-d 0`: stay in the foreground, so the child is the server.
+            let mut child = Command::new(slapd_binary())
+                .args(["-d", "0", "-f"])
+                .arg(dir.join("slapd.conf"))
+                .arg("-h")
+                .arg(&urls)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .map_err(|e| io::Error::new(e.kind(), format!("starting slapd: {e}")))?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(dir.join("slapd.log")).unwrap_or_default();
+                    last = io::Error::other(format!("slapd exited with {status}: {log}"));
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Ok(Slapd {
+                        child,
+                        dir: dir.to_owned(),
+                        url: format!("ldap://127.0.0.1:{port}"),
+                        ldaps_url: tls_port.map(|p| format!("ldaps://127.0.0.1:{p}")),
+                        suffix: suffix.clone(),
+                        admin_dn,
+                        admin_password,
+                        no_sync: opts.no_sync,
+                    });
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last = io::Error::other("slapd did not answer within 10 s");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Err(last)
+    }
+
+    /// A CA and a server certificate for localhost / 127.0.0.1 signed by it.
+    fn make_certificates(dir: &Path) -> io::Result<()> {
+        let ossl = |args: &[&str], what: &str| {
+            run(Command::new("openssl").current_dir(dir).args(args), what)
+        };
+        ossl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=prov test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+            "openssl (test CA)",
+        )?;
+        ossl(
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+            "openssl (server key)",
+        )?;
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )?;
+        ossl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.pem",
+            ],
+            "openssl (server certificate)",
+        )?;
+        // slapd may run as another user: let it read the key.
+        let _ = std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        Ok(())
+    }
+
+    /// The CA certificate (PEM) that signed the server's, when started with TLS.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// `ou=people,SUFFIX`.
+    pub fn people(&self) -> String {
+        format!("ou=people,{}", self.suffix)
+    }
+
+    /// `ou=groups,SUFFIX`.
+    pub fn groups(&self) -> String {
+        format!("ou=groups,{}", self.suffix)
+    }
+
+    /// `cn=nobody,SUFFIX`, an entry to keep groups of names non-empty.
+    pub fn nobody(&self) -> String {
+        format!("cn=nobody,{}", self.suffix)
+    }
+
+    /// Runs an OpenLDAP client tool (`ldapadd`, `ldapmodify`, `ldapsearch`)
+    /// against the server as the administrator, with `input` on stdin.
+    pub fn tool(&self, tool: &str, args: &[&str], input: &str) -> io::Result<String> {
+        use std::io::Write as _;
+        let mut child = Command::new(tool)
+            .args([
+                "-x",
+                "-H",
+                &self.url,
+                "-D",
+                &self.admin_dn,
+                "-w",
+                &self.admin_password,
+            ])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("{tool}: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(io::Error::other(format!(
+                "{tool} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

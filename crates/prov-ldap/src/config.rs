@@ -196,6 +196,11 @@ pub struct GroupsConfig {
     pub placeholder_member: Option<String>,
     /// Members per modify request (default 500).
     pub batch_size: usize,
+    /// Read each account before granting it a group, so that a missing
+    /// account fails alone. Needed where the directory accepts members
+    /// that do not exist (groupOfUniqueNames, posixGroup); off where it
+    /// refuses them itself (AD; OpenLDAP with `memberof-dangling error`).
+    pub verify_members: bool,
 }
 
 /// How an account is disabled.
@@ -302,6 +307,7 @@ impl LdapConfig {
             member_of: member_of.map(str::to_owned),
             placeholder_member: None,
             batch_size: 500,
+            verify_members: member_of.is_none(),
         };
         let accounts = |filter: &str, classes: &[&str], attributes, defaults| AccountsConfig {
             base: people.clone(),
@@ -404,6 +410,7 @@ impl LdapConfig {
                         member_of: Some("memberOf".to_owned()),
                         placeholder_member: None,
                         batch_size: 500,
+                        verify_members: false,
                     },
                     DisableMethod::UserAccountControl,
                 )

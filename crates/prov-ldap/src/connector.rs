@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use crate::config::{DisableMethod, LdapConfig, MemberStyle, Syntax};
 use crate::conn::{Conn, Entry, Search};
-use crate::dn::{Dn, child, equality};
+use crate::dn::{Dn, canonical, child, equality};
 use crate::error::from_result;
 
 /// `pwdAccountLockedTime` value that locks an account until it is removed.
@@ -160,7 +160,7 @@ impl LdapConnector {
             .with_operation(op)
             .with_field(accounts.login_attribute.clone())
         })?;
-        let mut acct = Account::new(e.dn.clone(), login.clone());
+        let mut acct = Account::new(canonical(&e.dn), login.clone());
         for (model, m) in &accounts.attributes {
             let values = e.values(&m.ldap);
             if let Some(v) = decode(m.syntax, values) {
@@ -307,44 +307,55 @@ impl LdapConnector {
         Ok(out)
     }
 
-    /// The login values a group holds for these accounts (posixGroup
-    /// `memberUid`): from the DN when the account is named by its login,
-    /// else read. `Err` per account that does not exist.
+    /// The values a group holds for these accounts: their DNs, or their
+    /// logins (posixGroup `memberUid`), taken from the DN when the account
+    /// is named by its login, else read. With `verify`, every account is
+    /// read, so that one that does not exist fails alone (NotFound).
     async fn member_values(
         &self,
         op: Operation,
         accounts: &[AccountId],
+        verify: bool,
     ) -> Vec<(AccountId, Result<String>)> {
-        let by_login = match &self.cfg.groups.members {
-            MemberStyle::Dn(_) => {
-                return accounts
-                    .iter()
-                    .map(|a| {
-                        let v = self.account_dn(op, a).map(|_| a.as_str().to_owned());
-                        (a.clone(), v)
-                    })
-                    .collect();
-            }
-            MemberStyle::Login(_) => {
-                self.cfg.accounts.rdn_attribute == self.cfg.accounts.login_attribute
-            }
+        let login_attr = &self.cfg.accounts.login_attribute;
+        let (dn_style, from_dn) = match &self.cfg.groups.members {
+            MemberStyle::Dn(_) => (true, true),
+            MemberStyle::Login(_) => (
+                false,
+                self.cfg
+                    .accounts
+                    .rdn_attribute
+                    .eq_ignore_ascii_case(login_attr),
+            ),
         };
         let one = |a: AccountId| async move {
             let dn = match self.account_dn(op, &a) {
                 Ok(dn) => dn,
                 Err(e) => return (a, Err(e)),
             };
-            if by_login && let Some(v) = dn.rdn_value(&self.cfg.accounts.login_attribute) {
-                return (a, Ok(v.to_owned()));
+            if !verify && from_dn {
+                let v = if dn_style {
+                    Some(a.as_str().to_owned())
+                } else {
+                    dn.rdn_value(login_attr).map(str::to_owned)
+                };
+                if let Some(v) = v {
+                    return (a, Ok(v));
+                }
             }
-            let attrs = vec![self.cfg.accounts.login_attribute.clone()];
+            let attrs = vec![if dn_style {
+                "1.1".to_owned()
+            } else {
+                login_attr.clone()
+            }];
             let r = match self
                 .conn
-                .read(op, a.as_str(), "(objectClass=*)", &attrs)
+                .read(op, a.as_str(), &self.cfg.accounts.filter, &attrs)
                 .await
             {
+                Ok(Some(_)) if dn_style => Ok(a.as_str().to_owned()),
                 Ok(Some(e)) => e
-                    .first(&self.cfg.accounts.login_attribute)
+                    .first(login_attr)
                     .ok_or_else(|| not_found(op, format!("a login on {a}"))),
                 Ok(None) => Err(not_found(op, &a)),
                 Err(e) => Err(e),
@@ -352,6 +363,22 @@ impl LdapConnector {
             (a, r)
         };
         join_all(accounts.iter().cloned().map(one)).await
+    }
+
+    /// The group's current member values, as member keys.
+    async fn current_members(&self, op: Operation, group: &str) -> Result<HashSet<String>> {
+        let attrs = vec![self.cfg.groups.members.attribute().to_owned()];
+        let entry = self
+            .conn
+            .read(op, group, "(objectClass=*)", &attrs)
+            .await?
+            .ok_or_else(|| not_found(op, format!("group {group}")))?;
+        Ok(self
+            .all_members(op, &entry)
+            .await?
+            .iter()
+            .map(|v| self.member_key(v))
+            .collect())
     }
 
     /// Adds (`add`) or removes values of a group's member attribute, one
@@ -370,7 +397,10 @@ impl LdapConnector {
         let mut outcome = BatchOutcome::ok();
         let placeholder = self.cfg.groups.placeholder_member.clone();
         let mut values: Vec<(AccountId, String)> = Vec::new();
-        for (account, v) in self.member_values(op, &req.accounts).await {
+        for (account, v) in self
+            .member_values(op, &req.accounts, add && self.cfg.groups.verify_members)
+            .await
+        {
             match v {
                 Ok(v) if Some(&v) == placeholder.as_ref() => {}
                 Ok(v) => values.push((account, v)),
@@ -380,33 +410,32 @@ impl LdapConnector {
             }
         }
         for batch in values.chunks(self.cfg.groups.batch_size.max(1)) {
-            let set: HashSet<String> = batch.iter().map(|(_, v)| v.clone()).collect();
-            let what = format!(
-                "{} {} members of {group}",
-                if add { "adding" } else { "removing" },
-                set.len()
-            );
-            let m = if add {
-                Mod::Add(attr.clone(), set)
-            } else {
-                Mod::Delete(attr.clone(), set)
-            };
-            let group_ref = group.as_str();
-            let res = self
-                .conn
-                .run(op, &what, |mut l| async move {
-                    l.modify(group_ref, vec![m]).await
-                })
-                .await?;
+            let (res, what) = self.modify_members(op, &group, &attr, batch, add).await?;
             match res.rc {
                 0 => {}
-                // Already there, already gone, a dangling member refused, or a missing entry.
-                16 | 19 | 20 | 21 | 32 | 65 => {
+                // Some values are there already (grant) or gone already
+                // (revoke): send only the rest, once more.
+                16 | 20 => {
+                    let current = self.current_members(op, &group).await?;
+                    let rest: Vec<(AccountId, String)> = batch
+                        .iter()
+                        .filter(|(_, v)| current.contains(&self.member_key(v)) != add)
+                        .cloned()
+                        .collect();
+                    if rest.is_empty() {
+                        continue;
+                    }
+                    let (again, _) = self.modify_members(op, &group, &attr, &rest, add).await?;
+                    if again.rc != 0 {
+                        outcome
+                            .failures
+                            .extend(self.change_one_by_one(op, &group, &attr, &rest, add).await);
+                    }
+                }
+                // A member refused (it does not exist) or a missing group.
+                19 | 21 | 32 => {
                     if res.rc == 32 && !self.exists(op, &group).await? {
                         return Err(not_found(op, format!("group {group}")));
-                    }
-                    if res.rc == 65 && !add {
-                        return Err(from_result(&res, op, &what));
                     }
                     outcome
                         .failures
@@ -416,6 +445,37 @@ impl LdapConnector {
             }
         }
         Ok(outcome)
+    }
+
+    /// One modify adding or deleting these member values.
+    async fn modify_members(
+        &self,
+        op: Operation,
+        group: &str,
+        attr: &str,
+        values: &[(AccountId, String)],
+        add: bool,
+    ) -> Result<(ldap3::LdapResult, String)> {
+        let set: HashSet<String> = values.iter().map(|(_, v)| v.clone()).collect();
+        let what = format!(
+            "{} {} members of {group}",
+            if add { "adding" } else { "removing" },
+            set.len()
+        );
+        let m = if add {
+            Mod::Add(attr.to_owned(), set)
+        } else {
+            Mod::Delete(attr.to_owned(), set)
+        };
+        let res = self
+            .conn
+            .run(
+                op,
+                &what,
+                |mut l| async move { l.modify(group, vec![m]).await },
+            )
+            .await?;
+        Ok((res, what))
     }
 
     async fn change_one_by_one(
@@ -831,7 +891,7 @@ impl Connector for LdapConnector {
                 e
             });
         }
-        let id = AccountId::new(dn);
+        let id = AccountId::new(canonical(&dn));
         if later_disable {
             self.set_enabled(&id, false).await?;
         }
@@ -926,7 +986,7 @@ impl Connector for LdapConnector {
             let parent = first_rdn_end(req.id.as_str())
                 .and_then(|i| req.id.as_str().get(i + 1..))
                 .unwrap_or_default();
-            id = AccountId::new(format!("{rdn},{parent}"));
+            id = AccountId::new(canonical(&format!("{rdn},{parent}")));
         }
         self.modify_account(op, id.as_str(), mods).await?;
         Ok(id)
@@ -1065,7 +1125,7 @@ impl Connector for LdapConnector {
                 .filter(|v| {
                     Dn::parse(v).is_ok_and(|d| self.bases.iter().any(|(_, b)| d.is_within(b)))
                 })
-                .map(AccountId::new)
+                .map(|v| AccountId::new(canonical(&v)))
                 .collect(),
             MemberStyle::Login(_) => {
                 let mut out = Vec::new();
@@ -1090,7 +1150,7 @@ impl Connector for LdapConnector {
                                 self.cfg.page_size,
                             )
                             .await?;
-                        out.extend(found.into_iter().map(|e| AccountId::new(e.dn)));
+                        out.extend(found.into_iter().map(|e| AccountId::new(canonical(&e.dn))));
                     }
                 }
                 out

@@ -213,6 +213,32 @@ impl Dn {
     }
 }
 
+/// The DN in one spelling: escapes as [`escape_dn_value`] writes them, no
+/// spaces around separators, attribute types as given. The server may
+/// spell one DN several ways (`\2C`, `\2c`, `\,`); ids use this one.
+impl fmt::Display for Dn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, rdn) in self.rdns.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            for (j, ava) in rdn.iter().enumerate() {
+                if j > 0 {
+                    f.write_str("+")?;
+                }
+                write!(f, "{}={}", ava.attribute, escape_dn_value(&ava.value))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `dn` in the one spelling of [`Dn`]'s `Display`, or as it is when it
+/// does not parse.
+pub(crate) fn canonical(dn: &str) -> String {
+    Dn::parse(dn).map_or_else(|_| dn.to_owned(), |d| d.to_string())
+}
+
 fn same_rdn(a: &[Ava], b: &[Ava]) -> bool {
     a.len() == b.len()
         && a.iter().all(|x| {
@@ -275,6 +301,11 @@ mod tests {
         for bad in ["cn", "=x", "cn=x\\", "cn=x\\zz", "c n=x", "cn=x,"] {
             assert!(Dn::parse(bad).is_err(), "{bad:?} should not parse");
         }
+        assert_eq!(
+            canonical("uid=a\\2Cb ,  ou=people,dc=ex"),
+            canonical("uid=a\\,b,ou=people,dc=ex")
+        );
+        assert_eq!(canonical("uid=a\\2cb,ou=people"), "uid=a\\2cb,ou=people");
         let a = Dn::parse("uid=X,ou=People,dc=ex").unwrap();
         let b = Dn::parse("UID=x, OU=people, DC=EX").unwrap();
         assert!(a.same(&b));

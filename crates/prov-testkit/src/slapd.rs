@@ -45,6 +45,8 @@ impl Default for SlapdOptions {
 pub struct Slapd {
     child: Child,
     dir: PathBuf,
+    /// The `-h` argument it was started with.
+    listen: String,
     /// `ldap://127.0.0.1:PORT`.
     pub url: String,
     /// `ldaps://127.0.0.1:PORT2` when started with TLS.
@@ -90,7 +92,58 @@ fn slapd_binary() -> PathBuf {
     PathBuf::from("slapd")
 }
 
+/// Starts slapd in the foreground (`-d 0`), so that the child is the server.
+fn spawn(dir: &Path, urls: &str) -> io::Result<Child> {
+    let log = std::fs::File::create(dir.join("slapd.log"))?;
+    Command::new(slapd_binary())
+        .args(["-d", "0", "-f"])
+        .arg(dir.join("slapd.conf"))
+        .arg("-h")
+        .arg(urls)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("starting slapd: {e}")))
+}
+
 impl Slapd {
+    /// Stops the server (clients see their connections drop), then starts
+    /// it again on the same ports with the same data.
+    pub fn restart(&mut self) -> io::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| io::Error::other("no port in the URL"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.child = spawn(&self.dir, &self.listen)?;
+            let up = loop {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break false; // the port may still be held: try again
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break true;
+                }
+                if Instant::now() > deadline {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if up {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other("slapd did not come back within 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Starts a server with default options.
     pub fn start() -> io::Result<Slapd> {
         Self::start_with(&SlapdOptions::default())
@@ -200,18 +253,7 @@ impl Slapd {
             if let Some(p) = tls_port {
                 let _ = write!(urls, " ldaps://127.0.0.1:{p}/");
             }
-            let log = std::fs::File::create(dir.join("slapd.log"))?;
-            // `-d 0`: stay in the foreground, so the child is the server.
-            let mut child = Command::new(slapd_binary())
-                .args(["-d", "0", "-f"])
-                .arg(dir.join("slapd.conf"))
-                .arg("-h")
-                .arg(&urls)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .map_err(|e| io::Error::new(e.kind(), format!("starting slapd: {e}")))?;
+            let mut child = spawn(dir, &urls)?;
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -223,6 +265,7 @@ impl Slapd {
                     return Ok(Slapd {
                         child,
                         dir: dir.to_owned(),
+                        listen: urls,
                         url: format!("ldap://127.0.0.1:{port}"),
                         ldaps_url: tls_port.map(|p| format!("ldaps://127.0.0.1:{p}")),
                         suffix: suffix.clone(),

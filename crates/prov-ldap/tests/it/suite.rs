@@ -1,15 +1,15 @@
 //! The conformance suite against slapd, per dialect.
 
 use prov_core::{Attributes, Value};
-use prov_ldap::Dialect;
+use prov_ldap::{Dialect, LdapConnector};
 use prov_testkit::conformance::{Namespace, SuiteOptions, run_all};
 use std::sync::Arc;
 
-use crate::common::{add_groups, connector, slapd};
+use crate::common::{add_groups, config, slapd};
 
-fn options() -> SuiteOptions {
+fn options(posix: bool) -> SuiteOptions {
     let mut opts = SuiteOptions::default();
-    opts.attributes = Arc::new(|login: &str| {
+    opts.attributes = Arc::new(move |login: &str| {
         let mut a = Attributes::new();
         a.insert(
             "display_name".to_owned(),
@@ -17,21 +17,53 @@ fn options() -> SuiteOptions {
         );
         a.insert("title".to_owned(), Value::from("Tester"));
         a.insert("family_name".to_owned(), Value::from("Tester"));
+        if posix {
+            a.insert("uid_number".to_owned(), Value::Int(10_000));
+            a.insert("gid_number".to_owned(), Value::Int(5_000));
+            a.insert(
+                "home_directory".to_owned(),
+                Value::from(format!("/home/{login}")),
+            );
+        }
         a
     });
+    // Batches of 16: the batch case makes 18 accounts and needs two requests.
     opts.max_batch_accounts = 40;
     opts
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn suite_passes_on_openldap_group_of_names() {
+async fn suite(dialect: Dialect, class: &str, attr: &str, posix: bool) {
     let server = slapd();
-    add_groups(&server, "groupOfNames", "member", &["staff"]);
-    let mut cfg = crate::common::config(&server, Dialect::OpenLdap);
+    add_groups(&server, class, attr, &["staff"]);
+    let mut cfg = config(&server, dialect);
     cfg.groups.batch_size = 16;
-    let conn = prov_ldap::LdapConnector::new(cfg).unwrap();
-    let report = run_all(&conn, &Namespace::new("gon"), &options()).await;
-    println!("{report}");
-    assert!(report.is_success(), "{report}");
-    let _ = connector;
+    if attr == "memberUid" {
+        cfg.groups.placeholder_member = Some("nobody".to_owned());
+    }
+    let conn = LdapConnector::new(cfg).unwrap();
+    let report = run_all(&conn, &Namespace::new("s"), &options(posix)).await;
+    println!("{dialect:?}\n{report}");
+    assert!(report.is_success(), "{dialect:?}\n{report}");
+    assert_eq!(report.to_string().matches("PASS").count(), 11, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_passes_on_openldap_group_of_names_with_member_of() {
+    suite(Dialect::OpenLdap, "groupOfNames", "member", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_passes_on_group_of_unique_names_without_member_of() {
+    suite(
+        Dialect::OpenLdapUniqueMember,
+        "groupOfUniqueNames",
+        "uniqueMember",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_passes_on_posix_groups_with_member_uid() {
+    suite(Dialect::Posix, "posixGroup", "memberUid", true).await;
 }

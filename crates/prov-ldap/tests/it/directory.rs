@@ -1,0 +1,492 @@
+//! What only an LDAP directory has: hostile values, renames, disabling
+//! verified by a failing bind, large groups, result codes, bases, TLS and
+//! reconnection.
+
+use std::collections::BTreeSet;
+
+use ldap3::LdapConnAsync;
+use prov_core::{
+    AccountId, AttributeDelta, Attributes, Connector, ConnectorExt, CreateAccount, EntitlementId,
+    ErrorKind, ListRequest, MembershipChange, UpdateAccount, Value,
+};
+use prov_ldap::{Dialect, LdapConnector, Tls};
+use prov_testkit::slapd::{Slapd, SlapdOptions};
+
+use crate::common::{add_groups, config, connector, slapd};
+
+fn person(family: &str) -> Attributes {
+    let mut a = Attributes::new();
+    a.insert("family_name".to_owned(), Value::from(family));
+    a
+}
+
+async fn create(conn: &LdapConnector, login: &str) -> AccountId {
+    conn.create_account(CreateAccount::new(login, person("Doe")))
+        .await
+        .unwrap_or_else(|e| panic!("create {login:?}: {e}"))
+        .id
+}
+
+/// Binds as `dn` with `password`: the result code (0 is success).
+async fn bind(url: &str, dn: &str, password: &str) -> u32 {
+    let (conn, mut ldap) = LdapConnAsync::new(url).await.unwrap();
+    ldap3::drive!(conn);
+    let rc = ldap.simple_bind(dn, password).await.unwrap().rc;
+    let _ = ldap.unbind().await;
+    rc
+}
+
+fn set_password(server: &Slapd, dn: &str, password: &str) {
+    server
+        .tool(
+            "ldapmodify",
+            &[],
+            &format!(
+                "dn: {dn}\nchangetype: modify\nreplace: userPassword\nuserPassword: {password}\n"
+            ),
+        )
+        .unwrap();
+}
+
+const HOSTILE: &[&str] = &[
+    "*)(uid=*))(|(uid=*",
+    "smith, john",
+    "a+b=c",
+    "back\\slash",
+    "#hash",
+    " padded ",
+    "quote\"semi;<angle>",
+    "zoë.ångström-李",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_values_are_escaped_in_dns_and_filters() {
+    let server = slapd();
+    add_groups(&server, "groupOfNames", "member", &["staff"]);
+    let conn = connector(&server, Dialect::OpenLdap);
+    let plain = create(&conn, "plain").await;
+    let mut ids = Vec::new();
+    for login in HOSTILE {
+        let id = create(&conn, login).await;
+        let got = conn.get_account(&id).await.unwrap();
+        assert_eq!(got.login, *login, "{id}");
+        // A filter on the login finds exactly that account: nothing injected.
+        let page = conn
+            .list_accounts(ListRequest::first().with_filter("login", *login))
+            .await
+            .unwrap();
+        let logins: Vec<&str> = page.items.iter().map(|a| a.login.as_str()).collect();
+        assert_eq!(logins, [*login], "filter on {login:?}");
+        ids.push(id);
+    }
+    // A value that would match everything unescaped matches nothing.
+    let star = conn
+        .list_accounts(ListRequest::first().with_filter("login", "*"))
+        .await
+        .unwrap();
+    assert!(star.items.is_empty(), "{:?}", star.items);
+    // A NUL cannot be in a uid: refused with a clear error, nothing written.
+    let nul = conn
+        .create_account(CreateAccount::new("nul\0byte", person("Doe")))
+        .await;
+    let nul_made = nul.is_ok();
+    match nul {
+        Ok(a) => assert_eq!(conn.get_account(&a.id).await.unwrap().login, "nul\0byte"),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}"),
+    }
+    // Groups take hostile DNs; renames to hostile logins keep them.
+    let staff = EntitlementId::new("staff");
+    let outcome = conn
+        .grant(MembershipChange::new(staff.clone(), ids.clone()))
+        .await
+        .unwrap();
+    assert!(outcome.is_ok(), "{:?}", outcome.failures);
+    let renamed = conn
+        .update_account(UpdateAccount::new(
+            ids[0].clone(),
+            AttributeDelta::default().rename(",=+<>#;\\\" x"),
+        ))
+        .await
+        .unwrap();
+    let after = conn.get_account(&renamed).await.unwrap();
+    assert_eq!(after.login, ",=+<>#;\\\" x");
+    assert!(after.entitlements.contains(&staff), "{after:?}");
+    let members: BTreeSet<AccountId> = conn
+        .list_all_members(&staff)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(members.contains(&renamed) && !members.contains(&ids[0]));
+    assert!(!members.contains(&plain));
+    assert_eq!(members.len(), HOSTILE.len());
+    // Everything is there and nothing else was touched.
+    let all = conn.list_all_accounts().await.unwrap();
+    assert_eq!(all.len(), HOSTILE.len() + 1 + usize::from(nul_made));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_accounts_cannot_bind_and_enabled_ones_can() {
+    let server = slapd();
+    let conn = connector(&server, Dialect::OpenLdap);
+    let id = create(&conn, "alice").await;
+    set_password(&server, id.as_str(), "pw-alice");
+    assert_eq!(bind(&server.url, id.as_str(), "pw-alice").await, 0);
+
+    conn.set_enabled(&id, false).await.unwrap();
+    conn.set_enabled(&id, false).await.unwrap();
+    assert!(!conn.get_account(&id).await.unwrap().enabled);
+    assert_eq!(
+        bind(&server.url, id.as_str(), "pw-alice").await,
+        49,
+        "a locked account binds"
+    );
+
+    conn.set_enabled(&id, true).await.unwrap();
+    conn.set_enabled(&id, true).await.unwrap();
+    assert!(conn.get_account(&id).await.unwrap().enabled);
+    assert_eq!(bind(&server.url, id.as_str(), "pw-alice").await, 0);
+
+    // Created disabled: locked from the start.
+    let mut req = CreateAccount::new("bob", person("Roe"));
+    req.enabled = false;
+    let bob = conn.create_account(req).await.unwrap();
+    assert!(!bob.enabled);
+    assert!(!conn.get_account(&bob.id).await.unwrap().enabled);
+    let attrs = server
+        .tool(
+            "ldapsearch",
+            &[
+                "-LLL",
+                "-b",
+                bob.id.as_str(),
+                "-s",
+                "base",
+                "pwdAccountLockedTime",
+            ],
+            "",
+        )
+        .unwrap();
+    assert!(
+        attrs.contains("pwdAccountLockedTime: 000001010000Z"),
+        "{attrs}"
+    );
+    // OpenLDAP's ppolicy unlocks an account whose password an administrator
+    // resets: the account is enabled again, and the listing says so, so
+    // that the next plan disables it again.
+    set_password(&server, bob.id.as_str(), "pw-bob");
+    assert_eq!(bind(&server.url, bob.id.as_str(), "pw-bob").await, 0);
+    assert!(conn.get_account(&bob.id).await.unwrap().enabled);
+    conn.set_enabled(&bob.id, false).await.unwrap();
+    assert_eq!(bind(&server.url, bob.id.as_str(), "pw-bob").await, 49);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_disable_method_writes_the_configured_values() {
+    let server = slapd();
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.disable = prov_ldap::DisableMethod::Attribute {
+        name: "employeeType".to_owned(),
+        disabled: "disabled".to_owned(),
+        enabled: Some("active".to_owned()),
+    };
+    let conn = LdapConnector::new(cfg).unwrap();
+    let id = create(&conn, "carol").await;
+    let out = server
+        .tool(
+            "ldapsearch",
+            &["-LLL", "-b", id.as_str(), "-s", "base", "employeeType"],
+            "",
+        )
+        .unwrap();
+    assert!(out.contains("employeeType: active"), "{out}");
+    conn.set_enabled(&id, false).await.unwrap();
+    assert!(!conn.get_account(&id).await.unwrap().enabled);
+    let out = server
+        .tool(
+            "ldapsearch",
+            &["-LLL", "-b", id.as_str(), "-s", "base", "employeeType"],
+            "",
+        )
+        .unwrap();
+    assert!(out.contains("employeeType: disabled"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renames_move_the_entry_and_its_memberships() {
+    let server = slapd();
+    add_groups(&server, "groupOfNames", "member", &["staff", "admins"]);
+    let conn = connector(&server, Dialect::OpenLdap);
+    let id = create(&conn, "dave").await;
+    for g in ["staff", "admins"] {
+        conn.grant(MembershipChange::new(
+            EntitlementId::new(g),
+            vec![id.clone()],
+        ))
+        .await
+        .unwrap();
+    }
+    // A rename with an attribute change in the same delta.
+    let delta = AttributeDelta::default()
+        .rename("david")
+        .set("title", "Engineer");
+    let new = conn
+        .update_account(UpdateAccount::new(id.clone(), delta))
+        .await
+        .unwrap();
+    assert_eq!(new.as_str(), format!("uid=david,{}", server.people()));
+    assert_eq!(
+        conn.get_account(&id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let after = conn.get_account(&new).await.unwrap();
+    assert_eq!(after.login, "david");
+    assert_eq!(
+        after.attributes.get("title"),
+        Some(&Value::from("Engineer"))
+    );
+    assert_eq!(after.entitlements.len(), 2, "{after:?}");
+    // Renaming onto an existing login is AlreadyExists, naming the login.
+    create(&conn, "erin").await;
+    let clash = conn
+        .update_account(UpdateAccount::new(
+            new.clone(),
+            AttributeDelta::default().rename("erin"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(clash.kind(), ErrorKind::AlreadyExists, "{clash}");
+    assert_eq!(clash.field(), Some("login"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_groups_batch_page_and_repeat_harmlessly() {
+    let server = slapd();
+    add_groups(&server, "groupOfNames", "member", &["everyone"]);
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.page_size = 700;
+    let conn = LdapConnector::new(cfg).unwrap();
+    let n = 2_100;
+    // Created eight at a time over the one connection.
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(8) {
+        let made = futures_util::future::join_all(chunk.iter().map(|i| {
+            let conn = &conn;
+            async move { create(conn, &format!("user{i:05}")).await }
+        }))
+        .await;
+        ids.extend(made);
+    }
+    let everyone = EntitlementId::new("everyone");
+    // The first 1,000 once, then all of them: the repeat is harmless.
+    let first = conn
+        .grant(MembershipChange::new(
+            everyone.clone(),
+            ids[..1000].to_vec(),
+        ))
+        .await
+        .unwrap();
+    assert!(first.is_ok());
+    let all = conn
+        .grant(MembershipChange::new(everyone.clone(), ids.clone()))
+        .await
+        .unwrap();
+    assert!(all.is_ok(), "{:?}", all.failures.first());
+    let page = conn
+        .list_members(&everyone, ListRequest::first())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 700);
+    let members = conn.list_all_members(&everyone).await.unwrap();
+    assert_eq!(members.len(), n, "the placeholder is not an account");
+    let listed = conn.list_all_accounts().await.unwrap();
+    assert_eq!(listed.len(), n);
+    assert!(listed.iter().all(|a| a.entitlements.contains(&everyone)));
+    // Revoking half, twice, and some that never were members.
+    let half = ids[..n / 2].to_vec();
+    for _ in 0..2 {
+        let out = conn
+            .revoke(MembershipChange::new(everyone.clone(), half.clone()))
+            .await
+            .unwrap();
+        assert!(out.is_ok(), "{:?}", out.failures.first());
+    }
+    assert_eq!(
+        conn.list_all_members(&everyone).await.unwrap().len(),
+        n - n / 2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_codes_become_clear_errors() {
+    let server = slapd();
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.accounts.defaults.remove("sn");
+    let conn = LdapConnector::new(cfg).unwrap();
+    // inetOrgPerson needs sn: objectClassViolation names it.
+    let e = conn
+        .create_account(CreateAccount::new("nosn", Attributes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(e.field(), Some("sn"), "{e}");
+    assert_eq!(e.detail().unwrap().code.as_deref(), Some("65"));
+    // mail is IA5: a non-ASCII address is invalidAttributeSyntax naming mail.
+    let mut attrs = person("Doe");
+    attrs.insert("mail".to_owned(), Value::from("zoë@例え.jp"));
+    let e = conn
+        .create_account(CreateAccount::new("badmail", attrs))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(e.field(), Some("mail"), "{e}");
+    assert_eq!(e.detail().unwrap().code.as_deref(), Some("21"));
+    // An attribute the config does not map names the model attribute.
+    let mut attrs = person("Doe");
+    attrs.insert("shoe_size".to_owned(), Value::Int(44));
+    let e = conn
+        .create_account(CreateAccount::new("shoes", attrs))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.field()),
+        (ErrorKind::InvalidInput, Some("shoe_size")),
+        "{e}"
+    );
+    // A duplicate keeps the code and the server's message.
+    create(&conn, "twice").await;
+    let e = conn
+        .create_account(CreateAccount::new("twice", person("Doe")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(e.detail().unwrap().code.as_deref(), Some("68"));
+    // A wrong password: Unauthenticated, code 49, and the password nowhere.
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.connection.password = Some(prov_ldap::Password::new("wrong-password-123"));
+    let e = LdapConnector::new(cfg.clone())
+        .unwrap()
+        .check()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+    assert_eq!(e.detail().unwrap().code.as_deref(), Some("49"));
+    assert!(!format!("{e} {e:?} {cfg:?}").contains("wrong-password-123"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_outside_the_configured_bases_is_read_or_written() {
+    let server = slapd();
+    server
+        .tool(
+            "ldapadd",
+            &[],
+            &format!(
+                "dn: ou=contractors,{s}\nobjectClass: organizationalUnit\nou: contractors\n\n\
+                 dn: uid=outsider,ou=contractors,{s}\nobjectClass: inetOrgPerson\nuid: outsider\ncn: o\nsn: o\n",
+                s = server.suffix
+            ),
+        )
+        .unwrap();
+    let conn = connector(&server, Dialect::OpenLdap);
+    create(&conn, "insider").await;
+    let outsider = AccountId::new(format!("uid=outsider,ou=contractors,{}", server.suffix));
+    let logins: Vec<String> = conn
+        .list_all_accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.login)
+        .collect();
+    assert_eq!(logins, ["insider"]);
+    assert_eq!(
+        conn.get_account(&outsider).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        conn.delete_account(&outsider).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        conn.set_enabled(&outsider, false).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let still = server
+        .tool(
+            "ldapsearch",
+            &["-LLL", "-b", outsider.as_str(), "-s", "base", "uid"],
+            "",
+        )
+        .unwrap();
+    assert!(still.contains("uid: outsider"), "{still}");
+    // With the second base configured, it is listed.
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.accounts.more_bases = vec![format!("ou=contractors,{}", server.suffix)];
+    let both = LdapConnector::new(cfg).unwrap();
+    let mut pages = 0;
+    let mut seen = Vec::new();
+    let mut req = ListRequest::first().with_page_size(1);
+    loop {
+        let page = both.list_accounts(req).await.unwrap();
+        pages += 1;
+        seen.extend(page.items.into_iter().map(|a| a.login));
+        match page.next {
+            Some(c) => req = ListRequest::after(c).with_page_size(1),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["insider", "outsider"]);
+    assert!(pages >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldaps_and_starttls_verify_the_server() {
+    let server = Slapd::start_with(&{
+        let mut o = SlapdOptions::default();
+        o.tls = true;
+        o
+    })
+    .unwrap();
+    let ldaps = server.ldaps_url.clone().unwrap();
+    // ldaps:// with the test CA.
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.connection.url = ldaps.clone();
+    cfg.connection.ca_file = Some(server.ca_file());
+    let conn = LdapConnector::new(cfg).unwrap();
+    conn.check().await.unwrap();
+    create(&conn, "tls-user").await;
+    // StartTLS on ldap://.
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.connection.tls = Tls::StartTls;
+    cfg.connection.ca_file = Some(server.ca_file());
+    let conn = LdapConnector::new(cfg).unwrap();
+    assert_eq!(conn.list_all_accounts().await.unwrap().len(), 1);
+    // Without the CA the server is not trusted.
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.connection.url = ldaps;
+    let e = LdapConnector::new(cfg).unwrap().check().await.unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_is_reopened() {
+    let mut server = slapd();
+    let conn = connector(&server, Dialect::OpenLdap);
+    create(&conn, "before").await;
+    server.restart().unwrap();
+    // The first call may see the drop (retryable); the next reconnects and binds again.
+    let mut tries = 0;
+    let listed = loop {
+        tries += 1;
+        match conn.list_all_accounts().await {
+            Ok(l) => break l,
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                assert!(tries < 3, "still failing: {e}");
+            }
+        }
+    };
+    assert_eq!(listed.len(), 1);
+    create(&conn, "after").await;
+}

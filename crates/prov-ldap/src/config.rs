@@ -262,7 +262,8 @@ pub struct LdapConfig {
     pub groups: GroupsConfig,
     /// Disabling.
     pub disable: DisableMethod,
-    /// Entries per page when listing (RFC 2696 paged results; default 500).
+    /// Entries per page when listing (RFC 2696 paged results; default
+    /// 1000, the most Active Directory gives by default).
     pub page_size: usize,
 }
 
@@ -422,7 +423,7 @@ impl LdapConfig {
             accounts,
             groups,
             disable,
-            page_size: 500,
+            page_size: 1000,
         }
     }
 

@@ -2,7 +2,6 @@
 //! on operations in flight; reconnected (and bound again) on the next
 //! operation after it drops.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -18,19 +17,21 @@ use crate::error::{from_ldap, from_result, is_connection_loss};
 /// The OID of the RFC 2696 paged results control.
 const PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
 
-/// A search result entry: its DN and attributes, names lower-cased.
+/// A search result entry: its DN and attributes (a few per entry, so a
+/// list searched without allocating beats a map).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Entry {
     pub(crate) dn: String,
-    pub(crate) attrs: HashMap<String, Vec<Vec<u8>>>,
+    pub(crate) attrs: Vec<(String, Vec<Vec<u8>>)>,
 }
 
 impl Entry {
     /// Values of `attribute` (any case), empty when absent.
     pub(crate) fn values(&self, attribute: &str) -> &[Vec<u8>] {
         self.attrs
-            .get(&attribute.to_ascii_lowercase())
-            .map(Vec::as_slice)
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(attribute))
+            .map(|(_, v)| v.as_slice())
             .unwrap_or_default()
     }
 
@@ -46,7 +47,7 @@ impl Entry {
     fn decode(tag: StructureTag) -> Option<Entry> {
         let mut parts = tag.match_id(4)?.expect_constructed()?.into_iter();
         let dn = String::from_utf8(parts.next()?.expect_primitive()?).ok()?;
-        let mut attrs: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+        let mut attrs: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
         for attr in parts.next()?.expect_constructed()? {
             let mut av = attr.expect_constructed()?.into_iter();
             let name = String::from_utf8(av.next()?.expect_primitive()?).ok()?;
@@ -54,10 +55,13 @@ impl Entry {
             for v in av.next()?.expect_constructed()? {
                 values.push(v.expect_primitive()?);
             }
-            attrs
-                .entry(name.to_ascii_lowercase())
-                .or_default()
-                .extend(values);
+            match attrs
+                .iter_mut()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            {
+                Some((_, v)) => v.extend(values),
+                None => attrs.push((name, values)),
+            }
         }
         Some(Entry { dn, attrs })
     }
@@ -220,6 +224,19 @@ impl Conn {
         page_size: usize,
         cookie: Vec<u8>,
     ) -> Result<(Vec<Entry>, Option<Vec<u8>>)> {
+        self.search_page_map(op, s, page_size, cookie, &Ok).await
+    }
+
+    /// One page of a search, each entry turned into a `T` by `f` as it
+    /// arrives, while the directory sends the next.
+    pub(crate) async fn search_page_map<T: Send>(
+        &self,
+        op: Operation,
+        s: Search<'_>,
+        page_size: usize,
+        cookie: Vec<u8>,
+        f: &(dyn Fn(Entry) -> Result<T> + Sync),
+    ) -> Result<(Vec<T>, Option<Vec<u8>>)> {
         let Search {
             base,
             scope,
@@ -234,17 +251,43 @@ impl Conn {
             val: Some(encode_paged(size, &cookie)),
         };
         let attrs = attrs.to_vec();
-        let (entries, res) = self
+        // Streamed, each entry decoded as it arrives (while the directory
+        // sends the next), not collected first.
+        let (out, undecodable, failed, res) = self
             .run(op, &what, |mut l| async move {
-                let r = l
+                let mut stream = l
                     .with_controls(vec![control])
-                    .search(base, scope, filter, attrs)
+                    .streaming_search(base, scope, filter, attrs)
                     .await?;
-                Ok((r.0, r.1))
+                let mut out = Vec::with_capacity(page_size.min(4096));
+                let mut undecodable = 0usize;
+                let mut failed = None;
+                while let Some(e) = stream.next().await? {
+                    if e.is_ref() || e.is_intermediate() || failed.is_some() {
+                        continue;
+                    }
+                    match Entry::decode(e.0).map(f) {
+                        Some(Ok(t)) => out.push(t),
+                        Some(Err(error)) => failed = Some(error),
+                        None => undecodable += 1,
+                    }
+                }
+                let res = stream.finish().await;
+                Ok((out, undecodable, failed, res))
             })
             .await?;
+        if let Some(error) = failed {
+            return Err(error);
+        }
         if res.rc != 0 {
             return Err(from_result(&res, op, &what));
+        }
+        if undecodable > 0 {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                format!("{what}: the directory sent {undecodable} entries that do not decode"),
+            )
+            .with_operation(op));
         }
         let next = res
             .ctrls
@@ -253,19 +296,6 @@ impl Conn {
             .and_then(|c| c.1.val.as_deref())
             .and_then(decode_paged_cookie)
             .filter(|c| !c.is_empty());
-        let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
-            if e.is_ref() || e.is_intermediate() {
-                continue;
-            }
-            out.push(Entry::decode(e.0).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Unexpected,
-                    format!("{what}: the directory sent an entry that does not decode"),
-                )
-                .with_operation(op)
-            })?);
-        }
         Ok((out, next))
     }
 

@@ -36,6 +36,19 @@ type MemberIndex = HashMap<String, BTreeSet<EntitlementId>>;
 /// name). Everything placed in a DN or a filter is escaped (RFC 4514,
 /// RFC 4515); nothing outside the configured bases is read or written.
 pub struct LdapConnector {
+    inner: Arc<Inner>,
+}
+
+/// A page being read ahead: the next page of a listing is asked for as
+/// soon as the cookie for it arrives, so that the directory and the
+/// network work while the caller handles the page it has.
+struct ReadAhead {
+    /// The cursor and filter of the page it reads.
+    key: (String, String, usize),
+    task: tokio::task::JoinHandle<Result<Page<Account>>>,
+}
+
+struct Inner {
     cfg: LdapConfig,
     conn: Conn,
     bases: Vec<(String, Dn)>,
@@ -43,15 +56,20 @@ pub struct LdapConnector {
     /// Directory attributes read for an account.
     read_attrs: Vec<String>,
     index: Mutex<Option<Arc<MemberIndex>>>,
+    read_ahead: std::sync::Mutex<Option<ReadAhead>>,
+    /// Group DN (as the directory spells it in `memberOf`) to group name:
+    /// accounts name the same few groups over and over.
+    group_names: std::sync::Mutex<HashMap<String, Option<EntitlementId>>>,
 }
 
 impl std::fmt::Debug for LdapConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = &self.inner;
         f.debug_struct("LdapConnector")
-            .field("url", &self.cfg.connection.url)
-            .field("dialect", &self.cfg.dialect)
-            .field("accounts", &self.cfg.accounts.base)
-            .field("groups", &self.cfg.groups.base)
+            .field("url", &inner.cfg.connection.url)
+            .field("dialect", &inner.cfg.dialect)
+            .field("accounts", &inner.cfg.accounts.base)
+            .field("groups", &inner.cfg.groups.base)
             .finish_non_exhaustive()
     }
 }
@@ -94,23 +112,34 @@ impl LdapConnector {
         if let Some(m) = &cfg.groups.member_of {
             read.insert(m.clone());
         }
-        Ok(LdapConnector {
+        let inner = Inner {
             conn: Conn::new(cfg.connection.clone()),
             cfg,
             bases,
             group_base,
             read_attrs: read.into_iter().collect(),
             index: Mutex::new(None),
+            read_ahead: std::sync::Mutex::new(None),
+            group_names: std::sync::Mutex::new(HashMap::new()),
+        };
+        Ok(LdapConnector {
+            inner: Arc::new(inner),
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &LdapConfig {
-        &self.cfg
+        &self.inner.cfg
     }
 
     /// The DN of the group named `name`.
     pub fn group_dn(&self, name: &EntitlementId) -> String {
+        self.inner.group_dn(name)
+    }
+}
+
+impl Inner {
+    fn group_dn(&self, name: &EntitlementId) -> String {
         child(
             &self.cfg.groups.name_attribute,
             name.as_str(),
@@ -132,6 +161,22 @@ impl LdapConnector {
     }
 
     fn group_name_of(&self, dn: &str) -> Option<EntitlementId> {
+        let mut names = self
+            .group_names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(name) = names.get(dn) {
+            return name.clone();
+        }
+        let name = self.parse_group_name(dn);
+        if names.len() >= 100_000 {
+            names.clear();
+        }
+        names.insert(dn.to_owned(), name.clone());
+        name
+    }
+
+    fn parse_group_name(&self, dn: &str) -> Option<EntitlementId> {
         let dn = Dn::parse(dn).ok()?;
         if !dn.is_child_of(&self.group_base) {
             return None;
@@ -612,7 +657,10 @@ impl LdapConnector {
 /// next range starts (`None` after the last, whose end is `*`).
 fn ranged(e: &Entry, attr: &str) -> Option<(Vec<String>, Option<u64>)> {
     let prefix = format!("{};range=", attr.to_ascii_lowercase());
-    let (name, values) = e.attrs.iter().find(|(k, _)| k.starts_with(&prefix))?;
+    let (name, values) = e
+        .attrs
+        .iter()
+        .find(|(k, _)| k.to_ascii_lowercase().starts_with(&prefix))?;
     let range = name.get(prefix.len()..)?;
     let (_, end) = range.split_once('-')?;
     let values = values
@@ -699,8 +747,56 @@ fn text_set(values: Vec<Vec<u8>>) -> HashSet<String> {
         .collect()
 }
 
-#[async_trait]
-impl Connector for LdapConnector {
+impl Inner {
+    /// A page of accounts, reading the next one ahead.
+    async fn list_accounts_ahead(this: &Arc<Inner>, req: ListRequest) -> Result<Page<Account>> {
+        let key_of = |cursor: Option<&String>| {
+            (
+                cursor.cloned().unwrap_or_default(),
+                format!("{:?}", req.filter),
+                req.page_size.unwrap_or(0),
+            )
+        };
+        let ahead = {
+            let mut slot = this
+                .read_ahead
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match slot.take() {
+                Some(r) if r.key == key_of(req.cursor.as_ref()) => Some(r.task),
+                Some(r) => {
+                    r.task.abort();
+                    None
+                }
+                None => None,
+            }
+        };
+        let page = match ahead {
+            Some(task) => match task.await {
+                Ok(page) => page?,
+                // Cancelled: read it now.
+                Err(_) => this.list_accounts(req.clone()).await?,
+            },
+            None => this.list_accounts(req.clone()).await?,
+        };
+        if let Some(next) = &page.next {
+            let mut next_req = req.clone();
+            next_req.cursor = Some(next.clone());
+            let key = key_of(Some(next));
+            let inner = Arc::clone(this);
+            let task = tokio::spawn(async move { inner.list_accounts(next_req).await });
+            let old = this
+                .read_ahead
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .replace(ReadAhead { key, task });
+            if let Some(old) = old {
+                old.task.abort();
+            }
+        }
+        Ok(page)
+    }
+
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::full(self.cfg.groups.batch_size);
         caps.disable = self.cfg.disable != DisableMethod::None;
@@ -770,9 +866,10 @@ impl Connector for LdapConnector {
             let Some((base, _)) = self.bases.get(base_ix) else {
                 return Ok(Page::last(Vec::new()));
             };
-            let (entries, next) = self
+            let convert = |e: Entry| self.to_account(op, &e, index.as_deref());
+            let (items, next) = self
                 .conn
-                .search_page(
+                .search_page_map(
                     op,
                     Search {
                         base,
@@ -782,12 +879,9 @@ impl Connector for LdapConnector {
                     },
                     size,
                     cookie,
+                    &convert,
                 )
                 .await?;
-            let mut items = Vec::with_capacity(entries.len());
-            for e in &entries {
-                items.push(self.to_account(op, e, index.as_deref())?);
-            }
             let cursor = match next {
                 Some(c) => Some(format!("{base_ix}:{}", hex(&c))),
                 None if base_ix + 1 < self.bases.len() => Some(format!("{}:", base_ix + 1)),
@@ -1176,14 +1270,6 @@ impl Connector for LdapConnector {
         Ok(Page::new(page, next))
     }
 
-    async fn grant(&self, req: MembershipChange) -> Result<BatchOutcome> {
-        self.change_members(req, true).await
-    }
-
-    async fn revoke(&self, req: MembershipChange) -> Result<BatchOutcome> {
-        self.change_members(req, false).await
-    }
-
     async fn changes_since(&self, token: Option<&str>) -> Result<ChangeSet> {
         let op = Operation::ChangesSince;
         let attrs: Vec<String> = self
@@ -1257,6 +1343,65 @@ impl Connector for LdapConnector {
     }
 }
 
+#[async_trait]
+impl Connector for LdapConnector {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.inner.check().await
+    }
+
+    async fn list_accounts(&self, req: ListRequest) -> Result<Page<Account>> {
+        Inner::list_accounts_ahead(&self.inner, req).await
+    }
+
+    async fn get_account(&self, id: &AccountId) -> Result<Account> {
+        self.inner.get_account(id).await
+    }
+
+    async fn create_account(&self, req: CreateAccount) -> Result<Account> {
+        self.inner.create_account(req).await
+    }
+
+    async fn update_account(&self, req: UpdateAccount) -> Result<AccountId> {
+        self.inner.update_account(req).await
+    }
+
+    async fn set_enabled(&self, id: &AccountId, enabled: bool) -> Result<()> {
+        self.inner.set_enabled(id, enabled).await
+    }
+
+    async fn delete_account(&self, id: &AccountId) -> Result<()> {
+        self.inner.delete_account(id).await
+    }
+
+    async fn list_entitlements(&self, req: ListRequest) -> Result<Page<Entitlement>> {
+        self.inner.list_entitlements(req).await
+    }
+
+    async fn list_members(
+        &self,
+        entitlement: &EntitlementId,
+        req: ListRequest,
+    ) -> Result<Page<AccountId>> {
+        self.inner.list_members(entitlement, req).await
+    }
+
+    async fn grant(&self, req: MembershipChange) -> Result<BatchOutcome> {
+        self.inner.change_members(req, true).await
+    }
+
+    async fn revoke(&self, req: MembershipChange) -> Result<BatchOutcome> {
+        self.inner.change_members(req, false).await
+    }
+
+    async fn changes_since(&self, token: Option<&str>) -> Result<ChangeSet> {
+        self.inner.changes_since(token).await
+    }
+}
+
 /// Where the first RDN of a DN ends (its first unescaped comma).
 fn first_rdn_end(dn: &str) -> Option<usize> {
     let bytes = dn.as_bytes();
@@ -1295,17 +1440,17 @@ mod tests {
     #[test]
     fn ranged_retrieval_follows_ad_ranges() {
         let mut e = Entry::default();
-        e.attrs.insert(
+        e.attrs.push((
             "member;range=0-1499".to_owned(),
             vec![b"cn=a".to_vec(), b"cn=b".to_vec()],
-        );
+        ));
         assert_eq!(
             ranged(&e, "member"),
             Some((vec!["cn=a".to_owned(), "cn=b".to_owned()], Some(1500)))
         );
         let mut last = Entry::default();
         last.attrs
-            .insert("member;range=1500-*".to_owned(), vec![b"cn=c".to_vec()]);
+            .push(("member;range=1500-*".to_owned(), vec![b"cn=c".to_vec()]));
         assert_eq!(
             ranged(&last, "member"),
             Some((vec!["cn=c".to_owned()], None))

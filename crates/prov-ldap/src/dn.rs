@@ -236,6 +236,13 @@ impl fmt::Display for Dn {
 /// `dn` in the one spelling of [`Dn`]'s `Display`, or as it is when it
 /// does not parse.
 pub(crate) fn canonical(dn: &str) -> String {
+    // Nothing escaped, quoted, multi-valued or spaced: already in that spelling.
+    if !dn
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'"' | b'+' | b' ' | b';' | b'#' | b'<' | b'>'))
+    {
+        return dn.to_owned();
+    }
     Dn::parse(dn).map_or_else(|_| dn.to_owned(), |d| d.to_string())
 }
 
@@ -243,10 +250,18 @@ fn same_rdn(a: &[Ava], b: &[Ava]) -> bool {
     a.len() == b.len()
         && a.iter().all(|x| {
             b.iter().any(|y| {
-                x.attribute.eq_ignore_ascii_case(&y.attribute)
-                    && x.value.to_lowercase() == y.value.to_lowercase()
+                x.attribute.eq_ignore_ascii_case(&y.attribute) && same_text(&x.value, &y.value)
             })
         })
+}
+
+/// Case-insensitive equality without allocating.
+fn same_text(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+        || (!a.is_ascii() || !b.is_ascii())
+            && a.chars()
+                .flat_map(char::to_lowercase)
+                .eq(b.chars().flat_map(char::to_lowercase))
 }
 
 /// `attribute=<escaped value>,parent`.

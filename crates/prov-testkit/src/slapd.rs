@@ -28,6 +28,9 @@ pub struct SlapdOptions {
     /// Also serve `ldaps://` and StartTLS with a certificate made for
     /// `localhost` and `127.0.0.1` by a fresh CA ([`Slapd::ca_file`]).
     pub tls: bool,
+    /// Load the memberof overlay (default true): groups of names keep
+    /// their members' `memberOf` and refuse members that do not exist.
+    pub member_of: bool,
 }
 
 impl Default for SlapdOptions {
@@ -36,6 +39,7 @@ impl Default for SlapdOptions {
             suffix: "dc=example,dc=org".to_owned(),
             no_sync: true,
             tls: false,
+            member_of: true,
         }
     }
 }
@@ -205,10 +209,15 @@ impl Slapd {
         ] {
             let _ = writeln!(conf, "index {attr} eq");
         }
+        if opts.member_of {
+            let _ = writeln!(
+                conf,
+                "overlay memberof\nmemberof-dangling error\nmemberof-refint TRUE"
+            );
+        }
         let _ = writeln!(
             conf,
-            "overlay memberof\nmemberof-dangling error\nmemberof-refint TRUE\n\
-             overlay refint\nrefint_attributes member uniqueMember\n\
+            "overlay refint\nrefint_attributes member uniqueMember\n\
              overlay ppolicy\nppolicy_default \"cn=default,ou=policies,{suffix}\"\n\
              access to attrs=userPassword by self write by anonymous auth by * none\n\
              access to * by * read"
@@ -393,10 +402,18 @@ impl Slapd {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("{tool}: {e}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(input.as_bytes())?;
-        }
+        // Fed from another thread: the tool writes as it reads, and a full
+        // stdout pipe would otherwise stop both sides.
+        let feeder = child.stdin.take().map(|mut stdin| {
+            let input = input.to_owned();
+            std::thread::spawn(move || stdin.write_all(input.as_bytes()))
+        });
         let out = child.wait_with_output()?;
+        if let Some(feeder) = feeder {
+            feeder
+                .join()
+                .map_err(|_| io::Error::other(format!("{tool}: feeding stdin panicked")))??;
+        }
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {

@@ -49,5 +49,11 @@ cargo run --locked --quiet --example quickstart > /dev/null
 step "the connector authors' example: its own REST service, the suite, the engine"
 cargo run --locked --quiet --example custom_connector > /dev/null
 
+step "the integrators' LDAP example: HR CSV + policy into a throwaway slapd"
+cargo run --locked --quiet --example hr_csv_to_ldap -- --throwaway-slapd > /dev/null
+
 step "benchmarks build"
 cargo bench --workspace --locked --no-run
+
+step "the LDAP benchmark against slapd, small (docs/benchmarks.md has the full run)"
+PROV_BENCH_LDAP_USERS=2000 PROV_BENCH_LDAP_RUNS=1 cargo bench --locked --bench ldap

@@ -76,8 +76,9 @@ pub(crate) struct SourceConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TargetConfig {
-    /// The connector: `file` (a target kept in a JSON file, for trials and
-    /// tests). `ldap`, `scim` and the cloud connectors come with their crates.
+    /// The connector: `ldap` (an LDAP directory; the fields marked "for
+    /// `ldap`" below) or `file` (a target kept in a JSON file, for trials
+    /// and tests). `scim` and the cloud connectors come with their crates.
     pub(crate) kind: String,
     /// For `file`: the state file, relative to the config.
     #[serde(default)]
@@ -97,6 +98,141 @@ pub(crate) struct TargetConfig {
     /// Whether linked (not created) accounts may be deleted.
     #[serde(default)]
     pub(crate) delete_linked: bool,
+    /// For `ldap`: `ldap://host:389` or `ldaps://host:636`.
+    #[serde(default)]
+    pub(crate) url: Option<String>,
+    /// For `ldap`: `openldap` (default), `openldap-unique-member`, `posix`,
+    /// `rfc2307bis` or `active-directory`.
+    #[serde(default)]
+    pub(crate) dialect: Option<String>,
+    /// For `ldap`: the naming context, e.g. `dc=example,dc=org`.
+    #[serde(default)]
+    pub(crate) suffix: Option<String>,
+    /// For `ldap`: the DN to bind as.
+    #[serde(default)]
+    pub(crate) bind_dn: Option<String>,
+    /// For `ldap`: the bind password (`{ env = "VAR" }` or `{ file = "PATH" }`).
+    #[serde(default)]
+    pub(crate) password: Option<Secret>,
+    /// For `ldap`: upgrade `ldap://` with StartTLS.
+    #[serde(default)]
+    pub(crate) starttls: bool,
+    /// For `ldap`: PEM file of the CA certificates to trust, relative to the config.
+    #[serde(default)]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// For `ldap`: where accounts live (default from the dialect).
+    #[serde(default)]
+    pub(crate) accounts_base: Option<String>,
+    /// For `ldap`: where groups live (default from the dialect).
+    #[serde(default)]
+    pub(crate) groups_base: Option<String>,
+    /// For `ldap`: a member every group keeps (groupOfNames needs one).
+    #[serde(default)]
+    pub(crate) placeholder_member: Option<String>,
+    /// For `ldap`: members per modify (default 500).
+    #[serde(default)]
+    pub(crate) batch_size: Option<usize>,
+    /// For `ldap`: entries per page (default 1000).
+    #[serde(default)]
+    pub(crate) page_size: Option<usize>,
+    /// For `ldap`: operations in flight on the connection (default 32).
+    #[serde(default)]
+    pub(crate) max_in_flight: Option<usize>,
+    /// For `ldap`: more model-to-directory attribute names, e.g.
+    /// `{ employee_id = "employeeNumber" }`.
+    #[serde(default)]
+    pub(crate) attributes: BTreeMap<String, String>,
+}
+
+impl TargetConfig {
+    /// The LDAP connector's settings, or what is wrong with them (naming the field).
+    pub(crate) fn ldap(&self, target: &str, base: &Path) -> Result<prov_ldap::LdapConfig, String> {
+        use prov_ldap::{AttributeMap, Dialect, LdapConfig, Password, Tls};
+        let field = |f: &str| format!("targets.{target}.{f}");
+        let url = self
+            .url
+            .clone()
+            .ok_or_else(|| format!("{} is required for kind `ldap`", field("url")))?;
+        let suffix = self
+            .suffix
+            .clone()
+            .ok_or_else(|| format!("{} is required for kind `ldap`", field("suffix")))?;
+        let dialect = match self.dialect.as_deref().unwrap_or("openldap") {
+            "openldap" => Dialect::OpenLdap,
+            "openldap-unique-member" => Dialect::OpenLdapUniqueMember,
+            "posix" => Dialect::Posix,
+            "rfc2307bis" => Dialect::Rfc2307bis,
+            "active-directory" => Dialect::ActiveDirectory,
+            other => {
+                return Err(format!(
+                    "{}: `{other}` is not a dialect (openldap, openldap-unique-member, posix, rfc2307bis, active-directory)",
+                    field("dialect")
+                ));
+            }
+        };
+        let mut cfg = LdapConfig::new(dialect, url, &suffix);
+        if let Some(dn) = &self.bind_dn {
+            let password = match &self.password {
+                Some(p) => p
+                    .reveal(base)
+                    .map_err(|e| format!("{}: {e}", field("password")))?,
+                None => return Err(format!("{} is required with bind_dn", field("password"))),
+            };
+            cfg = cfg.bind(dn.clone(), Password::new(password));
+        }
+        if self.starttls {
+            cfg.connection.tls = Tls::StartTls;
+        }
+        cfg.connection.ca_file = self.ca_file.as_ref().map(|f| base.join(f));
+        if let Some(b) = &self.accounts_base {
+            cfg.accounts.base.clone_from(b);
+        }
+        if let Some(b) = &self.groups_base {
+            cfg.groups.base.clone_from(b);
+        }
+        cfg.groups
+            .placeholder_member
+            .clone_from(&self.placeholder_member);
+        if let Some(n) = self.batch_size {
+            cfg.groups.batch_size = n;
+        }
+        if let Some(n) = self.page_size {
+            cfg.page_size = n;
+        }
+        if let Some(n) = self.max_in_flight {
+            cfg.connection.max_in_flight = n;
+        }
+        for (model, ldap) in &self.attributes {
+            cfg.accounts
+                .attributes
+                .insert(model.clone(), AttributeMap::string(ldap.clone()));
+        }
+        cfg.validate().map_err(|e| {
+            let f = e.field().map(|f| format!(" ({f})")).unwrap_or_default();
+            format!("targets.{target}: {}{f}", e.message())
+        })?;
+        Ok(cfg)
+    }
+
+    /// Fields only `ldap` targets take, set on a target of another kind.
+    pub(crate) fn stray_ldap_fields(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (set, name) in [
+            (self.url.is_some(), "url"),
+            (self.dialect.is_some(), "dialect"),
+            (self.suffix.is_some(), "suffix"),
+            (self.bind_dn.is_some(), "bind_dn"),
+            (self.password.is_some(), "password"),
+            (self.starttls, "starttls"),
+            (self.ca_file.is_some(), "ca_file"),
+            (!self.attributes.is_empty(), "attributes"),
+        ] {
+            if set {
+                out.push(name);
+            }
+        }
+        out
+    }
 }
 
 /// A config error: the file, the line and what is wrong.

@@ -255,7 +255,21 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
                 cli.config.display()
             )));
         };
+        if tc.kind != "ldap"
+            && let Some(f) = tc.stray_ldap_fields().first()
+        {
+            return Err(usage(format!(
+                "{}: targets.{t}.{f} is only for kind `ldap`",
+                cli.config.display()
+            )));
+        }
         let conn: Arc<dyn Connector> = match tc.kind.as_str() {
+            "ldap" => {
+                let lc = tc
+                    .ldap(t.as_str(), &base)
+                    .map_err(|e| usage(format!("{}: {e}", cli.config.display())))?;
+                Arc::new(prov_ldap::LdapConnector::new(lc).map_err(|e| usage(e.to_string()))?)
+            }
             "file" => {
                 let path = tc.path.as_ref().ok_or_else(|| {
                     usage(format!(
@@ -269,7 +283,7 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
             }
             other => {
                 return Err(usage(format!(
-                    "{}: targets.{t}.kind: `{other}` is not available in this build (known: file)",
+                    "{}: targets.{t}.kind: `{other}` is not a connector kind (known: ldap, file)",
                     cli.config.display()
                 )));
             }

@@ -235,3 +235,99 @@ fn leases_from_the_command_line() {
         "the revoked lease's access is unexplained until applied: {out}"
     );
 }
+
+#[test]
+fn ldap_targets_from_the_config_against_slapd() {
+    let server = prov_testkit::slapd::Slapd::start().unwrap();
+    let groups: String = ["staff", "oncall"]
+        .iter()
+        .map(|g| {
+            format!(
+                "dn: cn={g},{}\nobjectClass: groupOfNames\ncn: {g}\nmember: {}\n\n",
+                server.groups(),
+                server.nobody()
+            )
+        })
+        .collect();
+    server.tool("ldapadd", &[], &groups).unwrap();
+    let dir = setup(10);
+    let config = format!(
+        "policy = \"policy.toml\"\n\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\nstate = \"status\"\n\n\
+         [targets.ldap]\nkind = \"ldap\"\nurl = \"{}\"\nsuffix = \"{}\"\nbind_dn = \"{}\"\npassword = {{ env = \"PROV_TEST_LDAP_PASSWORD\" }}\n\
+         placeholder_member = \"{}\"\n",
+        server.url,
+        server.suffix,
+        server.admin_dn,
+        server.nobody()
+    );
+    std::fs::write(dir.join("prov.toml"), &config).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_prov"))
+            .arg("--config")
+            .arg(dir.join("prov.toml"))
+            .args(args)
+            .env("PROV_TEST_LDAP_PASSWORD", &server.admin_password)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["check"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ok   store\nok   ldap\n"),
+        "{err}"
+    );
+    let (code, out, err) = run(&["plan"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.ends_with("20 operations: 10 create, 10 grant\n"),
+        "{out}"
+    );
+    let (code, out, err) = run(&["apply"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("20 of 20 operations done"), "{out}");
+    let (code, out, _) = run(&["plan"]);
+    assert_eq!((code, out.as_str()), (0, "no changes\n"));
+    let listed = server
+        .tool(
+            "ldapsearch",
+            &["-LLL", "-b", &server.groups(), "(cn=staff)", "member"],
+            "",
+        )
+        .unwrap();
+    assert_eq!(listed.matches("member: uid=e").count(), 10, "{listed}");
+    // Without the password: a clear error naming the field, the secret never printed.
+    let out = Command::new(env!("CARGO_BIN_EXE_prov"))
+        .arg("--config")
+        .arg(dir.join("prov.toml"))
+        .arg("check")
+        .env_remove("PROV_TEST_LDAP_PASSWORD")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("targets.ldap.password") && err.contains("PROV_TEST_LDAP_PASSWORD"),
+        "{err}"
+    );
+    // A file target given an LDAP field is told so.
+    std::fs::write(
+        dir.join("prov.toml"),
+        config.replace(
+            "kind = \"ldap\"",
+            "kind = \"file\"\npath = \"targets/x.json\"",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["plan"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("targets.ldap.url is only for kind `ldap`"),
+        "{err}"
+    );
+    assert!(!err.contains(&server.admin_password));
+}

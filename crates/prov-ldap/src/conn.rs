@@ -351,20 +351,25 @@ impl Conn {
     }
 }
 
-/// `realSearchControlValue ::= SEQUENCE { size INTEGER, cookie OCTET STRING }`
-/// in BER (definite lengths).
-fn encode_paged(size: i32, cookie: &[u8]) -> Vec<u8> {
-    fn put_len(out: &mut Vec<u8>, len: usize) {
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes = len.to_be_bytes();
-            let skip = bytes.iter().take_while(|&&b| b == 0).count();
-            let rest = bytes.get(skip..).unwrap_or_default();
-            out.push(0x80 | rest.len() as u8);
-            out.extend_from_slice(rest);
-        }
+/// A BER TLV with a definite length.
+fn ber_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        let rest = bytes.get(skip..).unwrap_or_default();
+        out.push(0x80 | rest.len() as u8);
+        out.extend_from_slice(rest);
     }
+    out.extend_from_slice(content);
+    out
+}
+
+/// `realSearchControlValue ::= SEQUENCE { size INTEGER, cookie OCTET STRING }`.
+fn encode_paged(size: i32, cookie: &[u8]) -> Vec<u8> {
     let be = size.to_be_bytes();
     // Minimal two's complement: drop leading bytes that only repeat the sign.
     let mut int: &[u8] = &be;
@@ -373,16 +378,9 @@ fn encode_paged(size: i32, cookie: &[u8]) -> Vec<u8> {
     {
         int = int.get(1..).unwrap_or_default();
     }
-    let mut body = vec![0x02];
-    put_len(&mut body, int.len());
-    body.extend_from_slice(int);
-    body.push(0x04);
-    put_len(&mut body, cookie.len());
-    body.extend_from_slice(cookie);
-    let mut out = vec![0x30];
-    put_len(&mut out, body.len());
-    out.extend(body);
-    out
+    let mut body = ber_tlv(0x02, int);
+    body.extend(ber_tlv(0x04, cookie));
+    ber_tlv(0x30, &body)
 }
 
 fn decode_paged_cookie(val: &[u8]) -> Option<Vec<u8>> {

@@ -137,7 +137,14 @@ fn config_policy_and_source_errors_name_file_line_and_field() {
     let (code, _, err) = prov(&dir, &["plan"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("targets.ldap.kind: `ldap` is not available in this build"),
+        err.contains("prov.toml: targets.ldap.url is required for kind `ldap`"),
+        "{err}"
+    );
+    std::fs::write(&cfg, text.replace("kind = \"file\"", "kind = \"scim\"")).unwrap();
+    let (code, _, err) = prov(&dir, &["plan"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("targets.ldap.kind: `scim` is not a connector kind (known: ldap, file)"),
         "{err}"
     );
     std::fs::write(&cfg, &text).unwrap();

@@ -57,6 +57,8 @@ struct Inner {
     read_attrs: Vec<String>,
     index: Mutex<Option<Arc<MemberIndex>>>,
     read_ahead: std::sync::Mutex<Option<ReadAhead>>,
+    /// The account base as the directory spells it.
+    base_spelling: tokio::sync::OnceCell<String>,
     /// Group DN (as the directory spells it in `memberOf`) to group name:
     /// accounts name the same few groups over and over.
     group_names: std::sync::Mutex<HashMap<String, Option<EntitlementId>>>,
@@ -120,6 +122,7 @@ impl LdapConnector {
             read_attrs: read.into_iter().collect(),
             index: Mutex::new(None),
             read_ahead: std::sync::Mutex::new(None),
+            base_spelling: tokio::sync::OnceCell::new(),
             group_names: std::sync::Mutex::new(HashMap::new()),
         };
         Ok(LdapConnector {
@@ -959,7 +962,19 @@ impl Inner {
             DisableMethod::PasswordPolicy => later_disable = !req.enabled,
             DisableMethod::None => {}
         }
-        let dn = child(&accounts.rdn_attribute, &rdn_value, &accounts.base);
+        // New DNs use the directory's own spelling of the base, so that the
+        // id given now is the one every listing gives later.
+        let parent = self
+            .base_spelling
+            .get_or_try_init(|| async {
+                let entry = self
+                    .conn
+                    .read(op, &accounts.base, "(objectClass=*)", &["1.1".to_owned()])
+                    .await?;
+                Ok::<String, Error>(entry.map_or_else(|| accounts.base.clone(), |e| e.dn))
+            })
+            .await?;
+        let dn = child(&accounts.rdn_attribute, &rdn_value, parent);
         let mut entry: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![(
             b"objectClass".to_vec(),
             accounts

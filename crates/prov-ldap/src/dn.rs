@@ -214,7 +214,7 @@ impl Dn {
 }
 
 /// The DN in one spelling: escapes as [`escape_dn_value`] writes them, no
-/// spaces around separators, attribute types as given. The server may
+/// spaces around separators, attribute types in lower case, values as given. The server may
 /// spell one DN several ways (`\2C`, `\2c`, `\,`); ids use this one.
 impl fmt::Display for Dn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -226,7 +226,12 @@ impl fmt::Display for Dn {
                 if j > 0 {
                     f.write_str("+")?;
                 }
-                write!(f, "{}={}", ava.attribute, escape_dn_value(&ava.value))?;
+                write!(
+                    f,
+                    "{}={}",
+                    ava.attribute.to_ascii_lowercase(),
+                    escape_dn_value(&ava.value)
+                )?;
             }
         }
         Ok(())
@@ -236,12 +241,19 @@ impl fmt::Display for Dn {
 /// `dn` in the one spelling of [`Dn`]'s `Display`, or as it is when it
 /// does not parse.
 pub(crate) fn canonical(dn: &str) -> String {
-    // Nothing escaped, quoted, multi-valued or spaced: already in that spelling.
+    // Nothing escaped, quoted, multi-valued or spaced: only the types may
+    // need lower-casing, and often not even that.
     if !dn
         .bytes()
         .any(|b| matches!(b, b'\\' | b'"' | b'+' | b' ' | b';' | b'#' | b'<' | b'>'))
     {
-        return dn.to_owned();
+        let types_lower = dn.split(',').all(|rdn| {
+            rdn.split_once('=')
+                .is_some_and(|(t, _)| !t.bytes().any(|b| b.is_ascii_uppercase()))
+        });
+        if types_lower {
+            return dn.to_owned();
+        }
     }
     Dn::parse(dn).map_or_else(|_| dn.to_owned(), |d| d.to_string())
 }
@@ -321,6 +333,8 @@ mod tests {
             canonical("uid=a\\,b,ou=people,dc=ex")
         );
         assert_eq!(canonical("uid=a\\2cb,ou=people"), "uid=a\\2cb,ou=people");
+        assert_eq!(canonical("CN=x,CN=Users,DC=corp"), "cn=x,cn=Users,dc=corp");
+        assert_eq!(canonical("cn=x,cn=Users,dc=corp"), "cn=x,cn=Users,dc=corp");
         let a = Dn::parse("uid=X,ou=People,dc=ex").unwrap();
         let b = Dn::parse("UID=x, OU=people, DC=EX").unwrap();
         assert!(a.same(&b));

@@ -31,7 +31,26 @@ pub struct SlapdOptions {
     /// Load the memberof overlay (default true): groups of names keep
     /// their members' `memberOf` and refuse members that do not exist.
     pub member_of: bool,
+    /// Also load a small Active Directory look-alike schema (`user` with
+    /// `sAMAccountName`, `userAccountControl`, `userPrincipalName`;
+    /// `group` with `member`; `container`), with `CN=Users,SUFFIX`, and
+    /// keep `memberOf` for `group` instead of `groupOfNames`. Not an AD:
+    /// it lets the AD dialect's naming, renaming and disabling run against
+    /// a real server.
+    pub ad_like: bool,
 }
+
+/// The AD look-alike schema (Microsoft's OIDs and names; types simplified).
+const AD_SCHEMA: &str = "\
+attributetype ( 1.2.840.113556.1.4.221 NAME 'sAMAccountName' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl' EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.656 NAME 'userPrincipalName' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.2.141 NAME 'department' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.2 NAME 'objectGUID' EQUALITY octetStringMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 SINGLE-VALUE )
+objectclass ( 1.2.840.113556.1.5.9 NAME 'user' SUP organizationalPerson STRUCTURAL MAY ( sAMAccountName $ userAccountControl $ userPrincipalName $ displayName $ givenName $ mail $ department $ employeeNumber $ objectGUID ) )
+objectclass ( 1.2.840.113556.1.5.8 NAME 'group' SUP top STRUCTURAL MUST cn MAY ( member $ sAMAccountName $ description ) )
+objectclass ( 1.2.840.113556.1.3.23 NAME 'container' SUP top STRUCTURAL MUST cn )
+";
 
 impl Default for SlapdOptions {
     fn default() -> Self {
@@ -40,6 +59,7 @@ impl Default for SlapdOptions {
             no_sync: true,
             tls: false,
             member_of: true,
+            ad_like: false,
         }
     }
 }
@@ -177,6 +197,10 @@ impl Slapd {
         for schema in ["core", "cosine", "nis", "inetorgperson"] {
             let _ = writeln!(conf, "include /etc/ldap/schema/{schema}.schema");
         }
+        if opts.ad_like {
+            std::fs::write(dir.join("ad.schema"), AD_SCHEMA)?;
+            let _ = writeln!(conf, "include {d}/ad.schema");
+        }
         let _ = writeln!(
             conf,
             "pidfile {d}/slapd.pid\nargsfile {d}/slapd.args\nmodulepath /usr/lib/ldap\n\
@@ -214,6 +238,9 @@ impl Slapd {
                 conf,
                 "overlay memberof\nmemberof-dangling error\nmemberof-refint TRUE"
             );
+            if opts.ad_like {
+                let _ = writeln!(conf, "memberof-group-oc group\nmemberof-member-ad member");
+            }
         }
         let _ = writeln!(
             conf,
@@ -238,6 +265,11 @@ impl Slapd {
              dn: cn=default,ou=policies,{suffix}\nobjectClass: organizationalRole\nobjectClass: pwdPolicy\n\
              cn: default\npwdAttribute: userPassword\npwdLockout: TRUE\n"
         );
+        let base = if opts.ad_like {
+            format!("{base}\ndn: CN=Users,{suffix}\nobjectClass: container\ncn: Users\n")
+        } else {
+            base
+        };
         std::fs::write(dir.join("base.ldif"), base)?;
         run(
             Command::new("/usr/sbin/slaptest")
@@ -365,6 +397,11 @@ impl Slapd {
     /// The CA certificate (PEM) that signed the server's, when started with TLS.
     pub fn ca_file(&self) -> PathBuf {
         self.dir.join("ca.pem")
+    }
+
+    /// `CN=Users,SUFFIX` (with [`SlapdOptions::ad_like`]).
+    pub fn ad_users(&self) -> String {
+        format!("CN=Users,{}", self.suffix)
     }
 
     /// `ou=people,SUFFIX`.

@@ -1,6 +1,7 @@
 //! prov-ldap against a real OpenLDAP slapd (started per test on a free port).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ad;
 mod common;
 mod directory;
 mod suite;

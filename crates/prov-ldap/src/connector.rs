@@ -191,9 +191,8 @@ impl Inner {
     /// The key a group's member value has in a [`MemberIndex`].
     fn member_key(&self, value: &str) -> String {
         match &self.cfg.groups.members {
-            MemberStyle::Dn(_) => Dn::parse(value)
-                .map(|d| d.normalized())
-                .unwrap_or_else(|_| value.to_lowercase()),
+            // One spelling, then case folded: names compare without case.
+            MemberStyle::Dn(_) => canonical(value).to_lowercase(),
             MemberStyle::Login(_) => value.to_lowercase(),
         }
     }
@@ -848,6 +847,19 @@ impl Inner {
                 .with_operation(op)
             })?,
         };
+        let size = req
+            .page_size
+            .unwrap_or(self.cfg.page_size)
+            .clamp(1, self.cfg.page_size);
+        let search = |base| Search {
+            base,
+            scope: Scope::Subtree,
+            filter: &filter,
+            attrs: &self.read_attrs,
+        };
+        // Without memberOf, memberships come from reading every group once
+        // per listing: read them while the first page is read.
+        let mut first: Option<(Vec<Entry>, Option<Vec<u8>>)> = None;
         let index = if self.cfg.groups.member_of.is_some() {
             None
         } else {
@@ -855,36 +867,44 @@ impl Inner {
             match (&req.cursor, slot.as_ref()) {
                 (Some(_), Some(ix)) => Some(Arc::clone(ix)),
                 _ => {
-                    let ix = self.member_index(op).await?;
+                    let base = self.bases.get(base_ix).map(|(b, _)| b.as_str());
+                    let page = async {
+                        match base {
+                            Some(b) => self
+                                .conn
+                                .search_page(op, search(b), size, cookie.clone())
+                                .await
+                                .map(Some),
+                            None => Ok(None),
+                        }
+                    };
+                    let (ix, page) = tokio::join!(self.member_index(op), page);
+                    let ix = ix?;
+                    first = page?;
                     *slot = Some(Arc::clone(&ix));
                     Some(ix)
                 }
             }
         };
-        let size = req
-            .page_size
-            .unwrap_or(self.cfg.page_size)
-            .clamp(1, self.cfg.page_size);
         loop {
             let Some((base, _)) = self.bases.get(base_ix) else {
                 return Ok(Page::last(Vec::new()));
             };
-            let convert = |e: Entry| self.to_account(op, &e, index.as_deref());
-            let (items, next) = self
-                .conn
-                .search_page_map(
-                    op,
-                    Search {
-                        base,
-                        scope: Scope::Subtree,
-                        filter: &filter,
-                        attrs: &self.read_attrs,
-                    },
-                    size,
-                    cookie,
-                    &convert,
-                )
-                .await?;
+            let (items, next) = match first.take() {
+                Some((entries, next)) => (
+                    entries
+                        .iter()
+                        .map(|e| self.to_account(op, e, index.as_deref()))
+                        .collect::<Result<Vec<_>>>()?,
+                    next,
+                ),
+                None => {
+                    let convert = |e: Entry| self.to_account(op, &e, index.as_deref());
+                    self.conn
+                        .search_page_map(op, search(base), size, cookie, &convert)
+                        .await?
+                }
+            };
             let cursor = match next {
                 Some(c) => Some(format!("{base_ix}:{}", hex(&c))),
                 None if base_ix + 1 < self.bases.len() => Some(format!("{}:", base_ix + 1)),

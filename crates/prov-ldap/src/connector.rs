@@ -345,10 +345,35 @@ impl Inner {
                 )
                 .with_operation(op));
             };
-            let values = encode(m.syntax, value).map_err(|why| {
-                Error::invalid_input(model.clone(), format!("{login}: `{model}` {why}"))
-                    .with_operation(op)
-            })?;
+            let values = if m.ldap.eq_ignore_ascii_case("unicodePwd") {
+                // AD takes a password only over an encrypted connection, quoted, in UTF-16LE.
+                let tls = self.cfg.connection.url.starts_with("ldaps://")
+                    || self.cfg.connection.tls == crate::config::Tls::StartTls;
+                if !tls {
+                    return Err(Error::invalid_input(
+                        model.clone(),
+                        format!(
+                            "{login}: `{model}` is AD's unicodePwd, which is written only over TLS (ldaps:// or StartTLS)"
+                        ),
+                    )
+                    .with_operation(op));
+                }
+                match value {
+                    Value::String(p) => vec![unicode_pwd(p)],
+                    _ => {
+                        return Err(Error::invalid_input(
+                            model.clone(),
+                            format!("{login}: `{model}` (a password) must be a string"),
+                        )
+                        .with_operation(op));
+                    }
+                }
+            } else {
+                encode(m.syntax, value).map_err(|why| {
+                    Error::invalid_input(model.clone(), format!("{login}: `{model}` {why}"))
+                        .with_operation(op)
+                })?
+            };
             out.insert(m.ldap.clone(), values);
         }
         Ok(out)
@@ -588,7 +613,7 @@ impl Inner {
     }
 
     /// Runs a modify on an account, NotFound when it is gone.
-    async fn modify_account(&self, op: Operation, dn: &str, mods: Vec<Mod<String>>) -> Result<()> {
+    async fn modify_account(&self, op: Operation, dn: &str, mods: Vec<Mod<Vec<u8>>>) -> Result<()> {
         if mods.is_empty() {
             return if self.exists(op, dn).await? {
                 Ok(())
@@ -742,10 +767,22 @@ fn encode(syntax: Syntax, value: &Value) -> std::result::Result<Vec<Vec<u8>>, St
     }
 }
 
-fn text_set(values: Vec<Vec<u8>>) -> HashSet<String> {
-    values
-        .into_iter()
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
+/// A modification with text values as one with byte values.
+fn bytes_mod(m: Mod<String>) -> Mod<Vec<u8>> {
+    let set = |v: HashSet<String>| v.into_iter().map(String::into_bytes).collect();
+    match m {
+        Mod::Add(a, v) => Mod::Add(a.into_bytes(), set(v)),
+        Mod::Delete(a, v) => Mod::Delete(a.into_bytes(), set(v)),
+        Mod::Replace(a, v) => Mod::Replace(a.into_bytes(), set(v)),
+        Mod::Increment(a, v) => Mod::Increment(a.into_bytes(), v.into_bytes()),
+    }
+}
+
+/// AD's `unicodePwd`: the password in double quotes, UTF-16LE.
+fn unicode_pwd(password: &str) -> Vec<u8> {
+    format!("\"{password}\"")
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
         .collect()
 }
 
@@ -1041,7 +1078,7 @@ impl Inner {
             .unwrap_or(req.id.as_str())
             .to_owned();
         let set = self.encode_attributes(op, &login, &delta.set)?;
-        let mut mods: Vec<Mod<String>> = Vec::new();
+        let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
         let mut new_rdn: Option<String> = None;
         for (attr, values) in set {
             if attr.eq_ignore_ascii_case(&accounts.rdn_attribute) {
@@ -1051,7 +1088,10 @@ impl Inner {
                 }
                 continue;
             }
-            mods.push(Mod::Replace(attr, text_set(values)));
+            mods.push(Mod::Replace(
+                attr.into_bytes(),
+                values.into_iter().collect(),
+            ));
         }
         for model in &delta.remove {
             let Some(m) = accounts.attributes.get(model) else {
@@ -1071,7 +1111,7 @@ impl Inner {
                 )
                 .with_operation(op));
             }
-            mods.push(Mod::Replace(m.ldap.clone(), HashSet::new()));
+            mods.push(Mod::Replace(m.ldap.clone().into_bytes(), HashSet::new()));
         }
         if let Some(new_login) = &delta.login {
             if new_login.is_empty() {
@@ -1086,8 +1126,8 @@ impl Inner {
                 new_rdn = Some(new_login.clone());
             } else {
                 mods.push(Mod::Replace(
-                    accounts.login_attribute.clone(),
-                    [new_login.clone()].into_iter().collect(),
+                    accounts.login_attribute.clone().into_bytes(),
+                    [new_login.clone().into_bytes()].into_iter().collect(),
                 ));
             }
         }
@@ -1172,7 +1212,8 @@ impl Inner {
                 )]
             }
         };
-        self.modify_account(op, dn, mods).await
+        self.modify_account(op, dn, mods.into_iter().map(bytes_mod).collect())
+            .await
     }
 
     async fn delete_account(&self, id: &AccountId) -> Result<()> {
@@ -1491,6 +1532,37 @@ mod tests {
             Some((vec!["cn=c".to_owned()], None))
         );
         assert_eq!(ranged(&Entry::default(), "member"), None);
+    }
+
+    #[test]
+    fn unicode_pwd_is_quoted_utf16le() {
+        assert_eq!(unicode_pwd("pw"), b"\"\0p\0w\0\"\0".to_vec());
+        assert_eq!(unicode_pwd("é").len(), 6);
+    }
+
+    #[tokio::test]
+    async fn unicode_pwd_is_refused_without_tls_before_anything_is_sent() {
+        use crate::config::{AttributeMap, Dialect, LdapConfig};
+        // Port 9 (discard): nothing is listening, and nothing may be sent.
+        let mut cfg = LdapConfig::new(
+            Dialect::ActiveDirectory,
+            "ldap://127.0.0.1:9",
+            "DC=corp,DC=example",
+        );
+        cfg.accounts
+            .attributes
+            .insert("password".to_owned(), AttributeMap::string("unicodePwd"));
+        let conn = LdapConnector::new(cfg).unwrap();
+        let mut attrs = Attributes::new();
+        attrs.insert("password".to_owned(), Value::from("S3cret!pass"));
+        let e = conn
+            .create_account(CreateAccount::new("ghopper", attrs))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert_eq!(e.field(), Some("password"));
+        assert!(e.to_string().contains("only over TLS"), "{e}");
+        assert!(!format!("{e} {e:?}").contains("S3cret"), "{e:?}");
     }
 
     #[test]

@@ -490,3 +490,37 @@ async fn a_dropped_connection_is_reopened() {
     assert_eq!(listed.len(), 1);
     create(&conn, "after").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_attributes_keep_every_byte() {
+    let server = slapd();
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.accounts.attributes.insert(
+        "photo".to_owned(),
+        prov_ldap::AttributeMap::with_syntax("jpegPhoto", prov_ldap::Syntax::Binary),
+    );
+    let conn = LdapConnector::new(cfg).unwrap();
+    let mut attrs = person("Doe");
+    attrs.insert(
+        "photo".to_owned(),
+        Value::Bytes(vec![0xff, 0xd8, 0x00, 0x01, 0x80]),
+    );
+    let made = conn
+        .create_account(CreateAccount::new("pic", attrs))
+        .await
+        .unwrap();
+    let got = conn.get_account(&made.id).await.unwrap();
+    assert_eq!(
+        got.attributes.get("photo"),
+        Some(&Value::Bytes(vec![0xff, 0xd8, 0x00, 0x01, 0x80]))
+    );
+    let delta = AttributeDelta::default().set("photo", Value::Bytes(vec![0x00, 0xfe, 0xc3]));
+    conn.update_account(UpdateAccount::new(made.id.clone(), delta))
+        .await
+        .unwrap();
+    let got = conn.get_account(&made.id).await.unwrap();
+    assert_eq!(
+        got.attributes.get("photo"),
+        Some(&Value::Bytes(vec![0x00, 0xfe, 0xc3]))
+    );
+}

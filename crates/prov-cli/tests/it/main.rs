@@ -338,3 +338,24 @@ fn ldap_targets_from_the_config_against_slapd() {
     );
     assert!(!err.contains(&server.admin_password));
 }
+
+#[test]
+fn the_shipped_ldap_config_parses() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cli/ldap.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_prov"))
+        .arg("--config")
+        .arg(&config)
+        .arg("plan")
+        .env_remove("PROV_LDAP_PASSWORD")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Everything up to the secret is valid: the only complaint is the missing password.
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "targets.ldap.password: the environment variable PROV_LDAP_PASSWORD is not set"
+        ),
+        "{err}"
+    );
+}

@@ -10,7 +10,9 @@
 //! Reads the HR export (examples/data/hr.csv) and a directory policy
 //! (examples/ldap/policy.toml), checks the directory (bind, bases, and
 //! that every group the policy grants exists), plans, and with `--apply`
-//! applies the plan and plans again (nothing left to do). The directory is
+//! applies the plan and plans again (nothing left to do); on the throwaway
+//! directory it then runs a mover and a leaver through `Engine::handle` and
+//! checks their groups and lock in the directory. The directory is
 //! the OpenLDAP preset: inetOrgPerson under `ou=people`, groupOfNames
 //! under `ou=groups` with memberOf, ppolicy to disable. The store (links,
 //! audit log) is a SQLite file, by default next to the HR file's directory
@@ -245,6 +247,80 @@ async fn run() -> Result<()> {
     if !report.is_success() || !again.is_empty() {
         return Err("the directory did not converge".into());
     }
+    if throwaway.is_some() {
+        movers_and_leavers(&engine, &ldap, people).await?;
+    }
     drop(throwaway);
+    Ok(())
+}
+
+/// On the throwaway directory only: a mover and a leaver, each planned and
+/// applied at once through `Engine::handle`, checked in the directory.
+async fn movers_and_leavers(
+    engine: &Engine,
+    ldap: &LdapConnector,
+    mut people: Vec<prov::core::Identity>,
+) -> Result<()> {
+    use prov::core::EntitlementId;
+    use prov::engine::Event;
+    let find = |people: &[prov::core::Identity], id: &str| {
+        people
+            .iter()
+            .position(|p| p.id.as_str() == id)
+            .ok_or_else(|| format!("{id} is not in the HR file"))
+    };
+    let account = |login: &str| {
+        let login = login.to_owned();
+        async move {
+            ldap.list_all_accounts()
+                .await
+                .map(|all| all.into_iter().find(|a| a.login == login))
+        }
+    };
+
+    // A mover: Sales to Marketing.
+    let i = find(&people, "E1024")?;
+    people[i] = people[i].clone().with("department", "Marketing");
+    println!(
+        "
+mover: {} Sales -> Marketing",
+        people[i].id
+    );
+    let (plan, report) = engine.handle(Event::Mover(people[i].clone())).await?;
+    show(&plan, 8);
+    let moved = account("leslie.lamport")
+        .await?
+        .ok_or("the mover's account is gone")?;
+    let groups: Vec<&str> = moved
+        .entitlements
+        .iter()
+        .map(EntitlementId::as_str)
+        .collect();
+    println!("  applied: {} done; groups now {groups:?}", report.done());
+    if !groups.contains(&"marketing") || groups.contains(&"sales") {
+        return Err(format!("the mover's groups are {groups:?}").into());
+    }
+
+    // A leaver: access revoked and the account locked at once.
+    let j = find(&people, "E1011")?;
+    println!(
+        "
+leaver: {}",
+        people[j].id
+    );
+    let (plan, report) = engine.handle(Event::Leaver(people[j].clone())).await?;
+    show(&plan, 8);
+    let left = account("radia.perlman")
+        .await?
+        .ok_or("the leaver's account is gone")?;
+    println!(
+        "  applied: {} done; enabled {}, groups {:?}",
+        report.done(),
+        left.enabled,
+        left.entitlements
+    );
+    if left.enabled || !left.entitlements.is_empty() {
+        return Err("the leaver still has access".into());
+    }
     Ok(())
 }

@@ -15,8 +15,7 @@
 //! checks their groups and lock in the directory. The directory is
 //! the OpenLDAP preset: inetOrgPerson under `ou=people`, groupOfNames
 //! under `ou=groups` with memberOf, ppolicy to disable. The store (links,
-//! audit log) is a SQLite file, by default next to the HR file's directory
-//! in a temp dir. `--throwaway-slapd` starts a local slapd with the groups
+//! audit log) is a SQLite file (`--store`, by default in a temp dir). `--throwaway-slapd` starts a local slapd with the groups
 //! in place (Debian packages slapd and ldap-utils) and applies into it.
 
 use std::collections::BTreeMap;

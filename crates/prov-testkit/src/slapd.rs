@@ -38,6 +38,10 @@ pub struct SlapdOptions {
     /// it lets the AD dialect's naming, renaming and disabling run against
     /// a real server.
     pub ad_like: bool,
+    /// RFC2307bis instead of RFC 2307: `posixGroup` is auxiliary, so a
+    /// group can be a `groupOfNames` (member DNs) and a `posixGroup` at once.
+    /// Made from Debian's nis.schema with that one change.
+    pub rfc2307bis: bool,
 }
 
 /// The AD look-alike schema (Microsoft's OIDs and names; types simplified).
@@ -60,6 +64,7 @@ impl Default for SlapdOptions {
             tls: false,
             member_of: true,
             ad_like: false,
+            rfc2307bis: false,
         }
     }
 }
@@ -195,6 +200,21 @@ impl Slapd {
         let d = dir.display();
         let mut conf = String::new();
         for schema in ["core", "cosine", "nis", "inetorgperson"] {
+            if schema == "nis" && opts.rfc2307bis {
+                let nis = std::fs::read_to_string("/etc/ldap/schema/nis.schema")?;
+                let bis = nis.replace(
+                    "SUP top STRUCTURAL\n\tMUST ( cn $ gidNumber )",
+                    "SUP top AUXILIARY\n\tMUST gidNumber",
+                );
+                if bis == nis {
+                    return Err(io::Error::other(
+                        "nis.schema does not define posixGroup as expected; cannot make RFC2307bis",
+                    ));
+                }
+                std::fs::write(dir.join("rfc2307bis.schema"), bis)?;
+                let _ = writeln!(conf, "include {d}/rfc2307bis.schema");
+                continue;
+            }
             let _ = writeln!(conf, "include /etc/ldap/schema/{schema}.schema");
         }
         if opts.ad_like {

@@ -27,7 +27,7 @@ pub(crate) fn add_groups(server: &Slapd, class: &str, attr: &str, names: &[&str]
         } else {
             server.nobody()
         };
-        let extra = if class == "posixGroup" {
+        let extra = if class.contains("posixGroup") {
             "gidNumber: 5000\n"
         } else {
             ""

@@ -33,7 +33,13 @@ fn options(posix: bool) -> SuiteOptions {
 }
 
 async fn suite(dialect: Dialect, class: &str, attr: &str, posix: bool) {
-    let server = slapd();
+    let server = if dialect == Dialect::Rfc2307bis {
+        let mut o = prov_testkit::slapd::SlapdOptions::default();
+        o.rfc2307bis = true;
+        prov_testkit::slapd::Slapd::start_with(&o).unwrap()
+    } else {
+        slapd()
+    };
     add_groups(&server, class, attr, &["staff"]);
     let mut cfg = config(&server, dialect);
     cfg.groups.batch_size = 16;
@@ -66,4 +72,16 @@ async fn suite_passes_on_group_of_unique_names_without_member_of() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_passes_on_posix_groups_with_member_uid() {
     suite(Dialect::Posix, "posixGroup", "memberUid", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_passes_on_rfc2307bis_groups_of_names() {
+    // posixGroup (auxiliary) and groupOfNames in one entry, member DNs, memberOf.
+    suite(
+        Dialect::Rfc2307bis,
+        "posixGroup\nobjectClass: groupOfNames",
+        "member",
+        true,
+    )
+    .await;
 }

@@ -88,17 +88,10 @@ fn users_ldif(s: &Slapd, n: usize) -> String {
     out
 }
 
-fn groups_ldif(s: &Slapd) -> String {
-    let mut out = String::new();
-    for g in 0..GROUPS {
-        let _ = write!(
-            out,
-            "dn: cn=group{g:03},{}\nobjectClass: groupOfNames\ncn: group{g:03}\nmember: {}\n\n",
-            s.groups(),
-            s.nobody()
-        );
-    }
-    out
+fn add_groups(s: &Slapd) {
+    let names: Vec<String> = (0..GROUPS).map(|g| format!("group{g:03}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    s.add_groups(&["groupOfNames"], "member", &names).unwrap();
 }
 
 fn members_of(g: usize, n: usize) -> impl Iterator<Item = usize> {
@@ -166,7 +159,7 @@ fn main() {
             let (t, r) = timed(|| peer.tool("ldapadd", &[], &ldif));
             r.unwrap();
             create.peer.push(t);
-            peer.tool("ldapadd", &[], &groups_ldif(&peer)).unwrap();
+            add_groups(&peer);
             let mods = members_ldif(&peer, n);
             let (t, r) = timed(|| peer.tool("ldapmodify", &[], &mods));
             r.unwrap();
@@ -224,7 +217,7 @@ fn main() {
                 })
             });
             create.ours.push(t);
-            ours.tool("ldapadd", &[], &groups_ldif(&ours)).unwrap();
+            add_groups(&ours);
             let (t, ()) = timed(|| {
                 rt.block_on(async {
                     futures_util::stream::iter(0..GROUPS)

@@ -139,17 +139,8 @@ async fn run() -> Result<()> {
         .collect();
     let throwaway = if args.throwaway {
         let server = prov::testkit::slapd::Slapd::start()?;
-        let ldif: String = groups
-            .iter()
-            .map(|g| {
-                format!(
-                    "dn: cn={g},{}\nobjectClass: groupOfNames\ncn: {g}\nmember: {}\n\n",
-                    server.groups(),
-                    server.nobody()
-                )
-            })
-            .collect();
-        server.tool("ldapadd", &[], &ldif)?;
+        let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+        server.add_groups(&["groupOfNames"], "member", &names)?;
         args.url = Some(server.url.clone());
         args.suffix = server.suffix.clone();
         args.bind = Some(server.admin_dn.clone());

@@ -836,6 +836,21 @@ impl Inner {
         Ok(page)
     }
 
+    /// The page size a request asks for, within the configured one.
+    fn page_size(&self, req: &ListRequest) -> usize {
+        req.page_size
+            .unwrap_or(self.cfg.page_size)
+            .clamp(1, self.cfg.page_size)
+    }
+
+    /// A cursor this connector gave: `<base index>:<hex cookie>`.
+    fn cursor(op: Operation, req: &ListRequest) -> Result<(usize, Vec<u8>)> {
+        match &req.cursor {
+            None => Ok((0, Vec::new())),
+            Some(c) => parse_cursor(c).ok_or_else(|| bad_cursor(op, c)),
+        }
+    }
+
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::full(self.cfg.groups.batch_size);
         caps.disable = self.cfg.disable != DisableMethod::None;
@@ -873,21 +888,8 @@ impl Inner {
     async fn list_accounts(&self, req: ListRequest) -> Result<Page<Account>> {
         let op = Operation::ListAccounts;
         let filter = self.account_filter(op, req.filter.as_ref())?;
-        // Cursor: "<base index>:<hex cookie>".
-        let (mut base_ix, mut cookie) = match &req.cursor {
-            None => (0usize, Vec::new()),
-            Some(c) => parse_cursor(c).ok_or_else(|| {
-                Error::invalid_input(
-                    "cursor",
-                    format!("`{c}` is not a cursor this connector gave"),
-                )
-                .with_operation(op)
-            })?,
-        };
-        let size = req
-            .page_size
-            .unwrap_or(self.cfg.page_size)
-            .clamp(1, self.cfg.page_size);
+        let (mut base_ix, mut cookie) = Self::cursor(op, &req)?;
+        let size = self.page_size(&req);
         let search = |base| Search {
             base,
             scope: Scope::Subtree,
@@ -1235,20 +1237,8 @@ impl Inner {
     async fn list_entitlements(&self, req: ListRequest) -> Result<Page<Entitlement>> {
         let op = Operation::ListEntitlements;
         let g = &self.cfg.groups;
-        let cookie = match &req.cursor {
-            None => Vec::new(),
-            Some(c) => parse_cursor(c).map(|(_, c)| c).ok_or_else(|| {
-                Error::invalid_input(
-                    "cursor",
-                    format!("`{c}` is not a cursor this connector gave"),
-                )
-                .with_operation(op)
-            })?,
-        };
-        let size = req
-            .page_size
-            .unwrap_or(self.cfg.page_size)
-            .clamp(1, self.cfg.page_size);
+        let (_, cookie) = Self::cursor(op, &req)?;
+        let size = self.page_size(&req);
         let attrs = vec![g.name_attribute.clone(), "description".to_owned()];
         let (entries, next) = self
             .conn
@@ -1327,19 +1317,10 @@ impl Inner {
             }
         };
         members.sort();
-        let size = req
-            .page_size
-            .unwrap_or(self.cfg.page_size)
-            .clamp(1, self.cfg.page_size);
+        let size = self.page_size(&req);
         let from: usize = match &req.cursor {
             None => 0,
-            Some(c) => c.parse().map_err(|_| {
-                Error::invalid_input(
-                    "cursor",
-                    format!("`{c}` is not a cursor this connector gave"),
-                )
-                .with_operation(op)
-            })?,
+            Some(c) => c.parse().map_err(|_| bad_cursor(op, c))?,
         };
         let page: Vec<AccountId> = members.iter().skip(from).take(size).cloned().collect();
         let next = (from + size < members.len()).then(|| (from + size).to_string());
@@ -1490,6 +1471,14 @@ fn first_rdn_end(dn: &str) -> Option<usize> {
         }
     }
     None
+}
+
+fn bad_cursor(op: Operation, cursor: &str) -> Error {
+    Error::invalid_input(
+        "cursor",
+        format!("`{cursor}` is not a cursor this connector gave"),
+    )
+    .with_operation(op)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -439,6 +439,38 @@ impl Slapd {
         format!("cn=nobody,{}", self.suffix)
     }
 
+    /// Adds groups `names` under `ou=groups` with these object classes, each
+    /// holding the placeholder member in `member_attribute` (`cn=nobody,SUFFIX`,
+    /// or `nobody` for `memberUid`) and, for a `posixGroup`, a `gidNumber`.
+    pub fn add_groups(
+        &self,
+        object_classes: &[&str],
+        member_attribute: &str,
+        names: &[&str],
+    ) -> io::Result<()> {
+        let member = if member_attribute.eq_ignore_ascii_case("memberUid") {
+            "nobody".to_owned()
+        } else {
+            self.nobody()
+        };
+        let mut ldif = String::new();
+        for n in names {
+            let _ = writeln!(ldif, "dn: cn={n},{}", self.groups());
+            for c in object_classes {
+                let _ = writeln!(ldif, "objectClass: {c}");
+            }
+            let _ = writeln!(ldif, "cn: {n}\n{member_attribute}: {member}");
+            if object_classes
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case("posixGroup"))
+            {
+                let _ = writeln!(ldif, "gidNumber: 5000");
+            }
+            ldif.push('\n');
+        }
+        self.tool("ldapadd", &[], &ldif).map(|_| ())
+    }
+
     /// Runs an OpenLDAP client tool (`ldapadd`, `ldapmodify`, `ldapsearch`)
     /// against the server as the administrator, with `input` on stdin.
     pub fn tool(&self, tool: &str, args: &[&str], input: &str) -> io::Result<String> {

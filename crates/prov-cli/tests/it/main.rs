@@ -246,17 +246,9 @@ fn leases_from_the_command_line() {
 #[test]
 fn ldap_targets_from_the_config_against_slapd() {
     let server = prov_testkit::slapd::Slapd::start().unwrap();
-    let groups: String = ["staff", "oncall"]
-        .iter()
-        .map(|g| {
-            format!(
-                "dn: cn={g},{}\nobjectClass: groupOfNames\ncn: {g}\nmember: {}\n\n",
-                server.groups(),
-                server.nobody()
-            )
-        })
-        .collect();
-    server.tool("ldapadd", &[], &groups).unwrap();
+    server
+        .add_groups(&["groupOfNames"], "member", &["staff", "oncall"])
+        .unwrap();
     let dir = setup(10);
     let config = format!(
         "policy = \"policy.toml\"\n\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\nstate = \"status\"\n\n\

@@ -6,14 +6,12 @@
 //! and AD's own behaviours (ranged `member` retrieval, `unicodePwd`) are
 //! covered by unit tests of recorded replies, not here.
 
-use std::sync::Arc;
-
 use prov_core::{
     AttributeDelta, Attributes, Connector, CreateAccount, EntitlementId, MembershipChange,
     UpdateAccount, Value,
 };
 use prov_ldap::{Dialect, LdapConfig, LdapConnector, Password};
-use prov_testkit::conformance::{Namespace, SuiteOptions, run_all};
+use prov_testkit::conformance::{Namespace, run_all};
 use prov_testkit::slapd::{Slapd, SlapdOptions};
 
 fn ad_server() -> Slapd {
@@ -46,35 +44,14 @@ fn ad_connector(server: &Slapd) -> LdapConnector {
 }
 
 fn uac(server: &Slapd, dn: &str) -> String {
-    let out = server
-        .tool(
-            "ldapsearch",
-            &["-LLL", "-b", dn, "-s", "base", "userAccountControl"],
-            "",
-        )
-        .unwrap();
-    out.lines()
-        .find_map(|l| l.strip_prefix("userAccountControl: "))
-        .unwrap_or("")
-        .to_owned()
+    crate::common::attribute(server, dn, "userAccountControl")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_passes_on_the_ad_dialect() {
     let server = ad_server();
     let conn = ad_connector(&server);
-    let mut opts = SuiteOptions::default();
-    opts.attributes = Arc::new(|login: &str| {
-        let mut a = Attributes::new();
-        a.insert(
-            "display_name".to_owned(),
-            Value::from(format!("Test {login}")),
-        );
-        a.insert("title".to_owned(), Value::from("Tester"));
-        a.insert("family_name".to_owned(), Value::from("Tester"));
-        a
-    });
-    opts.max_batch_accounts = 40;
+    let opts = crate::suite::options(false);
     let report = run_all(&conn, &Namespace::new("ad"), &opts).await;
     println!("{report}");
     assert!(report.is_success(), "{report}");

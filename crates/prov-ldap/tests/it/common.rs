@@ -19,23 +19,18 @@ pub(crate) fn connector(server: &Slapd, dialect: Dialect) -> LdapConnector {
 }
 
 /// Adds groups (with the placeholder member) through ldapadd.
-pub(crate) fn add_groups(server: &Slapd, class: &str, attr: &str, names: &[&str]) {
-    let mut ldif = String::new();
-    for n in names {
-        let member = if attr == "memberUid" {
-            "nobody".to_owned()
-        } else {
-            server.nobody()
-        };
-        let extra = if class.contains("posixGroup") {
-            "gidNumber: 5000\n"
-        } else {
-            ""
-        };
-        ldif.push_str(&format!(
-            "dn: cn={n},{}\nobjectClass: {class}\ncn: {n}\n{attr}: {member}\n{extra}\n",
-            server.groups()
-        ));
-    }
-    server.tool("ldapadd", &[], &ldif).unwrap();
+pub(crate) fn add_groups(server: &Slapd, classes: &[&str], attr: &str, names: &[&str]) {
+    server.add_groups(classes, attr, names).unwrap();
+}
+
+/// The first value of `attr` on the entry `dn`, read with ldapsearch ("" when absent).
+pub(crate) fn attribute(server: &Slapd, dn: &str, attr: &str) -> String {
+    let out = server
+        .tool("ldapsearch", &["-LLL", "-b", dn, "-s", "base", attr], "")
+        .unwrap();
+    let prefix = format!("{attr}: ");
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or("")
+        .to_owned()
 }

@@ -4,4 +4,4 @@
 mod ad;
 mod common;
 mod directory;
-mod suite;
+pub(crate) mod suite;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::common::{add_groups, config, slapd};
 
-fn options(posix: bool) -> SuiteOptions {
+pub(crate) fn options(posix: bool) -> SuiteOptions {
     let mut opts = SuiteOptions::default();
     opts.attributes = Arc::new(move |login: &str| {
         let mut a = Attributes::new();
@@ -32,7 +32,7 @@ fn options(posix: bool) -> SuiteOptions {
     opts
 }
 
-async fn suite(dialect: Dialect, class: &str, attr: &str, posix: bool) {
+async fn suite(dialect: Dialect, classes: &[&str], attr: &str, posix: bool) {
     let server = if dialect == Dialect::Rfc2307bis {
         let mut o = prov_testkit::slapd::SlapdOptions::default();
         o.rfc2307bis = true;
@@ -40,7 +40,7 @@ async fn suite(dialect: Dialect, class: &str, attr: &str, posix: bool) {
     } else {
         slapd()
     };
-    add_groups(&server, class, attr, &["staff"]);
+    add_groups(&server, classes, attr, &["staff"]);
     let mut cfg = config(&server, dialect);
     cfg.groups.batch_size = 16;
     if attr == "memberUid" {
@@ -55,14 +55,14 @@ async fn suite(dialect: Dialect, class: &str, attr: &str, posix: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_passes_on_openldap_group_of_names_with_member_of() {
-    suite(Dialect::OpenLdap, "groupOfNames", "member", false).await;
+    suite(Dialect::OpenLdap, &["groupOfNames"], "member", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_passes_on_group_of_unique_names_without_member_of() {
     suite(
         Dialect::OpenLdapUniqueMember,
-        "groupOfUniqueNames",
+        &["groupOfUniqueNames"],
         "uniqueMember",
         false,
     )
@@ -71,7 +71,7 @@ async fn suite_passes_on_group_of_unique_names_without_member_of() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_passes_on_posix_groups_with_member_uid() {
-    suite(Dialect::Posix, "posixGroup", "memberUid", true).await;
+    suite(Dialect::Posix, &["posixGroup"], "memberUid", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,7 +79,7 @@ async fn suite_passes_on_rfc2307bis_groups_of_names() {
     // posixGroup (auxiliary) and groupOfNames in one entry, member DNs, memberOf.
     suite(
         Dialect::Rfc2307bis,
-        "posixGroup\nobjectClass: groupOfNames",
+        &["groupOfNames", "posixGroup"],
         "member",
         true,
     )

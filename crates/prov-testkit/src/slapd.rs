@@ -173,6 +173,22 @@ impl Slapd {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) -> io::Result<()> {
+        run(
+            Command::new("kill").args(["-STOP", &self.child.id().to_string()]),
+            "kill -STOP slapd",
+        )
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) -> io::Result<()> {
+        run(
+            Command::new("kill").args(["-CONT", &self.child.id().to_string()]),
+            "kill -CONT slapd",
+        )
+    }
+
     /// Starts a server with default options.
     pub fn start() -> io::Result<Slapd> {
         Self::start_with(&SlapdOptions::default())

@@ -489,3 +489,34 @@ async fn binary_attributes_keep_every_byte() {
         Some(&Value::Bytes(vec![0x00, 0xfe, 0xc3]))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_bound_a_silent_server() {
+    use std::time::{Duration, Instant};
+    let server = slapd();
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.connection.operation_timeout = Duration::from_millis(300);
+    cfg.connection.connect_timeout = Duration::from_millis(300);
+    let conn = LdapConnector::new(cfg).unwrap();
+    create(&conn, "before").await;
+    // A server that stops answering: the operation gives up in time, retryably.
+    server.pause().unwrap();
+    let started = Instant::now();
+    let e = conn.list_all_accounts().await.unwrap_err();
+    let waited = started.elapsed();
+    server.resume().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.is_retryable());
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    // Once it answers again, so do we.
+    assert_eq!(conn.list_all_accounts().await.unwrap().len(), 1);
+
+    // A port that accepts and never speaks LDAP: connecting (the bind) times out.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.connection.url = format!("ldap://{}", silent.local_addr().unwrap());
+    cfg.connection.connect_timeout = Duration::from_millis(300);
+    let e = LdapConnector::new(cfg).unwrap().check().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    drop(silent);
+}

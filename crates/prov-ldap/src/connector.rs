@@ -836,6 +836,26 @@ impl Inner {
         Ok(page)
     }
 
+    /// Every entry matching `filter` under every account base.
+    async fn search_accounts(
+        &self,
+        op: Operation,
+        filter: &str,
+        attrs: &[String],
+    ) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        for (base, _) in &self.bases {
+            let s = Search {
+                base,
+                scope: Scope::Subtree,
+                filter,
+                attrs,
+            };
+            out.extend(self.conn.search_all(op, s, self.cfg.page_size).await?);
+        }
+        Ok(out)
+    }
+
     /// The page size a request asks for, within the configured one.
     fn page_size(&self, req: &ListRequest) -> usize {
         req.page_size
@@ -996,7 +1016,6 @@ impl Inner {
         attrs
             .entry(accounts.rdn_attribute.clone())
             .or_insert_with(|| vec![rdn_value.clone().into_bytes()]);
-        let mut later_disable = false;
         match &self.cfg.disable {
             DisableMethod::UserAccountControl => {
                 let uac = UAC_NORMAL | if req.enabled { 0 } else { UAC_DISABLED };
@@ -1018,7 +1037,15 @@ impl Inner {
                 }
                 (true, None) => {}
             },
-            DisableMethod::PasswordPolicy => later_disable = !req.enabled,
+            // Locked in the add itself: one operation, never a created
+            // account left enabled because a second call failed.
+            DisableMethod::PasswordPolicy if !req.enabled => {
+                attrs.insert(
+                    "pwdAccountLockedTime".to_owned(),
+                    vec![LOCKED_FOREVER.as_bytes().to_vec()],
+                );
+            }
+            DisableMethod::PasswordPolicy => {}
             DisableMethod::None => {}
         }
         // New DNs use the directory's own spelling of the base, so that the
@@ -1060,9 +1087,6 @@ impl Inner {
             });
         }
         let id = AccountId::new(canonical(&dn));
-        if later_disable {
-            self.set_enabled(&id, false).await?;
-        }
         let mut acct = Account::new(id, req.login);
         acct.attributes = req.attributes;
         acct.attributes.retain(|_, v| *v != Value::Null);
@@ -1133,6 +1157,11 @@ impl Inner {
                 ));
             }
         }
+        // Attributes first, the rename last: if the rename fails, the entry
+        // keeps its id and the next plan asks for the rename again; the
+        // other way round a failed modify would leave a renamed entry the
+        // caller still knows by its old id.
+        self.modify_account(op, req.id.as_str(), mods).await?;
         let mut id = req.id.clone();
         if let Some(value) = new_rdn.filter(|v| dn.rdn_value(&accounts.rdn_attribute) != Some(v)) {
             let rdn = child(&accounts.rdn_attribute, &value, "");
@@ -1159,7 +1188,6 @@ impl Inner {
                 .unwrap_or_default();
             id = AccountId::new(canonical(&format!("{rdn},{parent}")));
         }
-        self.modify_account(op, id.as_str(), mods).await?;
         Ok(id)
     }
 
@@ -1296,22 +1324,8 @@ impl Inner {
                         .map(|v| equality(&self.cfg.accounts.login_attribute, v))
                         .collect();
                     let filter = format!("(&{}(|{any}))", self.cfg.accounts.filter);
-                    for (base, _) in &self.bases {
-                        let found = self
-                            .conn
-                            .search_all(
-                                op,
-                                Search {
-                                    base,
-                                    scope: Scope::Subtree,
-                                    filter: &filter,
-                                    attrs: &no_attrs,
-                                },
-                                self.cfg.page_size,
-                            )
-                            .await?;
-                        out.extend(found.into_iter().map(|e| AccountId::new(canonical(&e.dn))));
-                    }
+                    let found = self.search_accounts(op, &filter, &no_attrs).await?;
+                    out.extend(found.into_iter().map(|e| AccountId::new(canonical(&e.dn))));
                 }
                 out
             }
@@ -1367,33 +1381,18 @@ impl Inner {
         };
         let mut newest = since.clone();
         let mut changes = Vec::new();
-        for (base, _) in &self.bases {
-            let entries = self
-                .conn
-                .search_all(
+        for e in &self.search_accounts(op, &filter, &attrs).await? {
+            if let Some(ts) = e.first("modifyTimestamp")
+                && ts > newest
+            {
+                newest = ts;
+            }
+            if !first {
+                changes.push(Change::Upserted(self.to_account(
                     op,
-                    Search {
-                        base,
-                        scope: Scope::Subtree,
-                        filter: &filter,
-                        attrs: &attrs,
-                    },
-                    self.cfg.page_size,
-                )
-                .await?;
-            for e in &entries {
-                if let Some(ts) = e.first("modifyTimestamp")
-                    && ts > newest
-                {
-                    newest = ts;
-                }
-                if !first {
-                    changes.push(Change::Upserted(self.to_account(
-                        op,
-                        e,
-                        index.as_deref(),
-                    )?));
-                }
+                    e,
+                    index.as_deref(),
+                )?));
             }
         }
         Ok(ChangeSet::new(changes, newest, false))

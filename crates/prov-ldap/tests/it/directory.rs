@@ -218,6 +218,19 @@ async fn renames_move_the_entry_and_its_memberships() {
         Some(&Value::from("Engineer"))
     );
     assert_eq!(after.entitlements.len(), 2, "{after:?}");
+    // A rename whose attribute change the directory refuses changes nothing:
+    // the entry keeps its id, so the caller's link still holds.
+    let refused = conn
+        .update_account(UpdateAccount::new(
+            new.clone(),
+            AttributeDelta::default()
+                .rename("dee")
+                .set("mail", "zoë@例え.jp"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.field(), Some("mail"), "{refused}");
+    assert_eq!(conn.get_account(&new).await.unwrap().login, "david");
     // Renaming onto an existing login is AlreadyExists, naming the login.
     create(&conn, "erin").await;
     let clash = conn

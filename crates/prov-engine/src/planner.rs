@@ -255,6 +255,56 @@ impl<'a> PlanInput<'a> {
 /// planner builds maps over millions of them.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Positions of items by a string key, as a table of positions (8 bytes a
+/// slot instead of a key reference and a value): over a million accounts
+/// the table stays small enough to be reused from the heap between plans
+/// rather than mapped fresh (and zeroed by the kernel) every time.
+/// A key given twice keeps its last position, as a map would.
+struct KeyIndex<'a, T, F> {
+    items: &'a [T],
+    key: F,
+    state: foldhash::fast::RandomState,
+    table: hashbrown::HashTable<usize>,
+}
+
+impl<'a, T, F: Fn(&'a T) -> &'a str> KeyIndex<'a, T, F> {
+    fn new(items: &'a [T], key: F) -> Self {
+        use std::hash::BuildHasher;
+        let state = foldhash::fast::RandomState::default();
+        let mut table = hashbrown::HashTable::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let k = key(item);
+            let hash = |&j: &usize| items.get(j).map_or(0, |x| state.hash_one(key(x)));
+            match table.entry(
+                state.hash_one(k),
+                |&j| items.get(j).is_some_and(|x| key(x) == k),
+                hash,
+            ) {
+                hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = i,
+                hashbrown::hash_table::Entry::Vacant(e) => {
+                    e.insert(i);
+                }
+            }
+        }
+        KeyIndex {
+            items,
+            key,
+            state,
+            table,
+        }
+    }
+
+    fn get(&self, k: &str) -> Option<usize> {
+        use std::hash::BuildHasher;
+        let items = self.items;
+        self.table
+            .find(self.state.hash_one(k), |&j| {
+                items.get(j).is_some_and(|x| (self.key)(x) == k)
+            })
+            .copied()
+    }
+}
+
 /// Per-target state the planner works on (read-only while identities are planned).
 struct TargetCtx<'a> {
     target: &'a TargetId,
@@ -352,38 +402,47 @@ fn plan_targets(
     for target in targets {
         let accounts = input.actual.get(target).unwrap_or(&empty);
         let target_links: Vec<&Link> = input.links.iter().filter(|l| &l.target == target).collect();
+        // The identities' names in one array: checking a hit reads the name
+        // without first reading the link.
+        let link_identities: Vec<&str> = target_links.iter().map(|l| l.identity.as_str()).collect();
         let (index, by_identity) = rayon::join(
-            || {
-                let mut m: FastMap<&AccountId, usize> =
-                    FastMap::with_capacity_and_hasher(accounts.len(), Default::default());
-                m.extend(accounts.iter().enumerate().map(|(i, a)| (&a.id, i)));
-                m
+            || KeyIndex::new(accounts, |a: &Account| a.id.as_str()),
+            || KeyIndex::new(&link_identities, |s: &&str| *s),
+        );
+        // Each identity's linked account, looked up once, on every core, in
+        // two short passes side by side (each link's account, each
+        // identity's link) rather than one long chain per identity: short
+        // independent lookups let the processor wait for several at once.
+        let (account_of_link, link_of_identity) = rayon::join(
+            || -> Vec<Option<(usize, LinkOrigin)>> {
+                target_links
+                    .par_iter()
+                    .with_min_len(4096)
+                    .map(|l| index.get(l.account.as_str()).map(|i| (i, l.origin)))
+                    .collect()
             },
-            || {
-                let mut m: FastMap<&IdentityId, &Link> =
-                    FastMap::with_capacity_and_hasher(target_links.len(), Default::default());
-                m.extend(target_links.iter().map(|l| (&l.identity, *l)));
-                m
+            || -> Vec<Option<usize>> {
+                identities
+                    .par_iter()
+                    .with_min_len(4096)
+                    .map(|w| by_identity.get(w.id.as_str()))
+                    .collect()
             },
         );
-        // Each identity's linked account, looked up once, on every core.
-        let held: Vec<Option<(usize, LinkOrigin)>> = identities
+        drop(by_identity);
+        let held: Vec<Option<(usize, LinkOrigin)>> = link_of_identity
             .par_iter()
             .with_min_len(4096)
-            .map(|w| {
-                by_identity
-                    .get(&w.id)
-                    .and_then(|l| index.get(&l.account).map(|&i| (i, l.origin)))
-            })
+            .map(|j| j.and_then(|j| account_of_link.get(j).copied().flatten()))
             .collect();
-        drop(by_identity);
-        let link_of_account =
-            |index: &FastMap<&AccountId, usize>| -> FastMap<usize, (&IdentityId, LinkOrigin)> {
-                target_links
-                    .iter()
-                    .filter_map(|l| index.get(&l.account).map(|&i| (i, (&l.identity, l.origin))))
-                    .collect()
-            };
+        drop(link_of_identity);
+        let link_of_account = || -> FastMap<usize, (&IdentityId, LinkOrigin)> {
+            target_links
+                .iter()
+                .zip(&account_of_link)
+                .filter_map(|(l, held)| held.map(|(i, origin)| (i, (&l.identity, origin))))
+                .collect()
+        };
         let mut ctx = TargetCtx {
             target,
             opts: options.for_target(target),
@@ -399,7 +458,7 @@ fn plan_targets(
             for (i, a) in accounts.iter().enumerate() {
                 ctx.by_login.entry(a.login.as_str()).or_default().push(i);
             }
-            ctx.link_of_account = link_of_account(&index);
+            ctx.link_of_account = link_of_account();
         }
         let mut claimed = vec![false; accounts.len()];
         for (c, _) in held.iter().flatten() {
@@ -456,7 +515,7 @@ fn plan_targets(
             continue;
         }
         if ctx.link_of_account.is_empty() {
-            ctx.link_of_account = link_of_account(&index);
+            ctx.link_of_account = link_of_account();
         }
         unclaimed.sort_by(|&x, &y| {
             accounts
@@ -988,4 +1047,30 @@ fn set_digest<T: std::hash::Hash + Sync>(items: &[T]) -> Vec<u8> {
     out.extend_from_slice(&u64::try_from(items.len()).unwrap_or(u64::MAX).to_le_bytes());
     out.extend_from_slice(&sum.to_le_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyIndex;
+
+    #[test]
+    fn key_index_finds_positions_and_keeps_the_last_of_a_repeated_key() {
+        let items: Vec<String> = ["b", "a", "c", "a", "uid=x\\,y,ou=people"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let index = KeyIndex::new(&items, |s: &String| s.as_str());
+        assert_eq!(index.get("b"), Some(0));
+        assert_eq!(index.get("c"), Some(2));
+        assert_eq!(
+            index.get("a"),
+            Some(3),
+            "a repeated key keeps its last position, as a map would"
+        );
+        assert_eq!(index.get("uid=x\\,y,ou=people"), Some(4));
+        assert_eq!(index.get("d"), None);
+        assert_eq!(index.get(""), None);
+        let none: Vec<String> = Vec::new();
+        assert_eq!(KeyIndex::new(&none, |s: &String| s.as_str()).get("a"), None);
+    }
 }

@@ -7,8 +7,10 @@
 //!   entries (single stream);
 //! - 100 groups x 200 new members: one `grant` per group (one modify each),
 //!   against one `ldapmodify` sending one modify per member;
-//! - full read of the N users into the model (`list_all_accounts`, paged),
-//!   against one `ldapsearch` of the same attributes.
+//! - full read of the N users into the model (`list_all_accounts`, paged,
+//!   memberships included), against one `ldapsearch` of the same
+//!   attributes: both on the same server after our writes, taking turns,
+//!   `PROV_BENCH_LDAP_READS` (5) times each per run.
 //!
 //! `cargo bench --bench ldap`. Environment: `PROV_BENCH_LDAP_USERS` (10000),
 //! `PROV_BENCH_LDAP_RUNS` (3), `PROV_BENCH_LDAP_MODES` (`nosync,fsync`),
@@ -115,6 +117,29 @@ fn members_ldif(s: &Slapd, n: usize) -> String {
     out
 }
 
+/// `ldapsearch` of the attributes the connector reads, as text.
+fn peer_read(s: &Slapd) -> String {
+    s.tool(
+        "ldapsearch",
+        &[
+            "-LLL",
+            "-b",
+            &s.people(),
+            "(objectClass=inetOrgPerson)",
+            "uid",
+            "cn",
+            "sn",
+            "givenName",
+            "mail",
+            "displayName",
+            "title",
+            "memberOf",
+        ],
+        "",
+    )
+    .unwrap()
+}
+
 fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     let t = Instant::now();
     let out = f();
@@ -135,6 +160,7 @@ fn median(v: &mut [Duration]) -> Duration {
 fn main() {
     let n: usize = env("PROV_BENCH_LDAP_USERS", "10000").parse().unwrap();
     let runs: usize = env("PROV_BENCH_LDAP_RUNS", "3").parse().unwrap();
+    let reads: usize = env("PROV_BENCH_LDAP_READS", "5").parse().unwrap();
     let member_of = env("PROV_BENCH_LDAP_MEMBEROF", "0") == "1";
     let modes = env("PROV_BENCH_LDAP_MODES", "nosync,fsync");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -164,33 +190,6 @@ fn main() {
             let (t, r) = timed(|| peer.tool("ldapmodify", &[], &mods));
             r.unwrap();
             groups.peer.push(t);
-            let (t, r) = timed(|| {
-                peer.tool(
-                    "ldapsearch",
-                    &[
-                        "-LLL",
-                        "-b",
-                        &peer.people(),
-                        "(objectClass=inetOrgPerson)",
-                        "uid",
-                        "cn",
-                        "sn",
-                        "givenName",
-                        "mail",
-                        "displayName",
-                        "title",
-                        "memberOf",
-                    ],
-                    "",
-                )
-            });
-            let text = r.unwrap();
-            assert_eq!(
-                text.matches("\ndn: ").count() + 1,
-                n,
-                "ldapsearch read them all"
-            );
-            read.peer.push(t);
             drop(peer);
 
             // Ours on a fresh server of the same kind.
@@ -242,12 +241,21 @@ fn main() {
                 })
             });
             groups.ours.push(t);
-            let (t, accounts) = timed(|| rt.block_on(conn.list_all_accounts()).unwrap());
-            assert_eq!(accounts.len(), n);
-            if member_of {
-                assert!(accounts.iter().all(|a| a.entitlements.len() == 2));
+            // Reads: both on this server (same entries), taking turns.
+            for _ in 0..reads {
+                let (t, text) = timed(|| peer_read(&ours));
+                assert_eq!(
+                    text.matches("\ndn: ").count() + 1,
+                    n,
+                    "ldapsearch read them all"
+                );
+                read.peer.push(t);
+                let (t, accounts) = timed(|| rt.block_on(conn.list_all_accounts()).unwrap());
+                assert_eq!(accounts.len(), n);
+                let held: usize = accounts.iter().map(|a| a.entitlements.len()).sum();
+                assert_eq!(held, GROUPS * MEMBERS.min(n), "every membership read");
+                read.ours.push(t);
             }
-            read.ours.push(t);
         }
         for (what, mut s, peer) in [
             (format!("bulk create {n} users"), create, "ldapadd"),
@@ -271,7 +279,7 @@ fn main() {
         }
     }
     println!(
-        "\nslapd {}: mdb, equality indexes, memberof overlay {}; {runs} runs each, medians\n",
+        "\nslapd {}: mdb, equality indexes, memberof overlay {}; {runs} runs each ({reads} reads each per run), medians\n",
         slapd_version(),
         if member_of { "on" } else { "off" }
     );

@@ -1,9 +1,12 @@
 //! One multiplexed connection, shared by clones of its handle, with a bound
 //! on operations in flight; reconnected (and bound again) on the next
-//! operation after it drops.
+//! operation after it drops. Paged searches run on connections of their
+//! own (see [`Paging`]).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ldap3::asn1::{StructureTag, parse_tag, parse_uint};
 use ldap3::controls::RawControl;
@@ -76,10 +79,68 @@ pub(crate) struct Search<'a> {
     pub(crate) attrs: &'a [String],
 }
 
+/// Connections that paged searches run on.
+///
+/// A directory may keep one paged search per connection: OpenLDAP does, and
+/// a second paged search started on the same connection voids the first
+/// one's cookie ("paged results cookie is invalid"). So each paged search
+/// (every page of one listing) runs on a connection of its own, found again
+/// by the sequence number the cookie we hand out starts with; a finished
+/// search gives its connection back for the next one.
+#[derive(Default)]
+struct Paging {
+    next: u64,
+    /// Bound connections with no paged search under way.
+    idle: Vec<Ldap>,
+    /// Searches with more pages to come: sequence -> (connection, last use).
+    open: HashMap<u64, (Ldap, Instant)>,
+}
+
+/// How many idle paging connections are kept.
+const IDLE_PAGING: usize = 4;
+/// How many unfinished paged searches are kept (a caller may stop paging
+/// at any time); beyond this, and after [`PAGED_IDLE`] unused, the oldest
+/// are dropped and their cursors expire.
+const OPEN_PAGING: usize = 64;
+const PAGED_IDLE: Duration = Duration::from_secs(15 * 60);
+
+impl Paging {
+    /// Takes the connection of sequence `seq`, dropping expired searches.
+    fn take(&mut self, seq: u64) -> Option<Ldap> {
+        self.open.retain(|_, (_, used)| used.elapsed() < PAGED_IDLE);
+        self.open.remove(&seq).map(|(ldap, _)| ldap)
+    }
+
+    /// Keeps `ldap` for the next page of a search; its sequence number.
+    fn keep(&mut self, ldap: Ldap) -> u64 {
+        if self.open.len() >= OPEN_PAGING {
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(seq, _)| *seq);
+            if let Some(seq) = oldest {
+                self.open.remove(&seq);
+            }
+        }
+        self.next = self.next.wrapping_add(1);
+        self.open.insert(self.next, (ldap, Instant::now()));
+        self.next
+    }
+
+    /// Gives back the connection of a finished search.
+    fn release(&mut self, mut ldap: Ldap) {
+        if self.idle.len() < IDLE_PAGING && !ldap.is_closed() {
+            self.idle.push(ldap);
+        }
+    }
+}
+
 /// The connection and the bound on operations in flight.
 pub(crate) struct Conn {
     cfg: ConnectionConfig,
     live: Mutex<Option<Ldap>>,
+    paging: std::sync::Mutex<Paging>,
     permits: Semaphore,
 }
 
@@ -126,6 +187,7 @@ impl Conn {
         Conn {
             cfg,
             live: Mutex::new(None),
+            paging: std::sync::Mutex::new(Paging::default()),
             permits,
         }
     }
@@ -188,10 +250,7 @@ impl Conn {
         F: FnOnce(Ldap) -> Fut,
         Fut: Future<Output = std::result::Result<T, LdapError>>,
     {
-        let _permit =
-            self.permits.acquire().await.map_err(|_| {
-                Error::new(ErrorKind::Unavailable, "the connector is shutting down")
-            })?;
+        let _permit = self.permit().await?;
         let mut ldap = self.handle(op).await?;
         ldap.with_timeout(self.cfg.operation_timeout);
         match f(ldap).await {
@@ -203,6 +262,55 @@ impl Conn {
                 Err(from_ldap(e, op, what))
             }
         }
+    }
+
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.permits
+            .acquire()
+            .await
+            .map_err(|_| Error::new(ErrorKind::Unavailable, "the connector is shutting down"))
+    }
+
+    fn paging(&self) -> std::sync::MutexGuard<'_, Paging> {
+        self.paging
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection a paged search goes on: the one its cookie names, or
+    /// for a new search an idle one (connecting when there is none). The
+    /// cookie we hand out is the sequence number (8 bytes) and then the
+    /// directory's own cookie.
+    /// Also says whether it is an idle connection used before (which the
+    /// directory may have closed meanwhile).
+    async fn paging_connection(
+        &self,
+        op: Operation,
+        cookie: &[u8],
+    ) -> Result<(Ldap, Vec<u8>, bool)> {
+        if cookie.is_empty() {
+            let idle = self.paging().idle.pop().filter(|l| !l.clone().is_closed());
+            return Ok(match idle {
+                Some(l) => (l, Vec::new(), true),
+                None => (self.connect(op).await?, Vec::new(), false),
+            });
+        }
+        let expired = || {
+            Error::invalid_input(
+                "cursor",
+                format!(
+                    "the paged search this cursor continues has ended or was dropped (unused for \
+                     {} minutes, or more than {OPEN_PAGING} left unfinished); list again from the \
+                     first page",
+                    PAGED_IDLE.as_secs() / 60
+                ),
+            )
+            .with_operation(op)
+        };
+        let (seq, server) = cookie.split_at_checked(8).ok_or_else(expired)?;
+        let seq = u64::from_le_bytes(seq.try_into().map_err(|_| expired())?);
+        let ldap = self.paging().take(seq).ok_or_else(expired)?;
+        Ok((ldap, server.to_vec(), false))
     }
 
     /// Checks that the directory answers (connects and binds).
@@ -250,32 +358,29 @@ impl Conn {
             crit: true,
             val: Some(encode_paged(size, &cookie)),
         };
-        let attrs = attrs.to_vec();
-        // Streamed, each entry decoded as it arrives (while the directory
-        // sends the next), not collected first.
-        let (out, undecodable, failed, res) = self
-            .run(op, &what, |mut l| async move {
-                let mut stream = l
-                    .with_controls(vec![control])
-                    .streaming_search(base, scope, filter, attrs)
-                    .await?;
-                let mut out = Vec::with_capacity(page_size.min(4096));
-                let mut undecodable = 0usize;
-                let mut failed = None;
-                while let Some(e) = stream.next().await? {
-                    if e.is_ref() || e.is_intermediate() || failed.is_some() {
-                        continue;
-                    }
-                    match Entry::decode(e.0).map(f) {
-                        Some(Ok(t)) => out.push(t),
-                        Some(Err(error)) => failed = Some(error),
-                        None => undecodable += 1,
-                    }
-                }
-                let res = stream.finish().await;
-                Ok((out, undecodable, failed, res))
-            })
-            .await?;
+        let _permit = self.permit().await?;
+        let (mut ldap, server_cookie, reused) = self.paging_connection(op, &cookie).await?;
+        let control = RawControl {
+            val: Some(encode_paged(size, &server_cookie)),
+            ..control
+        };
+        let s = Search {
+            base,
+            scope,
+            filter,
+            attrs,
+        };
+        ldap.with_timeout(self.cfg.operation_timeout);
+        let mut streamed = stream_page(ldap.clone(), control.clone(), s, page_size, f).await;
+        if reused && streamed.as_ref().is_err_and(is_connection_loss) {
+            // An idle connection the directory had closed: nothing was
+            // read yet, so the search starts again on a new one.
+            ldap = self.connect(op).await?;
+            ldap.with_timeout(self.cfg.operation_timeout);
+            streamed = stream_page(ldap.clone(), control, s, page_size, f).await;
+        }
+        // A connection that failed is not used again.
+        let (out, undecodable, failed, res) = streamed.map_err(|e| from_ldap(e, op, &what))?;
         if let Some(error) = failed {
             return Err(error);
         }
@@ -296,6 +401,18 @@ impl Conn {
             .and_then(|c| c.1.val.as_deref())
             .and_then(decode_paged_cookie)
             .filter(|c| !c.is_empty());
+        let mut paging = self.paging();
+        let next = match next {
+            Some(server) => {
+                let mut ours = paging.keep(ldap).to_le_bytes().to_vec();
+                ours.extend_from_slice(&server);
+                Some(ours)
+            }
+            None => {
+                paging.release(ldap);
+                None
+            }
+        };
         Ok((out, next))
     }
 
@@ -349,6 +466,39 @@ impl Conn {
             }),
         }
     }
+}
+
+/// What one page of a search streams back: the entries turned into `T`
+/// as they arrive (while the directory sends the next), how many did not
+/// decode, the first conversion error, and the final result.
+type Streamed<T> = (Vec<T>, usize, Option<Error>, ldap3::LdapResult);
+
+async fn stream_page<T>(
+    mut ldap: Ldap,
+    control: RawControl,
+    s: Search<'_>,
+    page_size: usize,
+    f: &(dyn Fn(Entry) -> Result<T> + Sync),
+) -> std::result::Result<Streamed<T>, LdapError> {
+    let mut stream = ldap
+        .with_controls(vec![control])
+        .streaming_search(s.base, s.scope, s.filter, s.attrs.to_vec())
+        .await?;
+    let mut out = Vec::with_capacity(page_size.min(4096));
+    let mut undecodable = 0usize;
+    let mut failed = None;
+    while let Some(e) = stream.next().await? {
+        if e.is_ref() || e.is_intermediate() || failed.is_some() {
+            continue;
+        }
+        match Entry::decode(e.0).map(f) {
+            Some(Ok(t)) => out.push(t),
+            Some(Err(error)) => failed = Some(error),
+            None => undecodable += 1,
+        }
+    }
+    let res = stream.finish().await;
+    Ok((out, undecodable, failed, res))
 }
 
 /// A BER TLV with a definite length.

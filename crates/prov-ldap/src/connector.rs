@@ -42,6 +42,10 @@ pub struct LdapConnector {
 /// A page being read ahead: the next page of a listing is asked for as
 /// soon as the cookie for it arrives, so that the directory and the
 /// network work while the caller handles the page it has.
+/// How many listings get their next page read ahead at once (as many as
+/// paged searches are kept open).
+const READ_AHEAD: usize = 64;
+
 struct ReadAhead {
     /// The cursor and filter of the page it reads.
     key: (String, String, usize),
@@ -56,7 +60,9 @@ struct Inner {
     /// Directory attributes read for an account.
     read_attrs: Vec<String>,
     index: Mutex<Option<Arc<MemberIndex>>>,
-    read_ahead: std::sync::Mutex<Option<ReadAhead>>,
+    /// Pages being read ahead, oldest first (at most [`READ_AHEAD`]): one
+    /// per listing under way, so listings at the same time keep theirs.
+    read_ahead: std::sync::Mutex<Vec<ReadAhead>>,
     /// The account base as the directory spells it.
     base_spelling: tokio::sync::OnceCell<String>,
     /// Group DN (as the directory spells it in `memberOf`) to group name:
@@ -121,7 +127,7 @@ impl LdapConnector {
             group_base,
             read_attrs: read.into_iter().collect(),
             index: Mutex::new(None),
-            read_ahead: std::sync::Mutex::new(None),
+            read_ahead: std::sync::Mutex::new(Vec::new()),
             base_spelling: tokio::sync::OnceCell::new(),
             group_names: std::sync::Mutex::new(HashMap::new()),
         };
@@ -797,18 +803,15 @@ impl Inner {
             )
         };
         let ahead = {
-            let mut slot = this
+            let key = key_of(req.cursor.as_ref());
+            let mut pending = this
                 .read_ahead
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match slot.take() {
-                Some(r) if r.key == key_of(req.cursor.as_ref()) => Some(r.task),
-                Some(r) => {
-                    r.task.abort();
-                    None
-                }
-                None => None,
-            }
+            pending
+                .iter()
+                .position(|r| r.key == key)
+                .map(|i| pending.remove(i).task)
         };
         let page = match ahead {
             Some(task) => match task.await {
@@ -824,13 +827,15 @@ impl Inner {
             let key = key_of(Some(next));
             let inner = Arc::clone(this);
             let task = tokio::spawn(async move { inner.list_accounts(next_req).await });
-            let old = this
+            let mut pending = this
                 .read_ahead
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .replace(ReadAhead { key, task });
-            if let Some(old) = old {
-                old.task.abort();
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pending.push(ReadAhead { key, task });
+            if pending.len() > READ_AHEAD {
+                // More listings under way than are kept (or abandoned
+                // ones): the oldest is dropped, and its cursor expires.
+                pending.remove(0).task.abort();
             }
         }
         Ok(page)

@@ -452,21 +452,28 @@ async fn a_dropped_connection_is_reopened() {
     let mut server = slapd();
     let conn = connector(&server, Dialect::OpenLdap);
     create(&conn, "before").await;
+    // Leaves an idle connection for the next listing.
+    assert_eq!(conn.list_all_accounts().await.unwrap().len(), 1);
     server.restart().unwrap();
-    // The first call may see the drop (retryable); the next reconnects and binds again.
+    // A search that finds its idle connection closed starts again on a new
+    // one: nothing was read yet.
+    assert_eq!(conn.list_all_accounts().await.unwrap().len(), 1);
+    // A write may see the drop (retryable); the next reconnects and binds again.
     let mut tries = 0;
-    let listed = loop {
+    loop {
         tries += 1;
-        match conn.list_all_accounts().await {
-            Ok(l) => break l,
+        match conn
+            .create_account(CreateAccount::new("after", person("Doe")))
+            .await
+        {
+            Ok(_) => break,
             Err(e) => {
                 assert!(e.is_retryable(), "{e}");
                 assert!(tries < 3, "still failing: {e}");
             }
         }
-    };
-    assert_eq!(listed.len(), 1);
-    create(&conn, "after").await;
+    }
+    assert_eq!(conn.list_all_accounts().await.unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -532,4 +539,75 @@ async fn timeouts_bound_a_silent_server() {
     let e = LdapConnector::new(cfg).unwrap().check().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     drop(silent);
+}
+
+/// OpenLDAP keeps one paged search per connection: a second one started on
+/// the same connection voids the first one's cookie. Listings that run at
+/// the same time (accounts, groups, members, and each listing's own
+/// read-ahead) must each still see every page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_listings_at_the_same_time_each_see_every_page() {
+    let server = slapd();
+    let names: Vec<String> = (0..30).map(|g| format!("team{g:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    add_groups(&server, &["groupOfUniqueNames"], "uniqueMember", &refs);
+    let mut cfg = config(&server, Dialect::OpenLdapUniqueMember);
+    cfg.page_size = 7;
+    let conn = LdapConnector::new(cfg).unwrap();
+    let n = 80;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(create(&conn, &format!("p{i:03}")).await);
+    }
+    for (g, name) in names.iter().enumerate().take(5) {
+        let members: Vec<AccountId> = ids.iter().skip(g).step_by(5).cloned().collect();
+        let out = conn
+            .grant(MembershipChange::new(
+                EntitlementId::new(name.clone()),
+                members,
+            ))
+            .await
+            .unwrap();
+        assert!(out.is_ok(), "{:?}", out.failures.first());
+    }
+    let team00 = EntitlementId::new("team00");
+    for round in 0..5 {
+        let (a, b, groups, members) = tokio::join!(
+            conn.list_all_accounts(),
+            conn.list_all_accounts(),
+            conn.list_all_entitlements(),
+            conn.list_all_members(&team00),
+        );
+        for listed in [a, b] {
+            let listed = listed.unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(listed.len(), n, "round {round}");
+            let held: usize = listed.iter().map(|a| a.entitlements.len()).sum();
+            assert_eq!(held, n, "round {round}: each account is in one team");
+        }
+        let groups = groups.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(groups.len(), 30, "round {round}");
+        let members = members.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(members.len(), n / 5, "round {round}");
+    }
+    // A cursor whose search is gone is refused, naming the cursor.
+    let first = conn.list_accounts(ListRequest::first()).await.unwrap();
+    let cursor = first.next.expect("more than one page");
+    let (base, _) = cursor.split_once(':').unwrap();
+    let gone = format!("{base}:ffffffffffffffff01");
+    let e = conn
+        .list_accounts(ListRequest::after(gone))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert_eq!(e.field(), Some("cursor"));
+    assert!(
+        e.message().contains("list again from the first page"),
+        "{e}"
+    );
+    // The live cursor still works.
+    let second = conn
+        .list_accounts(ListRequest::after(cursor))
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 7);
 }

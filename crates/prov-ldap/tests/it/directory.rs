@@ -9,7 +9,7 @@ use prov_core::{
     AccountId, AttributeDelta, Attributes, Connector, ConnectorExt, CreateAccount, EntitlementId,
     ErrorKind, ListRequest, MembershipChange, UpdateAccount, Value,
 };
-use prov_ldap::{Dialect, LdapConnector, Tls};
+use prov_ldap::{AttributeMap, Dialect, LdapConnector, Tls};
 use prov_testkit::slapd::{Slapd, SlapdOptions};
 
 use crate::common::{add_groups, attribute, config, connector, slapd};
@@ -610,4 +610,28 @@ async fn paged_listings_at_the_same_time_each_see_every_page() {
         .await
         .unwrap();
     assert_eq!(second.items.len(), 7);
+}
+
+/// Two model attributes may read one directory attribute, and one may read
+/// the login attribute: each gets the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_directory_attribute_feeds_several_model_attributes() {
+    let server = slapd();
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.accounts
+        .attributes
+        .insert("surname".to_owned(), AttributeMap::string("sn"));
+    cfg.accounts
+        .attributes
+        .insert("username".to_owned(), AttributeMap::string("uid"));
+    let conn = LdapConnector::new(cfg).unwrap();
+    create(&conn, "shared").await;
+    let listed = conn.list_all_accounts().await.unwrap();
+    let a = listed.first().expect("one account");
+    assert_eq!(a.attributes.get("family_name"), Some(&Value::from("Doe")));
+    assert_eq!(a.attributes.get("surname"), Some(&Value::from("Doe")));
+    assert_eq!(a.attributes.get("username"), Some(&Value::from("shared")));
+    assert_eq!(a.login, "shared");
+    let read = conn.get_account(&a.id).await.unwrap();
+    assert_eq!(&read, a);
 }

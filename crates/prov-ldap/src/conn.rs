@@ -3,10 +3,9 @@
 //! operation after it drops. Paged searches run on connections of their
 //! own (see [`Paging`]).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ldap3::asn1::{StructureTag, parse_tag, parse_uint};
 use ldap3::controls::RawControl;
@@ -16,6 +15,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use crate::config::{ConnectionConfig, Tls};
 use crate::error::{from_ldap, from_result, is_connection_loss};
+use crate::kept::Kept;
 
 /// The OID of the RFC 2696 paged results control.
 const PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
@@ -85,49 +85,29 @@ pub(crate) struct Search<'a> {
 /// a second paged search started on the same connection voids the first
 /// one's cookie ("paged results cookie is invalid"). So each paged search
 /// (every page of one listing) runs on a connection of its own, found again
-/// by the sequence number the cookie we hand out starts with; a finished
-/// search gives its connection back for the next one.
-#[derive(Default)]
+/// by the number the cookie we hand out starts with; a finished search
+/// gives its connection back for the next one.
 struct Paging {
-    next: u64,
     /// Bound connections with no paged search under way.
     idle: Vec<Ldap>,
-    /// Searches with more pages to come: sequence -> (connection, last use).
-    open: HashMap<u64, (Ldap, Instant)>,
+    /// Searches with more pages to come (at most 64, each for at most 15
+    /// minutes unused).
+    open: Kept<Ldap>,
 }
 
 /// How many idle paging connections are kept.
 const IDLE_PAGING: usize = 4;
-/// How many unfinished paged searches are kept (a caller may stop paging
-/// at any time); beyond this, and after [`PAGED_IDLE`] unused, the oldest
-/// are dropped and their cursors expire.
-const OPEN_PAGING: usize = 64;
-const PAGED_IDLE: Duration = Duration::from_secs(15 * 60);
+
+impl Default for Paging {
+    fn default() -> Self {
+        Paging {
+            idle: Vec::new(),
+            open: Kept::new(64, Duration::from_secs(15 * 60)),
+        }
+    }
+}
 
 impl Paging {
-    /// Takes the connection of sequence `seq`, dropping expired searches.
-    fn take(&mut self, seq: u64) -> Option<Ldap> {
-        self.open.retain(|_, (_, used)| used.elapsed() < PAGED_IDLE);
-        self.open.remove(&seq).map(|(ldap, _)| ldap)
-    }
-
-    /// Keeps `ldap` for the next page of a search; its sequence number.
-    fn keep(&mut self, ldap: Ldap) -> u64 {
-        if self.open.len() >= OPEN_PAGING {
-            let oldest = self
-                .open
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(seq, _)| *seq);
-            if let Some(seq) = oldest {
-                self.open.remove(&seq);
-            }
-        }
-        self.next = self.next.wrapping_add(1);
-        self.open.insert(self.next, (ldap, Instant::now()));
-        self.next
-    }
-
     /// Gives back the connection of a finished search.
     fn release(&mut self, mut ldap: Ldap) {
         if self.idle.len() < IDLE_PAGING && !ldap.is_closed() {
@@ -295,21 +275,15 @@ impl Conn {
                 None => (self.connect(op).await?, Vec::new(), false),
             });
         }
-        let expired = || {
-            Error::invalid_input(
-                "cursor",
-                format!(
-                    "the paged search this cursor continues has ended or was dropped (unused for \
-                     {} minutes, or more than {OPEN_PAGING} left unfinished); list again from the \
-                     first page",
-                    PAGED_IDLE.as_secs() / 60
-                ),
-            )
-            .with_operation(op)
+        let mut paging = self.paging();
+        let taken = cookie
+            .split_at_checked(8)
+            .and_then(|(seq, server)| Some((u64::from_le_bytes(seq.try_into().ok()?), server)))
+            .and_then(|(seq, server)| Some((paging.open.take(seq)?, server)));
+        let Some((ldap, server)) = taken else {
+            return Err(expired_cursor(op, "paged search", &paging.open));
         };
-        let (seq, server) = cookie.split_at_checked(8).ok_or_else(expired)?;
-        let seq = u64::from_le_bytes(seq.try_into().map_err(|_| expired())?);
-        let ldap = self.paging().take(seq).ok_or_else(expired)?;
+        drop(paging);
         Ok((ldap, server.to_vec(), false))
     }
 
@@ -404,7 +378,7 @@ impl Conn {
         let mut paging = self.paging();
         let next = match next {
             Some(server) => {
-                let mut ours = paging.keep(ldap).to_le_bytes().to_vec();
+                let mut ours = paging.open.keep(ldap).to_le_bytes().to_vec();
                 ours.extend_from_slice(&server);
                 Some(ours)
             }
@@ -499,6 +473,20 @@ async fn stream_page<T>(
     }
     let res = stream.finish().await;
     Ok((out, undecodable, failed, res))
+}
+
+/// The error for a cursor whose kept `what` (in `kept`) is gone.
+pub(crate) fn expired_cursor<T>(op: Operation, what: &str, kept: &Kept<T>) -> Error {
+    Error::invalid_input(
+        "cursor",
+        format!(
+            "the {what} this cursor continues has ended or was dropped (unused for {} minutes, \
+             or more than {} left unfinished); list again from the first page",
+            kept.idle_minutes(),
+            kept.cap()
+        ),
+    )
+    .with_operation(op)
 }
 
 /// A BER TLV with a definite length.

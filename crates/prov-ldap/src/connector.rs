@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -15,9 +16,10 @@ use prov_core::{
 use tokio::sync::Mutex;
 
 use crate::config::{DisableMethod, LdapConfig, MemberStyle, Syntax};
-use crate::conn::{Conn, Entry, Search};
+use crate::conn::{Conn, Entry, Search, expired_cursor};
 use crate::dn::{Dn, canonical, child, equality};
 use crate::error::from_result;
+use crate::kept::Kept;
 
 /// `pwdAccountLockedTime` value that locks an account until it is removed.
 const LOCKED_FOREVER: &str = "000001010000Z";
@@ -60,6 +62,8 @@ struct Inner {
     /// Directory attributes read for an account.
     read_attrs: Vec<String>,
     index: Mutex<Option<Arc<MemberIndex>>>,
+    /// Member lists being paged (group members are read once per listing).
+    member_lists: std::sync::Mutex<Kept<Arc<Vec<AccountId>>>>,
     /// Pages being read ahead, oldest first (at most [`READ_AHEAD`]): one
     /// per listing under way, so listings at the same time keep theirs.
     read_ahead: std::sync::Mutex<Vec<ReadAhead>>,
@@ -128,6 +132,7 @@ impl LdapConnector {
             read_attrs: read.into_iter().collect(),
             index: Mutex::new(None),
             read_ahead: std::sync::Mutex::new(Vec::new()),
+            member_lists: std::sync::Mutex::new(Kept::new(16, Duration::from_secs(15 * 60))),
             base_spelling: tokio::sync::OnceCell::new(),
             group_names: std::sync::Mutex::new(HashMap::new()),
         };
@@ -1304,6 +1309,31 @@ impl Inner {
         req: ListRequest,
     ) -> Result<Page<AccountId>> {
         let op = Operation::ListMembers;
+        let size = self.page_size(&req);
+        // Later pages come from the member list the first page read: one
+        // read of the group per listing, and a group changing meanwhile
+        // neither skips nor repeats anyone.
+        if let Some(c) = &req.cursor {
+            let (n, from) = c
+                .split_once(':')
+                .and_then(|(n, from)| Some((n.parse::<u64>().ok()?, from.parse::<usize>().ok()?)))
+                .ok_or_else(|| bad_cursor(op, c))?;
+            let mut kept = self
+                .member_lists
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(members) = kept.get(n).map(Arc::clone) else {
+                return Err(expired_cursor(op, "member list", &kept));
+            };
+            let page: Vec<AccountId> = members.iter().skip(from).take(size).cloned().collect();
+            let next = if from + size < members.len() {
+                Some(format!("{n}:{}", from + size))
+            } else {
+                kept.take(n);
+                None
+            };
+            return Ok(Page::new(page, next));
+        }
         let group = self.group_dn(entitlement);
         let attrs = vec![self.cfg.groups.members.attribute().to_owned()];
         let entry = self
@@ -1336,14 +1366,16 @@ impl Inner {
             }
         };
         members.sort();
-        let size = self.page_size(&req);
-        let from: usize = match &req.cursor {
-            None => 0,
-            Some(c) => c.parse().map_err(|_| bad_cursor(op, c))?,
-        };
-        let page: Vec<AccountId> = members.iter().skip(from).take(size).cloned().collect();
-        let next = (from + size < members.len()).then(|| (from + size).to_string());
-        Ok(Page::new(page, next))
+        if members.len() <= size {
+            return Ok(Page::last(members));
+        }
+        let page: Vec<AccountId> = members.iter().take(size).cloned().collect();
+        let n = self
+            .member_lists
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keep(Arc::new(members));
+        Ok(Page::new(page, Some(format!("{n}:{size}"))))
     }
 
     async fn changes_since(&self, token: Option<&str>) -> Result<ChangeSet> {

@@ -29,6 +29,7 @@ mod conn;
 mod connector;
 pub mod dn;
 mod error;
+mod kept;
 
 pub use config::{
     AccountsConfig, AttributeMap, ConnectionConfig, Dialect, DisableMethod, GroupsConfig,

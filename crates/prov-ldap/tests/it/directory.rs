@@ -610,6 +610,44 @@ async fn paged_listings_at_the_same_time_each_see_every_page() {
         .await
         .unwrap();
     assert_eq!(second.items.len(), 7);
+
+    // Members are paged from the list the first page read: a group that
+    // changes meanwhile neither skips nor repeats anyone.
+    let before = conn.list_all_members(&team00).await.unwrap();
+    let mut req = ListRequest::first().with_page_size(5);
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = conn.list_members(&team00, req.clone()).await.unwrap();
+        pages += 1;
+        if pages == 1 {
+            let out = conn
+                .revoke(MembershipChange::new(
+                    team00.clone(),
+                    page.items[..3].to_vec(),
+                ))
+                .await
+                .unwrap();
+            assert!(out.is_ok());
+        }
+        seen.extend(page.items);
+        match page.next {
+            Some(c) => req = ListRequest::after(c).with_page_size(5),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(seen, before, "the list as the first page saw it");
+    assert_eq!(conn.list_all_members(&team00).await.unwrap().len(), 13);
+    for (cursor, what) in [("12345:5", "list again"), ("x", "not a cursor")] {
+        let e = conn
+            .list_members(&team00, ListRequest::after(cursor))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert_eq!(e.field(), Some("cursor"));
+        assert!(e.message().contains(what), "{e}");
+    }
 }
 
 /// Two model attributes may read one directory attribute, and one may read

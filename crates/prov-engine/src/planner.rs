@@ -255,29 +255,32 @@ impl<'a> PlanInput<'a> {
 /// planner builds maps over millions of them.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Positions of items by a string key, as a table of positions (8 bytes a
-/// slot instead of a key reference and a value): over a million accounts
-/// the table stays small enough to be reused from the heap between plans
-/// rather than mapped fresh (and zeroed by the kernel) every time.
-/// A key given twice keeps its last position, as a map would.
+/// Positions of items by a string key, as a table of 32-bit positions (4
+/// bytes a slot instead of a key reference and a value): over a million
+/// accounts the table stays small enough to be reused from the heap
+/// between plans rather than mapped fresh (and zeroed by the kernel) every
+/// time. A key given twice keeps its last position, as a map would.
 struct KeyIndex<'a, T, F> {
     items: &'a [T],
     key: F,
     state: foldhash::fast::RandomState,
-    table: hashbrown::HashTable<usize>,
+    table: hashbrown::HashTable<u32>,
 }
 
 impl<'a, T, F: Fn(&'a T) -> &'a str> KeyIndex<'a, T, F> {
-    fn new(items: &'a [T], key: F) -> Self {
+    /// `None` when there are more items than 32-bit positions.
+    fn new(items: &'a [T], key: F) -> Option<Self> {
         use std::hash::BuildHasher;
+        u32::try_from(items.len()).ok()?;
         let state = foldhash::fast::RandomState::default();
         let mut table = hashbrown::HashTable::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
+        let at = |j: u32| items.get(j as usize);
+        for (i, item) in (0u32..).zip(items) {
             let k = key(item);
-            let hash = |&j: &usize| items.get(j).map_or(0, |x| state.hash_one(key(x)));
+            let hash = |&j: &u32| at(j).map_or(0, |x| state.hash_one(key(x)));
             match table.entry(
                 state.hash_one(k),
-                |&j| items.get(j).is_some_and(|x| key(x) == k),
+                |&j| at(j).is_some_and(|x| key(x) == k),
                 hash,
             ) {
                 hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = i,
@@ -286,20 +289,20 @@ impl<'a, T, F: Fn(&'a T) -> &'a str> KeyIndex<'a, T, F> {
                 }
             }
         }
-        KeyIndex {
+        Some(KeyIndex {
             items,
             key,
             state,
             table,
-        }
+        })
     }
 
-    fn get(&self, k: &str) -> Option<usize> {
+    fn get(&self, k: &str) -> Option<u32> {
         use std::hash::BuildHasher;
         let items = self.items;
         self.table
             .find(self.state.hash_one(k), |&j| {
-                items.get(j).is_some_and(|x| (self.key)(x) == k)
+                items.get(j as usize).is_some_and(|x| (self.key)(x) == k)
             })
             .copied()
     }
@@ -405,23 +408,32 @@ fn plan_targets(
         // The identities' names in one array: checking a hit reads the name
         // without first reading the link.
         let link_identities: Vec<&str> = target_links.iter().map(|l| l.identity.as_str()).collect();
-        let (index, by_identity) = rayon::join(
+        let (index, by_identity) = match rayon::join(
             || KeyIndex::new(accounts, |a: &Account| a.id.as_str()),
             || KeyIndex::new(&link_identities, |s: &&str| *s),
-        );
+        ) {
+            (Some(index), Some(by_identity)) => (index, by_identity),
+            _ => {
+                problems.push(format!(
+                    "{target}: more than {} accounts or links; not planned",
+                    u32::MAX
+                ));
+                continue;
+            }
+        };
         // Each identity's linked account, looked up once, on every core, in
         // two short passes side by side (each link's account, each
         // identity's link) rather than one long chain per identity: short
         // independent lookups let the processor wait for several at once.
         let (account_of_link, link_of_identity) = rayon::join(
-            || -> Vec<Option<(usize, LinkOrigin)>> {
+            || -> Vec<Option<(u32, LinkOrigin)>> {
                 target_links
                     .par_iter()
                     .with_min_len(4096)
                     .map(|l| index.get(l.account.as_str()).map(|i| (i, l.origin)))
                     .collect()
             },
-            || -> Vec<Option<usize>> {
+            || -> Vec<Option<u32>> {
                 identities
                     .par_iter()
                     .with_min_len(4096)
@@ -430,17 +442,17 @@ fn plan_targets(
             },
         );
         drop(by_identity);
-        let held: Vec<Option<(usize, LinkOrigin)>> = link_of_identity
+        let held: Vec<Option<(u32, LinkOrigin)>> = link_of_identity
             .par_iter()
             .with_min_len(4096)
-            .map(|j| j.and_then(|j| account_of_link.get(j).copied().flatten()))
+            .map(|j| j.and_then(|j| account_of_link.get(j as usize).copied().flatten()))
             .collect();
         drop(link_of_identity);
         let link_of_account = || -> FastMap<usize, (&IdentityId, LinkOrigin)> {
             target_links
                 .iter()
                 .zip(&account_of_link)
-                .filter_map(|(l, held)| held.map(|(i, origin)| (i, (&l.identity, origin))))
+                .filter_map(|(l, held)| held.map(|(i, origin)| (i as usize, (&l.identity, origin))))
                 .collect()
         };
         let mut ctx = TargetCtx {
@@ -462,7 +474,7 @@ fn plan_targets(
         }
         let mut claimed = vec![false; accounts.len()];
         for (c, _) in held.iter().flatten() {
-            if let Some(slot) = claimed.get_mut(*c) {
+            if let Some(slot) = claimed.get_mut(*c as usize) {
                 *slot = true;
             }
         }
@@ -474,7 +486,10 @@ fn plan_targets(
                     res,
                     input.now,
                     &ctx,
-                    held.get(i).copied().flatten(),
+                    held.get(i)
+                        .copied()
+                        .flatten()
+                        .map(|(k, origin)| (k as usize, origin)),
                     claimed,
                 ),
                 _ => IdentityOutcome::default(),
@@ -1059,7 +1074,7 @@ mod tests {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-        let index = KeyIndex::new(&items, |s: &String| s.as_str());
+        let index = KeyIndex::new(&items, |s: &String| s.as_str()).unwrap();
         assert_eq!(index.get("b"), Some(0));
         assert_eq!(index.get("c"), Some(2));
         assert_eq!(
@@ -1071,6 +1086,7 @@ mod tests {
         assert_eq!(index.get("d"), None);
         assert_eq!(index.get(""), None);
         let none: Vec<String> = Vec::new();
-        assert_eq!(KeyIndex::new(&none, |s: &String| s.as_str()).get("a"), None);
+        let empty = KeyIndex::new(&none, |s: &String| s.as_str()).unwrap();
+        assert_eq!(empty.get("a"), None);
     }
 }

@@ -319,30 +319,16 @@ impl Conn {
         cookie: Vec<u8>,
         f: &(dyn Fn(Entry) -> Result<T> + Sync),
     ) -> Result<(Vec<T>, Option<Vec<u8>>)> {
-        let Search {
-            base,
-            scope,
-            filter,
-            attrs,
-        } = s;
-        let what = format!("searching {base} for {filter}");
-        let size = i32::try_from(page_size).unwrap_or(i32::MAX);
-        let control = RawControl {
-            ctype: PAGED_RESULTS.to_owned(),
-            crit: true,
-            val: Some(encode_paged(size, &cookie)),
-        };
+        let what = format!("searching {} for {}", s.base, s.filter);
         let _permit = self.permit().await?;
         let (mut ldap, server_cookie, reused) = self.paging_connection(op, &cookie).await?;
         let control = RawControl {
-            val: Some(encode_paged(size, &server_cookie)),
-            ..control
-        };
-        let s = Search {
-            base,
-            scope,
-            filter,
-            attrs,
+            ctype: PAGED_RESULTS.to_owned(),
+            crit: true,
+            val: Some(encode_paged(
+                i32::try_from(page_size).unwrap_or(i32::MAX),
+                &server_cookie,
+            )),
         };
         ldap.with_timeout(self.cfg.operation_timeout);
         let mut streamed = stream_page(ldap.clone(), control.clone(), s, page_size, f).await;

@@ -37,17 +37,24 @@ type MemberIndex = HashMap<String, BTreeSet<EntitlementId>>;
 /// entitlements are groups under the group base (their id is the group's
 /// name). Everything placed in a DN or a filter is escaped (RFC 4514,
 /// RFC 4515); nothing outside the configured bases is read or written.
+///
+/// Listings page with RFC 2696, each paged search on a connection of its
+/// own (OpenLDAP keeps one per connection); a group's members are read once
+/// per listing and paged from that list. A cursor stays good for 15 minutes
+/// unused, and up to 64 listings (16 member listings) may be under way at
+/// once; past that the oldest cursor is refused (`InvalidInput`, field
+/// `cursor`) and that listing starts again from its first page.
 pub struct LdapConnector {
     inner: Arc<Inner>,
 }
 
-/// A page being read ahead: the next page of a listing is asked for as
-/// soon as the cookie for it arrives, so that the directory and the
-/// network work while the caller handles the page it has.
 /// How many listings get their next page read ahead at once (as many as
 /// paged searches are kept open).
 const READ_AHEAD: usize = 64;
 
+/// A page being read ahead: the next page of a listing is asked for as
+/// soon as the cookie for it arrives, so that the directory and the
+/// network work while the caller handles the page it has.
 struct ReadAhead {
     /// The cursor and filter of the page it reads.
     key: (String, String, usize),

@@ -434,6 +434,8 @@ async fn ldaps_and_starttls_verify_the_server() {
     let conn = LdapConnector::new(cfg).unwrap();
     conn.check().await.unwrap();
     create(&conn, "tls-user").await;
+    // Listings page on connections of their own: over TLS too.
+    assert_eq!(conn.list_all_accounts().await.unwrap().len(), 1);
     // StartTLS on ldap://.
     let mut cfg = config(&server, Dialect::OpenLdap);
     cfg.connection.tls = Tls::StartTls;

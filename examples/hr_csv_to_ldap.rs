@@ -271,11 +271,7 @@ async fn movers_and_leavers(
     // A mover: Sales to Marketing.
     let i = find(&people, "E1024")?;
     people[i] = people[i].clone().with("department", "Marketing");
-    println!(
-        "
-mover: {} Sales -> Marketing",
-        people[i].id
-    );
+    println!("\nmover: {} Sales -> Marketing", people[i].id);
     let (plan, report) = engine.handle(Event::Mover(people[i].clone())).await?;
     show(&plan, 8);
     let moved = account("leslie.lamport")
@@ -293,11 +289,7 @@ mover: {} Sales -> Marketing",
 
     // A leaver: access revoked and the account locked at once.
     let j = find(&people, "E1011")?;
-    println!(
-        "
-leaver: {}",
-        people[j].id
-    );
+    println!("\nleaver: {}", people[j].id);
     let (plan, report) = engine.handle(Event::Leaver(people[j].clone())).await?;
     show(&plan, 8);
     let left = account("radia.perlman")

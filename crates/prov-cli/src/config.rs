@@ -225,6 +225,12 @@ impl TargetConfig {
             (self.password.is_some(), "password"),
             (self.starttls, "starttls"),
             (self.ca_file.is_some(), "ca_file"),
+            (self.accounts_base.is_some(), "accounts_base"),
+            (self.groups_base.is_some(), "groups_base"),
+            (self.placeholder_member.is_some(), "placeholder_member"),
+            (self.batch_size.is_some(), "batch_size"),
+            (self.page_size.is_some(), "page_size"),
+            (self.max_in_flight.is_some(), "max_in_flight"),
             (!self.attributes.is_empty(), "attributes"),
         ] {
             if set {

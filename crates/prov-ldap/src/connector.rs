@@ -70,7 +70,7 @@ struct Inner {
     read_attrs: Vec<String>,
     index: Mutex<Option<Arc<MemberIndex>>>,
     /// Member lists being paged (group members are read once per listing).
-    member_lists: std::sync::Mutex<Kept<Arc<Vec<AccountId>>>>,
+    member_lists: std::sync::Mutex<Kept<(EntitlementId, Arc<Vec<AccountId>>)>>,
     /// Pages being read ahead, oldest first (at most [`READ_AHEAD`]): one
     /// per listing under way, so listings at the same time keep theirs.
     read_ahead: std::sync::Mutex<Vec<ReadAhead>>,
@@ -1329,9 +1329,13 @@ impl Inner {
                 .member_lists
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Some(members) = kept.get(n).map(Arc::clone) else {
+            let Some((group, members)) = kept.get(n).cloned() else {
                 return Err(expired_cursor(op, "member list", &kept));
             };
+            if &group != entitlement {
+                // A cursor from another group's listing.
+                return Err(bad_cursor(op, c));
+            }
             let page: Vec<AccountId> = members.iter().skip(from).take(size).cloned().collect();
             let next = if from + size < members.len() {
                 Some(format!("{n}:{}", from + size))
@@ -1381,7 +1385,7 @@ impl Inner {
             .member_lists
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .keep(Arc::new(members));
+            .keep((entitlement.clone(), Arc::new(members)));
         Ok(Page::new(page, Some(format!("{n}:{size}"))))
     }
 

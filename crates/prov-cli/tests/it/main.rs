@@ -329,6 +329,28 @@ fn ldap_targets_from_the_config_against_slapd() {
         "{err}"
     );
     assert!(!err.contains(&server.admin_password));
+    // Every LDAP-only field is named, not silently ignored.
+    for field in [
+        "page_size = 50",
+        "accounts_base = \"ou=x\"",
+        "max_in_flight = 4",
+    ] {
+        std::fs::write(
+            dir.join("prov.toml"),
+            format!(
+                "policy = \"policy.toml\"\n\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\nstate = \"status\"\n\n\
+                 [targets.ldap]\nkind = \"file\"\npath = \"targets/x.json\"\n{field}\n"
+            ),
+        )
+        .unwrap();
+        let (code, _, err) = run(&["plan"]);
+        assert_eq!(code, 2, "{err}");
+        let name = field.split(' ').next().unwrap_or_default();
+        assert!(
+            err.contains(&format!("targets.ldap.{name} is only for kind `ldap`")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

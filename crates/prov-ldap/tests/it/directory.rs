@@ -641,6 +641,19 @@ async fn paged_listings_at_the_same_time_each_see_every_page() {
     assert_eq!(pages, 4);
     assert_eq!(seen, before, "the list as the first page saw it");
     assert_eq!(conn.list_all_members(&team00).await.unwrap().len(), 13);
+    // A cursor of one group's listing is not taken for another group.
+    let first = conn
+        .list_members(&team00, ListRequest::first().with_page_size(5))
+        .await
+        .unwrap();
+    let e = conn
+        .list_members(
+            &EntitlementId::new("team01"),
+            ListRequest::after(first.next.expect("more than one page")),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.field(), Some("cursor"), "{e}");
     for (cursor, what) in [("12345:5", "list again"), ("x", "not a cursor")] {
         let e = conn
             .list_members(&team00, ListRequest::after(cursor))

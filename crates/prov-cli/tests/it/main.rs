@@ -46,10 +46,16 @@ fn rand_suffix() -> u128 {
 }
 
 fn prov(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    prov_with(dir, args, &[])
+}
+
+/// `prov` with extra environment variables.
+fn prov_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_prov"))
         .arg("--config")
         .arg(dir.join("prov.toml"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -260,20 +266,8 @@ fn ldap_targets_from_the_config_against_slapd() {
         server.nobody()
     );
     std::fs::write(dir.join("prov.toml"), &config).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_prov"))
-            .arg("--config")
-            .arg(dir.join("prov.toml"))
-            .args(args)
-            .env("PROV_TEST_LDAP_PASSWORD", &server.admin_password)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let secret = [("PROV_TEST_LDAP_PASSWORD", server.admin_password.as_str())];
+    let run = |args: &[&str]| prov_with(&dir, args, &secret);
     let (code, out, err) = run(&["check"]);
     assert_eq!(
         (code, out.as_str()),

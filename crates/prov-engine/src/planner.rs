@@ -255,54 +255,50 @@ impl<'a> PlanInput<'a> {
 /// planner builds maps over millions of them.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Positions of items by a string key, as a table of 32-bit positions (4
-/// bytes a slot instead of a key reference and a value): over a million
-/// accounts the table stays small enough to be reused from the heap
-/// between plans rather than mapped fresh (and zeroed by the kernel) every
-/// time. A key given twice keeps its last position, as a map would.
-struct KeyIndex<'a, T, F> {
-    items: &'a [T],
-    key: F,
+/// Positions of keys, as a table of 32-bit positions (4 bytes a slot
+/// instead of a key reference and a value): over a million accounts the
+/// table stays small enough to be reused from the heap between plans
+/// rather than mapped fresh (and zeroed by the kernel) every time. The keys
+/// are hashed first on every core, then inserted in one short loop that
+/// touches only the table; a lookup checks its hit against the key array,
+/// not the item the key came from. A key given twice keeps its last
+/// position, as a map would.
+struct KeyIndex<'a> {
+    keys: Vec<&'a str>,
     state: foldhash::fast::RandomState,
     table: hashbrown::HashTable<u32>,
 }
 
-impl<'a, T, F: Fn(&'a T) -> &'a str> KeyIndex<'a, T, F> {
-    /// `None` when there are more items than 32-bit positions.
-    fn new(items: &'a [T], key: F) -> Option<Self> {
+impl<'a> KeyIndex<'a> {
+    /// `None` when there are more keys than 32-bit positions.
+    fn new(keys: Vec<&'a str>) -> Option<Self> {
+        use rayon::prelude::*;
         use std::hash::BuildHasher;
-        u32::try_from(items.len()).ok()?;
+        u32::try_from(keys.len()).ok()?;
         let state = foldhash::fast::RandomState::default();
-        let mut table = hashbrown::HashTable::with_capacity(items.len());
-        let at = |j: u32| items.get(j as usize);
-        for (i, item) in (0u32..).zip(items) {
-            let k = key(item);
-            let hash = |&j: &u32| at(j).map_or(0, |x| state.hash_one(key(x)));
-            match table.entry(
-                state.hash_one(k),
-                |&j| at(j).is_some_and(|x| key(x) == k),
-                hash,
-            ) {
+        let hashes: Vec<u64> = keys
+            .par_iter()
+            .with_min_len(4096)
+            .map(|k| state.hash_one(*k))
+            .collect();
+        let mut table = hashbrown::HashTable::with_capacity(keys.len());
+        let hash_of = |&j: &u32| hashes.get(j as usize).copied().unwrap_or(0);
+        for (i, (k, &hash)) in (0u32..).zip(keys.iter().zip(&hashes)) {
+            match table.entry(hash, |&j| keys.get(j as usize) == Some(k), hash_of) {
                 hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = i,
                 hashbrown::hash_table::Entry::Vacant(e) => {
                     e.insert(i);
                 }
             }
         }
-        Some(KeyIndex {
-            items,
-            key,
-            state,
-            table,
-        })
+        Some(KeyIndex { keys, state, table })
     }
 
     fn get(&self, k: &str) -> Option<u32> {
         use std::hash::BuildHasher;
-        let items = self.items;
         self.table
             .find(self.state.hash_one(k), |&j| {
-                items.get(j as usize).is_some_and(|x| (self.key)(x) == k)
+                self.keys.get(j as usize).is_some_and(|x| *x == k)
             })
             .copied()
     }
@@ -357,12 +353,21 @@ pub fn plan_resolved(
         .iter()
         .flat_map(|r| r.problems().iter().map(ToString::to_string))
         .collect();
-    // The fingerprint runs beside the planning: map building is serial and
-    // leaves the other core free.
-    let (fingerprint, (mut ops, mut conflicts, orphans, limits)) = rayon::join(
-        || fingerprint(input),
+    // The fingerprint's digests of identities and links run beside the
+    // planning; the accounts' digests are made by the planning itself, each
+    // account hashed while it is at hand (a second pass over a million
+    // accounts' strings costs as much again in memory traffic).
+    let ((identities, links), (planned, accounts)) = rayon::join(
+        || {
+            rayon::join(
+                || SetDigest::of(input.identities),
+                || SetDigest::of(input.links),
+            )
+        },
         || plan_targets(input, resolutions, options),
     );
+    let fingerprint = fingerprint_of(input, identities, &accounts, links);
+    let (mut ops, mut conflicts, orphans, limits) = planned;
     problems.extend(limits);
     ops.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let blocked = safety_blocks(&ops, (!input.partial).then_some(input.actual), options);
@@ -382,12 +387,16 @@ pub fn plan_resolved(
     }
 }
 
-/// Plans every target: operations, conflicts and orphans.
-fn plan_targets(
-    input: &PlanInput<'_>,
+/// What planning the targets gives: operations, conflicts, orphans and problems.
+type Planned = (Vec<PlannedOp>, Vec<Conflict>, Vec<Orphan>, Vec<String>);
+
+/// Plans every target, and digests each listed target's accounts for the
+/// fingerprint on the way (in `input.actual`'s order).
+fn plan_targets<'t>(
+    input: &PlanInput<'t>,
     resolutions: &[Resolution],
     options: &PlanOptions,
-) -> (Vec<PlannedOp>, Vec<Conflict>, Vec<Orphan>, Vec<String>) {
+) -> (Planned, Vec<(&'t TargetId, SetDigest)>) {
     use rayon::prelude::*;
     let policy = input.policy;
     let empty = Vec::new();
@@ -395,6 +404,7 @@ fn plan_targets(
     let mut conflicts = Vec::new();
     let mut problems = Vec::new();
     let mut orphans = Vec::new();
+    let mut digests = Vec::new();
     // Who the sources know: needed only to name orphans' former owners, so built on first use.
     let mut known: Option<std::collections::HashSet<&IdentityId>> = None;
     let n = input.identities.len().min(resolutions.len());
@@ -403,14 +413,19 @@ fn plan_targets(
     // Every target the policy or the listing names.
     let targets: BTreeSet<&TargetId> = policy.target_ids().chain(input.actual.keys()).collect();
     for target in targets {
-        let accounts = input.actual.get(target).unwrap_or(&empty);
+        let listed = input.actual.get(target);
+        let accounts = listed.unwrap_or(&empty);
         let target_links: Vec<&Link> = input.links.iter().filter(|l| &l.target == target).collect();
-        // The identities' names in one array: checking a hit reads the name
-        // without first reading the link.
-        let link_identities: Vec<&str> = target_links.iter().map(|l| l.identity.as_str()).collect();
         let (index, by_identity) = match rayon::join(
-            || KeyIndex::new(accounts, |a: &Account| a.id.as_str()),
-            || KeyIndex::new(&link_identities, |s: &&str| *s),
+            || KeyIndex::new(accounts.par_iter().map(|a| a.id.as_str()).collect()),
+            || {
+                KeyIndex::new(
+                    target_links
+                        .par_iter()
+                        .map(|l| l.identity.as_str())
+                        .collect(),
+                )
+            },
         ) {
             (Some(index), Some(by_identity)) => (index, by_identity),
             _ => {
@@ -418,6 +433,9 @@ fn plan_targets(
                     "{target}: more than {} accounts or links; not planned",
                     u32::MAX
                 ));
+                if listed.is_some() {
+                    digests.push((target, SetDigest::of(accounts)));
+                }
                 continue;
             }
         };
@@ -425,34 +443,42 @@ fn plan_targets(
         // two short passes side by side (each link's account, each
         // identity's link) rather than one long chain per identity: short
         // independent lookups let the processor wait for several at once.
+        // Positions are u32 with u32::MAX for none (no item has that
+        // position): 4 MB a million instead of 8 for an Option.
         let (account_of_link, link_of_identity) = rayon::join(
-            || -> Vec<Option<(u32, LinkOrigin)>> {
+            || -> Vec<u32> {
                 target_links
                     .par_iter()
                     .with_min_len(4096)
-                    .map(|l| index.get(l.account.as_str()).map(|i| (i, l.origin)))
+                    .map(|l| index.get(l.account.as_str()).unwrap_or(u32::MAX))
                     .collect()
             },
-            || -> Vec<Option<u32>> {
+            || -> Vec<u32> {
                 identities
                     .par_iter()
                     .with_min_len(4096)
-                    .map(|w| by_identity.get(w.id.as_str()))
+                    .map(|w| by_identity.get(w.id.as_str()).unwrap_or(u32::MAX))
                     .collect()
             },
         );
-        drop(by_identity);
-        let held: Vec<Option<(u32, LinkOrigin)>> = link_of_identity
-            .par_iter()
-            .with_min_len(4096)
-            .map(|j| j.and_then(|j| account_of_link.get(j as usize).copied().flatten()))
-            .collect();
-        drop(link_of_identity);
+        drop((index, by_identity));
+        // Identity i's account (position); with its link's origin.
+        let account_held = |i: usize| -> Option<usize> {
+            let j = *link_of_identity.get(i)? as usize;
+            let c = *account_of_link.get(j)?;
+            (c != u32::MAX).then_some(c as usize)
+        };
+        let held = |i: usize| -> Option<(usize, LinkOrigin)> {
+            let c = account_held(i)?;
+            let j = *link_of_identity.get(i)? as usize;
+            Some((c, target_links.get(j)?.origin))
+        };
         let link_of_account = || -> FastMap<usize, (&IdentityId, LinkOrigin)> {
             target_links
                 .iter()
                 .zip(&account_of_link)
-                .filter_map(|(l, held)| held.map(|(i, origin)| (i as usize, (&l.identity, origin))))
+                .filter(|(_, c)| **c != u32::MAX)
+                .map(|(l, c)| (*c as usize, (&l.identity, l.origin)))
                 .collect()
         };
         let mut ctx = TargetCtx {
@@ -463,46 +489,74 @@ fn plan_targets(
             link_of_account: FastMap::default(),
             managed_attributes: policy.managed_attributes(target),
         };
-        let unlinked: Vec<usize> = (0..n)
-            .filter(|&i| held.get(i).is_some_and(Option::is_none))
-            .collect();
+        let unlinked: Vec<usize> = (0..n).filter(|&i| account_held(i).is_none()).collect();
         if !unlinked.is_empty() {
             for (i, a) in accounts.iter().enumerate() {
                 ctx.by_login.entry(a.login.as_str()).or_default().push(i);
             }
             ctx.link_of_account = link_of_account();
         }
+        // Each account held by a link is hashed for the fingerprint when
+        // its holder is planned; accounts held by no one are hashed here,
+        // and one held twice (two links to it) is taken away again.
         let mut claimed = vec![false; accounts.len()];
-        for (c, _) in held.iter().flatten() {
-            if let Some(slot) = claimed.get_mut(*c as usize) {
+        let mut digest = SetDigest::default();
+        for c in (0..n).filter_map(account_held) {
+            if let Some(slot) = claimed.get_mut(c) {
+                if *slot {
+                    digest.sum = digest
+                        .sum
+                        .wrapping_sub(accounts.get(c).map_or(0, SetDigest::hash));
+                }
                 *slot = true;
             }
         }
+        digest.count = u64::try_from(accounts.len()).unwrap_or(u64::MAX);
+        digest.sum = digest.sum.wrapping_add(
+            accounts
+                .par_iter()
+                .zip(&claimed)
+                .with_min_len(4096)
+                .filter(|(_, held)| !**held)
+                .map(|(a, _)| SetDigest::hash(a))
+                .reduce(|| 0, u64::wrapping_add),
+        );
         let plan_one = |i: usize, claimed: &[bool]| -> IdentityOutcome {
             match (identities.get(i), resolutions.get(i)) {
-                (Some(who), Some(res)) => plan_identity(
-                    policy,
-                    who,
-                    res,
-                    input.now,
-                    &ctx,
-                    held.get(i)
-                        .copied()
-                        .flatten()
-                        .map(|(k, origin)| (k as usize, origin)),
-                    claimed,
-                ),
+                (Some(who), Some(res)) => {
+                    plan_identity(policy, who, res, input.now, &ctx, held(i), claimed)
+                }
                 _ => IdentityOutcome::default(),
             }
         };
-        // Linked identities on every core, keeping only outcomes with something in them.
-        let outcomes: Vec<IdentityOutcome> = (0..n)
+        // Linked identities on every core, keeping only outcomes with
+        // something in them, and hashing each one's account.
+        let (outcomes, held_sum) = (0..n)
             .into_par_iter()
             .with_min_len(1024)
-            .filter(|&i| held.get(i).is_some_and(Option::is_some))
-            .map(|i| plan_one(i, &[]))
-            .filter(|o| !o.ops.is_empty() || !o.conflicts.is_empty() || !o.problems.is_empty())
-            .collect();
+            .filter_map(|i| account_held(i).map(|c| (i, c)))
+            .fold(
+                || (Vec::new(), 0u64),
+                |(mut kept, sum), (i, c)| {
+                    let o = plan_one(i, &[]);
+                    if !o.ops.is_empty() || !o.conflicts.is_empty() || !o.problems.is_empty() {
+                        kept.push(o);
+                    }
+                    let h = accounts.get(c).map_or(0, SetDigest::hash);
+                    (kept, sum.wrapping_add(h))
+                },
+            )
+            .reduce(
+                || (Vec::new(), 0),
+                |(mut a, x), (b, y)| {
+                    a.extend(b);
+                    (a, x.wrapping_add(y))
+                },
+            );
+        digest.sum = digest.sum.wrapping_add(held_sum);
+        if listed.is_some() {
+            digests.push((target, digest));
+        }
         let mut take = |o: IdentityOutcome, claimed: &mut Vec<bool>| {
             if let Some(c) = o.claimed.and_then(|c| claimed.get_mut(c)) {
                 *c = true;
@@ -595,7 +649,7 @@ fn plan_targets(
             }
         }
     }
-    (ops, conflicts, orphans, problems)
+    ((ops, conflicts, orphans, problems), digests)
 }
 
 fn plan_identity<'a>(
@@ -1007,6 +1061,32 @@ impl PlannedOp {
 /// is not a defence against someone forging inputs. It is stable within one
 /// build of prov; a plan saved by another version may be refused as stale.
 pub fn fingerprint(input: &PlanInput<'_>) -> String {
+    let (identities, (accounts, links)) = rayon::join(
+        || SetDigest::of(input.identities),
+        || {
+            rayon::join(
+                || {
+                    input
+                        .actual
+                        .iter()
+                        .map(|(t, accts)| (t, SetDigest::of(accts)))
+                        .collect::<Vec<_>>()
+                },
+                || SetDigest::of(input.links),
+            )
+        },
+    );
+    fingerprint_of(input, identities, &accounts, links)
+}
+
+/// The fingerprint from the digests of the large collections (accounts in
+/// `input.actual`'s order).
+fn fingerprint_of(
+    input: &PlanInput<'_>,
+    identities: SetDigest,
+    accounts: &[(&TargetId, SetDigest)],
+    links: SetDigest,
+) -> String {
     let mut h = Sha256::new();
     let mut put = |label: &str, bytes: &[u8]| {
         h.update(label.as_bytes());
@@ -1015,26 +1095,11 @@ pub fn fingerprint(input: &PlanInput<'_>) -> String {
         h.update(bytes);
     };
     put("policy", input.policy.digest().as_bytes());
-    let (identities, (actual, links)) = rayon::join(
-        || set_digest(input.identities),
-        || {
-            rayon::join(
-                || {
-                    input
-                        .actual
-                        .iter()
-                        .map(|(t, accts)| (t, set_digest(accts)))
-                        .collect::<Vec<_>>()
-                },
-                || set_digest(input.links),
-            )
-        },
-    );
-    put("identities", &identities);
-    for (target, digest) in actual {
-        put(target.as_str(), &digest);
+    put("identities", &identities.bytes());
+    for (target, digest) in accounts {
+        put(target.as_str(), &digest.bytes());
     }
-    put("links", &links);
+    put("links", &links.bytes());
     let mut assignments: Vec<_> = input.extra.assignments.iter().collect();
     assignments.sort();
     put(
@@ -1047,21 +1112,41 @@ pub fn fingerprint(input: &PlanInput<'_>) -> String {
     hex(&h.finalize())
 }
 
-/// Count and the wrapping sum of per-item hashes: independent of order, so
-/// no sort is needed, and computed on every core.
-fn set_digest<T: std::hash::Hash + Sync>(items: &[T]) -> Vec<u8> {
-    use rayon::prelude::*;
-    use std::hash::BuildHasher;
-    let state = foldhash::fast::FixedState::with_seed(0x7072_6f76_0001);
-    let sum = items
-        .par_iter()
-        .with_min_len(4096)
-        .map(|x| state.hash_one(x))
-        .reduce(|| 0, u64::wrapping_add);
-    let mut out = Vec::with_capacity(16);
-    out.extend_from_slice(&u64::try_from(items.len()).unwrap_or(u64::MAX).to_le_bytes());
-    out.extend_from_slice(&sum.to_le_bytes());
-    out
+/// A collection's digest: its count and the wrapping sum of its items'
+/// hashes. Independent of order, so no sort is needed; computed on every
+/// core, or item by item where the items are read anyway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SetDigest {
+    count: u64,
+    sum: u64,
+}
+
+impl SetDigest {
+    fn of<T: std::hash::Hash + Sync>(items: &[T]) -> Self {
+        use rayon::prelude::*;
+        SetDigest {
+            count: u64::try_from(items.len()).unwrap_or(u64::MAX),
+            sum: items
+                .par_iter()
+                .with_min_len(4096)
+                .map(Self::hash)
+                .reduce(|| 0, u64::wrapping_add),
+        }
+    }
+
+    /// One item's hash (fixed seed: the same in every process of a build).
+    fn hash<T: std::hash::Hash>(item: &T) -> u64 {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::with_seed(0x7072_6f76_0001).hash_one(item)
+    }
+
+    fn bytes(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        let (count, sum) = out.split_at_mut(8);
+        count.copy_from_slice(&self.count.to_le_bytes());
+        sum.copy_from_slice(&self.sum.to_le_bytes());
+        out
+    }
 }
 
 #[cfg(test)]
@@ -1074,7 +1159,7 @@ mod tests {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-        let index = KeyIndex::new(&items, |s: &String| s.as_str()).unwrap();
+        let index = KeyIndex::new(items.iter().map(String::as_str).collect()).unwrap();
         assert_eq!(index.get("b"), Some(0));
         assert_eq!(index.get("c"), Some(2));
         assert_eq!(
@@ -1085,8 +1170,7 @@ mod tests {
         assert_eq!(index.get("uid=x\\,y,ou=people"), Some(4));
         assert_eq!(index.get("d"), None);
         assert_eq!(index.get(""), None);
-        let none: Vec<String> = Vec::new();
-        let empty = KeyIndex::new(&none, |s: &String| s.as_str()).unwrap();
+        let empty = KeyIndex::new(Vec::new()).unwrap();
         assert_eq!(empty.get("a"), None);
     }
 }

@@ -527,3 +527,77 @@ async fn the_fingerprint_covers_inputs_but_not_the_clock() {
     let plan: Plan = serde_json::from_str(&a.to_json().unwrap()).unwrap();
     assert_eq!(plan, a, "plans round-trip through JSON");
 }
+
+#[test]
+fn a_plan_carries_the_fingerprint_of_its_inputs_whatever_their_shape() {
+    use prov_engine::{Link, LinkOrigin, fingerprint};
+    let p = policy();
+    let who = people();
+    let ldap = TargetId::new("ldap");
+    let account = |id: &str, login: &str, groups: &[&str]| {
+        let mut a = Account::new(id, login);
+        a.entitlements = groups.iter().map(|g| EntitlementId::new(*g)).collect();
+        a
+    };
+    let link = |account: &str, identity: &str| {
+        Link::new(
+            ldap.clone(),
+            AccountId::new(account),
+            prov_core::IdentityId::new(identity),
+            LinkOrigin::Created,
+        )
+    };
+    let mut actual = BTreeMap::new();
+    actual.insert(
+        ldap.clone(),
+        vec![
+            // e1's, by link.
+            account("uid=ada", "ada.lovelace", &["staff", "eng"]),
+            // Held by two links (e2's and e3's): a ledger out of step.
+            account("uid=shared", "bob.smith", &["staff"]),
+            // No link: correlation finds it for nobody, so an orphan.
+            account("uid=stray", "stray", &["vpn-admins"]),
+        ],
+    );
+    // A listed target the policy does not name, with an account of its own.
+    actual.insert(
+        TargetId::new("legacy"),
+        vec![account("legacy-1", "ada", &[])],
+    );
+    let links = vec![
+        link("uid=ada", "e1"),
+        link("uid=shared", "e2"),
+        link("uid=shared", "e3"),
+        // A link to an account the listing no longer has.
+        link("uid=gone", "e4"),
+    ];
+    let input = PlanInput::new(&p, &who, now(), &actual, &links);
+    let full = plan(&input, &PlanOptions::default());
+    assert_eq!(full.fingerprint, fingerprint(&input));
+    let partial = plan(&input.partial(), &PlanOptions::default());
+    assert_eq!(partial.fingerprint, fingerprint(&input.partial()));
+    assert_eq!(partial.fingerprint, full.fingerprint);
+
+    // A change to any account changes it, whether a link holds the account
+    // once, twice or not at all.
+    for (i, group) in [(0, "sales"), (1, "eng"), (2, "staff")] {
+        let mut changed = actual.clone();
+        if let Some(a) = changed.get_mut(&ldap).and_then(|v| v.get_mut(i)) {
+            a.entitlements.insert(EntitlementId::new(group));
+        }
+        let moved = PlanInput::new(&p, &who, now(), &changed, &links);
+        let again = plan(&moved, &PlanOptions::default());
+        assert_eq!(again.fingerprint, fingerprint(&moved));
+        assert_ne!(again.fingerprint, full.fingerprint, "account {i} changed");
+    }
+    // The same accounts in another order: the same fingerprint.
+    let mut reordered = actual.clone();
+    if let Some(v) = reordered.get_mut(&ldap) {
+        v.reverse();
+    }
+    let input = PlanInput::new(&p, &who, now(), &reordered, &links);
+    assert_eq!(
+        plan(&input, &PlanOptions::default()).fingerprint,
+        full.fingerprint
+    );
+}

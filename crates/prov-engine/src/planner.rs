@@ -349,19 +349,28 @@ pub fn plan_resolved(
     resolutions: &[Resolution],
     options: &PlanOptions,
 ) -> Plan {
-    let mut problems: Vec<String> = resolutions
-        .iter()
-        .flat_map(|r| r.problems().iter().map(ToString::to_string))
-        .collect();
+    use rayon::prelude::*;
     // The fingerprint's digests of identities and links run beside the
-    // planning; the accounts' digests are made by the planning itself, each
-    // account hashed while it is at hand (a second pass over a million
-    // accounts' strings costs as much again in memory traffic).
-    let ((identities, links), (planned, accounts)) = rayon::join(
+    // planning, as does the gathering of the resolver's problems; the
+    // accounts' digests are made by the planning itself, each account
+    // hashed while it is at hand (a second pass over a million accounts'
+    // strings costs as much again in memory traffic).
+    let (((identities, links), mut problems), (planned, accounts)) = rayon::join(
         || {
             rayon::join(
-                || SetDigest::of(input.identities),
-                || SetDigest::of(input.links),
+                || {
+                    rayon::join(
+                        || SetDigest::of(input.identities),
+                        || SetDigest::of(input.links),
+                    )
+                },
+                || -> Vec<String> {
+                    resolutions
+                        .par_iter()
+                        .with_min_len(4096)
+                        .flat_map_iter(|r| r.problems().iter().map(ToString::to_string))
+                        .collect()
+                },
             )
         },
         || plan_targets(input, resolutions, options),
@@ -415,7 +424,12 @@ fn plan_targets<'t>(
     for target in targets {
         let listed = input.actual.get(target);
         let accounts = listed.unwrap_or(&empty);
-        let target_links: Vec<&Link> = input.links.iter().filter(|l| &l.target == target).collect();
+        let target_links: Vec<&Link> = input
+            .links
+            .par_iter()
+            .with_min_len(4096)
+            .filter(|l| &l.target == target)
+            .collect();
         let (index, by_identity) = match rayon::join(
             || KeyIndex::new(accounts.par_iter().map(|a| a.id.as_str()).collect()),
             || {

@@ -1332,13 +1332,14 @@ impl Inner {
             let Some((group, members)) = kept.get(n).cloned() else {
                 return Err(expired_cursor(op, "member list", &kept));
             };
-            if &group != entitlement {
-                // A cursor from another group's listing.
+            if &group != entitlement || from > members.len() {
+                // A cursor from another group's listing, or edited.
                 return Err(bad_cursor(op, c));
             }
             let page: Vec<AccountId> = members.iter().skip(from).take(size).cloned().collect();
-            let next = if from + size < members.len() {
-                Some(format!("{n}:{}", from + size))
+            let to = from.saturating_add(size);
+            let next = if to < members.len() {
+                Some(format!("{n}:{to}"))
             } else {
                 kept.take(n);
                 None

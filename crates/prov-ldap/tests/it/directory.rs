@@ -649,12 +649,21 @@ async fn paged_listings_at_the_same_time_each_see_every_page() {
     let e = conn
         .list_members(
             &EntitlementId::new("team01"),
-            ListRequest::after(first.next.expect("more than one page")),
+            ListRequest::after(first.next.clone().expect("more than one page")),
         )
         .await
         .unwrap_err();
     assert_eq!(e.field(), Some("cursor"), "{e}");
-    for (cursor, what) in [("12345:5", "list again"), ("x", "not a cursor")] {
+    // The live listing's number with an offset past its end: refused, not
+    // wrapped around.
+    let live = first.next.clone().expect("more than one page");
+    let (n, _) = live.split_once(':').expect("number:offset");
+    let edited = format!("{n}:{}", usize::MAX);
+    for (cursor, what) in [
+        ("12345:5", "list again"),
+        ("x", "not a cursor"),
+        (edited.as_str(), "not a cursor"),
+    ] {
         let e = conn
             .list_members(&team00, ListRequest::after(cursor))
             .await

@@ -388,7 +388,7 @@ pub fn plan_resolved(
     let fingerprint = fingerprint_of(input, identities, &accounts, links);
     let (mut ops, mut conflicts, orphans, limits) = planned;
     problems.extend(limits);
-    ops.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    ops.par_sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let blocked = safety_blocks(&ops, (!input.partial).then_some(input.actual), options);
     conflicts.sort_by(|a: &Conflict, b: &Conflict| {
         (&a.target, &a.identity).cmp(&(&b.target, &b.identity))

@@ -10,6 +10,12 @@
 //! `cargo bench --bench plan`; `PROV_BENCH_ACCOUNTS=N` for a smaller run.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // a benchmark with broken fixtures has nothing to measure
 
+/// The allocator the `prov` binary uses; `RUSTFLAGS="--cfg prov_system_alloc"`
+/// measures with the system allocator instead.
+#[cfg(not(prov_system_alloc))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::sync::Arc;

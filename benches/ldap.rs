@@ -20,6 +20,12 @@
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // a benchmark with a broken fixture has nothing to measure
 
+/// The allocator the `prov` binary uses; `RUSTFLAGS="--cfg prov_system_alloc"`
+/// measures with the system allocator instead.
+#[cfg(not(prov_system_alloc))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -8,6 +8,12 @@
 
 #![allow(clippy::panic)] // a benchmark with a broken policy has nothing to measure
 
+/// The allocator the `prov` binary uses; `RUSTFLAGS="--cfg prov_system_alloc"`
+/// measures with the system allocator instead.
+#[cfg(not(prov_system_alloc))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::Duration;
 

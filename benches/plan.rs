@@ -25,7 +25,8 @@ use chrono::{TimeZone, Utc};
 use criterion::{BatchSize, Criterion, criterion_group};
 use prov::core::{Account, Connector, EntitlementId, Identity, TargetId};
 use prov::engine::{
-    Engine, Event, Link, LinkOrigin, MemoryStore, PlanInput, PlanOptions, plan_resolved,
+    Correlation, Engine, Event, Link, LinkOrigin, MemoryStore, OpKind, PlanInput, PlanOptions,
+    TargetOptions, plan_resolved,
 };
 use prov::resolver::{CompiledPolicy, Policy, Resolution, Role, Rule, TargetPolicy};
 use prov::testkit::MemoryConnector;
@@ -179,6 +180,46 @@ fn bench_plan(c: &mut Criterion) {
             black_box(plan_resolved(black_box(&input), &w.resolutions, &opts))
                 .ops
                 .len()
+        })
+    });
+    // A first reconcile against an existing directory: no links yet, every
+    // account found by its mail (correlation rule mail = email).
+    let mut first_opts = PlanOptions::default();
+    let mut by_mail = TargetOptions::default();
+    by_mail.correlation = vec![Correlation::new("mail", "email")];
+    first_opts.targets.insert(TargetId::new("ldap"), by_mail);
+    let unlinked = PlanInput::new(&w.policy, &w.people, now, &w.actual, &[]);
+    let first = plan_resolved(&unlinked, &w.resolutions, &first_opts);
+    let links = first
+        .ops
+        .iter()
+        .filter(|o| matches!(o.kind, OpKind::Link { .. }))
+        .count();
+    eprintln!(
+        "first reconcile by mail: {links} links, {} operations",
+        first.ops.len()
+    );
+    let old_mail = prov::core::Value::from("old@example.com");
+    let changed_mail = w
+        .actual
+        .values()
+        .flatten()
+        .filter(|a| a.attributes.get("mail") == Some(&old_mail))
+        .count();
+    assert_eq!(
+        links,
+        n - changed_mail,
+        "all but the changed mails correlate"
+    );
+    g.bench_function(format!("first_reconcile_by_mail/{n}"), |b| {
+        b.iter(|| {
+            black_box(plan_resolved(
+                black_box(&unlinked),
+                &w.resolutions,
+                &first_opts,
+            ))
+            .ops
+            .len()
         })
     });
     g.bench_function(format!("fingerprint_only/{n}"), |b| {

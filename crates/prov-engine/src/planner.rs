@@ -321,6 +321,11 @@ struct TargetCtx<'a> {
     accounts: &'a [Account],
     /// login -> accounts, built only when some identity needs correlation.
     by_login: FastMap<&'a str, Vec<usize>>,
+    /// For each correlation rule on an account attribute: the attribute's
+    /// value (ASCII lowercase: the match ignores ASCII case) -> accounts.
+    /// Built with `by_login`, so that correlating is a lookup, not a scan of
+    /// every account per identity.
+    by_attribute: FastMap<&'a str, FastMap<String, Vec<usize>>>,
     /// account index -> (identity, origin), for links whose account still exists.
     link_of_account: FastMap<usize, (&'a IdentityId, LinkOrigin)>,
     managed_attributes: Vec<&'a str>,
@@ -496,6 +501,7 @@ fn plan_targets<'t>(
             opts: options.for_target(target),
             accounts,
             by_login: FastMap::default(),
+            by_attribute: FastMap::default(),
             link_of_account: FastMap::default(),
             managed_attributes: policy.managed_attributes(target),
         };
@@ -504,6 +510,7 @@ fn plan_targets<'t>(
             for (i, a) in accounts.iter().enumerate() {
                 ctx.by_login.entry(a.login.as_str()).or_default().push(i);
             }
+            ctx.by_attribute = attribute_indexes(accounts, &ctx.opts.correlation);
             ctx.link_of_account = link_of_account();
         }
         // Each account held by a link is hashed for the fingerprint when
@@ -925,16 +932,11 @@ fn correlate<'a>(
         let mut found: Vec<usize> = if rule.account_field == "login" {
             ctx.by_login.get(key.as_str()).cloned().unwrap_or_default()
         } else {
-            (0..ctx.accounts.len())
-                .filter(|&i| {
-                    ctx.accounts.get(i).is_some_and(|a| {
-                        a.attributes
-                            .get(&rule.account_field)
-                            .and_then(value_text)
-                            .is_some_and(|v| v.eq_ignore_ascii_case(&key))
-                    })
-                })
-                .collect()
+            ctx.by_attribute
+                .get(rule.account_field.as_str())
+                .and_then(|values| values.get(&key.to_ascii_lowercase()))
+                .cloned()
+                .unwrap_or_default()
         };
         // An account linked to someone else, or claimed this run, is theirs.
         found.retain(|i| {
@@ -956,6 +958,42 @@ fn correlate<'a>(
         }
     }
     Correlated::None
+}
+
+/// Each correlation rule's account attribute, indexed by value (ASCII
+/// lowercase), on every core; accounts in listing order under each value.
+fn attribute_indexes<'a>(
+    accounts: &'a [Account],
+    rules: &'a [Correlation],
+) -> FastMap<&'a str, FastMap<String, Vec<usize>>> {
+    use rayon::prelude::*;
+    let fields: BTreeSet<&str> = rules
+        .iter()
+        .map(|r| r.account_field.as_str())
+        .filter(|f| *f != "login")
+        .collect();
+    fields
+        .into_iter()
+        .map(|field| {
+            let values: Vec<Option<String>> = accounts
+                .par_iter()
+                .with_min_len(4096)
+                .map(|a| {
+                    a.attributes
+                        .get(field)
+                        .and_then(value_text)
+                        .map(|v| v.to_ascii_lowercase())
+                })
+                .collect();
+            let mut index: FastMap<String, Vec<usize>> = FastMap::default();
+            for (i, v) in values.into_iter().enumerate() {
+                if let Some(v) = v {
+                    index.entry(v).or_default().push(i);
+                }
+            }
+            (field, index)
+        })
+        .collect()
 }
 
 fn value_text(v: &Value) -> Option<String> {

@@ -403,6 +403,87 @@ async fn existing_accounts_are_linked_not_duplicated_and_ambiguity_is_reported()
     );
 }
 
+#[test]
+fn correlation_on_attributes_ignores_case_reads_numbers_and_takes_no_account_twice() {
+    use prov_core::{IdentityId, Value};
+    use prov_engine::{Link, LinkOrigin};
+    let p = policy();
+    let mut who = people();
+    who.push(person("1004", "Dee", "Dale", "Sales"));
+    // Bob's address again: whoever comes first in the sources takes the account.
+    who.push(person("1005", "Bob", "Other", "Sales"));
+    let ldap = TargetId::new("ldap");
+    let account = |id: &str, login: &str, attr: &str, value: Value| {
+        let mut a = Account::new(id, login);
+        a.attributes.insert(attr.to_owned(), value);
+        a
+    };
+    let mut actual = BTreeMap::new();
+    actual.insert(
+        ldap.clone(),
+        vec![
+            account("uid=x-ada", "alovelace", "mail", "ADA@Example.COM".into()),
+            account("uid=x-bob", "bsmith", "mail", "bob@example.com".into()),
+            // Cy's address, but linked to someone the sources no longer have.
+            account("uid=x-cy", "cyoung", "mail", "cy@example.com".into()),
+            account("uid=x-dee", "dd", "employeeNumber", Value::Int(1004)),
+        ],
+    );
+    let links = vec![Link::new(
+        ldap.clone(),
+        AccountId::new("uid=x-cy"),
+        IdentityId::new("e9"),
+        LinkOrigin::Linked,
+    )];
+    let mut opts = PlanOptions::default();
+    let mut t = TargetOptions::default();
+    t.correlation = vec![
+        Correlation::new("mail", "email"),
+        Correlation::new("employeeNumber", "id"),
+    ];
+    opts.targets.insert(ldap.clone(), t);
+    let input = PlanInput::new(&p, &who, now(), &actual, &links);
+    let plan = plan(&input, &opts);
+    let on_ldap = |o: &&prov_engine::PlannedOp| o.target == ldap;
+    let mut linked: Vec<(String, String)> = plan
+        .ops
+        .iter()
+        .filter(on_ldap)
+        .filter_map(|o| match &o.kind {
+            OpKind::Link { account } => Some((
+                o.identity
+                    .as_ref()
+                    .map(|i| i.to_string())
+                    .unwrap_or_default(),
+                account.to_string(),
+            )),
+            _ => None,
+        })
+        .collect();
+    linked.sort();
+    let pair = |i: &str, a: &str| (i.to_owned(), a.to_owned());
+    assert_eq!(
+        linked,
+        [
+            pair("1004", "uid=x-dee"),
+            pair("e1", "uid=x-ada"),
+            pair("e2", "uid=x-bob"),
+        ]
+    );
+    let mut created: Vec<&str> = plan
+        .ops
+        .iter()
+        .filter(on_ldap)
+        .filter_map(|o| match &o.kind {
+            OpKind::Create { login, .. } => Some(login.as_str()),
+            _ => None,
+        })
+        .collect();
+    created.sort();
+    assert_eq!(created, ["bob.other", "cy.young"]);
+    assert!(plan.conflicts.is_empty(), "{:?}", plan.conflicts);
+}
+
 #[tokio::test]
 async fn orphans_are_reported_and_handled_per_target_policy() {
     let p = policy();

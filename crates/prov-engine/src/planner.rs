@@ -1,6 +1,7 @@
 //! The planner: desired state (from the resolver) against actual state
 //! (from the targets' listings and the store's links) gives a [`Plan`].
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
@@ -314,20 +315,121 @@ impl<'a> KeyIndex<'a> {
     }
 }
 
+/// Positions of keys that may repeat (logins, attribute values), without
+/// an allocation per key: each distinct key's last position in a table of
+/// 32-bit positions, and from each position the previous one with the same
+/// key. With `fold_case`, keys match ignoring ASCII case.
+#[derive(Default)]
+struct MultiIndex<'a> {
+    keys: Vec<Option<Cow<'a, str>>>,
+    fold_case: bool,
+    state: foldhash::fast::RandomState,
+    table: hashbrown::HashTable<u32>,
+    prev: Vec<u32>,
+}
+
+impl<'a> MultiIndex<'a> {
+    /// An index over `keys` (`None`: that position has no key). Past
+    /// 2^32 - 1 positions the rest are left out of the index.
+    fn new(keys: Vec<Option<Cow<'a, str>>>, fold_case: bool) -> Self {
+        use rayon::prelude::*;
+        let mut index = MultiIndex {
+            keys: Vec::new(),
+            fold_case,
+            state: foldhash::fast::RandomState::default(),
+            table: hashbrown::HashTable::with_capacity(keys.len()),
+            prev: vec![u32::MAX; keys.len()],
+        };
+        let hashes: Vec<u64> = keys
+            .par_iter()
+            .with_min_len(4096)
+            .map(|k| k.as_deref().map_or(0, |k| index.hash(k)))
+            .collect();
+        let hash_of = |&j: &u32| hashes.get(j as usize).copied().unwrap_or(0);
+        for ((i, key), (&hash, prev)) in (0u32..u32::MAX)
+            .zip(&keys)
+            .zip(hashes.iter().zip(index.prev.iter_mut()))
+        {
+            let Some(key) = key.as_deref() else { continue };
+            let same = |&j: &u32| {
+                keys.get(j as usize)
+                    .and_then(|k| k.as_deref())
+                    .is_some_and(|k| Self::same(fold_case, k, key))
+            };
+            match index.table.entry(hash, same, hash_of) {
+                hashbrown::hash_table::Entry::Occupied(mut e) => {
+                    *prev = *e.get();
+                    *e.get_mut() = i;
+                }
+                hashbrown::hash_table::Entry::Vacant(e) => {
+                    e.insert(i);
+                }
+            }
+        }
+        index.keys = keys;
+        index
+    }
+
+    fn same(fold_case: bool, a: &str, b: &str) -> bool {
+        if fold_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    }
+
+    fn hash(&self, key: &str) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        if !self.fold_case {
+            return self.state.hash_one(key);
+        }
+        // The key's bytes in ASCII lowercase, a chunk at a time: "ADA" and
+        // "ada" feed the hasher the same bytes, with no allocation.
+        let mut h = self.state.build_hasher();
+        let mut buf = [0u8; 64];
+        for chunk in key.as_bytes().chunks(buf.len()) {
+            for (b, c) in buf.iter_mut().zip(chunk) {
+                *b = c.to_ascii_lowercase();
+            }
+            h.write(buf.get(..chunk.len()).unwrap_or_default());
+        }
+        h.write_u8(0xff);
+        h.finish()
+    }
+
+    /// Every position whose key is `key`, in order.
+    fn get(&self, key: &str) -> Vec<usize> {
+        let found = self.table.find(self.hash(key), |&j| {
+            self.keys
+                .get(j as usize)
+                .and_then(|k| k.as_deref())
+                .is_some_and(|k| Self::same(self.fold_case, k, key))
+        });
+        let mut out = Vec::new();
+        let mut at = found.copied().unwrap_or(u32::MAX);
+        while at != u32::MAX {
+            out.push(at as usize);
+            at = self.prev.get(at as usize).copied().unwrap_or(u32::MAX);
+        }
+        out.reverse();
+        out
+    }
+}
+
 /// Per-target state the planner works on (read-only while identities are planned).
 struct TargetCtx<'a> {
     target: &'a TargetId,
     opts: &'a TargetOptions,
     accounts: &'a [Account],
     /// login -> accounts, built only when some identity needs correlation.
-    by_login: FastMap<&'a str, Vec<usize>>,
-    /// For each correlation rule on an account attribute: the attribute's
-    /// value (ASCII lowercase: the match ignores ASCII case) -> accounts.
-    /// Built with `by_login`, so that correlating is a lookup, not a scan of
-    /// every account per identity.
-    by_attribute: FastMap<&'a str, FastMap<String, Vec<usize>>>,
-    /// account index -> (identity, origin), for links whose account still exists.
-    link_of_account: FastMap<usize, (&'a IdentityId, LinkOrigin)>,
+    by_login: MultiIndex<'a>,
+    /// For each correlation rule on an account attribute, its value ->
+    /// accounts, ignoring ASCII case. Built with `by_login`, so that
+    /// correlating is a lookup, not a scan of every account per identity.
+    by_attribute: FastMap<&'a str, MultiIndex<'a>>,
+    /// Each account's link (identity, origin), by account position; built
+    /// when correlation or orphans need it, empty before.
+    link_of_account: Vec<Option<(&'a IdentityId, LinkOrigin)>>,
     managed_attributes: Vec<&'a str>,
 }
 
@@ -488,28 +590,35 @@ fn plan_targets<'t>(
             let j = *link_of_identity.get(i)? as usize;
             Some((c, target_links.get(j)?.origin))
         };
-        let link_of_account = || -> FastMap<usize, (&IdentityId, LinkOrigin)> {
-            target_links
-                .iter()
-                .zip(&account_of_link)
-                .filter(|(_, c)| **c != u32::MAX)
-                .map(|(l, c)| (*c as usize, (&l.identity, l.origin)))
-                .collect()
+        // Scattered in link order: an account two links hold keeps the
+        // last, as a map would.
+        let link_of_account = || -> Vec<Option<(&IdentityId, LinkOrigin)>> {
+            let mut out = vec![None; accounts.len()];
+            for (l, &c) in target_links.iter().zip(&account_of_link) {
+                if let Some(slot) = out.get_mut(c as usize) {
+                    *slot = Some((&l.identity, l.origin));
+                }
+            }
+            out
         };
         let mut ctx = TargetCtx {
             target,
             opts: options.for_target(target),
             accounts,
-            by_login: FastMap::default(),
+            by_login: MultiIndex::default(),
             by_attribute: FastMap::default(),
-            link_of_account: FastMap::default(),
+            link_of_account: Vec::new(),
             managed_attributes: policy.managed_attributes(target),
         };
         let unlinked: Vec<usize> = (0..n).filter(|&i| account_held(i).is_none()).collect();
         if !unlinked.is_empty() {
-            for (i, a) in accounts.iter().enumerate() {
-                ctx.by_login.entry(a.login.as_str()).or_default().push(i);
-            }
+            ctx.by_login = MultiIndex::new(
+                accounts
+                    .iter()
+                    .map(|a| Some(Cow::Borrowed(a.login.as_str())))
+                    .collect(),
+                false,
+            );
             ctx.by_attribute = attribute_indexes(accounts, &ctx.opts.correlation);
             ctx.link_of_account = link_of_account();
         }
@@ -611,7 +720,7 @@ fn plan_targets<'t>(
         });
         for i in unclaimed {
             let Some(a) = accounts.get(i) else { continue };
-            let link = ctx.link_of_account.get(&i).copied();
+            let link = ctx.link_of_account.get(i).copied().flatten();
             let owned = link.is_some_and(|(_, o)| o == LinkOrigin::Created);
             let known =
                 known.get_or_insert_with(|| input.identities.iter().map(|i| &i.id).collect());
@@ -739,7 +848,8 @@ fn plan_identity<'a>(
             if res.state == LifecycleState::Terminated {
                 return out; // never create an account for a leaver
             }
-            if let Some(taken) = ctx.by_login.get(want.login) {
+            let taken = ctx.by_login.get(want.login);
+            if !taken.is_empty() {
                 let ids: Vec<AccountId> = taken
                     .iter()
                     .filter_map(|&i| ctx.accounts.get(i))
@@ -930,12 +1040,11 @@ fn correlate<'a>(
             continue;
         };
         let mut found: Vec<usize> = if rule.account_field == "login" {
-            ctx.by_login.get(key.as_str()).cloned().unwrap_or_default()
+            ctx.by_login.get(&key)
         } else {
             ctx.by_attribute
                 .get(rule.account_field.as_str())
-                .and_then(|values| values.get(&key.to_ascii_lowercase()))
-                .cloned()
+                .map(|values| values.get(&key))
                 .unwrap_or_default()
         };
         // An account linked to someone else, or claimed this run, is theirs.
@@ -943,8 +1052,10 @@ fn correlate<'a>(
             !claimed.get(*i).copied().unwrap_or(false)
                 && ctx
                     .link_of_account
-                    .get(i)
-                    .is_none_or(|(owner, _)| *owner == &who.id)
+                    .get(*i)
+                    .copied()
+                    .flatten()
+                    .is_none_or(|(owner, _)| owner == &who.id)
         });
         let mut found: Vec<(usize, &'a Account)> = found
             .into_iter()
@@ -960,13 +1071,12 @@ fn correlate<'a>(
     Correlated::None
 }
 
-/// Each correlation rule's account attribute, indexed by value (ASCII
-/// lowercase), on every core; accounts in listing order under each value.
+/// Each correlation rule's account attribute, indexed by value ignoring
+/// ASCII case (a number by its text).
 fn attribute_indexes<'a>(
     accounts: &'a [Account],
     rules: &'a [Correlation],
-) -> FastMap<&'a str, FastMap<String, Vec<usize>>> {
-    use rayon::prelude::*;
+) -> FastMap<&'a str, MultiIndex<'a>> {
     let fields: BTreeSet<&str> = rules
         .iter()
         .map(|r| r.account_field.as_str())
@@ -975,23 +1085,15 @@ fn attribute_indexes<'a>(
     fields
         .into_iter()
         .map(|field| {
-            let values: Vec<Option<String>> = accounts
-                .par_iter()
-                .with_min_len(4096)
-                .map(|a| {
-                    a.attributes
-                        .get(field)
-                        .and_then(value_text)
-                        .map(|v| v.to_ascii_lowercase())
+            let values = accounts
+                .iter()
+                .map(|a| match a.attributes.get(field) {
+                    Some(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+                    Some(Value::Int(i)) => Some(Cow::Owned(i.to_string())),
+                    _ => None,
                 })
                 .collect();
-            let mut index: FastMap<String, Vec<usize>> = FastMap::default();
-            for (i, v) in values.into_iter().enumerate() {
-                if let Some(v) = v {
-                    index.entry(v).or_default().push(i);
-                }
-            }
-            (field, index)
+            (field, MultiIndex::new(values, true))
         })
         .collect()
 }
@@ -1199,7 +1301,36 @@ impl SetDigest {
 
 #[cfg(test)]
 mod tests {
-    use super::KeyIndex;
+    use super::{KeyIndex, MultiIndex};
+    use std::borrow::Cow;
+
+    #[test]
+    fn multi_index_gives_every_position_of_a_key_in_order() {
+        let long = "A".repeat(100) + "@Example.com";
+        let keys = [
+            Some("ada@example.com"),
+            None,
+            Some("bob"),
+            Some("ADA@Example.COM"),
+            Some(long.as_str()),
+            Some("ada@example.com"),
+        ];
+        let owned = || keys.iter().map(|k| k.map(Cow::Borrowed)).collect();
+        let folded = MultiIndex::new(owned(), true);
+        assert_eq!(folded.get("Ada@Example.Com"), [0, 3, 5]);
+        assert_eq!(folded.get("BOB"), [2]);
+        assert_eq!(
+            folded.get(&long.to_lowercase()),
+            [4],
+            "past the 64-byte chunk"
+        );
+        assert!(folded.get("carol").is_empty());
+        let exact = MultiIndex::new(owned(), false);
+        assert_eq!(exact.get("ada@example.com"), [0, 5]);
+        assert_eq!(exact.get("ADA@Example.COM"), [3]);
+        assert!(exact.get("BOB").is_empty());
+        assert!(MultiIndex::default().get("bob").is_empty());
+    }
 
     #[test]
     fn key_index_finds_positions_and_keeps_the_last_of_a_repeated_key() {

@@ -4,6 +4,10 @@
 //!   1,000,000 actual accounts on one target with 1% changed, on both cores.
 //!   Peer in the same run: a naive diff that turns both sides into
 //!   `HashMap<String, serde_json::Value>` and compares them.
+//! - `first_reconcile_by_mail`: the same million with no links yet, every
+//!   account found by the correlation rule `mail` = identity `email`.
+//! - `unlinked_100_of`: a daily reconcile where 100 identities have no link
+//!   yet (found by mail) among the linked million.
 //! - `handle_leaver`: engine time for one leaver event across 5 memory
 //!   targets (revoke and disable on each), memory store.
 //!
@@ -215,6 +219,34 @@ fn bench_plan(c: &mut Criterion) {
         b.iter(|| {
             black_box(plan_resolved(
                 black_box(&unlinked),
+                &w.resolutions,
+                &first_opts,
+            ))
+            .ops
+            .len()
+        })
+    });
+    // A daily reconcile: 100 identities without a link yet (joiners whose
+    // accounts were made by hand) among the linked million.
+    let few = 100.min(n);
+    let some_unlinked = PlanInput::new(
+        &w.policy,
+        &w.people,
+        now,
+        &w.actual,
+        w.links.get(few..).unwrap_or_default(),
+    );
+    let daily = plan_resolved(&some_unlinked, &w.resolutions, &first_opts);
+    let daily_links = daily
+        .ops
+        .iter()
+        .filter(|o| matches!(o.kind, OpKind::Link { .. }))
+        .count();
+    assert_eq!(daily_links, few, "each unlinked identity is found by mail");
+    g.bench_function(format!("unlinked_100_of/{n}"), |b| {
+        b.iter(|| {
+            black_box(plan_resolved(
+                black_box(&some_unlinked),
                 &w.resolutions,
                 &first_opts,
             ))

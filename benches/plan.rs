@@ -29,8 +29,8 @@ use chrono::{TimeZone, Utc};
 use criterion::{BatchSize, Criterion, criterion_group};
 use prov::core::{Account, Connector, EntitlementId, Identity, TargetId};
 use prov::engine::{
-    Correlation, Engine, Event, Link, LinkOrigin, MemoryStore, OpKind, PlanInput, PlanOptions,
-    TargetOptions, plan_resolved,
+    Correlation, Engine, Event, Link, LinkOrigin, MemoryStore, OpKind, Plan, PlanInput,
+    PlanOptions, TargetOptions, plan_resolved,
 };
 use prov::resolver::{CompiledPolicy, Policy, Resolution, Role, Rule, TargetPolicy};
 use prov::testkit::MemoryConnector;
@@ -157,6 +157,14 @@ fn naive_diff(w: &World) -> usize {
         .count()
 }
 
+/// How many accounts a plan links (correlation found them).
+fn links_in(plan: &Plan) -> usize {
+    plan.ops
+        .iter()
+        .filter(|o| matches!(o.kind, OpKind::Link { .. }))
+        .count()
+}
+
 fn bench_plan(c: &mut Criterion) {
     let n: usize = std::env::var("PROV_BENCH_ACCOUNTS")
         .ok()
@@ -179,13 +187,17 @@ fn bench_plan(c: &mut Criterion) {
     g.sample_size(10)
         .measurement_time(Duration::from_secs(10))
         .warm_up_time(Duration::from_secs(2));
-    g.bench_function(format!("plan_resolved/{n}"), |b| {
-        b.iter(|| {
-            black_box(plan_resolved(black_box(&input), &w.resolutions, &opts))
-                .ops
-                .len()
-        })
-    });
+    // Times planning `input` with `opts`.
+    let mut time_plan = |name: &str, input: &PlanInput<'_>, opts: &PlanOptions| {
+        g.bench_function(format!("{name}/{n}"), |b| {
+            b.iter(|| {
+                black_box(plan_resolved(black_box(input), &w.resolutions, opts))
+                    .ops
+                    .len()
+            })
+        });
+    };
+    time_plan("plan_resolved", &input, &opts);
     // A first reconcile against an existing directory: no links yet, every
     // account found by its mail (correlation rule mail = email).
     let mut first_opts = PlanOptions::default();
@@ -194,13 +206,9 @@ fn bench_plan(c: &mut Criterion) {
     first_opts.targets.insert(TargetId::new("ldap"), by_mail);
     let unlinked = PlanInput::new(&w.policy, &w.people, now, &w.actual, &[]);
     let first = plan_resolved(&unlinked, &w.resolutions, &first_opts);
-    let links = first
-        .ops
-        .iter()
-        .filter(|o| matches!(o.kind, OpKind::Link { .. }))
-        .count();
     eprintln!(
-        "first reconcile by mail: {links} links, {} operations",
+        "first reconcile by mail: {} links, {} operations",
+        links_in(&first),
         first.ops.len()
     );
     let old_mail = prov::core::Value::from("old@example.com");
@@ -211,21 +219,11 @@ fn bench_plan(c: &mut Criterion) {
         .filter(|a| a.attributes.get("mail") == Some(&old_mail))
         .count();
     assert_eq!(
-        links,
+        links_in(&first),
         n - changed_mail,
         "all but the changed mails correlate"
     );
-    g.bench_function(format!("first_reconcile_by_mail/{n}"), |b| {
-        b.iter(|| {
-            black_box(plan_resolved(
-                black_box(&unlinked),
-                &w.resolutions,
-                &first_opts,
-            ))
-            .ops
-            .len()
-        })
-    });
+    time_plan("first_reconcile_by_mail", &unlinked, &first_opts);
     // A daily reconcile: 100 identities without a link yet (joiners whose
     // accounts were made by hand) among the linked million.
     let few = 100.min(n);
@@ -237,23 +235,12 @@ fn bench_plan(c: &mut Criterion) {
         w.links.get(few..).unwrap_or_default(),
     );
     let daily = plan_resolved(&some_unlinked, &w.resolutions, &first_opts);
-    let daily_links = daily
-        .ops
-        .iter()
-        .filter(|o| matches!(o.kind, OpKind::Link { .. }))
-        .count();
-    assert_eq!(daily_links, few, "each unlinked identity is found by mail");
-    g.bench_function(format!("unlinked_100_of/{n}"), |b| {
-        b.iter(|| {
-            black_box(plan_resolved(
-                black_box(&some_unlinked),
-                &w.resolutions,
-                &first_opts,
-            ))
-            .ops
-            .len()
-        })
-    });
+    assert_eq!(
+        links_in(&daily),
+        few,
+        "each unlinked identity is found by mail"
+    );
+    time_plan("unlinked_100_of", &some_unlinked, &first_opts);
     g.bench_function(format!("fingerprint_only/{n}"), |b| {
         b.iter(|| black_box(prov::engine::fingerprint(black_box(&input))))
     });

@@ -34,7 +34,12 @@ const EXIT_CODES: &str = "Exit codes:
   2  bad usage, config, policy or source (the message names file, line and field)
   3  the plan is blocked by the deletion safeguard (review it, then --allow-destructive)
   4  the plan is stale: its inputs changed since it was made (plan again)
-  5  a target or the store cannot be reached";
+  5  a target or the store cannot be reached
+  6  the audit log could not be written: nothing more was sent; the operations
+     stay in the store's outbox and the next run records them
+  130, 143  stopped by SIGINT or SIGTERM: operations not yet sent were skipped,
+     those in flight finished and were recorded (a second signal, or 30 s
+     without them finishing, exits at once; the next run records what was left)";
 
 #[derive(Parser)]
 #[command(name = "prov", version, about = "Provision accounts and access from HR data and a policy.", after_help = EXIT_CODES)]
@@ -180,7 +185,10 @@ fn usage(msg: impl Into<String>) -> Fail {
 struct Ctx {
     engine: Engine,
     identities: Vec<Identity>,
+    /// Who acts, as audit records name them: the config's actor and the OS user.
     actor: String,
+    /// Who acts, as a lease names its requester: the config's actor, or the OS user.
+    person: String,
     json: bool,
 }
 
@@ -299,19 +307,26 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
         connectors.insert(t.clone(), conn);
     }
     let store = open_store(&cfg, &base).await?;
-    let actor = cfg
-        .actor
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "prov".to_owned());
+    // The audit names both who the config says acts and who ran the command.
+    let os_user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let person = cfg.actor.clone().unwrap_or_else(|| os_user.clone());
+    let actor = if person == os_user {
+        person.clone()
+    } else {
+        format!("{person} (OS user {os_user})")
+    };
     let policy = Arc::new(policy);
     let engine = Engine::new(Arc::clone(&policy), connectors, store)
         .with_plan_options(cfg.plan_options())
-        .with_clock(Arc::new(SystemClock));
+        .with_clock(Arc::new(SystemClock))
+        .with_actor(actor.clone());
     Ok(Ctx {
         engine,
         identities,
         actor,
+        person,
         json: cli.json,
     })
 }
@@ -435,13 +450,17 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 indicatif::ProgressBar::new(0)
             };
             let tick = bar.clone();
-            let engine =
-                ctx.engine
-                    .with_apply_options(opts)
-                    .with_progress(Arc::new(move |done, total| {
-                        tick.set_length(total as u64);
-                        tick.set_position(done as u64);
-                    }));
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let signal = stop_on_signals(Arc::clone(&stop));
+            let engine = ctx
+                .engine
+                .with_apply_options(opts)
+                .with_actor(ctx.actor.clone())
+                .with_stop(Arc::clone(&stop))
+                .with_progress(Arc::new(move |done, total| {
+                    tick.set_length(total as u64);
+                    tick.set_position(done as u64);
+                }));
             let plan = match plan {
                 Some(p) => {
                     let text = std::fs::read_to_string(p)
@@ -467,9 +486,20 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                     report.calls,
                     report.retries
                 );
-                if let Some(e) = &report.audit_error {
-                    println!("WARNING the audit log could not be written: {e}");
-                }
+            }
+            if let Some(e) = &report.audit_error {
+                return Err(Fail(6, format!("the audit log could not be written: {e}")));
+            }
+            if report.stopped {
+                let code = signal.load(std::sync::atomic::Ordering::SeqCst);
+                return Err(Fail(
+                    code,
+                    format!(
+                        "stopped by a signal: {} of {} operations done; the rest were not sent (run prov apply again)",
+                        report.done(),
+                        report.outcomes.len()
+                    ),
+                ));
             }
             if !report.is_success() {
                 return Err(Fail(
@@ -597,7 +627,7 @@ async fn lease(ctx: &Ctx, command: &LeaseCommand) -> Result<(), Fail> {
                 identity.as_str(),
                 role.clone(),
                 parse_duration(duration)?,
-                by.clone().unwrap_or_else(|| ctx.actor.clone()),
+                by.clone().unwrap_or_else(|| ctx.person.clone()),
                 reason.clone(),
             )
             .waiting(parse_duration(wait)?);
@@ -614,7 +644,7 @@ async fn lease(ctx: &Ctx, command: &LeaseCommand) -> Result<(), Fail> {
                 identity.as_str(),
                 role.clone(),
                 parse_duration(duration)?,
-                ctx.actor.clone(),
+                ctx.person.clone(),
                 reason.clone(),
             );
             ctx.engine.grant_lease(req, approver).await.map_err(e)?
@@ -655,6 +685,44 @@ async fn lease(ctx: &Ctx, command: &LeaseCommand) -> Result<(), Fail> {
         println!("{} {:?}", rec.id, rec.state);
     }
     Ok(())
+}
+
+/// On SIGINT or SIGTERM, sets `stop` (the executor sends nothing more and
+/// records what is in flight) and returns the exit code to use (130 or 143).
+/// A second signal, or 30 s without the apply ending, exits at once: what
+/// was in flight stays in the outbox, and the next run records it.
+fn stop_on_signals(stop: Arc<std::sync::atomic::AtomicBool>) -> Arc<std::sync::atomic::AtomicU8> {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use tokio::signal::unix::{SignalKind, signal};
+    let code = Arc::new(AtomicU8::new(130));
+    let out = Arc::clone(&code);
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return out;
+    };
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = int.recv() => 130,
+            _ = term.recv() => 143,
+        };
+        code.store(first, Ordering::SeqCst);
+        stop.store(true, Ordering::SeqCst);
+        eprintln!(
+            "prov: stopping: no new operations; waiting for those in flight (signal again to exit now)"
+        );
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            () = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        eprintln!(
+            "prov: exiting with operations in flight: the next run records them from the outbox"
+        );
+        std::process::exit(i32::from(first));
+    });
+    out
 }
 
 fn main() -> ExitCode {

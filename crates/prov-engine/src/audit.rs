@@ -34,8 +34,15 @@ pub struct AuditEvent {
     pub operation: String,
     /// Why (the reason chain).
     pub reason: String,
-    /// How it ended (`done`, `failed: ...`, `skipped: ...`).
+    /// How it ended (`done`, `failed: ...`, `skipped: ...`; recovery writes
+    /// `recovered: applied ...` or `recovered: not applied ...`).
     pub outcome: String,
+    /// The run that did it (one apply, one event, one recovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The plan it carried out, by its digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 impl AuditEvent {
@@ -56,7 +63,19 @@ impl AuditEvent {
             operation: operation.into(),
             reason: reason.into(),
             outcome: outcome.into(),
+            run: None,
+            plan: None,
         }
+    }
+}
+
+impl AuditEvent {
+    /// Whether the event records a change made on a target: an operation
+    /// done, or one that recovery found applied after a crash.
+    pub fn changed_target(&self) -> bool {
+        self.target.is_some()
+            && !self.operation.starts_with("link")
+            && (self.outcome == "done" || self.outcome.starts_with("recovered: applied"))
     }
 }
 

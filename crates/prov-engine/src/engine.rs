@@ -156,8 +156,10 @@ impl Engine {
 
     /// Sets apply options (builder style).
     pub fn with_apply_options(mut self, options: ApplyOptions) -> Self {
-        self.executor =
-            Executor::new(self.connectors.clone(), options).with_clock(Arc::clone(&self.clock));
+        let actor = self.executor.actor().to_owned();
+        self.executor = Executor::new(self.connectors.clone(), options)
+            .with_clock(Arc::clone(&self.clock))
+            .with_actor(actor);
         self
     }
 
@@ -175,9 +177,37 @@ impl Engine {
         self
     }
 
+    /// Names who acts, in the audit log (builder style; default
+    /// `prov-engine`). The `prov` command passes its `actor` setting and
+    /// the OS user. Set it after `with_apply_options`, which makes a new
+    /// executor.
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
+        self.executor = self.executor.with_actor(actor);
+        self
+    }
+
+    /// Stops applying once `stop` is set (builder style; see
+    /// [`Executor::with_stop`]). Set it after `with_apply_options`.
+    pub fn with_stop(mut self, stop: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.executor = self.executor.with_stop(stop);
+        self
+    }
+
     /// The store.
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    pub(crate) fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    pub(crate) fn connector(&self, target: &TargetId) -> Option<&dyn Connector> {
+        self.connectors.get(target).map(AsRef::as_ref)
+    }
+
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
     }
 
     /// The compiled policy.
@@ -216,85 +246,6 @@ impl Engine {
             out.insert(t.clone(), accounts);
         }
         Ok(out)
-    }
-
-    /// Recovers what a killed run left in the outbox: a create that reached
-    /// its target but whose link was never stored is linked now, as created
-    /// by the engine (so ownership is not lost); every other unfinished
-    /// operation is idempotent and simply re-planned. Writes only to the
-    /// store, and records each recovery in the audit log. Returns how many
-    /// entries it closed.
-    pub async fn recover(&self) -> Result<usize, EngineError> {
-        let open = self.store.outbox_open().await.map_err(EngineError::Store)?;
-        if open.is_empty() {
-            return Ok(0);
-        }
-        let links = self.store.links().await.map_err(EngineError::Store)?;
-        let now = self.clock.now();
-        let mut events = Vec::new();
-        for entry in &open {
-            let op = &entry.op;
-            let mut outcome =
-                "re-planned: the next plan redoes it if it is still needed".to_owned();
-            if let (crate::plan::OpKind::Create { login, .. }, Some(who), Some(conn)) =
-                (&op.kind, &op.identity, self.connectors.get(&op.target))
-            {
-                let found = self
-                    .find_by_login(conn.as_ref(), login)
-                    .await
-                    .map_err(|error| EngineError::Target {
-                        target: op.target.clone(),
-                        error,
-                    })?;
-                if let Some(acct) = found.first() {
-                    let linked = links
-                        .iter()
-                        .any(|l| l.target == op.target && l.account == acct.id);
-                    if !linked {
-                        let link = crate::planner::Link::new(
-                            op.target.clone(),
-                            acct.id.clone(),
-                            who.clone(),
-                            crate::planner::LinkOrigin::Created,
-                        );
-                        self.store
-                            .put_link(&link)
-                            .await
-                            .map_err(EngineError::Store)?;
-                        outcome = format!(
-                            "recovered: the account {} was created before the crash; linked as created",
-                            acct.id
-                        );
-                    } else {
-                        outcome = "recovered: the account exists and is linked".to_owned();
-                    }
-                }
-            }
-            let mut event = crate::audit::AuditEvent::new(
-                now,
-                "prov-engine",
-                format!("recover {}", op.kind.name()),
-                format!(
-                    "operation {} begun {} was never finished",
-                    op.id,
-                    entry.begun.to_rfc3339()
-                ),
-                outcome,
-            );
-            event.identity.clone_from(&op.identity);
-            event.target = Some(op.target.clone());
-            events.push(event);
-        }
-        self.store
-            .append_audit(events)
-            .await
-            .map_err(EngineError::Store)?;
-        let ids: Vec<String> = open.iter().map(|e| e.op.id.clone()).collect();
-        self.store
-            .outbox_finish(&ids)
-            .await
-            .map_err(EngineError::Store)?;
-        Ok(open.len())
     }
 
     /// A full plan for everyone the sources know (after [`recover`](Self::recover)).
@@ -362,17 +313,28 @@ impl Engine {
             who.end_date = who.end_date.or(Some(now.date_naive()));
         }
         self.recover().await?;
-        let links = self.store.links().await.map_err(EngineError::Store)?;
-        let leases = self.active_leases().await?;
+        // Only this identity's links and leases: an event costs the same
+        // whether the store holds ten identities or a million.
+        let mut links = self
+            .store
+            .links_of(&who.id)
+            .await
+            .map_err(EngineError::Store)?;
+        let leases: Vec<Lease> = self
+            .store
+            .leases_of(&who.id)
+            .await
+            .map_err(EngineError::Store)?
+            .iter()
+            .filter_map(LeaseRecord::as_lease)
+            .collect();
         let extra = Extra::new(&[], &leases);
         let res = self.policy.resolve_with(&who, now, extra);
         let mut actual: BTreeMap<TargetId, Vec<Account>> = BTreeMap::new();
+        let own = links.clone();
         for (t, conn) in &self.connectors {
             let mut accounts = Vec::new();
-            for l in links
-                .iter()
-                .filter(|l| &l.target == t && l.identity == who.id)
-            {
+            for l in own.iter().filter(|l| &l.target == t) {
                 match conn.get_account(&l.account).await {
                     Ok(a) => accounts.push(a),
                     Err(e) if e.kind() == prov_core::ErrorKind::NotFound => {}
@@ -399,6 +361,18 @@ impl Engine {
                                 target: t.clone(),
                                 error,
                             })?;
+                    // A found account's own link (to someone else) must be
+                    // seen, or the plan would take it over.
+                    for a in &found {
+                        if let Some(l) = self
+                            .store
+                            .link(t, &a.id)
+                            .await
+                            .map_err(EngineError::Store)?
+                        {
+                            links.push(l);
+                        }
+                    }
                     accounts.extend(found);
                 }
             }
@@ -420,7 +394,7 @@ impl Engine {
         Ok((the_plan, report))
     }
 
-    async fn find_by_login(
+    pub(crate) async fn find_by_login(
         &self,
         conn: &dyn Connector,
         login: &str,
@@ -456,13 +430,10 @@ impl Engine {
     }
 
     async fn lease(&self, id: &str) -> Result<LeaseRecord, LeaseError> {
-        let all = self
-            .store
-            .leases()
+        self.store
+            .lease(id)
             .await
-            .map_err(|e| LeaseError::Store(e.to_string()))?;
-        all.into_iter()
-            .find(|l| l.id == id)
+            .map_err(|e| LeaseError::Store(e.to_string()))?
             .ok_or_else(|| LeaseError::NotFound(id.to_owned()))
     }
 

@@ -35,15 +35,11 @@ pub mod audit;
 mod engine;
 mod executor;
 pub mod leases;
+mod ledger;
 mod plan;
 mod planner;
-#[cfg(feature = "postgres")]
-mod postgres;
+mod recover;
 pub mod review;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod sql;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 mod store;
 
 pub use engine::{Engine, EngineError, Event};
@@ -51,13 +47,14 @@ pub use executor::{
     ApplyError, ApplyOptions, ApplyReport, Executor, OpOutcome, OpStatus, Progress, RetryPolicy,
     TargetLimits,
 };
+pub use ledger::{LedgerChange, Link, LinkOrigin};
 pub use plan::{AccountRef, Conflict, OpKind, Orphan, PLAN_VERSION, Plan, PlannedOp, SafetyBlock};
 pub use planner::{
-    Correlation, Link, LinkOrigin, OrphanPolicy, PlanInput, PlanOptions, Safety, TargetOptions,
-    fingerprint, plan, plan_resolved,
+    Correlation, OrphanPolicy, PlanInput, PlanOptions, Safety, TargetOptions, fingerprint, plan,
+    plan_resolved,
 };
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
+pub use store::PostgresStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
-pub use store::{MemoryStore, Store};
+pub use store::SqliteStore;
+pub use store::{Completion, MemoryStore, OutboxEntry, Store};

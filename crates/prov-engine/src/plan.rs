@@ -415,6 +415,15 @@ impl Plan {
         out
     }
 
+    /// A digest of the whole plan (its operations, reasons, blocks, problems
+    /// and the fingerprint of its inputs): the id audit records name it by.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        // Field order is fixed by the structs and maps are ordered, so the JSON is canonical.
+        h.update(serde_json::to_vec(self).unwrap_or_default());
+        hex(&h.finalize()[..16])
+    }
+
     /// The plan as pretty JSON.
     pub fn to_json(&self) -> serde_json::Result<String> {
         serde_json::to_string_pretty(self)

@@ -13,71 +13,10 @@ use prov_resolver::{AccountView, CompiledPolicy, Extra, LeaverAction, Resolution
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::ledger::{Link, LinkOrigin};
 use crate::plan::{
     AccountRef, Conflict, OpKind, Orphan, PLAN_VERSION, Plan, PlannedOp, SafetyBlock, hex,
 };
-
-/// How the engine came to manage an account: the ownership ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum LinkOrigin {
-    /// The engine created it: it may disable and delete it.
-    Created,
-    /// It existed and correlation linked it: disabled when its identity
-    /// leaves, deleted only if the target's options allow.
-    Linked,
-}
-
-impl LinkOrigin {
-    /// `created` or `linked`, as stores write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LinkOrigin::Created => "created",
-            LinkOrigin::Linked => "linked",
-        }
-    }
-
-    /// Reads what [`as_str`](Self::as_str) wrote.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "created" => Some(LinkOrigin::Created),
-            "linked" => Some(LinkOrigin::Linked),
-            _ => None,
-        }
-    }
-}
-
-/// A record in the ownership ledger: this account on this target is this identity's.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Link {
-    /// The target.
-    pub target: TargetId,
-    /// The account.
-    pub account: AccountId,
-    /// Its identity.
-    pub identity: IdentityId,
-    /// How it came to be managed.
-    pub origin: LinkOrigin,
-}
-
-impl Link {
-    /// A link.
-    pub fn new(
-        target: TargetId,
-        account: AccountId,
-        identity: IdentityId,
-        origin: LinkOrigin,
-    ) -> Self {
-        Link {
-            target,
-            account,
-            identity,
-            origin,
-        }
-    }
-}
 
 /// A correlation rule: an existing account belongs to an identity when the
 /// account's field equals the identity's.

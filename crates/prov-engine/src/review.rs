@@ -8,7 +8,7 @@ use prov_core::{Account, AccountId, EntitlementId, Identity, IdentityId, TargetI
 use prov_resolver::{CompiledPolicy, Extra};
 use serde::{Deserialize, Serialize};
 
-use crate::planner::Link;
+use crate::ledger::Link;
 
 /// What a review row says about a piece of access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

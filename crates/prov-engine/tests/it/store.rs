@@ -5,7 +5,9 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use prov_core::{AccountId, IdentityId, TargetId};
 use prov_engine::audit::{self, AuditEvent};
-use prov_engine::{Link, LinkOrigin, MemoryStore, SqliteStore, Store};
+use prov_engine::{
+    Completion, LedgerChange, Link, LinkOrigin, MemoryStore, OutboxEntry, SqliteStore, Store,
+};
 
 fn link(t: &str, a: &str, i: &str, o: LinkOrigin) -> Link {
     Link::new(TargetId::new(t), AccountId::new(a), IdentityId::new(i), o)
@@ -107,8 +109,158 @@ async fn behaves(store: Arc<dyn Store>) {
     );
     assert_eq!(leases[1].state, prov_engine::leases::LeaseState::Rejected);
 
-    // The outbox: begin, list, finish.
+    assert_eq!(
+        store.lease("l2").await.unwrap().map(|l| l.state),
+        Some(prov_engine::leases::LeaseState::Rejected)
+    );
+    assert!(store.lease("nope").await.unwrap().is_none());
+    assert_eq!(
+        store.leases_of(&IdentityId::new("e1")).await.unwrap().len(),
+        2
+    );
+    assert!(
+        store
+            .leases_of(&IdentityId::new("e2"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Per-identity and per-account lookups.
+    let of_e1 = store.links_of(&IdentityId::new("e1")).await.unwrap();
+    assert_eq!(of_e1, [link("aws", "z", "e1", LinkOrigin::Created)]);
+    assert_eq!(
+        store
+            .link(&TargetId::new("ldap"), &AccountId::new("b"))
+            .await
+            .unwrap(),
+        Some(link("ldap", "b", "e3", LinkOrigin::Created))
+    );
+    assert!(
+        store
+            .link(&TargetId::new("ldap"), &AccountId::new("zz"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // An origin is never downgraded: correlation linking an account the
+    // engine created keeps it `created`.
+    store
+        .put_link(&link("ldap", "b", "e3", LinkOrigin::Linked))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .link(&TargetId::new("ldap"), &AccountId::new("b"))
+            .await
+            .unwrap()
+            .map(|l| l.origin),
+        Some(LinkOrigin::Created)
+    );
+
+    // Ranged audit reads and the head.
+    let head = store.audit_head().await.unwrap().unwrap();
+    assert_eq!(head.seq, 16);
+    let range = store.audit_range(5, 3).await.unwrap();
+    assert_eq!(range.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6, 7]);
+    assert!(store.audit_range(17, 10).await.unwrap().is_empty());
+
+    // The outbox: entries are per run, so two runs of one operation never
+    // share one; a completion closes its entry, writes its link and its
+    // record together.
     assert!(store.outbox_open().await.unwrap().is_empty());
+    let op = |n: &str| -> prov_engine::PlannedOp {
+        serde_json::from_value(serde_json::json!({
+            "id": n, "target": "ldap", "identity": "e9", "op": "create",
+            "login": format!("user-{n}"), "attributes": {}, "enabled": true, "reasons": ["rule r"]
+        }))
+        .unwrap()
+    };
+    let at = Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap();
+    store
+        .outbox_begin(&[
+            OutboxEntry::new("r1", "host:1", op("op1"), at),
+            OutboxEntry::new("r1", "host:1", op("op2"), at),
+        ])
+        .await
+        .unwrap();
+    store
+        .outbox_begin(&[OutboxEntry::new("r2", "host:2", op("op1"), at)])
+        .await
+        .unwrap();
+    let open = store.outbox_open().await.unwrap();
+    assert_eq!(open.len(), 3, "{open:?}");
+    assert!(open.iter().any(|e| e.run == "r2" && e.owner == "host:2"));
+    assert_eq!(open[0].op, op("op1"));
+    let sealed = store
+        .complete(vec![
+            Completion::new("r1", "op1", event(50)).with_ledger(LedgerChange::Put(link(
+                "ldap",
+                "new",
+                "e9",
+                LinkOrigin::Created,
+            ))),
+            Completion::new("r1", "op2", event(51)).with_ledger(LedgerChange::Move {
+                target: TargetId::new("ldap"),
+                from: AccountId::new("b"),
+                to: AccountId::new("b2"),
+            }),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(sealed.iter().map(|r| r.seq).collect::<Vec<_>>(), [17, 18]);
+    let open = store.outbox_open().await.unwrap();
+    assert_eq!(
+        open.iter()
+            .map(|e| (e.run.as_str(), e.op.id.as_str()))
+            .collect::<Vec<_>>(),
+        [("r2", "op1")]
+    );
+    assert_eq!(
+        store
+            .link(&TargetId::new("ldap"), &AccountId::new("new"))
+            .await
+            .unwrap()
+            .map(|l| l.origin),
+        Some(LinkOrigin::Created)
+    );
+    assert!(
+        store
+            .link(&TargetId::new("ldap"), &AccountId::new("b"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .link(&TargetId::new("ldap"), &AccountId::new("b2"))
+            .await
+            .unwrap(),
+        Some(link("ldap", "b2", "e3", LinkOrigin::Created))
+    );
+    store
+        .complete(vec![Completion::new("r2", "op1", event(52)).with_ledger(
+            LedgerChange::Remove {
+                target: TargetId::new("ldap"),
+                account: AccountId::new("new"),
+            },
+        )])
+        .await
+        .unwrap();
+    assert!(store.outbox_open().await.unwrap().is_empty());
+    let log = store.audit_log().await.unwrap();
+    assert_eq!(log.len(), 19);
+    audit::verify(&log).unwrap();
+    // Put back what the reopen test expects.
+    store
+        .put_link(&link("ldap", "b", "e3", LinkOrigin::Created))
+        .await
+        .unwrap();
+    store
+        .remove_link(&TargetId::new("ldap"), &AccountId::new("b2"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,12 +279,12 @@ async fn the_sqlite_store_behaves_and_survives_a_reopen() {
     let again = SqliteStore::open(&path).await.unwrap();
     assert_eq!(again.links().await.unwrap().len(), 2);
     let log = again.audit_log().await.unwrap();
-    assert_eq!(log.len(), 16);
+    assert_eq!(log.len(), 19);
     audit::verify(&log).unwrap();
     // The chain continues across the reopen.
     let next = again.append_audit(vec![event(99)]).await.unwrap();
-    assert_eq!(next[0].seq, 17);
-    assert_eq!(next[0].prev, log[15].hash);
+    assert_eq!(next[0].seq, 20);
+    assert_eq!(next[0].prev, log[18].hash);
     drop(again);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -205,7 +357,7 @@ async fn the_postgres_store_behaves_and_is_shared_by_processes() {
         t.await.unwrap().unwrap();
     }
     let log = a.audit_log().await.unwrap();
-    assert_eq!(log.len(), 36);
+    assert_eq!(log.len(), 39);
     audit::verify(&log).unwrap();
     assert_eq!(b.links().await.unwrap(), a.links().await.unwrap());
 }

@@ -8,7 +8,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::sql::{db_error, sql_store};
+use super::sql::{db_error, sql_store};
 
 /// The store in one SQLite file: nothing to install or start.
 ///
@@ -57,4 +57,4 @@ impl SqliteStore {
 }
 
 // One connection already serialises writers: no locks needed.
-sql_store!(SqliteStore, "sqlite", "", "");
+sql_store!(SqliteStore, sqlx::Sqlite, "sqlite", "", "");

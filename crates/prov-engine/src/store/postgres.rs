@@ -3,7 +3,7 @@
 use prov_core::Result;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use crate::sql::{db_error, sql_store};
+use super::sql::{db_error, sql_store};
 
 /// The store in PostgreSQL: several engine processes can share it.
 ///
@@ -33,6 +33,7 @@ impl PostgresStore {
 // 1886547830 is "prov" in ASCII: the advisory lock's key.
 sql_store!(
     PostgresStore,
+    sqlx::Postgres,
     "postgres",
     "SELECT pg_advisory_xact_lock(1886547830)",
     "LOCK TABLE prov_audit IN SHARE ROW EXCLUSIVE MODE"

@@ -1,0 +1,813 @@
+//! The executor: applies a plan through the connectors, batched, bounded,
+//! rate-limited and retried, with an outcome for every operation and an
+//! audit record for every outcome.
+//!
+//! Each operation is written to the outbox before it is sent (a chunk of a
+//! phase at a time, in one transaction), and its completion (the audit
+//! record, the ledger change, the entry's removal) is written in one
+//! transaction of a group ([`journal`]). A process killed at any point
+//! leaves every call that may have changed a target either recorded or
+//! still in the outbox, where recovery finds it.
+
+mod journal;
+mod outcome;
+mod retry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use futures_util::StreamExt;
+use futures_util::stream;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use prov_core::{
+    AccountId, Capabilities, Clock, Connector, CreateAccount, EntitlementId, ErrorKind,
+    ListRequest, MembershipChange, RateLimit, SystemClock, TargetId, UpdateAccount,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditEvent;
+use crate::ledger::{LedgerChange, Link, LinkOrigin};
+use crate::plan::{AccountRef, OpKind, Plan, PlannedOp};
+use crate::store::{Completion, OutboxEntry, Store};
+
+use journal::Journal;
+pub use outcome::{ApplyError, ApplyReport, OpOutcome, OpStatus};
+pub(crate) use outcome::{failed, outcome, skipped};
+pub(crate) use retry::Retrier;
+pub use retry::RetryPolicy;
+
+/// Operations begun in one outbox transaction before they are sent.
+const CHUNK: usize = 512;
+
+/// Limits for one target, overriding what its capabilities publish.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TargetLimits {
+    /// Calls in flight at once (default: the capabilities' `max_concurrency`).
+    pub concurrency: Option<usize>,
+    /// Requests per period (default: the capabilities' `rate_limit`).
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// How to apply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ApplyOptions {
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// Per-target limits.
+    pub targets: BTreeMap<TargetId, TargetLimits>,
+    /// Apply even when the deletion safeguard blocked the plan.
+    pub allow_destructive: bool,
+}
+
+struct Runtime {
+    conn: Arc<dyn Connector>,
+    caps: Capabilities,
+    limiter: Option<DefaultDirectRateLimiter>,
+    concurrency: usize,
+}
+
+/// Applies plans through connectors.
+pub struct Executor {
+    targets: BTreeMap<TargetId, Runtime>,
+    clock: Arc<dyn Clock>,
+    actor: String,
+    options: ApplyOptions,
+    retrier: Retrier,
+    progress: Option<Progress>,
+    stop: Option<Arc<AtomicBool>>,
+    runs: AtomicU64,
+}
+
+/// Called as operations finish, with (finished, total): for progress bars.
+pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+impl fmt::Debug for Executor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executor")
+            .field("targets", &self.targets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn limiter(limit: RateLimit) -> Option<DefaultDirectRateLimiter> {
+    let requests = NonZeroU32::new(limit.requests)?;
+    let per_request = limit.period / requests.get();
+    let quota = Quota::with_period(per_request)?
+        .allow_burst(NonZeroU32::new(limit.burst).unwrap_or(requests));
+    Some(RateLimiter::direct(quota))
+}
+
+/// A create's login and the id it got (`None` when it failed).
+type Made = Option<(String, Option<AccountId>)>;
+
+/// The process that runs, as outbox entries name their owner: `host:pid`.
+pub(crate) fn owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+/// What an audit record calls an operation: `create`, `grant cn=staff`,
+/// `update mail,cn`, `rename to jdoe`.
+pub(crate) fn operation_name(op: &PlannedOp) -> String {
+    match &op.kind {
+        OpKind::Grant { entitlement, .. } | OpKind::Revoke { entitlement, .. } => {
+            format!("{} {entitlement}", op.kind.name())
+        }
+        OpKind::Update { delta, .. } => {
+            if let Some(login) = &delta.login {
+                return format!("rename to {login}");
+            }
+            let mut names: Vec<&str> = delta.set.keys().map(String::as_str).collect();
+            names.extend(delta.remove.iter().map(String::as_str));
+            format!("update {}", names.join(","))
+        }
+        kind => kind.name().to_owned(),
+    }
+}
+
+/// One apply: its ids, its journal and its progress.
+struct Run<'s> {
+    id: String,
+    owner: String,
+    plan: String,
+    journal: Journal<'s>,
+    finished: AtomicUsize,
+    total: usize,
+}
+
+impl Executor {
+    /// An executor over these connectors.
+    pub fn new(connectors: BTreeMap<TargetId, Arc<dyn Connector>>, options: ApplyOptions) -> Self {
+        let targets = connectors
+            .into_iter()
+            .map(|(t, conn)| {
+                let caps = conn.capabilities();
+                let limits = options.targets.get(&t).cloned().unwrap_or_default();
+                let rate = limits.rate_limit.or(caps.rate_limit);
+                let concurrency = limits.concurrency.unwrap_or(caps.max_concurrency).max(1);
+                let rt = Runtime {
+                    conn,
+                    limiter: rate.and_then(limiter),
+                    concurrency,
+                    caps,
+                };
+                (t, rt)
+            })
+            .collect();
+        Executor {
+            targets,
+            clock: Arc::new(SystemClock),
+            actor: "prov-engine".to_owned(),
+            retrier: Retrier::new(options.retry.clone()),
+            options,
+            progress: None,
+            stop: None,
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    /// Uses `clock` for audit timestamps and run ids (builder style).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Names who acts, in the audit log (builder style; default `prov-engine`).
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = actor.into();
+        self
+    }
+
+    /// Who acts, as the audit log names them.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// Reports progress as operations finish (builder style).
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Stops sending once `stop` is set (builder style): operations not yet
+    /// sent are skipped and recorded as such, those in flight finish and are
+    /// recorded, and the report says `stopped`. For SIGINT and SIGTERM.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
+    /// A new run id: the time, the process, a counter and a random part,
+    /// so that runs of two processes (or two runs of one) never share one.
+    pub(crate) fn run_id(&self) -> String {
+        let n = self.runs.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "run-{}-{}-{n}-{:08x}",
+            self.clock.now().format("%Y%m%dT%H%M%S%.6fZ"),
+            std::process::id(),
+            self.retrier.random()
+        )
+    }
+
+    /// Applies a plan. Returns an error (having done nothing) when the plan
+    /// is blocked or names an unknown target; otherwise an outcome for every
+    /// operation: one failing never stops the unrelated ones. Every outcome
+    /// is written to the audit log as its operation finishes; when the store
+    /// fails, nothing more is sent and the report's `audit_error` says so.
+    pub async fn apply(&self, plan: &Plan, store: &dyn Store) -> Result<ApplyReport, ApplyError> {
+        if !plan.blocked.is_empty() && !self.options.allow_destructive {
+            return Err(ApplyError::Blocked(plan.blocked.clone()));
+        }
+        let mut by_target: BTreeMap<&TargetId, Vec<&PlannedOp>> = BTreeMap::new();
+        for op in &plan.ops {
+            if !self.targets.contains_key(&op.target) {
+                return Err(ApplyError::UnknownTarget(op.target.clone()));
+            }
+            by_target.entry(&op.target).or_default().push(op);
+        }
+        let run = Run {
+            id: self.run_id(),
+            owner: owner(),
+            plan: plan.digest(),
+            journal: Journal::new(store),
+            finished: AtomicUsize::new(0),
+            total: plan.ops.len(),
+        };
+        let before = self.retrier.counters();
+        let runs = by_target.into_iter().filter_map(|(t, ops)| {
+            let rt = self.targets.get(t)?;
+            Some(self.apply_target(&run, rt, ops))
+        });
+        let mut outcomes: HashMap<String, OpOutcome> = HashMap::new();
+        for batch in futures_util::future::join_all(runs).await {
+            outcomes.extend(batch.into_iter().map(|o| (o.op.clone(), o)));
+        }
+        run.journal.flush().await;
+        let after = self.retrier.counters();
+        let ordered = plan
+            .ops
+            .iter()
+            .filter_map(|op| outcomes.remove(&op.id))
+            .collect();
+        Ok(ApplyReport {
+            outcomes: ordered,
+            calls: after.0.saturating_sub(before.0),
+            retries: after.1.saturating_sub(before.1),
+            run: run.id,
+            plan: run.plan,
+            audit_error: run.journal.error(),
+            stopped: self.stopped(),
+        })
+    }
+
+    /// The audit record of an operation's outcome, stamped now.
+    fn audit_event(&self, run: &Run<'_>, op: &PlannedOp, o: &OpOutcome) -> AuditEvent {
+        let outcome = match &o.status {
+            OpStatus::Done => "done".to_owned(),
+            OpStatus::Failed { message, .. } => format!("failed: {message}"),
+            OpStatus::Skipped { reason } => format!("skipped: {reason}"),
+        };
+        let mut event = AuditEvent::new(
+            self.clock.now(),
+            self.actor.clone(),
+            operation_name(op),
+            op.reasons.join("; "),
+            outcome,
+        );
+        event.identity.clone_from(&op.identity);
+        event.target = Some(op.target.clone());
+        event.account.clone_from(&o.account);
+        event.run = Some(run.id.clone());
+        event.plan = Some(run.plan.clone());
+        event
+    }
+
+    /// Records how an operation ended: its audit record, its ledger change
+    /// and the removal of its outbox entry go to the journal together.
+    async fn done(
+        &self,
+        run: &Run<'_>,
+        op: &PlannedOp,
+        o: &OpOutcome,
+        ledger: Option<LedgerChange>,
+    ) {
+        let mut c = Completion::new(run.id.clone(), op.id.clone(), self.audit_event(run, op, o));
+        c.ledger = ledger;
+        run.journal.finish(c).await;
+        let done = run
+            .finished
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if let Some(p) = &self.progress {
+            p(done, run.total);
+        }
+    }
+
+    /// Writes operations to the outbox before they are sent (links are
+    /// store writes and need no entry).
+    async fn begin(&self, run: &Run<'_>, ops: &[&PlannedOp]) -> Result<(), OpStatus> {
+        let now = self.clock.now();
+        let entries: Vec<OutboxEntry> = ops
+            .iter()
+            .filter(|op| !matches!(op.kind, OpKind::Link { .. }))
+            .map(|op| OutboxEntry::new(run.id.clone(), run.owner.clone(), (*op).clone(), now))
+            .collect();
+        run.journal
+            .begin(&entries)
+            .await
+            .map_err(|msg| OpStatus::Failed {
+                kind: ErrorKind::Unavailable,
+                message: format!("not sent: {msg}"),
+            })
+    }
+
+    async fn apply_target(
+        &self,
+        run: &Run<'_>,
+        rt: &Runtime,
+        ops: Vec<&PlannedOp>,
+    ) -> Vec<OpOutcome> {
+        let mut out = Vec::with_capacity(ops.len());
+        let mut created: HashMap<String, Option<AccountId>> = HashMap::new();
+        for phase in 0..=5u8 {
+            let in_phase: Vec<&PlannedOp> = ops
+                .iter()
+                .copied()
+                .filter(|o| o.kind.phase() == phase)
+                .collect();
+            if in_phase.is_empty() {
+                continue;
+            }
+            match phase {
+                0 => {
+                    for chunk in in_phase.chunks(CHUNK) {
+                        for (outcome, made) in self.first_phase_chunk(run, rt, chunk).await {
+                            if let Some((login, id)) = made {
+                                created.insert(login, id);
+                            }
+                            out.push(outcome);
+                        }
+                    }
+                }
+                2 | 3 => out.extend(self.memberships(run, rt, in_phase, &created).await),
+                _ => {
+                    // Operations on one account run in order; accounts run side by side.
+                    let mut groups: BTreeMap<String, Vec<&PlannedOp>> = BTreeMap::new();
+                    for op in in_phase {
+                        groups.entry(account_key(&op.kind)).or_default().push(op);
+                    }
+                    let groups: Vec<Vec<&PlannedOp>> = groups.into_values().collect();
+                    let mut start = 0;
+                    while start < groups.len() {
+                        // Whole groups per chunk, about CHUNK operations.
+                        let mut end = start;
+                        let mut n = 0;
+                        while end < groups.len() && (n == 0 || n < CHUNK) {
+                            n += groups.get(end).map_or(0, Vec::len);
+                            end += 1;
+                        }
+                        let chunk = groups.get(start..end).unwrap_or_default();
+                        out.extend(self.singles_chunk(run, rt, chunk, &created).await);
+                        start = end;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn first_phase_chunk(
+        &self,
+        run: &Run<'_>,
+        rt: &Runtime,
+        chunk: &[&PlannedOp],
+    ) -> Vec<(OpOutcome, Made)> {
+        let made_none = |op: &PlannedOp| match &op.kind {
+            OpKind::Create { login, .. } => Some((login.clone(), None)),
+            _ => None,
+        };
+        if let Err(status) = self.begin(run, chunk).await {
+            return chunk
+                .iter()
+                .map(|op| (outcome(op, None, status.clone(), 0), made_none(op)))
+                .collect();
+        }
+        stream::iter(chunk.iter().copied())
+            .map(|op| async move {
+                if self.stopped() {
+                    let o = outcome(op, None, skipped("stopped before it was sent"), 0);
+                    self.done(run, op, &o, None).await;
+                    return (o, made_none(op));
+                }
+                let (o, made, ledger) = self.first_phase(rt, op).await;
+                self.done(run, op, &o, ledger).await;
+                (o, made)
+            })
+            .buffer_unordered(rt.concurrency)
+            .collect()
+            .await
+    }
+
+    async fn singles_chunk(
+        &self,
+        run: &Run<'_>,
+        rt: &Runtime,
+        groups: &[Vec<&PlannedOp>],
+        created: &HashMap<String, Option<AccountId>>,
+    ) -> Vec<OpOutcome> {
+        let ops: Vec<&PlannedOp> = groups.iter().flatten().copied().collect();
+        if let Err(status) = self.begin(run, &ops).await {
+            return ops
+                .iter()
+                .map(|op| outcome(op, None, status.clone(), 0))
+                .collect();
+        }
+        let results: Vec<Vec<OpOutcome>> = stream::iter(groups)
+            .map(|group| async move {
+                let mut v = Vec::with_capacity(group.len());
+                for op in group {
+                    let (o, ledger) = if self.stopped() {
+                        (
+                            outcome(op, None, skipped("stopped before it was sent"), 0),
+                            None,
+                        )
+                    } else {
+                        self.single(rt, op, created).await
+                    };
+                    self.done(run, op, &o, ledger).await;
+                    v.push(o);
+                }
+                v
+            })
+            .buffer_unordered(rt.concurrency)
+            .collect()
+            .await;
+        results.into_iter().flatten().collect()
+    }
+
+    /// Creates and links. Returns the outcome, the login and new id for
+    /// creates, and the link to record with the outcome.
+    async fn first_phase(
+        &self,
+        rt: &Runtime,
+        op: &PlannedOp,
+    ) -> (OpOutcome, Made, Option<LedgerChange>) {
+        match &op.kind {
+            OpKind::Link { account } => match &op.identity {
+                Some(who) => (
+                    outcome(op, Some(account.clone()), OpStatus::Done, 0),
+                    None,
+                    Some(LedgerChange::Put(Link::new(
+                        op.target.clone(),
+                        account.clone(),
+                        who.clone(),
+                        LinkOrigin::Linked,
+                    ))),
+                ),
+                None => (
+                    outcome(
+                        op,
+                        Some(account.clone()),
+                        OpStatus::Failed {
+                            kind: ErrorKind::InvalidInput,
+                            message: "a link needs an identity".to_owned(),
+                        },
+                        0,
+                    ),
+                    None,
+                    None,
+                ),
+            },
+            OpKind::Create {
+                login,
+                attributes,
+                enabled,
+            } => {
+                let mut req = CreateAccount::new(login.clone(), attributes.clone());
+                req.enabled = *enabled;
+                let (res, attempts) = self
+                    .retrier
+                    .call(rt.limiter.as_ref(), || rt.conn.create_account(req.clone()))
+                    .await;
+                let res = match res {
+                    // A retried create that finds the login taken most likely
+                    // made it on an attempt whose reply was lost; a create that
+                    // timed out may have happened. Either way, look before failing.
+                    Err(e)
+                        if (e.kind() == ErrorKind::AlreadyExists && attempts > 1)
+                            || e.kind() == ErrorKind::Timeout =>
+                    {
+                        self.find_by_login(rt, login).await.map_err(|_| e)
+                    }
+                    other => other.map(|a| a.id),
+                };
+                match res {
+                    Ok(id) => {
+                        let ledger = op.identity.as_ref().map(|who| {
+                            LedgerChange::Put(Link::new(
+                                op.target.clone(),
+                                id.clone(),
+                                who.clone(),
+                                LinkOrigin::Created,
+                            ))
+                        });
+                        (
+                            outcome(op, Some(id.clone()), OpStatus::Done, attempts),
+                            Some((login.clone(), Some(id))),
+                            ledger,
+                        )
+                    }
+                    Err(e) => (
+                        outcome(op, None, failed(&e, ""), attempts),
+                        Some((login.clone(), None)),
+                        None,
+                    ),
+                }
+            }
+            _ => (
+                outcome(op, None, skipped("not a first-phase operation"), 0),
+                None,
+                None,
+            ),
+        }
+    }
+
+    async fn find_by_login(&self, rt: &Runtime, login: &str) -> prov_core::Result<AccountId> {
+        let mut req = ListRequest::first();
+        if rt.caps.filter_attributes.iter().any(|a| a == "login") {
+            req = req.with_filter("login", login);
+        }
+        loop {
+            let (page, _) = self
+                .retrier
+                .call(rt.limiter.as_ref(), || rt.conn.list_accounts(req.clone()))
+                .await;
+            let page = page?;
+            if let Some(a) = page.items.into_iter().find(|a| a.login == login) {
+                return Ok(a.id);
+            }
+            match page.next {
+                Some(c) => req = ListRequest::after(c),
+                None => {
+                    return Err(prov_core::Error::not_found(format!(
+                        "no account with login {login}"
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn single(
+        &self,
+        rt: &Runtime,
+        op: &PlannedOp,
+        created: &HashMap<String, Option<AccountId>>,
+    ) -> (OpOutcome, Option<LedgerChange>) {
+        let resolve = |a: &AccountRef| resolve(a, created);
+        match &op.kind {
+            OpKind::Update { account, delta } => match resolve(account) {
+                Err(reason) => (outcome(op, None, skipped(reason), 0), None),
+                Ok(id) => {
+                    let req = UpdateAccount::new(id.clone(), delta.clone());
+                    let (res, attempts) = self
+                        .retrier
+                        .call(rt.limiter.as_ref(), || rt.conn.update_account(req.clone()))
+                        .await;
+                    match res {
+                        // A rename moved the account (an LDAP DN): its link moves with the record.
+                        Ok(new_id) if new_id != id => (
+                            outcome(op, Some(new_id.clone()), OpStatus::Done, attempts),
+                            Some(LedgerChange::Move {
+                                target: op.target.clone(),
+                                from: id,
+                                to: new_id,
+                            }),
+                        ),
+                        Ok(_) => (outcome(op, Some(id), OpStatus::Done, attempts), None),
+                        Err(e) => (outcome(op, Some(id), failed(&e, ""), attempts), None),
+                    }
+                }
+            },
+            OpKind::SetEnabled { account, enabled } => match resolve(account) {
+                Err(reason) => (outcome(op, None, skipped(reason), 0), None),
+                Ok(id) => {
+                    let (res, attempts) = self
+                        .retrier
+                        .call(rt.limiter.as_ref(), || rt.conn.set_enabled(&id, *enabled))
+                        .await;
+                    let status = match res {
+                        Ok(()) => OpStatus::Done,
+                        Err(e) => failed(&e, ""),
+                    };
+                    (outcome(op, Some(id.clone()), status, attempts), None)
+                }
+            },
+            OpKind::Delete { account } => {
+                let (res, attempts) = self
+                    .retrier
+                    .call(rt.limiter.as_ref(), || rt.conn.delete_account(account))
+                    .await;
+                // Gone already is what a delete wants.
+                match res {
+                    Ok(()) => (
+                        outcome(op, Some(account.clone()), OpStatus::Done, attempts),
+                        Some(LedgerChange::Remove {
+                            target: op.target.clone(),
+                            account: account.clone(),
+                        }),
+                    ),
+                    Err(e) if e.kind() == ErrorKind::NotFound => (
+                        outcome(op, Some(account.clone()), OpStatus::Done, attempts),
+                        Some(LedgerChange::Remove {
+                            target: op.target.clone(),
+                            account: account.clone(),
+                        }),
+                    ),
+                    Err(e) => (
+                        outcome(op, Some(account.clone()), failed(&e, ""), attempts),
+                        None,
+                    ),
+                }
+            }
+            _ => (
+                outcome(op, None, skipped("not a single-account operation"), 0),
+                None,
+            ),
+        }
+    }
+
+    /// Grants or revokes, one request per entitlement and batch.
+    async fn memberships(
+        &self,
+        run: &Run<'_>,
+        rt: &Runtime,
+        ops: Vec<&PlannedOp>,
+        created: &HashMap<String, Option<AccountId>>,
+    ) -> Vec<OpOutcome> {
+        let mut out = Vec::new();
+        let mut by_ent: BTreeMap<(&EntitlementId, bool), Vec<(&PlannedOp, AccountId)>> =
+            BTreeMap::new();
+        for op in ops {
+            let (account, ent, grant) = match &op.kind {
+                OpKind::Grant {
+                    account,
+                    entitlement,
+                } => (account, entitlement, true),
+                OpKind::Revoke {
+                    account,
+                    entitlement,
+                } => (account, entitlement, false),
+                _ => continue,
+            };
+            match resolve(account, created) {
+                Ok(id) => by_ent.entry((ent, grant)).or_default().push((op, id)),
+                Err(reason) => {
+                    let o = outcome(op, None, skipped(reason), 0);
+                    self.done(run, op, &o, None).await;
+                    out.push(o);
+                }
+            }
+        }
+        let size = rt.caps.max_batch.max(1);
+        let mut batches = Vec::new();
+        for ((ent, grant), members) in &by_ent {
+            for chunk in members.chunks(size) {
+                batches.push((*ent, *grant, chunk));
+            }
+        }
+        // Batches begun together, about CHUNK operations at a time.
+        let mut start = 0;
+        while start < batches.len() {
+            let mut end = start;
+            let mut n = 0;
+            while end < batches.len() && (n == 0 || n < CHUNK) {
+                n += batches.get(end).map_or(0, |b| b.2.len());
+                end += 1;
+            }
+            let group = batches.get(start..end).unwrap_or_default();
+            start = end;
+            let group_ops: Vec<&PlannedOp> = group
+                .iter()
+                .flat_map(|b| b.2.iter().map(|(op, _)| *op))
+                .collect();
+            if let Err(status) = self.begin(run, &group_ops).await {
+                for (_, _, chunk) in group {
+                    out.extend(
+                        chunk
+                            .iter()
+                            .map(|(op, id)| outcome(op, Some(id.clone()), status.clone(), 0)),
+                    );
+                }
+                continue;
+            }
+            let results: Vec<Vec<OpOutcome>> = stream::iter(group)
+                .map(|(ent, grant, chunk)| async move {
+                    let outcomes = if self.stopped() {
+                        chunk
+                            .iter()
+                            .map(|(op, id)| {
+                                outcome(
+                                    op,
+                                    Some(id.clone()),
+                                    skipped("stopped before it was sent"),
+                                    0,
+                                )
+                            })
+                            .collect()
+                    } else {
+                        self.membership_batch(rt, ent, *grant, chunk).await
+                    };
+                    for ((op, _), o) in chunk.iter().zip(&outcomes) {
+                        self.done(run, op, o, None).await;
+                    }
+                    outcomes
+                })
+                .buffer_unordered(rt.concurrency)
+                .collect()
+                .await;
+            out.extend(results.into_iter().flatten());
+        }
+        out
+    }
+
+    async fn membership_batch(
+        &self,
+        rt: &Runtime,
+        ent: &EntitlementId,
+        grant: bool,
+        chunk: &[(&PlannedOp, AccountId)],
+    ) -> Vec<OpOutcome> {
+        let accounts: Vec<AccountId> = chunk.iter().map(|(_, id)| id.clone()).collect();
+        let req = MembershipChange::new(ent.clone(), accounts);
+        let (res, attempts) = self
+            .retrier
+            .call(rt.limiter.as_ref(), || {
+                if grant {
+                    rt.conn.grant(req.clone())
+                } else {
+                    rt.conn.revoke(req.clone())
+                }
+            })
+            .await;
+        match res {
+            Ok(batch) => {
+                let mut failures: HashMap<AccountId, prov_core::Error> = batch
+                    .failures
+                    .into_iter()
+                    .map(|f| (f.account, f.error))
+                    .collect();
+                chunk
+                    .iter()
+                    .map(|(op, id)| {
+                        let status = match failures.remove(id) {
+                            Some(e) => failed(&e, ""),
+                            None => OpStatus::Done,
+                        };
+                        outcome(op, Some(id.clone()), status, attempts)
+                    })
+                    .collect()
+            }
+            Err(e) => chunk
+                .iter()
+                .map(|(op, id)| outcome(op, Some(id.clone()), failed(&e, ""), attempts))
+                .collect(),
+        }
+    }
+}
+
+fn resolve(
+    account: &AccountRef,
+    created: &HashMap<String, Option<AccountId>>,
+) -> Result<AccountId, String> {
+    match account {
+        AccountRef::Existing { id } => Ok(id.clone()),
+        AccountRef::New { login } => match created.get(login) {
+            Some(Some(id)) => Ok(id.clone()),
+            Some(None) => Err(format!("the create of {login} failed")),
+            None => Err(format!("the plan has no create for {login}")),
+        },
+    }
+}
+
+fn account_key(kind: &OpKind) -> String {
+    match kind {
+        OpKind::Update { account, .. } | OpKind::SetEnabled { account, .. } => account.to_string(),
+        OpKind::Delete { account } | OpKind::Link { account } => account.to_string(),
+        OpKind::Grant { account, .. } | OpKind::Revoke { account, .. } => account.to_string(),
+        OpKind::Create { login, .. } => login.clone(),
+    }
+}

@@ -1,0 +1,183 @@
+//! `MemoryStore`: everything in memory, for tests and for embedding without persistence.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use prov_core::{AccountId, IdentityId, Result, TargetId};
+
+use super::{Completion, OutboxEntry, Store};
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::leases::LeaseRecord;
+use crate::ledger::{LedgerChange, Link};
+
+#[derive(Debug, Default)]
+struct State {
+    links: BTreeMap<(TargetId, AccountId), Link>,
+    audit: Vec<AuditRecord>,
+    outbox: BTreeMap<(String, String), OutboxEntry>,
+    leases: BTreeMap<String, LeaseRecord>,
+}
+
+impl State {
+    fn put_link(&mut self, link: &Link) {
+        let key = (link.target.clone(), link.account.clone());
+        let mut link = link.clone();
+        if let Some(old) = self.links.get(&key) {
+            link.origin = old.origin.kept_with(link.origin);
+        }
+        self.links.insert(key, link);
+    }
+
+    fn apply(&mut self, change: &LedgerChange) {
+        match change {
+            LedgerChange::Put(link) => self.put_link(link),
+            LedgerChange::Remove { target, account } => {
+                self.links.remove(&(target.clone(), account.clone()));
+            }
+            LedgerChange::Move { target, from, to } => {
+                if let Some(mut link) = self.links.remove(&(target.clone(), from.clone())) {
+                    link.account = to.clone();
+                    self.put_link(&link);
+                }
+            }
+        }
+    }
+
+    fn seal(&mut self, events: Vec<AuditEvent>) -> Vec<AuditRecord> {
+        let mut sealed = Vec::with_capacity(events.len());
+        for event in events {
+            let record = AuditRecord::seal(self.audit.last(), event);
+            self.audit.push(record.clone());
+            sealed.push(record);
+        }
+        sealed
+    }
+}
+
+/// A store in memory, for tests and for embedding without persistence.
+///
+/// One lock guards all of it, so each call is atomic as the contract asks.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Each call finishes its changes under the lock before it can fail,
+        // so a panic elsewhere cannot leave the state half changed.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn links(&self) -> Result<Vec<Link>> {
+        Ok(self.lock().links.values().cloned().collect())
+    }
+
+    async fn links_of(&self, identity: &IdentityId) -> Result<Vec<Link>> {
+        Ok(self
+            .lock()
+            .links
+            .values()
+            .filter(|l| &l.identity == identity)
+            .cloned()
+            .collect())
+    }
+
+    async fn link(&self, target: &TargetId, account: &AccountId) -> Result<Option<Link>> {
+        Ok(self
+            .lock()
+            .links
+            .get(&(target.clone(), account.clone()))
+            .cloned())
+    }
+
+    async fn put_link(&self, link: &Link) -> Result<()> {
+        self.lock().put_link(link);
+        Ok(())
+    }
+
+    async fn remove_link(&self, target: &TargetId, account: &AccountId) -> Result<()> {
+        self.lock().links.remove(&(target.clone(), account.clone()));
+        Ok(())
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditRecord>> {
+        Ok(self.lock().seal(events))
+    }
+
+    async fn audit_range(&self, from: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        Ok(self
+            .lock()
+            .audit
+            .iter()
+            .filter(|r| r.seq >= from)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn audit_head(&self) -> Result<Option<AuditRecord>> {
+        Ok(self.lock().audit.last().cloned())
+    }
+
+    async fn outbox_begin(&self, entries: &[OutboxEntry]) -> Result<()> {
+        let mut state = self.lock();
+        for e in entries {
+            state
+                .outbox
+                .insert((e.run.clone(), e.op.id.clone()), e.clone());
+        }
+        Ok(())
+    }
+
+    async fn complete(&self, done: Vec<Completion>) -> Result<Vec<AuditRecord>> {
+        let mut state = self.lock();
+        let mut events = Vec::with_capacity(done.len());
+        for c in done {
+            if let Some(change) = &c.ledger {
+                state.apply(change);
+            }
+            state.outbox.remove(&(c.run, c.op));
+            events.push(c.event);
+        }
+        Ok(state.seal(events))
+    }
+
+    async fn outbox_open(&self) -> Result<Vec<OutboxEntry>> {
+        let mut open: Vec<OutboxEntry> = self.lock().outbox.values().cloned().collect();
+        open.sort_by_key(|e| e.begun);
+        Ok(open)
+    }
+
+    async fn put_lease(&self, lease: &LeaseRecord) -> Result<()> {
+        self.lock().leases.insert(lease.id.clone(), lease.clone());
+        Ok(())
+    }
+
+    async fn lease(&self, id: &str) -> Result<Option<LeaseRecord>> {
+        Ok(self.lock().leases.get(id).cloned())
+    }
+
+    async fn leases_of(&self, identity: &IdentityId) -> Result<Vec<LeaseRecord>> {
+        Ok(self
+            .lock()
+            .leases
+            .values()
+            .filter(|l| &l.request.identity == identity)
+            .cloned()
+            .collect())
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseRecord>> {
+        Ok(self.lock().leases.values().cloned().collect())
+    }
+}

@@ -1,0 +1,186 @@
+//! The `Store` trait: what the engine keeps between runs, and its
+//! implementations (memory, SQLite, PostgreSQL).
+//!
+//! A store holds the ownership ledger (links and their origins), the audit
+//! log, the outbox of operations in flight, and leases. Everything the trait
+//! uses is exported here, so a host can bring its own store.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use prov_core::{AccountId, IdentityId, Result, TargetId};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::leases::LeaseRecord;
+use crate::ledger::{LedgerChange, Link};
+use crate::plan::PlannedOp;
+
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// An operation written down before it is sent to its target, so that a
+/// process killed mid-apply leaves a trace of what may have happened.
+///
+/// Entries are keyed by run and operation: two runs that plan the same
+/// operation (operation ids are stable across plans) never share an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct OutboxEntry {
+    /// The run that began it.
+    pub run: String,
+    /// The process that ran it (`host:pid`), for people reading a recovery.
+    #[serde(default)]
+    pub owner: String,
+    /// The operation, as planned.
+    pub op: PlannedOp,
+    /// When it was begun.
+    pub begun: DateTime<Utc>,
+}
+
+impl OutboxEntry {
+    /// An entry for `op` of `run`, begun at `begun`.
+    pub fn new(
+        run: impl Into<String>,
+        owner: impl Into<String>,
+        op: PlannedOp,
+        begun: DateTime<Utc>,
+    ) -> Self {
+        OutboxEntry {
+            run: run.into(),
+            owner: owner.into(),
+            op,
+            begun,
+        }
+    }
+}
+
+/// How an operation in the outbox ended, written in one transaction: its
+/// ledger change, its audit record, and the removal of its outbox entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Completion {
+    /// The run whose entry this closes.
+    pub run: String,
+    /// The operation's id.
+    pub op: String,
+    /// The ledger change the operation makes (a create's link, a delete's
+    /// removal, a rename's move), if any.
+    pub ledger: Option<LedgerChange>,
+    /// The audit record's content.
+    pub event: AuditEvent,
+}
+
+impl Completion {
+    /// A completion of `op` in `run`, recorded as `event`.
+    pub fn new(run: impl Into<String>, op: impl Into<String>, event: AuditEvent) -> Self {
+        Completion {
+            run: run.into(),
+            op: op.into(),
+            ledger: None,
+            event,
+        }
+    }
+
+    /// With a ledger change (builder style).
+    pub fn with_ledger(mut self, change: LedgerChange) -> Self {
+        self.ledger = Some(change);
+        self
+    }
+}
+
+/// Durable engine state.
+///
+/// # Contract
+///
+/// - Writes are durable when the call returns; reads see every write that
+///   returned before them.
+/// - [`complete`](Store::complete) is atomic: for each completion, the
+///   ledger change, the audit record and the removal of the outbox entry
+///   happen together or not at all. This is what makes "every call that
+///   changed a target has exactly one audit record" hold through crashes: an
+///   entry leaves the outbox only in the transaction that records it.
+/// - The audit log is one hash chain: appends from several tasks (and, for
+///   a shared store, several processes) are serialised, each batch whole
+///   and in order.
+/// - An origin is never downgraded: putting a `linked` link over a
+///   `created` one keeps `created`.
+/// - Errors use `prov_core::Error` kinds (`Unavailable` for a store that
+///   cannot be reached, which the engine treats as a reason to stop, never
+///   to guess).
+///
+/// # Implementing
+///
+/// Run the engine's store tests against the implementation (see
+/// `crates/prov-engine/tests/it/store.rs`: one function, every store).
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Every link, sorted by target and account.
+    async fn links(&self) -> Result<Vec<Link>>;
+    /// One identity's links, sorted by target and account.
+    async fn links_of(&self, identity: &IdentityId) -> Result<Vec<Link>>;
+    /// The link of one account, if any.
+    async fn link(&self, target: &TargetId, account: &AccountId) -> Result<Option<Link>>;
+    /// Records a link (replacing one for the same target and account, but
+    /// never downgrading its origin).
+    async fn put_link(&self, link: &Link) -> Result<()>;
+    /// Forgets a link; forgetting one that is absent is not an error.
+    async fn remove_link(&self, target: &TargetId, account: &AccountId) -> Result<()>;
+
+    /// Appends events to the audit log, sealing each into the hash chain,
+    /// atomically and in order; returns the sealed records.
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditRecord>>;
+
+    /// Up to `limit` audit records from sequence number `from` (1-based), oldest first.
+    async fn audit_range(&self, from: u64, limit: usize) -> Result<Vec<AuditRecord>>;
+
+    /// The last audit record, if any: the chain's head.
+    async fn audit_head(&self) -> Result<Option<AuditRecord>>;
+
+    /// The whole audit log, oldest first.
+    async fn audit_log(&self) -> Result<Vec<AuditRecord>> {
+        let mut out: Vec<AuditRecord> = Vec::new();
+        loop {
+            let from = out.last().map_or(1, |r| r.seq.saturating_add(1));
+            let page = self.audit_range(from, 10_000).await?;
+            if page.is_empty() {
+                return Ok(out);
+            }
+            out.extend(page);
+        }
+    }
+
+    /// Writes operations down before they are sent, in one transaction
+    /// (replacing entries with the same run and operation id).
+    async fn outbox_begin(&self, entries: &[OutboxEntry]) -> Result<()>;
+
+    /// Closes outbox entries, each with its ledger change and audit record,
+    /// in one transaction (see the contract); returns the sealed records.
+    async fn complete(&self, done: Vec<Completion>) -> Result<Vec<AuditRecord>>;
+
+    /// Operations begun and never completed: what a killed process left (or
+    /// what a live one has in flight), oldest first.
+    async fn outbox_open(&self) -> Result<Vec<OutboxEntry>>;
+
+    /// Writes a lease (replacing the one with the same id).
+    async fn put_lease(&self, lease: &LeaseRecord) -> Result<()>;
+
+    /// One lease by id.
+    async fn lease(&self, id: &str) -> Result<Option<LeaseRecord>>;
+
+    /// One identity's leases, by id.
+    async fn leases_of(&self, identity: &IdentityId) -> Result<Vec<LeaseRecord>>;
+
+    /// Every lease, by id.
+    async fn leases(&self) -> Result<Vec<LeaseRecord>>;
+}

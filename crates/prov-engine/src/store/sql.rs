@@ -1,0 +1,437 @@
+//! What the SQL stores share: the schema, error mapping, and one
+//! implementation of `Store` generated for each pool type. SQLite and
+//! PostgreSQL both take `$1`-style parameters, so the SQL is the same; they
+//! differ only in how they serialise writers (see the store types).
+
+use prov_core::{Error, ErrorKind};
+
+/// Schema migrations, applied in order; `prov_schema` records how many ran.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the ownership ledger and the audit log.
+    "CREATE TABLE prov_links (
+        target   TEXT NOT NULL,
+        account  TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        origin   TEXT NOT NULL CHECK (origin IN ('created', 'linked')),
+        PRIMARY KEY (target, account)
+    );
+    CREATE INDEX prov_links_by_identity ON prov_links (identity);
+    CREATE TABLE prov_audit (
+        seq    BIGINT PRIMARY KEY,
+        record TEXT NOT NULL,
+        hash   TEXT NOT NULL
+    );",
+    // 2: the outbox.
+    "CREATE TABLE prov_outbox (
+        op    TEXT PRIMARY KEY,
+        entry TEXT NOT NULL
+    );",
+    // 3: leases.
+    "CREATE TABLE prov_leases (
+        id     TEXT PRIMARY KEY,
+        record TEXT NOT NULL
+    );",
+    // 4: outbox entries keyed by run and operation (two runs planning the
+    // same operation never share an entry), naming their owner; entries
+    // left by an older prov keep their JSON and run `before-upgrade`.
+    // Leases findable by identity (older rows have '' and are filtered after decoding).
+    "CREATE TABLE prov_outbox4 (
+        run   TEXT NOT NULL,
+        op    TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        begun TEXT NOT NULL,
+        entry TEXT NOT NULL,
+        PRIMARY KEY (run, op)
+    );
+    INSERT INTO prov_outbox4 (run, op, owner, begun, entry)
+        SELECT 'before-upgrade', op, '', '', entry FROM prov_outbox;
+    DROP TABLE prov_outbox;
+    ALTER TABLE prov_outbox4 RENAME TO prov_outbox;
+    ALTER TABLE prov_leases ADD COLUMN identity TEXT NOT NULL DEFAULT '';
+    CREATE INDEX prov_leases_by_identity ON prov_leases (identity);",
+];
+
+/// A database error as a `prov_core::Error`: an unreachable database is
+/// `Unavailable` (the engine stops rather than guesses), the rest `Unexpected`.
+pub(crate) fn db_error(store: &str, context: &str, e: sqlx::Error) -> Error {
+    let kind = match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => ErrorKind::Unavailable,
+        _ => ErrorKind::Unexpected,
+    };
+    Error::new(kind, format!("{store} store: {context}: {e}"))
+}
+
+/// An outbox row as an entry. Rows an older prov wrote (empty `begun`)
+/// hold the whole entry as `{op, begun}`.
+pub(crate) fn outbox_entry(
+    store: &str,
+    (run, op_id, owner, begun, entry): (String, String, String, String, String),
+) -> prov_core::Result<crate::store::OutboxEntry> {
+    #[derive(serde::Deserialize)]
+    struct Old {
+        op: crate::plan::PlannedOp,
+        begun: chrono::DateTime<chrono::Utc>,
+    }
+    let what = format!("outbox entry {run}/{op_id}");
+    if begun.is_empty() {
+        let old: Old = decode(store, &what, &entry)?;
+        return Ok(crate::store::OutboxEntry::new(
+            run, owner, old.op, old.begun,
+        ));
+    }
+    let op = decode(store, &what, &entry)?;
+    let begun = chrono::DateTime::parse_from_rfc3339(&begun)
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("{store} store: {what} has an unreadable time `{begun}`: {e}"),
+            )
+        })?
+        .with_timezone(&chrono::Utc);
+    Ok(crate::store::OutboxEntry::new(run, owner, op, begun))
+}
+
+pub(crate) fn seq(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    store: &str,
+    what: &str,
+    text: &str,
+) -> prov_core::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        Error::new(
+            ErrorKind::Unexpected,
+            format!("{store} store: {what} is unreadable: {e}"),
+        )
+    })
+}
+
+pub(crate) fn encode<T: serde::Serialize>(
+    store: &str,
+    what: &str,
+    value: &T,
+) -> prov_core::Result<String> {
+    serde_json::to_string(value).map_err(|e| {
+        Error::new(
+            ErrorKind::Unexpected,
+            format!("{store} store: cannot encode {what}: {e}"),
+        )
+    })
+}
+
+/// Generates `migrate` and `impl Store` for a store type with a `pool`
+/// field over database `$db`. `$migrate_lock` and `$append_lock` are
+/// statements run first in the migration and audit-append transactions
+/// (empty to run none).
+macro_rules! sql_store {
+    ($ty:ty, $db:ty, $name:literal, $migrate_lock:literal, $append_lock:literal) => {
+        impl $ty {
+            async fn migrate(&self) -> prov_core::Result<()> {
+                use crate::store::sql::{MIGRATIONS, db_error};
+                let err = |e| db_error($name, "migrate", e);
+                let mut tx = self.pool.begin().await.map_err(err)?;
+                if !$migrate_lock.is_empty() {
+                    sqlx::query($migrate_lock).execute(&mut *tx).await.map_err(err)?;
+                }
+                sqlx::query("CREATE TABLE IF NOT EXISTS prov_schema (version BIGINT NOT NULL)").execute(&mut *tx).await.map_err(err)?;
+                let current: Option<(i64,)> = sqlx::query_as("SELECT version FROM prov_schema").fetch_optional(&mut *tx).await.map_err(err)?;
+                let current = usize::try_from(current.map_or(0, |v| v.0)).unwrap_or(0);
+                if current > MIGRATIONS.len() {
+                    return Err(prov_core::Error::new(
+                        prov_core::ErrorKind::Config,
+                        format!("{} store: schema version {current} is newer than this prov ({}); upgrade prov", $name, MIGRATIONS.len()),
+                    ));
+                }
+                for sql in MIGRATIONS.iter().skip(current) {
+                    sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(err)?;
+                }
+                sqlx::query("DELETE FROM prov_schema").execute(&mut *tx).await.map_err(err)?;
+                sqlx::query("INSERT INTO prov_schema (version) VALUES ($1)")
+                    .bind(i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                tx.commit().await.map_err(err)
+            }
+
+            fn link_rows(rows: Vec<(String, String, String, String)>) -> prov_core::Result<Vec<crate::ledger::Link>> {
+                use crate::ledger::{Link, LinkOrigin};
+                rows.into_iter()
+                    .map(|(t, a, i, o)| {
+                        let origin = LinkOrigin::parse(&o).ok_or_else(|| {
+                            prov_core::Error::new(prov_core::ErrorKind::Unexpected, format!("{} store: link {t}/{a} has unknown origin `{o}`", $name))
+                        })?;
+                        Ok(Link::new(prov_core::TargetId::new(t), prov_core::AccountId::new(a), prov_core::IdentityId::new(i), origin))
+                    })
+                    .collect()
+            }
+
+            /// Records a link, never downgrading an origin (`created` wins).
+            async fn put_link_in(conn: &mut <$db as sqlx::Database>::Connection, link: &crate::ledger::Link) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "INSERT INTO prov_links (target, account, identity, origin) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (target, account) DO UPDATE SET identity = excluded.identity,
+                       origin = CASE WHEN prov_links.origin = 'created' OR excluded.origin = 'created' THEN 'created' ELSE 'linked' END",
+                )
+                .bind(link.target.as_str())
+                .bind(link.account.as_str())
+                .bind(link.identity.as_str())
+                .bind(link.origin.as_str())
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+
+            async fn ledger_in(conn: &mut <$db as sqlx::Database>::Connection, change: &crate::ledger::LedgerChange) -> prov_core::Result<()> {
+                use crate::ledger::LedgerChange;
+                let err = |e| crate::store::sql::db_error($name, "write link", e);
+                match change {
+                    LedgerChange::Put(link) => Self::put_link_in(conn, link).await.map_err(err),
+                    LedgerChange::Remove { target, account } => {
+                        sqlx::query("DELETE FROM prov_links WHERE target = $1 AND account = $2")
+                            .bind(target.as_str())
+                            .bind(account.as_str())
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(err)?;
+                        Ok(())
+                    }
+                    LedgerChange::Move { target, from, to } => {
+                        let old: Option<(String, String, String, String)> = sqlx::query_as(
+                            "DELETE FROM prov_links WHERE target = $1 AND account = $2 RETURNING target, account, identity, origin",
+                        )
+                        .bind(target.as_str())
+                        .bind(from.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(err)?;
+                        if let Some(row) = old {
+                            for mut link in Self::link_rows(vec![row])? {
+                                link.account = to.clone();
+                                Self::put_link_in(conn, &link).await.map_err(err)?;
+                            }
+                        }
+                        Ok(())
+                    }
+                }
+            }
+
+            /// Seals `events` after the chain's head and inserts them, in the caller's transaction.
+            async fn seal_in(conn: &mut <$db as sqlx::Database>::Connection, events: Vec<crate::audit::AuditEvent>) -> prov_core::Result<Vec<crate::audit::AuditRecord>> {
+                use crate::audit::AuditRecord;
+                let err = |e| crate::store::sql::db_error($name, "append audit", e);
+                if events.is_empty() {
+                    return Ok(Vec::new());
+                }
+                if !$append_lock.is_empty() {
+                    sqlx::query($append_lock).execute(&mut *conn).await.map_err(err)?;
+                }
+                let last: Option<(String,)> =
+                    sqlx::query_as("SELECT record FROM prov_audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *conn).await.map_err(err)?;
+                let mut prev: Option<AuditRecord> = match last {
+                    Some((text,)) => Some(crate::store::sql::decode($name, "the last audit record", &text)?),
+                    None => None,
+                };
+                let mut sealed = Vec::with_capacity(events.len());
+                for event in events {
+                    let record = AuditRecord::seal(prev.as_ref(), event);
+                    let text = crate::store::sql::encode($name, "an audit record", &record)?;
+                    sqlx::query("INSERT INTO prov_audit (seq, record, hash) VALUES ($1, $2, $3)")
+                        .bind(crate::store::sql::seq(record.seq))
+                        .bind(text)
+                        .bind(&record.hash)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(err)?;
+                    sealed.push(record.clone());
+                    prev = Some(record);
+                }
+                Ok(sealed)
+            }
+
+            fn audit_rows(rows: Vec<(String,)>) -> prov_core::Result<Vec<crate::audit::AuditRecord>> {
+                rows.iter().map(|(text,)| crate::store::sql::decode($name, "an audit record", text)).collect()
+            }
+
+            fn lease_rows(rows: Vec<(String,)>) -> prov_core::Result<Vec<crate::leases::LeaseRecord>> {
+                rows.iter().map(|(text,)| crate::store::sql::decode($name, "a lease", text)).collect()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::store::Store for $ty {
+            async fn links(&self) -> prov_core::Result<Vec<crate::ledger::Link>> {
+                let rows = sqlx::query_as("SELECT target, account, identity, origin FROM prov_links ORDER BY target, account")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read links", e))?;
+                Self::link_rows(rows)
+            }
+
+            async fn links_of(&self, identity: &prov_core::IdentityId) -> prov_core::Result<Vec<crate::ledger::Link>> {
+                let rows = sqlx::query_as("SELECT target, account, identity, origin FROM prov_links WHERE identity = $1 ORDER BY target, account")
+                    .bind(identity.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read links", e))?;
+                Self::link_rows(rows)
+            }
+
+            async fn link(&self, target: &prov_core::TargetId, account: &prov_core::AccountId) -> prov_core::Result<Option<crate::ledger::Link>> {
+                let rows = sqlx::query_as("SELECT target, account, identity, origin FROM prov_links WHERE target = $1 AND account = $2")
+                    .bind(target.as_str())
+                    .bind(account.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read link", e))?;
+                Ok(Self::link_rows(rows)?.into_iter().next())
+            }
+
+            async fn put_link(&self, link: &crate::ledger::Link) -> prov_core::Result<()> {
+                let mut conn = self.pool.acquire().await.map_err(|e| crate::store::sql::db_error($name, "write link", e))?;
+                Self::put_link_in(&mut *conn, link).await.map_err(|e| crate::store::sql::db_error($name, "write link", e))
+            }
+
+            async fn remove_link(&self, target: &prov_core::TargetId, account: &prov_core::AccountId) -> prov_core::Result<()> {
+                sqlx::query("DELETE FROM prov_links WHERE target = $1 AND account = $2")
+                    .bind(target.as_str())
+                    .bind(account.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "remove link", e))?;
+                Ok(())
+            }
+
+            async fn append_audit(&self, events: Vec<crate::audit::AuditEvent>) -> prov_core::Result<Vec<crate::audit::AuditRecord>> {
+                if events.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let err = |e| crate::store::sql::db_error($name, "append audit", e);
+                let mut tx = self.pool.begin().await.map_err(err)?;
+                let sealed = Self::seal_in(&mut *tx, events).await?;
+                tx.commit().await.map_err(err)?;
+                Ok(sealed)
+            }
+
+            async fn audit_range(&self, from: u64, limit: usize) -> prov_core::Result<Vec<crate::audit::AuditRecord>> {
+                let rows = sqlx::query_as("SELECT record FROM prov_audit WHERE seq >= $1 ORDER BY seq LIMIT $2")
+                    .bind(crate::store::sql::seq(from))
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read audit", e))?;
+                Self::audit_rows(rows)
+            }
+
+            async fn audit_head(&self) -> prov_core::Result<Option<crate::audit::AuditRecord>> {
+                let rows = sqlx::query_as("SELECT record FROM prov_audit ORDER BY seq DESC LIMIT 1")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read audit", e))?;
+                Ok(Self::audit_rows(rows)?.into_iter().next())
+            }
+
+            async fn outbox_begin(&self, entries: &[crate::store::OutboxEntry]) -> prov_core::Result<()> {
+                if entries.is_empty() {
+                    return Ok(());
+                }
+                let err = |e| crate::store::sql::db_error($name, "outbox", e);
+                let mut tx = self.pool.begin().await.map_err(err)?;
+                for e in entries {
+                    let text = crate::store::sql::encode($name, "an outbox entry", &e.op)?;
+                    sqlx::query(
+                        "INSERT INTO prov_outbox (run, op, owner, begun, entry) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (run, op) DO UPDATE SET owner = excluded.owner, begun = excluded.begun, entry = excluded.entry",
+                    )
+                    .bind(&e.run)
+                    .bind(&e.op.id)
+                    .bind(&e.owner)
+                    .bind(e.begun.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                    .bind(text)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                }
+                tx.commit().await.map_err(err)
+            }
+
+            async fn complete(&self, done: Vec<crate::store::Completion>) -> prov_core::Result<Vec<crate::audit::AuditRecord>> {
+                if done.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let err = |e| crate::store::sql::db_error($name, "complete", e);
+                let mut tx = self.pool.begin().await.map_err(err)?;
+                let mut events = Vec::with_capacity(done.len());
+                for c in done {
+                    if let Some(change) = &c.ledger {
+                        Self::ledger_in(&mut *tx, change).await?;
+                    }
+                    sqlx::query("DELETE FROM prov_outbox WHERE run = $1 AND op = $2")
+                        .bind(&c.run)
+                        .bind(&c.op)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    events.push(c.event);
+                }
+                let sealed = Self::seal_in(&mut *tx, events).await?;
+                tx.commit().await.map_err(err)?;
+                Ok(sealed)
+            }
+
+            async fn outbox_open(&self) -> prov_core::Result<Vec<crate::store::OutboxEntry>> {
+                let rows: Vec<(String, String, String, String, String)> =
+                    sqlx::query_as("SELECT run, op, owner, begun, entry FROM prov_outbox ORDER BY begun, run, op")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|e| crate::store::sql::db_error($name, "outbox", e))?;
+                rows.into_iter().map(|row| crate::store::sql::outbox_entry($name, row)).collect()
+            }
+
+            async fn put_lease(&self, lease: &crate::leases::LeaseRecord) -> prov_core::Result<()> {
+                let text = crate::store::sql::encode($name, "a lease", lease)?;
+                sqlx::query(
+                    "INSERT INTO prov_leases (id, record, identity) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO UPDATE SET record = excluded.record, identity = excluded.identity",
+                )
+                .bind(&lease.id)
+                .bind(text)
+                .bind(lease.request.identity.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| crate::store::sql::db_error($name, "write lease", e))?;
+                Ok(())
+            }
+
+            async fn lease(&self, id: &str) -> prov_core::Result<Option<crate::leases::LeaseRecord>> {
+                let rows = sqlx::query_as("SELECT record FROM prov_leases WHERE id = $1")
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read lease", e))?;
+                Ok(Self::lease_rows(rows)?.into_iter().next())
+            }
+
+            async fn leases_of(&self, identity: &prov_core::IdentityId) -> prov_core::Result<Vec<crate::leases::LeaseRecord>> {
+                let rows = sqlx::query_as("SELECT record FROM prov_leases WHERE identity = $1 OR identity = '' ORDER BY id")
+                    .bind(identity.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read leases", e))?;
+                Ok(Self::lease_rows(rows)?.into_iter().filter(|l| &l.request.identity == identity).collect())
+            }
+
+            async fn leases(&self) -> prov_core::Result<Vec<crate::leases::LeaseRecord>> {
+                let rows = sqlx::query_as("SELECT record FROM prov_leases ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read leases", e))?;
+                Self::lease_rows(rows)
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;

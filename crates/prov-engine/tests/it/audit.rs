@@ -1,7 +1,16 @@
-use prov_engine::audit::{self, AuditRecord};
-use prov_engine::{PlanOptions, Store};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::planner::{World, now, people, policy};
+use prov_core::{AccountId, Connector, Identity, IdentityId, TargetId};
+use prov_engine::audit::{self, AuditEvent, AuditRecord};
+use prov_engine::leases::LeaseRecord;
+use prov_engine::{
+    Completion, Engine, Link, MemoryStore, OpStatus, OutboxEntry, PlanOptions, Store,
+};
+use prov_testkit::{ManualClock, MemoryConnector};
+
+use crate::planner::{World, now, people, person, policy};
 
 async fn applied_log() -> Vec<AuditRecord> {
     let p = policy();
@@ -78,4 +87,227 @@ async fn edits_removals_and_reorderings_are_detected() {
     let mut truncated_head = log.clone();
     truncated_head.remove(0);
     assert_eq!(audit::verify(&truncated_head).unwrap_err().position, 1);
+}
+
+/// A store that stops recording after `ok` completions: a disk that filled up.
+struct FailingStore {
+    inner: Arc<MemoryStore>,
+    ok: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for FailingStore {
+    async fn links(&self) -> prov_core::Result<Vec<Link>> {
+        self.inner.links().await
+    }
+    async fn links_of(&self, i: &IdentityId) -> prov_core::Result<Vec<Link>> {
+        self.inner.links_of(i).await
+    }
+    async fn link(&self, t: &TargetId, a: &AccountId) -> prov_core::Result<Option<Link>> {
+        self.inner.link(t, a).await
+    }
+    async fn put_link(&self, l: &Link) -> prov_core::Result<()> {
+        self.inner.put_link(l).await
+    }
+    async fn remove_link(&self, t: &TargetId, a: &AccountId) -> prov_core::Result<()> {
+        self.inner.remove_link(t, a).await
+    }
+    async fn append_audit(&self, e: Vec<AuditEvent>) -> prov_core::Result<Vec<AuditRecord>> {
+        self.inner.append_audit(e).await
+    }
+    async fn audit_range(&self, from: u64, n: usize) -> prov_core::Result<Vec<AuditRecord>> {
+        self.inner.audit_range(from, n).await
+    }
+    async fn audit_head(&self) -> prov_core::Result<Option<AuditRecord>> {
+        self.inner.audit_head().await
+    }
+    async fn outbox_begin(&self, e: &[OutboxEntry]) -> prov_core::Result<()> {
+        self.inner.outbox_begin(e).await
+    }
+    async fn complete(&self, done: Vec<Completion>) -> prov_core::Result<Vec<AuditRecord>> {
+        let left = self.ok.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(prov_core::Error::new(
+                prov_core::ErrorKind::Unavailable,
+                "disk full",
+            ));
+        }
+        self.ok.store(left - 1, Ordering::SeqCst);
+        self.inner.complete(done).await
+    }
+    async fn outbox_open(&self) -> prov_core::Result<Vec<OutboxEntry>> {
+        self.inner.outbox_open().await
+    }
+    async fn put_lease(&self, l: &LeaseRecord) -> prov_core::Result<()> {
+        self.inner.put_lease(l).await
+    }
+    async fn lease(&self, id: &str) -> prov_core::Result<Option<LeaseRecord>> {
+        self.inner.lease(id).await
+    }
+    async fn leases_of(&self, i: &IdentityId) -> prov_core::Result<Vec<LeaseRecord>> {
+        self.inner.leases_of(i).await
+    }
+    async fn leases(&self) -> prov_core::Result<Vec<LeaseRecord>> {
+        self.inner.leases().await
+    }
+}
+
+fn crowd(n: usize) -> Vec<Identity> {
+    (0..n)
+        .map(|i| {
+            person(
+                &format!("e{i:03}"),
+                &format!("P{i}"),
+                "Q",
+                ["Engineering", "Sales"][i % 2],
+            )
+        })
+        .collect()
+}
+
+fn engine_over(world: &World, store: Arc<dyn Store>) -> Engine {
+    let conns: BTreeMap<TargetId, Arc<dyn Connector>> = world
+        .targets
+        .iter()
+        .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
+        .collect();
+    let clock = Arc::new(ManualClock::new(now()));
+    Engine::new(Arc::new(policy()), conns, store).with_clock(clock)
+}
+
+/// Writes each target made, by account, from its own change journal.
+async fn journal(c: &MemoryConnector) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let mut token = "0".to_owned();
+    loop {
+        let set = c.changes_since(Some(&token)).await.unwrap();
+        for change in set.changes {
+            let id = match change {
+                prov_core::Change::Upserted(a) => a.id.to_string(),
+                prov_core::Change::Deleted(id) => id.to_string(),
+                other => panic!("{other:?}"),
+            };
+            *out.entry(id).or_default() += 1;
+        }
+        if !set.more {
+            return out;
+        }
+        token = set.token;
+    }
+}
+
+fn recorded(log: &[AuditRecord], t: &TargetId) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for r in log
+        .iter()
+        .filter(|r| r.event.target.as_ref() == Some(t) && r.event.changed_target())
+    {
+        *out.entry(r.event.account.as_ref().unwrap().to_string())
+            .or_default() += 1;
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_record_stops_the_apply_and_recovery_records_what_was_sent() {
+    let world = World::new();
+    let inner = Arc::new(MemoryStore::new());
+    let failing = Arc::new(FailingStore {
+        inner: Arc::clone(&inner),
+        ok: AtomicUsize::new(3),
+    });
+    let engine = engine_over(&world, failing);
+    let (plan, report) = engine.reconcile(&crowd(200)).await.unwrap();
+    let err = report
+        .audit_error
+        .as_deref()
+        .expect("the failure is reported");
+    assert!(err.contains("disk full"), "{err}");
+    assert!(!report.is_success());
+    // Nothing more is begun once the store has failed: later phases are not sent.
+    let not_sent = report
+        .failures()
+        .filter(|o| matches!(&o.status, OpStatus::Failed { message, .. } if message.starts_with("not sent")))
+        .count();
+    assert!(not_sent > 0, "{not_sent} of {}", plan.ops.len());
+    let writes: usize = futures_util::future::join_all(world.targets.values().map(journal))
+        .await
+        .iter()
+        .map(|j| j.values().sum::<usize>())
+        .sum();
+    assert!(writes + not_sent <= plan.ops.len(), "{writes} writes");
+    // What was sent but not recorded is still in the outbox...
+    let open = inner.outbox_open().await.unwrap();
+    assert!(!open.is_empty());
+    // ...and recovery, with the store working again, records each write exactly once.
+    let fixed = engine_over(&world, inner.clone());
+    assert_eq!(fixed.recover().await.unwrap(), open.len());
+    assert!(inner.outbox_open().await.unwrap().is_empty());
+    let log = inner.audit_log().await.unwrap();
+    audit::verify(&log).unwrap();
+    for (t, c) in &world.targets {
+        assert_eq!(recorded(&log, t), journal(c).await, "{t}");
+    }
+    // The rest is applied by the next run, each write again recorded once.
+    let (_, again) = fixed.reconcile(&crowd(200)).await.unwrap();
+    assert!(again.is_success(), "{:?}", again.failures().next());
+    let log = inner.audit_log().await.unwrap();
+    for (t, c) in &world.targets {
+        assert_eq!(recorded(&log, t), journal(c).await, "{t}");
+    }
+}
+
+#[tokio::test]
+async fn records_name_the_actor_the_run_and_the_plan_as_each_operation_finishes() {
+    let world = World::new();
+    let store = Arc::new(MemoryStore::new());
+    // Progress is called after each operation's record was handed to the
+    // journal; with one op in flight at a time the record is already written.
+    let engine = engine_over(&world, store.clone()).with_actor("alice (OS user root)");
+    let (plan, report) = engine.reconcile(&people()).await.unwrap();
+    assert!(report.is_success());
+    let log = store.audit_log().await.unwrap();
+    assert_eq!(log.len(), plan.ops.len());
+    for r in &log {
+        assert_eq!(r.event.actor, "alice (OS user root)");
+        assert_eq!(r.event.run.as_deref(), Some(report.run.as_str()));
+        assert_eq!(r.event.plan.as_deref(), Some(report.plan.as_str()));
+    }
+    assert_eq!(report.plan, plan.digest());
+    // A second run has another run id.
+    let (_, second) = engine.reconcile(&crowd(3)).await.unwrap();
+    assert_ne!(second.run, report.run);
+}
+
+#[tokio::test]
+async fn a_stop_skips_what_was_not_sent_and_records_everything_that_was() {
+    let world = World::new();
+    let store = Arc::new(MemoryStore::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let engine = engine_over(&world, store.clone())
+        .with_stop(Arc::clone(&stop))
+        .with_progress(Arc::new(move |done, _| {
+            if done >= 5 {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }));
+    let (plan, report) = engine.reconcile(&crowd(50)).await.unwrap();
+    assert!(report.stopped && !report.is_success());
+    let skipped = report
+        .failures()
+        .filter(|o| matches!(&o.status, OpStatus::Skipped { reason } if reason.contains("stopped")))
+        .count();
+    assert!(
+        skipped > 0 && report.done() < plan.ops.len(),
+        "{skipped} of {}",
+        plan.ops.len()
+    );
+    // Every outcome, done or skipped, has its record; nothing is left open.
+    let log = store.audit_log().await.unwrap();
+    assert_eq!(log.len(), report.outcomes.len());
+    assert!(store.outbox_open().await.unwrap().is_empty());
+    for (t, c) in &world.targets {
+        assert_eq!(recorded(&log, t), journal(c).await, "{t}");
+    }
 }

@@ -141,6 +141,9 @@ struct Run<'s> {
     owner: String,
     plan: String,
     journal: Journal<'s>,
+    /// Whether every operation was begun up front (small plans: an event
+    /// costs one outbox transaction, not one per target and phase).
+    all_begun: bool,
     finished: AtomicUsize,
     total: usize,
 }
@@ -239,14 +242,21 @@ impl Executor {
             }
             by_target.entry(&op.target).or_default().push(op);
         }
-        let run = Run {
+        let mut run = Run {
             id: self.run_id(),
             owner: owner(),
             plan: plan.digest(),
             journal: Journal::new(store),
+            all_begun: false,
             finished: AtomicUsize::new(0),
             total: plan.ops.len(),
         };
+        if plan.ops.len() <= CHUNK {
+            let all: Vec<&PlannedOp> = plan.ops.iter().collect();
+            // A failure here is seen again by each chunk's begin, which
+            // then reports its operations as not sent.
+            run.all_begun = self.begin(&run, &all).await.is_ok();
+        }
         let before = self.retrier.counters();
         let runs = by_target.into_iter().filter_map(|(t, ops)| {
             let rt = self.targets.get(t)?;
@@ -320,6 +330,9 @@ impl Executor {
     /// Writes operations to the outbox before they are sent (links are
     /// store writes and need no entry).
     async fn begin(&self, run: &Run<'_>, ops: &[&PlannedOp]) -> Result<(), OpStatus> {
+        if run.all_begun {
+            return Ok(());
+        }
         let now = self.clock.now();
         let entries: Vec<OutboxEntry> = ops
             .iter()

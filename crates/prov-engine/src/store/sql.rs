@@ -91,6 +91,10 @@ pub(crate) fn outbox_entry(
     Ok(crate::store::OutboxEntry::new(run, owner, op, begun))
 }
 
+/// Rows per multi-row statement: well inside SQLite's and PostgreSQL's
+/// limits on bound parameters (5 a row).
+pub(crate) const ROWS: usize = 1000;
+
 pub(crate) fn seq(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -184,6 +188,39 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            /// Records many links in multi-row upserts; two for one account
+            /// become one first (an upsert may not touch a row twice).
+            async fn put_links_in(conn: &mut <$db as sqlx::Database>::Connection, links: Vec<crate::ledger::Link>) -> prov_core::Result<()> {
+                if links.is_empty() {
+                    return Ok(());
+                }
+                let mut merged: std::collections::BTreeMap<(prov_core::TargetId, prov_core::AccountId), crate::ledger::Link> = std::collections::BTreeMap::new();
+                for link in links {
+                    let key = (link.target.clone(), link.account.clone());
+                    let mut link = link;
+                    if let Some(old) = merged.get(&key) {
+                        link.origin = old.origin.kept_with(link.origin);
+                    }
+                    merged.insert(key, link);
+                }
+                let all: Vec<crate::ledger::Link> = merged.into_values().collect();
+                for chunk in all.chunks(crate::store::sql::ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO prov_links (target, account, identity, origin) ");
+                    q.push_values(chunk, |mut b, l| {
+                        b.push_bind(l.target.as_str().to_owned())
+                            .push_bind(l.account.as_str().to_owned())
+                            .push_bind(l.identity.as_str().to_owned())
+                            .push_bind(l.origin.as_str());
+                    });
+                    q.push(
+                        " ON CONFLICT (target, account) DO UPDATE SET identity = excluded.identity,
+                          origin = CASE WHEN prov_links.origin = 'created' OR excluded.origin = 'created' THEN 'created' ELSE 'linked' END",
+                    );
+                    q.build().execute(&mut *conn).await.map_err(|e| crate::store::sql::db_error($name, "write links", e))?;
+                }
+                Ok(())
+            }
+
             async fn ledger_in(conn: &mut <$db as sqlx::Database>::Connection, change: &crate::ledger::LedgerChange) -> prov_core::Result<()> {
                 use crate::ledger::LedgerChange;
                 let err = |e| crate::store::sql::db_error($name, "write link", e);
@@ -237,16 +274,21 @@ macro_rules! sql_store {
                 let mut sealed = Vec::with_capacity(events.len());
                 for event in events {
                     let record = AuditRecord::seal(prev.as_ref(), event);
-                    let text = crate::store::sql::encode($name, "an audit record", &record)?;
-                    sqlx::query("INSERT INTO prov_audit (seq, record, hash) VALUES ($1, $2, $3)")
-                        .bind(crate::store::sql::seq(record.seq))
-                        .bind(text)
-                        .bind(&record.hash)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(err)?;
                     sealed.push(record.clone());
                     prev = Some(record);
+                }
+                // Many rows a statement: per-statement overhead, not the
+                // disk, bounds a grouped commit otherwise.
+                for chunk in sealed.chunks(crate::store::sql::ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO prov_audit (seq, record, hash) ");
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for r in chunk {
+                        rows.push((crate::store::sql::seq(r.seq), crate::store::sql::encode($name, "an audit record", r)?, r.hash.clone()));
+                    }
+                    q.push_values(rows, |mut b, (seq, text, hash)| {
+                        b.push_bind(seq).push_bind(text).push_bind(hash);
+                    });
+                    q.build().execute(&mut *conn).await.map_err(err)?;
                 }
                 Ok(sealed)
             }
@@ -339,20 +381,23 @@ macro_rules! sql_store {
                 }
                 let err = |e| crate::store::sql::db_error($name, "outbox", e);
                 let mut tx = self.pool.begin().await.map_err(err)?;
-                for e in entries {
-                    let text = crate::store::sql::encode($name, "an outbox entry", &e.op)?;
-                    sqlx::query(
-                        "INSERT INTO prov_outbox (run, op, owner, begun, entry) VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (run, op) DO UPDATE SET owner = excluded.owner, begun = excluded.begun, entry = excluded.entry",
-                    )
-                    .bind(&e.run)
-                    .bind(&e.op.id)
-                    .bind(&e.owner)
-                    .bind(e.begun.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-                    .bind(text)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
+                for chunk in entries.chunks(crate::store::sql::ROWS) {
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for e in chunk {
+                        rows.push((
+                            e.run.clone(),
+                            e.op.id.clone(),
+                            e.owner.clone(),
+                            e.begun.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                            crate::store::sql::encode($name, "an outbox entry", &e.op)?,
+                        ));
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO prov_outbox (run, op, owner, begun, entry) ");
+                    q.push_values(rows, |mut b, (run, op, owner, begun, entry)| {
+                        b.push_bind(run).push_bind(op).push_bind(owner).push_bind(begun).push_bind(entry);
+                    });
+                    q.push(" ON CONFLICT (run, op) DO UPDATE SET owner = excluded.owner, begun = excluded.begun, entry = excluded.entry");
+                    q.build().execute(&mut *tx).await.map_err(err)?;
                 }
                 tx.commit().await.map_err(err)
             }
@@ -364,17 +409,35 @@ macro_rules! sql_store {
                 let err = |e| crate::store::sql::db_error($name, "complete", e);
                 let mut tx = self.pool.begin().await.map_err(err)?;
                 let mut events = Vec::with_capacity(done.len());
+                let mut closed: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+                // Consecutive link puts (a group of creates) go in multi-row
+                // upserts; removals and moves keep their order around them.
+                let mut puts: Vec<crate::ledger::Link> = Vec::new();
                 for c in done {
-                    if let Some(change) = &c.ledger {
-                        Self::ledger_in(&mut *tx, change).await?;
+                    match c.ledger {
+                        Some(crate::ledger::LedgerChange::Put(link)) => puts.push(link),
+                        Some(change) => {
+                            Self::put_links_in(&mut *tx, std::mem::take(&mut puts)).await?;
+                            Self::ledger_in(&mut *tx, &change).await?;
+                        }
+                        None => {}
                     }
-                    sqlx::query("DELETE FROM prov_outbox WHERE run = $1 AND op = $2")
-                        .bind(&c.run)
-                        .bind(&c.op)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
+                    closed.entry(c.run).or_default().push(c.op);
                     events.push(c.event);
+                }
+                Self::put_links_in(&mut *tx, puts).await?;
+                for (run, ops) in closed {
+                    for chunk in ops.chunks(crate::store::sql::ROWS) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM prov_outbox WHERE run = ");
+                        q.push_bind(run.clone());
+                        q.push(" AND op IN (");
+                        let mut list = q.separated(", ");
+                        for op in chunk {
+                            list.push_bind(op.clone());
+                        }
+                        list.push_unseparated(")");
+                        q.build().execute(&mut *tx).await.map_err(err)?;
+                    }
                 }
                 let sealed = Self::seal_in(&mut *tx, events).await?;
                 tx.commit().await.map_err(err)?;

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use prov_core::{AccountId, Connector, Identity, IdentityId, TargetId};
+use prov_core::{AccountId, Connector, IdentityId, TargetId};
 use prov_engine::audit::{self, AuditEvent, AuditRecord};
 use prov_engine::leases::LeaseRecord;
 use prov_engine::{
@@ -10,7 +10,8 @@ use prov_engine::{
 };
 use prov_testkit::{ManualClock, MemoryConnector};
 
-use crate::planner::{World, now, people, person, policy};
+use crate::executor::crowd;
+use crate::planner::{World, now, people, policy};
 
 async fn applied_log() -> Vec<AuditRecord> {
     let p = policy();
@@ -152,19 +153,6 @@ impl Store for FailingStore {
     }
 }
 
-fn crowd(n: usize) -> Vec<Identity> {
-    (0..n)
-        .map(|i| {
-            person(
-                &format!("e{i:03}"),
-                &format!("P{i}"),
-                "Q",
-                ["Engineering", "Sales"][i % 2],
-            )
-        })
-        .collect()
-}
-
 fn engine_over(world: &World, store: Arc<dyn Store>) -> Engine {
     let conns: BTreeMap<TargetId, Arc<dyn Connector>> = world
         .targets
@@ -175,8 +163,8 @@ fn engine_over(world: &World, store: Arc<dyn Store>) -> Engine {
     Engine::new(Arc::new(policy()), conns, store).with_clock(clock)
 }
 
-/// Writes each target made, by account, from its own change journal.
-async fn journal(c: &MemoryConnector) -> BTreeMap<String, usize> {
+/// Writes a target made, by account, from its own change journal.
+pub(crate) async fn journal(c: &MemoryConnector) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     let mut token = "0".to_owned();
     loop {

@@ -25,10 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use prov_core::{Change, Connector, ConnectorExt, Identity, LifecycleState, TargetId};
+use prov_core::{Connector, ConnectorExt, Identity, LifecycleState, TargetId};
 use prov_engine::{ApplyOptions, Engine, LinkOrigin, SqliteStore, Store, audit};
 use prov_testkit::{FaultConfig, FaultyConnector, ManualClock, MemoryConnector, MemoryLimits};
 
+use crate::audit::journal;
 use crate::planner::{person, policy};
 
 const CHILD: &str = "PROV_CRASH_CHILD_DIR";
@@ -276,27 +277,6 @@ impl Totals {
         self.relinked += other.relinked;
         for (k, n) in other.kinds {
             *self.kinds.entry(k).or_default() += n;
-        }
-    }
-}
-
-/// Every change a target made, by account, from its own journal.
-async fn journal(target: &MemoryConnector) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    let mut token = "0".to_owned();
-    loop {
-        let set = target.changes_since(Some(&token)).await.unwrap();
-        for change in &set.changes {
-            let account = match change {
-                Change::Upserted(a) => a.id.to_string(),
-                Change::Deleted(id) => id.to_string(),
-                other => panic!("unexpected change {other:?}"),
-            };
-            *out.entry(account).or_default() += 1;
-        }
-        token = set.token;
-        if !set.more {
-            return out;
         }
     }
 }

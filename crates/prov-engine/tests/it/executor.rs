@@ -22,7 +22,7 @@ fn retry(seed: u64) -> ApplyOptions {
     o
 }
 
-fn crowd(n: usize) -> Vec<Identity> {
+pub(crate) fn crowd(n: usize) -> Vec<Identity> {
     (0..n)
         .map(|i| {
             person(

@@ -398,6 +398,35 @@ pub trait ConnectorExt: Connector {
         }
     }
 
+    /// The accounts whose login is exactly `login`, following pages to the
+    /// end: filtered by the target when its capabilities list `login` among
+    /// `filter_attributes`, otherwise by reading every account.
+    async fn accounts_with_login(&self, login: &str) -> Result<Vec<Account>> {
+        let filtered = self
+            .capabilities()
+            .filter_attributes
+            .iter()
+            .any(|a| a == "login");
+        let mut req = ListRequest::first();
+        if filtered {
+            req = req.with_filter("login", login);
+        }
+        let mut out = Vec::new();
+        loop {
+            let page = self.list_accounts(req).await?;
+            out.extend(page.items.into_iter().filter(|a| a.login == login));
+            match page.next {
+                Some(cursor) => {
+                    req = ListRequest::after(cursor);
+                    if filtered {
+                        req = req.with_filter("login", login);
+                    }
+                }
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Every entitlement in scope, following pages to the end.
     async fn list_all_entitlements(&self) -> Result<Vec<Entitlement>> {
         let mut out = Vec::new();

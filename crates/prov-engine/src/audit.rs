@@ -74,7 +74,7 @@ impl AuditEvent {
     /// done, or one that recovery found applied after a crash.
     pub fn changed_target(&self) -> bool {
         self.target.is_some()
-            && !self.operation.starts_with("link")
+            && self.operation != "link"
             && (self.outcome == "done" || self.outcome.starts_with("recovered: applied"))
     }
 }

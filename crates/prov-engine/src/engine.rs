@@ -6,8 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use prov_core::{
-    Account, Clock, Connector, ConnectorExt, Identity, LifecycleState, ListRequest, SystemClock,
-    TargetId,
+    Account, Clock, Connector, ConnectorExt, Identity, LifecycleState, SystemClock, TargetId,
 };
 use prov_resolver::{CompiledPolicy, Extra, Lease};
 use serde::{Deserialize, Serialize};
@@ -399,27 +398,7 @@ impl Engine {
         conn: &dyn Connector,
         login: &str,
     ) -> prov_core::Result<Vec<Account>> {
-        if conn
-            .capabilities()
-            .filter_attributes
-            .iter()
-            .any(|a| a == "login")
-        {
-            let page = conn
-                .list_accounts(ListRequest::first().with_filter("login", login))
-                .await?;
-            return Ok(page
-                .items
-                .into_iter()
-                .filter(|a| a.login == login)
-                .collect());
-        }
-        Ok(conn
-            .list_all_accounts()
-            .await?
-            .into_iter()
-            .filter(|a| a.login == login)
-            .collect())
+        conn.accounts_with_login(login).await
     }
 
     /// Approved leases from the store, as the resolver takes them (expired

@@ -8,7 +8,8 @@
 //! a rename whose new login exists, an update whose values are now set
 //! were applied, and get the record (and the ledger change) the crash
 //! kept them from; the rest were not applied, and the next plan redoes
-//! them if they are still needed. Each entry is closed in the same
+//! them if they are still needed. An entry for a target no longer
+//! configured is closed with an "unknown" record naming it. Each entry is closed in the same
 //! transaction that writes its record, so recovery killed half-way
 //! leaves the rest open for the next try.
 
@@ -68,17 +69,27 @@ impl Engine {
         let mut done = Vec::with_capacity(open.len());
         for entry in &open {
             let op = &entry.op;
-            let Some(conn) = self.connector(&op.target) else {
-                // No connector for it now: it stays open until there is one.
-                continue;
+            let finding = match self.connector(&op.target) {
+                Some(conn) => {
+                    self.inspect(conn, entry)
+                        .await
+                        .map_err(|error| EngineError::Target {
+                            target: op.target.clone(),
+                            error,
+                        })?
+                }
+                // The target left the configuration: nobody can look, so the
+                // record says so (and what to check) rather than the entry
+                // staying open, unseen, forever.
+                None => Finding {
+                    outcome: format!(
+                        "recovered: unknown (target {} has no connector now; check the account by hand)",
+                        op.target
+                    ),
+                    account: op.existing_account().cloned(),
+                    ledger: None,
+                },
             };
-            let finding = self
-                .inspect(conn, entry)
-                .await
-                .map_err(|error| EngineError::Target {
-                    target: op.target.clone(),
-                    error,
-                })?;
             let mut event = AuditEvent::new(
                 self.now(),
                 self.executor().actor(),

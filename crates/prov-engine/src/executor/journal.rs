@@ -9,11 +9,17 @@
 //! one record per transaction when operations are slow, hundreds when they
 //! are fast. No timer adds latency to a quiet apply.
 //!
+//! Between phases the executor waits (`sync`) until the earlier phases'
+//! records are written: a later phase can destroy what recovery would look
+//! at (a delete leaves no account on which to find a revoke).
+//!
 //! The guarantee does not depend on the grouping: an entry leaves the
 //! outbox only in the transaction that writes its audit record, so a crash
 //! before a group is written leaves its entries open for recovery.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
 
 use crate::store::{Completion, OutboxEntry, Store};
 
@@ -26,11 +32,16 @@ struct Queue {
     writing: bool,
     /// The first store failure; once set, nothing more is begun.
     error: Option<String>,
+    /// Completions queued so far, and those whose write has ended.
+    queued: u64,
+    ended: u64,
 }
 
 pub(crate) struct Journal<'s> {
     store: &'s dyn Store,
     queue: Mutex<Queue>,
+    /// Woken after each group's write ends.
+    written: Notify,
 }
 
 impl<'s> Journal<'s> {
@@ -38,6 +49,7 @@ impl<'s> Journal<'s> {
         Journal {
             store,
             queue: Mutex::new(Queue::default()),
+            written: Notify::new(),
         }
     }
 
@@ -82,6 +94,7 @@ impl<'s> Journal<'s> {
         {
             let mut q = self.lock();
             q.pending.push(completion);
+            q.queued = q.queued.saturating_add(1);
             if q.writing {
                 return;
             }
@@ -90,16 +103,35 @@ impl<'s> Journal<'s> {
         self.write_queue().await;
     }
 
-    /// Writes whatever is queued (at the end of an apply).
-    pub(crate) async fn flush(&self) {
-        {
-            let mut q = self.lock();
-            if q.writing || q.pending.is_empty() {
-                return;
+    /// Returns once every completion queued before the call is written (or
+    /// its write failed, which `error` then says). The executor calls it
+    /// between phases: a later phase may destroy what recovery would look
+    /// at (a delete leaves no account to find a revoke on), so an earlier
+    /// phase's records are durable before a later phase sends anything.
+    pub(crate) async fn sync(&self) {
+        let target = self.lock().queued;
+        loop {
+            let notified = self.written.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let write = {
+                let mut q = self.lock();
+                if q.ended >= target {
+                    return;
+                }
+                if q.writing {
+                    false
+                } else {
+                    q.writing = true;
+                    true
+                }
+            };
+            if write {
+                self.write_queue().await;
+            } else {
+                notified.await;
             }
-            q.writing = true;
         }
-        self.write_queue().await;
     }
 
     async fn write_queue(&self) {
@@ -114,15 +146,20 @@ impl<'s> Journal<'s> {
                 q.pending.drain(..n).collect()
             };
             let n = group.len();
-            match self.store.complete(group).await {
-                Ok(_) => {}
+            let result = self.store.complete(group).await;
+            if let Err(e) = result {
                 // The group's entries stay open in the outbox: the next
                 // run's recovery inspects the targets and records them.
-                Err(e) => self.fail(&format!(
+                self.fail(&format!(
                     "{n} outcomes could not be written to the audit log (their operations \
                      stay in the outbox; the next run records them): {e}"
-                )),
+                ));
             }
+            {
+                let mut q = self.lock();
+                q.ended = q.ended.saturating_add(n as u64);
+            }
+            self.written.notify_waiters();
         }
     }
 }

@@ -102,6 +102,14 @@ fn limiter(limit: RateLimit) -> Option<DefaultDirectRateLimiter> {
     Some(RateLimiter::direct(quota))
 }
 
+/// The outcome of an operation that was not sent because the store failed.
+fn not_sent(msg: String) -> OpStatus {
+    OpStatus::Failed {
+        kind: ErrorKind::Unavailable,
+        message: format!("not sent: {msg}"),
+    }
+}
+
 /// A create's login and the id it got (`None` when it failed).
 type Made = Option<(String, Option<AccountId>)>;
 
@@ -214,6 +222,15 @@ impl Executor {
         self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
     }
 
+    /// Why an operation begun but not yet sent must not be sent now: a
+    /// stop, or a store that can no longer record what is sent.
+    fn halted(&self, run: &Run<'_>) -> Option<OpStatus> {
+        if self.stopped() {
+            return Some(skipped("stopped before it was sent"));
+        }
+        run.journal.error().map(not_sent)
+    }
+
     /// A new run id: the time, the process, a counter and a random part,
     /// so that runs of two processes (or two runs of one) never share one.
     pub(crate) fn run_id(&self) -> String {
@@ -266,7 +283,7 @@ impl Executor {
         for batch in futures_util::future::join_all(runs).await {
             outcomes.extend(batch.into_iter().map(|o| (o.op.clone(), o)));
         }
-        run.journal.flush().await;
+        run.journal.sync().await;
         let after = self.retrier.counters();
         let ordered = plan
             .ops
@@ -287,7 +304,11 @@ impl Executor {
     /// The audit record of an operation's outcome, stamped now.
     fn audit_event(&self, run: &Run<'_>, op: &PlannedOp, o: &OpOutcome) -> AuditEvent {
         let outcome = match &o.status {
-            OpStatus::Done => "done".to_owned(),
+            // A record of a change made says exactly `done` (see `AuditEvent::changed_target`).
+            OpStatus::Done => match &o.unchanged {
+                Some(why) => format!("done without a change: {why}"),
+                None => "done".to_owned(),
+            },
             OpStatus::Failed { message, .. } => format!("failed: {message}"),
             OpStatus::Skipped { reason } => format!("skipped: {reason}"),
         };
@@ -331,7 +352,8 @@ impl Executor {
     /// store writes and need no entry).
     async fn begin(&self, run: &Run<'_>, ops: &[&PlannedOp]) -> Result<(), OpStatus> {
         if run.all_begun {
-            return Ok(());
+            // Begun already; still, nothing is sent once the store has failed.
+            return run.journal.error().map_or(Ok(()), |msg| Err(not_sent(msg)));
         }
         let now = self.clock.now();
         let entries: Vec<OutboxEntry> = ops
@@ -339,13 +361,7 @@ impl Executor {
             .filter(|op| !matches!(op.kind, OpKind::Link { .. }))
             .map(|op| OutboxEntry::new(run.id.clone(), run.owner.clone(), (*op).clone(), now))
             .collect();
-        run.journal
-            .begin(&entries)
-            .await
-            .map_err(|msg| OpStatus::Failed {
-                kind: ErrorKind::Unavailable,
-                message: format!("not sent: {msg}"),
-            })
+        run.journal.begin(&entries).await.map_err(not_sent)
     }
 
     async fn apply_target(
@@ -365,6 +381,8 @@ impl Executor {
             if in_phase.is_empty() {
                 continue;
             }
+            // The previous phases' records are durable before this phase sends.
+            run.journal.sync().await;
             match phase {
                 0 => {
                     for chunk in in_phase.chunks(CHUNK) {
@@ -421,8 +439,8 @@ impl Executor {
         }
         stream::iter(chunk.iter().copied())
             .map(|op| async move {
-                if self.stopped() {
-                    let o = outcome(op, None, skipped("stopped before it was sent"), 0);
+                if let Some(status) = self.halted(run) {
+                    let o = outcome(op, None, status, 0);
                     self.done(run, op, &o, None).await;
                     return (o, made_none(op));
                 }
@@ -453,13 +471,9 @@ impl Executor {
             .map(|group| async move {
                 let mut v = Vec::with_capacity(group.len());
                 for op in group {
-                    let (o, ledger) = if self.stopped() {
-                        (
-                            outcome(op, None, skipped("stopped before it was sent"), 0),
-                            None,
-                        )
-                    } else {
-                        self.single(rt, op, created).await
+                    let (o, ledger) = match self.halted(run) {
+                        Some(status) => (outcome(op, None, status, 0), None),
+                        None => self.single(rt, op, created).await,
                     };
                     self.done(run, op, &o, ledger).await;
                     v.push(o);
@@ -560,10 +574,16 @@ impl Executor {
     }
 
     async fn find_by_login(&self, rt: &Runtime, login: &str) -> prov_core::Result<AccountId> {
-        let mut req = ListRequest::first();
-        if rt.caps.filter_attributes.iter().any(|a| a == "login") {
-            req = req.with_filter("login", login);
-        }
+        // As `ConnectorExt::accounts_with_login`, but each call retried and rate limited.
+        let filtered = rt.caps.filter_attributes.iter().any(|a| a == "login");
+        let with_filter = |req: ListRequest| {
+            if filtered {
+                req.with_filter("login", login)
+            } else {
+                req
+            }
+        };
+        let mut req = with_filter(ListRequest::first());
         loop {
             let (page, _) = self
                 .retrier
@@ -574,7 +594,7 @@ impl Executor {
                 return Ok(a.id);
             }
             match page.next {
-                Some(c) => req = ListRequest::after(c),
+                Some(c) => req = with_filter(ListRequest::after(c)),
                 None => {
                     return Err(prov_core::Error::not_found(format!(
                         "no account with login {login}"
@@ -644,7 +664,10 @@ impl Executor {
                         }),
                     ),
                     Err(e) if e.kind() == ErrorKind::NotFound => (
-                        outcome(op, Some(account.clone()), OpStatus::Done, attempts),
+                        OpOutcome {
+                            unchanged: Some("the account was already gone".to_owned()),
+                            ..outcome(op, Some(account.clone()), OpStatus::Done, attempts)
+                        },
                         Some(LedgerChange::Remove {
                             target: op.target.clone(),
                             account: account.clone(),
@@ -729,20 +752,12 @@ impl Executor {
             }
             let results: Vec<Vec<OpOutcome>> = stream::iter(group)
                 .map(|(ent, grant, chunk)| async move {
-                    let outcomes = if self.stopped() {
-                        chunk
+                    let outcomes = match self.halted(run) {
+                        Some(status) => chunk
                             .iter()
-                            .map(|(op, id)| {
-                                outcome(
-                                    op,
-                                    Some(id.clone()),
-                                    skipped("stopped before it was sent"),
-                                    0,
-                                )
-                            })
-                            .collect()
-                    } else {
-                        self.membership_batch(rt, ent, *grant, chunk).await
+                            .map(|(op, id)| outcome(op, Some(id.clone()), status.clone(), 0))
+                            .collect(),
+                        None => self.membership_batch(rt, ent, *grant, chunk).await,
                     };
                     for ((op, _), o) in chunk.iter().zip(&outcomes) {
                         self.done(run, op, o, None).await;

@@ -83,6 +83,10 @@ pub struct OpOutcome {
     pub status: OpStatus,
     /// Calls made, retries included.
     pub attempts: u32,
+    /// Set when a done operation found the target already so and changed
+    /// nothing there (a delete of an account already gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchanged: Option<String>,
 }
 
 impl fmt::Display for OpOutcome {
@@ -163,6 +167,7 @@ pub(crate) fn outcome(
         account,
         status,
         attempts,
+        unchanged: None,
     }
 }
 

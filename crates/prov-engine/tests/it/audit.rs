@@ -249,8 +249,6 @@ async fn a_store_that_cannot_record_stops_the_apply_and_recovery_records_what_wa
 async fn records_name_the_actor_the_run_and_the_plan_as_each_operation_finishes() {
     let world = World::new();
     let store = Arc::new(MemoryStore::new());
-    // Progress is called after each operation's record was handed to the
-    // journal; with one op in flight at a time the record is already written.
     let engine = engine_over(&world, store.clone()).with_actor("alice (OS user root)");
     let (plan, report) = engine.reconcile(&people()).await.unwrap();
     assert!(report.is_success());
@@ -298,4 +296,128 @@ async fn a_stop_skips_what_was_not_sent_and_records_everything_that_was() {
     for (t, c) in &world.targets {
         assert_eq!(recorded(&log, t), journal(c).await, "{t}");
     }
+}
+
+#[tokio::test]
+async fn a_small_plan_stops_sending_once_the_store_cannot_record() {
+    // A plan of a few operations (an event's size) is begun in one
+    // transaction up front; a store failure must still stop what follows.
+    let world = World::new();
+    let inner = Arc::new(MemoryStore::new());
+    let failing = Arc::new(FailingStore {
+        inner: Arc::clone(&inner),
+        ok: AtomicUsize::new(0),
+    });
+    let engine = engine_over(&world, failing);
+    let (plan, report) = engine.reconcile(&people()).await.unwrap();
+    assert!(plan.ops.len() < 50 && report.audit_error.is_some());
+    // No grant is sent: the creates' records could not be written first
+    // (each is "not sent", or skipped because its create was not sent).
+    for o in report.outcomes.iter().filter(|o| o.name == "grant") {
+        assert_ne!(o.status, OpStatus::Done, "{o}");
+    }
+    assert!(report.outcomes.iter().any(|o| matches!(&o.status,
+        OpStatus::Failed { message, .. } if message.starts_with("not sent"))));
+    let writes: usize = futures_util::future::join_all(world.targets.values().map(journal))
+        .await
+        .iter()
+        .map(|j| j.values().sum::<usize>())
+        .sum();
+    let creates = plan
+        .ops
+        .iter()
+        .filter(|o| o.kind.name() == "create")
+        .count();
+    assert!(writes <= creates, "{writes} writes, {creates} creates");
+    // Recovery with the store back records exactly what was written.
+    let fixed = engine_over(&world, inner.clone());
+    fixed.recover().await.unwrap();
+    let log = inner.audit_log().await.unwrap();
+    for (t, c) in &world.targets {
+        assert_eq!(recorded(&log, t), journal(c).await, "{t}");
+    }
+}
+
+#[tokio::test]
+async fn a_delete_that_finds_the_account_gone_is_not_recorded_as_a_change() {
+    let p = policy();
+    let mut world = World::new();
+    world.converge(&p, &people()).await;
+    let mut gone = people();
+    gone[0] = gone[0]
+        .clone()
+        .with_state(prov_core::LifecycleState::Terminated)
+        .with_dates(None, chrono::NaiveDate::from_ymd_opt(2026, 9, 1));
+    let plan = world.plan(&p, &gone, now(), &PlanOptions::default()).await;
+    let delete = plan
+        .ops
+        .iter()
+        .find(|o| o.kind.name() == "delete")
+        .expect("a delete past the grace period");
+    // Someone deletes the account by hand before the apply.
+    let ldap = &world.targets[&TargetId::new("ldap")];
+    ldap.delete_account(delete.existing_account().unwrap())
+        .await
+        .unwrap();
+    let mut opts = prov_engine::ApplyOptions::default();
+    opts.allow_destructive = true;
+    let report = world
+        .executor(opts)
+        .apply(&plan, &world.store)
+        .await
+        .unwrap();
+    let outcome = report.outcomes.iter().find(|o| o.name == "delete").unwrap();
+    assert_eq!(
+        outcome.status,
+        OpStatus::Done,
+        "gone already is what a delete wants"
+    );
+    let log = world.store.audit_log().await.unwrap();
+    let rec = log.iter().find(|r| r.event.operation == "delete").unwrap();
+    assert_eq!(
+        rec.event.outcome,
+        "done without a change: the account was already gone"
+    );
+    assert!(!rec.event.changed_target());
+    assert!(
+        world
+            .store
+            .link(&TargetId::new("ldap"), delete.existing_account().unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "its link is gone too"
+    );
+}
+
+#[tokio::test]
+async fn an_open_entry_for_a_target_no_longer_configured_is_recorded_not_left_unseen() {
+    let world = World::new();
+    let store = Arc::new(MemoryStore::new());
+    let op: prov_engine::PlannedOp = serde_json::from_value(serde_json::json!({
+        "id": "abc", "target": "retired", "identity": "e1", "op": "delete",
+        "account": "uid=ada", "reasons": ["leaver"]
+    }))
+    .unwrap();
+    store
+        .outbox_begin(&[OutboxEntry::new("r0", "host:1", op, now())])
+        .await
+        .unwrap();
+    let engine = engine_over(&world, store.clone());
+    assert_eq!(engine.recover().await.unwrap(), 1);
+    assert!(store.outbox_open().await.unwrap().is_empty());
+    let log = store.audit_log().await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert!(
+        log[0]
+            .event
+            .outcome
+            .starts_with("recovered: unknown (target retired has no connector now"),
+        "{}",
+        log[0].event.outcome
+    );
+    assert_eq!(
+        log[0].event.account.as_ref().map(|a| a.as_str()),
+        Some("uid=ada")
+    );
 }

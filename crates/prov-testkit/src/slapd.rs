@@ -121,9 +121,29 @@ fn slapd_binary() -> PathBuf {
     PathBuf::from("slapd")
 }
 
+/// Whether `child` is up on its ports: it wrote its pid file, which slapd
+/// does only once its listeners are bound, and `port` answers.
+///
+/// A TCP connect alone is not proof. Tests start servers side by side on
+/// ports picked as free; when two pick the same one, the loser exits, but
+/// a connect made before it does reaches the winner, and the loser's test
+/// would run (and pause, and restart) against another test's server: the
+/// cause of `timeouts_bound_a_silent_server` listing accounts "while its
+/// server was paused".
+fn is_up(dir: &Path, child: &Child, port: u16) -> bool {
+    let ours = std::fs::read_to_string(dir.join("slapd.pid"))
+        .is_ok_and(|pid| pid.trim() == child.id().to_string());
+    ours && TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
 /// Starts slapd in the foreground (`-d 0`), so that the child is the server.
 fn spawn(dir: &Path, urls: &str) -> io::Result<Child> {
     let log = std::fs::File::create(dir.join("slapd.log"))?;
+    // A pid file left by an earlier start must not vouch for this one.
+    match std::fs::remove_file(dir.join("slapd.pid")) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     Command::new(slapd_binary())
         .args(["-d", "0", "-f"])
         .arg(dir.join("slapd.conf"))
@@ -155,7 +175,7 @@ impl Slapd {
                 if let Ok(Some(_)) = self.child.try_wait() {
                     break false; // the port may still be held: try again
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if is_up(&self.dir, &self.child, port) {
                     break true;
                 }
                 if Instant::now() > deadline {
@@ -338,7 +358,7 @@ impl Slapd {
                     last = io::Error::other(format!("slapd exited with {status}: {log}"));
                     break;
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if is_up(dir, &child, port) {
                     return Ok(Slapd {
                         child,
                         dir: dir.to_owned(),
@@ -535,5 +555,44 @@ impl Drop for Slapd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    /// Two servers started side by side that picked the same port: the one
+    /// that lost the port must not pass for started, though the port answers.
+    #[test]
+    #[ignore = "needs slapd: run the README test command"]
+    fn a_server_that_lost_its_port_is_not_taken_for_up() {
+        let a = Slapd::start().unwrap();
+        let mut b = Slapd::start().unwrap();
+        let port: u16 = a.url.rsplit(':').next().unwrap().parse().unwrap();
+        let _ = b.child.kill();
+        let _ = b.child.wait();
+        // B starts again on A's port, as after a port race.
+        b.child = spawn(&b.dir, &a.url).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            assert!(
+                TcpStream::connect(("127.0.0.1", port)).is_ok(),
+                "A answers: a connect alone would say B is up"
+            );
+            assert!(
+                !is_up(&b.dir, &b.child, port),
+                "B is not the server on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            b.child.try_wait().unwrap().is_some(),
+            "B exits: its port was taken"
+        );
+        assert!(!is_up(&b.dir, &b.child, port));
+        // And A, which holds the port, is up by the same test.
+        assert!(is_up(&a.dir, &a.child, port));
     }
 }

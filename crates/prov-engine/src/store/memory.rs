@@ -1,6 +1,6 @@
 //! `MemoryStore`: everything in memory, for tests and for embedding without persistence.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -14,6 +14,8 @@ use crate::ledger::{LedgerChange, Link};
 #[derive(Debug, Default)]
 struct State {
     links: BTreeMap<(TargetId, AccountId), Link>,
+    /// Each identity's links, so that an event reads only its own.
+    by_identity: BTreeMap<IdentityId, BTreeSet<(TargetId, AccountId)>>,
     audit: Vec<AuditRecord>,
     outbox: BTreeMap<(String, String), OutboxEntry>,
     leases: BTreeMap<String, LeaseRecord>,
@@ -23,20 +25,35 @@ impl State {
     fn put_link(&mut self, link: &Link) {
         let key = (link.target.clone(), link.account.clone());
         let mut link = link.clone();
-        if let Some(old) = self.links.get(&key) {
+        if let Some(old) = self.remove_link(&key) {
             link.origin = old.origin.kept_with(link.origin);
         }
+        self.by_identity
+            .entry(link.identity.clone())
+            .or_default()
+            .insert(key.clone());
         self.links.insert(key, link);
+    }
+
+    fn remove_link(&mut self, key: &(TargetId, AccountId)) -> Option<Link> {
+        let old = self.links.remove(key)?;
+        if let Some(keys) = self.by_identity.get_mut(&old.identity) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_identity.remove(&old.identity);
+            }
+        }
+        Some(old)
     }
 
     fn apply(&mut self, change: &LedgerChange) {
         match change {
             LedgerChange::Put(link) => self.put_link(link),
             LedgerChange::Remove { target, account } => {
-                self.links.remove(&(target.clone(), account.clone()));
+                self.remove_link(&(target.clone(), account.clone()));
             }
             LedgerChange::Move { target, from, to } => {
-                if let Some(mut link) = self.links.remove(&(target.clone(), from.clone())) {
+                if let Some(mut link) = self.remove_link(&(target.clone(), from.clone())) {
                     link.account = to.clone();
                     self.put_link(&link);
                 }
@@ -83,12 +100,13 @@ impl Store for MemoryStore {
     }
 
     async fn links_of(&self, identity: &IdentityId) -> Result<Vec<Link>> {
-        Ok(self
-            .lock()
-            .links
-            .values()
-            .filter(|l| &l.identity == identity)
-            .cloned()
+        let state = self.lock();
+        Ok(state
+            .by_identity
+            .get(identity)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| state.links.get(key).cloned())
             .collect())
     }
 
@@ -106,7 +124,7 @@ impl Store for MemoryStore {
     }
 
     async fn remove_link(&self, target: &TargetId, account: &AccountId) -> Result<()> {
-        self.lock().links.remove(&(target.clone(), account.clone()));
+        self.lock().remove_link(&(target.clone(), account.clone()));
         Ok(())
     }
 

@@ -361,3 +361,86 @@ async fn the_postgres_store_behaves_and_is_shared_by_processes() {
     audit::verify(&log).unwrap();
     assert_eq!(b.links().await.unwrap(), a.links().await.unwrap());
 }
+
+/// A store file written by the previous prov (schema 3: outbox keyed by
+/// operation alone, leases without an identity column) opens with its
+/// unfinished operations and leases intact.
+#[tokio::test]
+async fn a_schema_3_sqlite_file_keeps_its_open_operations_and_leases_on_upgrade() {
+    let dir = std::env::temp_dir().join(format!("prov-engine-sqlite-v3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("prov.db");
+    {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE prov_links (target TEXT NOT NULL, account TEXT NOT NULL, identity TEXT NOT NULL,
+                 origin TEXT NOT NULL CHECK (origin IN ('created', 'linked')), PRIMARY KEY (target, account));
+             CREATE INDEX prov_links_by_identity ON prov_links (identity);
+             CREATE TABLE prov_audit (seq BIGINT PRIMARY KEY, record TEXT NOT NULL, hash TEXT NOT NULL);
+             CREATE TABLE prov_outbox (op TEXT PRIMARY KEY, entry TEXT NOT NULL);
+             CREATE TABLE prov_leases (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+             CREATE TABLE prov_schema (version BIGINT NOT NULL);
+             INSERT INTO prov_schema (version) VALUES (3);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let old_entry = serde_json::json!({
+            "op": {"id": "op7", "target": "ldap", "identity": "e1", "op": "create",
+                   "login": "ada", "attributes": {}, "enabled": true, "reasons": ["rule r"]},
+            "begun": "2026-11-22T09:00:00Z"
+        });
+        sqlx::query("INSERT INTO prov_outbox (op, entry) VALUES ($1, $2)")
+            .bind("op7")
+            .bind(old_entry.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+        let lease = serde_json::json!({
+            "id": "l1",
+            "request": {"identity": "e1", "role": "oncall", "duration": {"secs": 3600, "nanos": 0}, "start": null,
+                        "wait": {"secs": 60, "nanos": 0}, "requested_by": "e2", "reason": "test"},
+            "state": "requested",
+            "requested_at": "2026-11-22T09:00:00Z",
+            "decide_by": "2026-11-22T09:01:00Z"
+        });
+        sqlx::query("INSERT INTO prov_leases (id, record) VALUES ($1, $2)")
+            .bind("l1")
+            .bind(lease.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let open = store.outbox_open().await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].run, "before-upgrade");
+    assert_eq!(open[0].op.id, "op7");
+    assert_eq!(
+        open[0].begun,
+        Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap()
+    );
+    assert_eq!(
+        store.leases_of(&IdentityId::new("e1")).await.unwrap().len(),
+        1
+    );
+    assert!(
+        store
+            .leases_of(&IdentityId::new("e2"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // It closes like any entry.
+    store
+        .complete(vec![Completion::new("before-upgrade", "op7", event(1))])
+        .await
+        .unwrap();
+    assert!(store.outbox_open().await.unwrap().is_empty());
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

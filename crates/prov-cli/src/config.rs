@@ -26,6 +26,10 @@ pub(crate) struct Config {
     /// Who acts, in the audit log (default: `$USER` or `prov`).
     #[serde(default)]
     pub(crate) actor: Option<String>,
+    /// How long a saved plan may wait to be applied: `30m`, `12h`, `7d`
+    /// (default `24h`). `prov apply plan.json` refuses an older plan.
+    #[serde(default)]
+    pub(crate) max_plan_age: Option<String>,
 }
 
 /// A value that may be secret: written inline, or read from an environment

@@ -33,10 +33,13 @@ const EXIT_CODES: &str = "Exit codes:
   1  some operations failed (each is listed, naming identity, target, account and error)
   2  bad usage, config, policy or source (the message names file, line and field)
   3  the plan is blocked by the deletion safeguard (review it, then --allow-destructive)
-  4  the plan is stale: its inputs changed since it was made (plan again)
+  4  the plan is stale: its inputs changed since it was made, planning now gives
+     other operations (a lease ended, a grace period passed), or it is older
+     than max_plan_age (default 24h); plan again
   5  a target or the store cannot be reached
   6  the audit log could not be written: nothing more was sent; the operations
      stay in the store's outbox and the next run records them
+  7  the plan file was edited after it was made, or has another format: refused
   130, 143  stopped by SIGINT or SIGTERM: operations not yet sent were skipped,
      those in flight finished and were recorded (a second signal, or 30 s
      without them finishing, exits at once; the next run records what was left)";
@@ -168,7 +171,8 @@ struct Fail(u8, String);
 impl From<EngineError> for Fail {
     fn from(e: EngineError) -> Self {
         let code = match &e {
-            EngineError::Stale { .. } => 4,
+            EngineError::Stale { .. } | EngineError::Expired { .. } | EngineError::Changed(_) => 4,
+            EngineError::Tampered(_) => 7,
             EngineError::Apply(ApplyError::Blocked(_)) => 3,
             EngineError::Apply(_) => 2,
             EngineError::Target { .. } | EngineError::Store(_) => 5,
@@ -318,7 +322,17 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
         format!("{person} (OS user {os_user})")
     };
     let policy = Arc::new(policy);
+    let max_plan_age = match &cfg.max_plan_age {
+        Some(text) => parse_duration(text).map_err(|Fail(code, msg)| {
+            Fail(
+                code,
+                format!("{}: max_plan_age: {msg}", cli.config.display()),
+            )
+        })?,
+        None => prov_engine::DEFAULT_MAX_PLAN_AGE,
+    };
     let engine = Engine::new(Arc::clone(&policy), connectors, store)
+        .with_max_plan_age(max_plan_age)
         .with_plan_options(cfg.plan_options())
         .with_clock(Arc::new(SystemClock))
         .with_actor(actor.clone());
@@ -402,10 +416,27 @@ fn print_table(plan: &Plan) {
     }
 }
 
+/// Writes a file only its owner can read: plans, reviews and audit exports
+/// name people and their access.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode through open: narrow it too.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())
+}
+
 fn write_or_print(out: Option<&Path>, text: &str) -> Result<(), Fail> {
     match out {
-        Some(p) => std::fs::write(p, text)
-            .map_err(|e| usage(format!("{}: cannot write: {e}", p.display()))),
+        Some(p) => {
+            write_private(p, text).map_err(|e| usage(format!("{}: cannot write: {e}", p.display())))
+        }
         None => {
             print!("{text}");
             Ok(())

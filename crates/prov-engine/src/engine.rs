@@ -15,7 +15,7 @@ use crate::audit::AuditEvent;
 use crate::executor::{ApplyError, ApplyOptions, ApplyReport, Executor};
 use crate::leases::{self, LeaseError, LeaseRecord, LeaseRequest, LeaseState};
 use crate::plan::Plan;
-use crate::planner::{PlanInput, PlanOptions, fingerprint, plan};
+use crate::planner::{PlanInput, PlanOptions, plan};
 use crate::store::Store;
 
 /// What went wrong at the engine level.
@@ -40,6 +40,22 @@ pub enum EngineError {
     },
     /// The executor refused the plan.
     Apply(ApplyError),
+    /// A saved plan's content does not match its digest (it was edited
+    /// after it was made) or it was made by another plan format; nothing
+    /// was applied.
+    Tampered(String),
+    /// A saved plan is older than the engine's maximum plan age (or dated
+    /// in the future); nothing was applied.
+    Expired {
+        /// When it was made.
+        made: chrono::DateTime<chrono::Utc>,
+        /// The age allowed.
+        max_age: std::time::Duration,
+    },
+    /// Planning now gives other operations, blocks or problems than the
+    /// saved plan: a time-bound fact changed (a lease started or ended, an
+    /// end date or grace period passed) or the file was edited; nothing was applied.
+    Changed(String),
 }
 
 impl fmt::Display for EngineError {
@@ -57,9 +73,44 @@ impl fmt::Display for EngineError {
                 short(current)
             ),
             EngineError::Apply(e) => write!(f, "{e}"),
+            EngineError::Tampered(why) => write!(
+                f,
+                "the plan was not applied: {why}; plan again and review the new plan"
+            ),
+            EngineError::Expired { made, max_age } => write!(
+                f,
+                "the plan was made at {} and plans are applied within {} of being made; \
+                 nothing was applied, plan again",
+                made.to_rfc3339(),
+                humantime_secs(max_age.as_secs())
+            ),
+            EngineError::Changed(difference) => write!(
+                f,
+                "planning now does not give what the plan says ({difference}); a time-bound fact \
+                 may have changed since it was made (a lease started or ended, an end date or grace \
+                 period passed), or the file was edited; nothing was applied, plan again"
+            ),
         }
     }
 }
+
+/// `90000` seconds as `25h`, `86400` as `24h`, `600` as `10m`.
+fn humantime_secs(secs: u64) -> String {
+    if secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else if secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// How long a saved plan may wait to be applied, by default.
+pub const DEFAULT_MAX_PLAN_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Clocks of two machines may disagree by this much: a plan dated later
+/// than now by more is refused.
+const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 fn short(f: &str) -> &str {
     f.get(..16).unwrap_or(f)
@@ -118,6 +169,7 @@ pub struct Engine {
     plan_options: PlanOptions,
     executor: Executor,
     clock: Arc<dyn Clock>,
+    max_plan_age: std::time::Duration,
 }
 
 impl fmt::Debug for Engine {
@@ -144,7 +196,15 @@ impl Engine {
             plan_options,
             executor,
             clock: Arc::new(SystemClock),
+            max_plan_age: DEFAULT_MAX_PLAN_AGE,
         }
+    }
+
+    /// How long a saved plan may wait before [`apply`](Self::apply) refuses
+    /// it (builder style; default 24 hours).
+    pub fn with_max_plan_age(mut self, age: std::time::Duration) -> Self {
+        self.max_plan_age = age;
+        self
     }
 
     /// Sets planning options (builder style).
@@ -255,31 +315,62 @@ impl Engine {
         let leases = self.active_leases().await?;
         let input = PlanInput::new(&self.policy, identities, self.clock.now(), &actual, &links)
             .with_extra(Extra::new(&[], &leases));
-        Ok(plan(&input, &self.plan_options))
+        let mut the_plan = plan(&input, &self.plan_options);
+        the_plan.seal();
+        Ok(the_plan)
     }
 
     /// Applies a plan made by [`plan`](Self::plan) from `identities`,
-    /// refusing it whole if anything it was made from has changed since.
+    /// exactly as it was reviewed, or not at all.
+    ///
+    /// Refused, with nothing applied, when: its content does not match its
+    /// digest (edited after it was made) or it has another format version
+    /// ([`EngineError::Tampered`]); it is older than the maximum plan age
+    /// ([`EngineError::Expired`]); anything it was made from has changed
+    /// ([`EngineError::Stale`]); or planning now gives other operations,
+    /// blocks or problems ([`EngineError::Changed`], naming the first
+    /// difference: a lease that ended, a grace period that passed, or an
+    /// edit re-sealed by hand). What runs is the plan made now, so the
+    /// deletion safeguard is evaluated at apply time, never read from the file.
     pub async fn apply(
         &self,
-        plan: &Plan,
+        saved: &Plan,
         identities: &[Identity],
     ) -> Result<ApplyReport, EngineError> {
-        let actual = self.actual().await?;
-        let links = self.store.links().await.map_err(EngineError::Store)?;
-        let leases = self.active_leases().await?;
-        let current = fingerprint(
-            &PlanInput::new(&self.policy, identities, self.clock.now(), &actual, &links)
-                .with_extra(Extra::new(&[], &leases)),
-        );
-        if current != plan.fingerprint {
-            return Err(EngineError::Stale {
-                planned: plan.fingerprint.clone(),
-                current,
+        if saved.version != crate::plan::PLAN_VERSION {
+            return Err(EngineError::Tampered(format!(
+                "it is plan format {} and this prov reads format {}",
+                saved.version,
+                crate::plan::PLAN_VERSION
+            )));
+        }
+        if saved.digest.is_empty() || saved.digest != saved.content_digest() {
+            return Err(EngineError::Tampered(
+                "its content does not match its digest: it was edited after it was made".to_owned(),
+            ));
+        }
+        let now = self.clock.now();
+        let max = chrono::TimeDelta::from_std(self.max_plan_age).unwrap_or(chrono::TimeDelta::MAX);
+        let too_old = now.signed_duration_since(saved.planned_for) > max;
+        let from_the_future = saved.planned_for.signed_duration_since(now) > CLOCK_SKEW;
+        if too_old || from_the_future {
+            return Err(EngineError::Expired {
+                made: saved.planned_for,
+                max_age: self.max_plan_age,
             });
         }
+        let fresh = self.plan(identities).await?;
+        if fresh.fingerprint != saved.fingerprint {
+            return Err(EngineError::Stale {
+                planned: saved.fingerprint.clone(),
+                current: fresh.fingerprint,
+            });
+        }
+        if let Some(difference) = saved.first_difference(&fresh) {
+            return Err(EngineError::Changed(difference));
+        }
         self.executor
-            .apply(plan, self.store.as_ref())
+            .apply(&fresh, self.store.as_ref())
             .await
             .map_err(EngineError::Apply)
     }
@@ -385,6 +476,7 @@ impl Engine {
         for op in &mut the_plan.ops {
             op.reasons.push(format!("{kind} event"));
         }
+        the_plan.seal();
         let report = self
             .executor
             .apply(&the_plan, self.store.as_ref())

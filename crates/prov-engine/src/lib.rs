@@ -42,7 +42,7 @@ mod recover;
 pub mod review;
 mod store;
 
-pub use engine::{Engine, EngineError, Event};
+pub use engine::{DEFAULT_MAX_PLAN_AGE, Engine, EngineError, Event};
 pub use executor::{
     ApplyError, ApplyOptions, ApplyReport, Executor, OpOutcome, OpStatus, Progress, RetryPolicy,
     TargetLimits,

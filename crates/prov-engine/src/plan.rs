@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The plan format's version, written into every plan.
-pub const PLAN_VERSION: u32 = 1;
+pub const PLAN_VERSION: u32 = 2;
 
 /// An account an operation acts on: one the target has, or one an earlier
 /// operation of the same plan creates.
@@ -398,6 +398,11 @@ pub struct Plan {
     pub blocked: Vec<SafetyBlock>,
     /// Problems resolving identities (an expression failed on someone's data).
     pub problems: Vec<String>,
+    /// A digest of the plan's content (see [`Plan::content_digest`]), set by
+    /// [`Plan::seal`]: the id audit records name the plan by, and how
+    /// `Engine::apply` sees that a saved plan was edited. Empty until sealed.
+    #[serde(default)]
+    pub digest: String,
 }
 
 impl Plan {
@@ -415,13 +420,129 @@ impl Plan {
         out
     }
 
-    /// A digest of the whole plan (its operations, reasons, blocks, problems
-    /// and the fingerprint of its inputs): the id audit records name it by.
-    pub fn digest(&self) -> String {
+    /// A digest of what the plan would do and why: its version,
+    /// operations (with their reasons), orphans, conflicts, safety blocks and
+    /// problems, in a canonical form. The time it was made and the fingerprint
+    /// of its inputs are not part of it, so two plans that would do exactly
+    /// the same have the same digest.
+    pub fn content_digest(&self) -> String {
+        #[derive(Serialize)]
+        struct Content<'a> {
+            version: u32,
+            ops: &'a [PlannedOp],
+            orphans: &'a [Orphan],
+            conflicts: &'a [Conflict],
+            blocked: &'a [SafetyBlock],
+            problems: &'a [String],
+        }
+        let content = Content {
+            version: self.version,
+            ops: &self.ops,
+            orphans: &self.orphans,
+            conflicts: &self.conflicts,
+            blocked: &self.blocked,
+            problems: &self.problems,
+        };
         let mut h = Sha256::new();
         // Field order is fixed by the structs and maps are ordered, so the JSON is canonical.
-        h.update(serde_json::to_vec(self).unwrap_or_default());
+        h.update(serde_json::to_vec(&content).unwrap_or_default());
         hex(&h.finalize()[..16])
+    }
+
+    /// Sets [`digest`](Self::digest) from the content (after any change to it).
+    pub fn seal(&mut self) {
+        self.digest = self.content_digest();
+    }
+
+    /// The first way in which this plan differs from `other` in what it
+    /// would do, for a person: `None` when they would do exactly the same.
+    pub fn first_difference(&self, other: &Plan) -> Option<String> {
+        let n = self.ops.len().max(other.ops.len());
+        for i in 0..n {
+            match (self.ops.get(i), other.ops.get(i)) {
+                (Some(a), Some(b)) if a == b => {}
+                (Some(a), Some(b)) => {
+                    let (ta, tb) = (a.to_string(), b.to_string());
+                    return Some(if ta == tb {
+                        // Same line, other details (reasons, attributes).
+                        let json = |o: &PlannedOp| serde_json::to_string(o).unwrap_or_default();
+                        format!(
+                            "operation {}: the plan has {} where planning now gives {}",
+                            i + 1,
+                            json(a),
+                            json(b)
+                        )
+                    } else {
+                        format!(
+                            "operation {}: the plan has `{ta}` where planning now gives `{tb}`",
+                            i + 1
+                        )
+                    });
+                }
+                (Some(a), None) => {
+                    return Some(format!(
+                        "operation {}: the plan has `{a}`, which planning now does not give",
+                        i + 1
+                    ));
+                }
+                (None, Some(b)) => {
+                    return Some(format!(
+                        "operation {}: planning now gives `{b}`, which the plan lacks",
+                        i + 1
+                    ));
+                }
+                (None, None) => {}
+            }
+        }
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_owned()
+            } else {
+                v.join("; ")
+            }
+        };
+        if self.blocked != other.blocked {
+            let show =
+                |b: &[SafetyBlock]| list(&b.iter().map(ToString::to_string).collect::<Vec<_>>());
+            return Some(format!(
+                "safety blocks: the plan has {} where planning now gives {}",
+                show(&self.blocked),
+                show(&other.blocked)
+            ));
+        }
+        if self.problems != other.problems {
+            return Some(format!(
+                "problems: the plan has {} where planning now gives {}",
+                list(&self.problems),
+                list(&other.problems)
+            ));
+        }
+        if self.conflicts != other.conflicts {
+            let show = |c: &[Conflict]| {
+                list(
+                    &c.iter()
+                        .map(|c| format!("{} {}: {}", c.target, c.identity, c.message))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            return Some(format!(
+                "conflicts: the plan has {} where planning now gives {}",
+                show(&self.conflicts),
+                show(&other.conflicts)
+            ));
+        }
+        if self.orphans != other.orphans {
+            return Some(
+                "orphans: the plan reports other unexplained accounts than planning now".to_owned(),
+            );
+        }
+        if self.version != other.version {
+            return Some(format!(
+                "version: the plan is format {} where this prov writes {}",
+                self.version, other.version
+            ));
+        }
+        None
     }
 
     /// The plan as pretty JSON.

@@ -449,6 +449,7 @@ pub fn plan_resolved(
         conflicts,
         blocked,
         problems,
+        digest: String::new(),
     }
 }
 

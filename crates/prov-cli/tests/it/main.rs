@@ -75,6 +75,20 @@ fn plan_apply_and_a_stale_plan() {
         out.ends_with("20 operations: 10 create, 10 grant\n"),
         "{out}"
     );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&plan).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a plan names people and their access");
+    }
+    // An edited plan file is refused with its own exit code, nothing applied.
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&text).unwrap();
+    edited["ops"][0]["reasons"] = serde_json::json!(["approved by the CISO"]);
+    let forged = dir.join("forged.json");
+    std::fs::write(&forged, edited.to_string()).unwrap();
+    let (code, _, err) = prov(&dir, &["apply", forged.to_str().unwrap()]);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("edited after it was made"), "{err}");
     let (code, out, err) = prov(&dir, &["apply", plan.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("20 of 20 operations done"), "{out}");

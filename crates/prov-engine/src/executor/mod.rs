@@ -262,7 +262,11 @@ impl Executor {
         let mut run = Run {
             id: self.run_id(),
             owner: owner(),
-            plan: plan.digest(),
+            plan: if plan.digest.is_empty() {
+                plan.content_digest()
+            } else {
+                plan.digest.clone()
+            },
             journal: Journal::new(store),
             all_begun: false,
             finished: AtomicUsize::new(0),

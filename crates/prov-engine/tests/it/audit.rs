@@ -259,7 +259,12 @@ async fn records_name_the_actor_the_run_and_the_plan_as_each_operation_finishes(
         assert_eq!(r.event.run.as_deref(), Some(report.run.as_str()));
         assert_eq!(r.event.plan.as_deref(), Some(report.plan.as_str()));
     }
-    assert_eq!(report.plan, plan.digest());
+    assert_eq!(report.plan, plan.digest);
+    assert_eq!(
+        plan.digest,
+        plan.content_digest(),
+        "the engine seals its plans"
+    );
     // A second run has another run id.
     let (_, second) = engine.reconcile(&crowd(3)).await.unwrap();
     assert_ne!(second.run, report.run);

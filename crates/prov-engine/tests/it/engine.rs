@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use prov_core::{Account, Connector, ConnectorExt, TargetId};
-use prov_engine::{Engine, EngineError, Event, MemoryStore, Store};
+use prov_engine::{Engine, EngineError, Event, MemoryStore, Plan, Store};
 use prov_testkit::{ManualClock, MemoryConnector};
 
 use crate::planner::{people, person, policy};
@@ -226,4 +226,164 @@ async fn plans_never_ask_a_target_for_what_it_cannot_do() {
         .find(|a| a.login == "bob.smith")
         .unwrap();
     assert!(bob.enabled && bob.entitlements.is_empty());
+}
+
+/// The plan as a person editing the file would change it: through its JSON.
+fn edit(plan: &Plan, change: impl FnOnce(&mut serde_json::Value)) -> Plan {
+    let mut json = serde_json::to_value(plan).unwrap();
+    change(&mut json);
+    serde_json::from_value(json).unwrap()
+}
+
+/// The same, and the digest computed again, as a careful forger would.
+fn forge(plan: &Plan, change: impl FnOnce(&mut serde_json::Value)) -> Plan {
+    let mut p = edit(plan, change);
+    p.seal();
+    p
+}
+
+fn op_index(plan: &Plan, name: &str, what: &str) -> usize {
+    plan.ops
+        .iter()
+        .position(|o| o.kind.name() == name && o.to_string().contains(what))
+        .unwrap_or_else(|| panic!("no {name} {what} in {plan:#?}"))
+}
+
+#[tokio::test]
+async fn an_edited_plan_is_refused_and_nothing_is_applied() {
+    let s = setup();
+    let plan = s.engine.plan(&people()).await.unwrap();
+    let i = op_index(&plan, "grant", " eng for");
+    // A swapped entitlement, digest left as it was.
+    let swapped = |j: &mut serde_json::Value| j["ops"][i]["entitlement"] = "sales".into();
+    let err = s
+        .engine
+        .apply(&edit(&plan, swapped), &people())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Tampered(_)), "{err}");
+    assert!(
+        err.to_string().contains("edited after it was made"),
+        "{err}"
+    );
+    // The same with the digest forged: planning again shows the difference.
+    let err = s
+        .engine
+        .apply(&forge(&plan, swapped), &people())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, EngineError::Changed(_)), "{text}");
+    assert!(
+        text.contains(&format!("operation {}: the plan has `", i + 1))
+            && text.contains("grant   ldap: sales for")
+            && text.contains("grant   ldap: eng for"),
+        "{text}"
+    );
+    // A changed operation id.
+    let err = s
+        .engine
+        .apply(
+            &forge(&plan, |j| j["ops"][0]["id"] = "0000000000000000".into()),
+            &people(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("operation 1: the plan has `0000000000000000"),
+        "{err}"
+    );
+    // A plan of the format before digests.
+    let err = s
+        .engine
+        .apply(&edit(&plan, |j| j["version"] = 1.into()), &people())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("plan format 1"), "{err}");
+    assert!(writes(&s) == 0, "nothing was applied");
+    // The plan as made applies.
+    assert!(s.engine.apply(&plan, &people()).await.unwrap().is_success());
+}
+
+#[tokio::test]
+async fn an_added_delete_and_an_emptied_safeguard_are_refused() {
+    let mut s = setup();
+    let mut opts = prov_engine::PlanOptions::default();
+    opts.default.safety.always_allowed = 0;
+    s.engine = s.engine.with_plan_options(opts);
+    s.engine.reconcile(&people()).await.unwrap();
+    // Two of three leave: the safeguard blocks the disables.
+    let mut gone = people();
+    for p in gone.iter_mut().take(2) {
+        *p = p
+            .clone()
+            .with_state(prov_core::LifecycleState::Terminated)
+            .with_dates(None, chrono::NaiveDate::from_ymd_opt(2026, 11, 22));
+    }
+    let plan = s.engine.plan(&gone).await.unwrap();
+    assert!(!plan.blocked.is_empty());
+    let before = writes(&s);
+    let err = s
+        .engine
+        .apply(
+            &forge(&plan, |j| j["blocked"] = serde_json::json!([])),
+            &gone,
+        )
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("safety blocks: the plan has none where planning now gives"),
+        "{text}"
+    );
+    // A delete slipped in (a copy of a disable turned into a delete).
+    let i = op_index(&plan, "disable", "ldap");
+    let err = s
+        .engine
+        .apply(
+            &forge(&plan, |j| {
+                let mut op = j["ops"][i].clone();
+                op["op"] = "delete".into();
+                op["account"] = op["account"]["id"].clone();
+                op.as_object_mut().unwrap().remove("enabled");
+                j["ops"].as_array_mut().unwrap().push(op);
+            }),
+            &gone,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("which planning now does not give"),
+        "{err}"
+    );
+    assert_eq!(writes(&s), before, "nothing was applied");
+}
+
+#[tokio::test]
+async fn a_plan_expires_with_its_age() {
+    let s = setup();
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
+    ));
+    let conns: BTreeMap<TargetId, Arc<dyn Connector>> = s
+        .targets
+        .iter()
+        .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
+        .collect();
+    let engine = Engine::new(Arc::new(policy()), conns, s.store.clone())
+        .with_clock(clock.clone())
+        .with_max_plan_age(std::time::Duration::from_secs(3600));
+    let plan = engine.plan(&people()).await.unwrap();
+    clock.advance(std::time::Duration::from_secs(3601));
+    let err = engine.apply(&plan, &people()).await.unwrap_err();
+    assert!(matches!(err, EngineError::Expired { .. }), "{err}");
+    assert!(err.to_string().contains("within 1h of being made"), "{err}");
+    // Dated in the future (another machine's clock, or an edit).
+    let future = forge(&plan, |j| j["planned_for"] = "2026-11-23T09:00:00Z".into());
+    assert!(matches!(
+        engine.apply(&future, &people()).await,
+        Err(EngineError::Expired { .. })
+    ));
+    assert_eq!(writes(&s), 0);
 }

@@ -238,3 +238,30 @@ async fn revoking_one_of_two_overlapping_leases_keeps_access() {
         Err(LeaseError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn a_plan_made_under_a_lease_is_refused_once_the_lease_has_ended() {
+    let s = setup();
+    sync(&s).await;
+    s.engine
+        .grant_lease(
+            LeaseRequest::new("e1", "oncall", HOUR, "e1", "incident"),
+            "boss",
+        )
+        .await
+        .unwrap();
+    let plan = s.engine.plan(&[ada()]).await.unwrap();
+    assert!(
+        plan.ops.iter().any(|o| o.to_string().contains("PowerUser")),
+        "{plan:#?}"
+    );
+    // Applied three hours later, within the plan age but after the lease.
+    s.clock.advance(3 * HOUR);
+    let err = s.engine.apply(&plan, &[ada()]).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, prov_engine::EngineError::Changed(_)) && text.contains("PowerUser"),
+        "{text}"
+    );
+    assert!(!has_power(&s).await, "the ended lease gave nothing");
+}

@@ -40,6 +40,9 @@ const EXIT_CODES: &str = "Exit codes:
   6  the audit log could not be written: nothing more was sent; the operations
      stay in the store's outbox and the next run records them
   7  the plan file was edited after it was made, or has another format: refused
+  8  prov apply without a plan file was not confirmed (no terminal and no --yes,
+     or the answer was not `yes`); nothing was applied
+  prov plan --detailed-exitcode: 0 no changes, 2 changes pending, 3 blocked
   130, 143  stopped by SIGINT or SIGTERM: operations not yet sent were skipped,
      those in flight finished and were recorded (a second signal, or 30 s
      without them finishing, exits at once; the next run records what was left)";
@@ -64,6 +67,10 @@ enum Command {
         /// Also write the plan here, to apply it later.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Exit 0 when there are no changes and 2 when changes are pending
+        /// (as Terraform does); a blocked plan still exits 3.
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// Apply a saved plan (refused if stale), or plan and apply at once.
     Apply {
@@ -72,6 +79,10 @@ enum Command {
         /// Apply even if the deletion safeguard blocked the plan.
         #[arg(long)]
         allow_destructive: bool,
+        /// Without a plan file: apply without showing the plan and asking
+        /// (needed when there is no terminal to ask on).
+        #[arg(long)]
+        yes: bool,
     },
     /// Why an identity has what it has (or one entitlement, as TARGET:ENTITLEMENT).
     Explain {
@@ -416,6 +427,37 @@ fn print_table(plan: &Plan) {
     }
 }
 
+/// Shows the plan and asks on the terminal; anything but `yes` keeps it unapplied.
+fn confirm(plan: &Plan, json: bool) -> Result<(), Fail> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Fail(
+            8,
+            "prov apply without a plan file shows the plan and asks before applying, and there \
+             is no terminal to ask on: pass --yes to apply without asking, or save the plan \
+             (prov plan --out plan.json), review it and apply that (prov apply plan.json)"
+                .to_owned(),
+        ));
+    }
+    if !json {
+        print_plan(plan);
+    }
+    eprint!(
+        "\nApply these {} operations? Only `yes` applies them: ",
+        plan.ops.len()
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Fail(8, format!("cannot read the answer: {e}")))?;
+    if answer.trim() != "yes" {
+        return Err(Fail(8, "not applied: the answer was not `yes`".to_owned()));
+    }
+    Ok(())
+}
+
 /// Writes a file only its owner can read: plans, reviews and audit exports
 /// name people and their access.
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -451,7 +493,10 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, Fail> {
 async fn run(cli: Cli) -> Result<(), Fail> {
     let ctx = context(&cli).await?;
     match &cli.command {
-        Command::Plan { out } => {
+        Command::Plan {
+            out,
+            detailed_exitcode,
+        } => {
             let plan = ctx.engine.plan(&ctx.identities).await?;
             if let Some(p) = out {
                 write_or_print(Some(p), &json(&plan)?)?;
@@ -467,10 +512,15 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                     "the plan is blocked by the deletion safeguard".to_owned(),
                 ));
             }
+            if *detailed_exitcode && !plan.is_empty() {
+                // Changes pending: a status, not an error, so no message.
+                return Err(Fail(2, String::new()));
+            }
         }
         Command::Apply {
             plan,
             allow_destructive,
+            yes,
         } => {
             let mut opts = ApplyOptions::default();
             opts.allow_destructive = *allow_destructive;
@@ -499,7 +549,13 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                     serde_json::from_str::<Plan>(&text)
                         .map_err(|e| usage(format!("{}: not a plan: {e}", p.display())))?
                 }
-                None => engine.plan(&ctx.identities).await?,
+                None => {
+                    let fresh = engine.plan(&ctx.identities).await?;
+                    if !*yes && !fresh.is_empty() {
+                        confirm(&fresh, ctx.json)?;
+                    }
+                    fresh
+                }
             };
             let report = engine.apply(&plan, &ctx.identities).await;
             bar.finish_and_clear();
@@ -771,7 +827,9 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(code, msg)) => {
-            eprintln!("prov: {msg}");
+            if !msg.is_empty() {
+                eprintln!("prov: {msg}");
+            }
             ExitCode::from(code)
         }
     }

@@ -56,6 +56,8 @@ fn prov_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, S
         .arg(dir.join("prov.toml"))
         .args(args)
         .envs(env.iter().copied())
+        // No terminal, as in CI and cron: `apply` without a plan file needs `--yes`.
+        .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     (
@@ -69,6 +71,12 @@ fn prov_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, S
 fn plan_apply_and_a_stale_plan() {
     let dir = setup(10);
     let plan = dir.join("plan.json");
+    // Without a terminal, apply without a plan file asks for --yes and applies nothing.
+    let (code, _, err) = prov(&dir, &["apply"]);
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("pass --yes"), "{err}");
+    let (code, out, err) = prov(&dir, &["plan", "--detailed-exitcode"]);
+    assert_eq!((code, err.as_str()), (2, ""), "changes pending: {out}");
     let (code, out, _) = prov(&dir, &["plan", "--out", plan.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(
@@ -94,6 +102,7 @@ fn plan_apply_and_a_stale_plan() {
     assert!(out.contains("20 of 20 operations done"), "{out}");
     let (code, out, _) = prov(&dir, &["plan"]);
     assert_eq!((code, out.as_str()), (0, "no changes\n"));
+    assert_eq!(prov(&dir, &["plan", "--detailed-exitcode"]).0, 0);
     let (code, _, err) = prov(&dir, &["apply", plan.to_str().unwrap()]);
     assert_eq!(code, 4, "{err}");
     assert!(
@@ -114,7 +123,7 @@ fn plan_apply_and_a_stale_plan() {
 #[test]
 fn the_safeguard_blocks_with_exit_3_until_allowed() {
     let dir = setup(20);
-    assert_eq!(prov(&dir, &["apply"]).0, 0);
+    assert_eq!(prov(&dir, &["apply", "--yes"]).0, 0);
     // A broken export terminates 10 of 20.
     let mut csv = String::from("id,name,status\n");
     for i in 0..20 {
@@ -124,7 +133,7 @@ fn the_safeguard_blocks_with_exit_3_until_allowed() {
         ));
     }
     std::fs::write(dir.join("hr.csv"), csv).unwrap();
-    let (code, out, err) = prov(&dir, &["apply"]);
+    let (code, out, err) = prov(&dir, &["apply", "--yes"]);
     assert_eq!(code, 3, "{out}{err}");
     assert!(err.contains("blocked by the deletion safeguard"), "{err}");
     let (code, out, _) = prov(&dir, &["plan"]);
@@ -133,7 +142,7 @@ fn the_safeguard_blocks_with_exit_3_until_allowed() {
         out.contains("BLOCKED ldap: the plan would disable 10 and delete 0 of 20 accounts"),
         "{out}"
     );
-    let (code, out, err) = prov(&dir, &["apply", "--allow-destructive"]);
+    let (code, out, err) = prov(&dir, &["apply", "--yes", "--allow-destructive"]);
     assert_eq!(code, 0, "{out}{err}");
 }
 
@@ -196,7 +205,7 @@ fn config_policy_and_source_errors_name_file_line_and_field() {
 #[test]
 fn leases_from_the_command_line() {
     let dir = setup(3);
-    assert_eq!(prov(&dir, &["apply"]).0, 0);
+    assert_eq!(prov(&dir, &["apply", "--yes"]).0, 0);
     let (code, _, err) = prov(
         &dir,
         &[
@@ -242,7 +251,7 @@ fn leases_from_the_command_line() {
         out.contains("grant   ldap: oncall for e1 [e1]") && out.contains(&format!("lease {id}")),
         "{out}"
     );
-    assert_eq!(prov(&dir, &["apply"]).0, 0);
+    assert_eq!(prov(&dir, &["apply", "--yes"]).0, 0);
     let (_, out, _) = prov(&dir, &["explain", "e1", "ldap:oncall"]);
     assert!(out.starts_with(&format!("lease {id} (until ")), "{out}");
     assert_eq!(
@@ -294,7 +303,7 @@ fn ldap_targets_from_the_config_against_slapd() {
         out.ends_with("20 operations: 10 create, 10 grant\n"),
         "{out}"
     );
-    let (code, out, err) = run(&["apply"]);
+    let (code, out, err) = run(&["apply", "--yes"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("20 of 20 operations done"), "{out}");
     let (code, out, _) = run(&["plan"]);

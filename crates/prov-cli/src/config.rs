@@ -30,6 +30,12 @@ pub(crate) struct Config {
     /// (default `24h`). `prov apply plan.json` refuses an older plan.
     #[serde(default)]
     pub(crate) max_plan_age: Option<String>,
+    /// The key that seals the audit chain (HMAC-SHA256), from
+    /// `{ env = "VAR" }` or `{ file = "PATH" }`, at least 16 bytes. Once
+    /// set, records are sealed with it, and `prov audit verify` needs it.
+    /// Never written inline: the config file is not a secret store.
+    #[serde(default)]
+    pub(crate) audit_key: Option<Secret>,
 }
 
 /// A value that may be secret: written inline, or read from an environment
@@ -40,6 +46,13 @@ pub(crate) enum Secret {
     Inline(String),
     Env { env: String },
     File { file: PathBuf },
+}
+
+impl Secret {
+    /// Whether the value is written in the config itself.
+    pub(crate) fn is_inline(&self) -> bool {
+        matches!(self, Secret::Inline(_))
+    }
 }
 
 impl std::fmt::Debug for Secret {

@@ -114,8 +114,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Checks the hash chain; names the first record edited, removed or moved.
-    Verify,
+    /// Checks the hash chain; names the first record edited, removed or
+    /// moved. With `audit_key` configured, also that nothing was re-sealed
+    /// without the key; with `--head`, that the log still reaches a head
+    /// kept elsewhere (nothing cut off the end).
+    Verify {
+        /// A head printed by `prov audit head` earlier: SEQ:HASH.
+        #[arg(long)]
+        head: Option<String>,
+    },
+    /// Prints the chain's head (SEQ:HASH): keep it where prov cannot write,
+    /// and pass it to `verify --head` later.
+    Head,
     /// Writes the log as JSON Lines.
     Export {
         #[arg(long)]
@@ -204,6 +214,8 @@ struct Ctx {
     actor: String,
     /// Who acts, as a lease names its requester: the config's actor, or the OS user.
     person: String,
+    /// The audit key, when configured (for `audit verify`).
+    audit_key: Option<audit::AuditKey>,
     json: bool,
 }
 
@@ -230,22 +242,48 @@ fn parse_duration(text: &str) -> Result<Duration, Fail> {
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
+/// The audit key from the config, if set (never inline).
+fn audit_key(cfg: &config::Config, base: &Path) -> Result<Option<audit::AuditKey>, Fail> {
+    let Some(secret) = &cfg.audit_key else {
+        return Ok(None);
+    };
+    if secret.is_inline() {
+        return Err(usage(
+            "audit_key: write it in an environment variable or a file ({ env = \"VAR\" } or \
+             { file = \"PATH\" }), not in the config",
+        ));
+    }
+    let text = secret
+        .reveal(base)
+        .map_err(|e| usage(format!("audit_key: {e}")))?;
+    audit::AuditKey::new(text.into_bytes())
+        .map(Some)
+        .map_err(|e| usage(format!("audit_key: {e}")))
+}
+
 async fn open_store(cfg: &config::Config, base: &Path) -> Result<Arc<dyn Store>, Fail> {
+    let key = audit_key(cfg, base)?;
     let url = match &cfg.store {
         Some(s) => s.reveal(base).map_err(|e| usage(format!("store: {e}")))?,
         None => "sqlite:prov.db".to_owned(),
     };
     if let Some(path) = url.strip_prefix("sqlite:") {
-        let store = SqliteStore::open(base.join(path))
+        let mut store = SqliteStore::open(base.join(path))
             .await
             .map_err(|e| Fail(5, e.to_string()))?;
+        if let Some(k) = key {
+            store = store.with_audit_key(k);
+        }
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         // The URL may hold a password: errors never repeat it.
-        let store = PostgresStore::connect(&url)
+        let mut store = PostgresStore::connect(&url)
             .await
             .map_err(|e| Fail(5, e.to_string()))?;
+        if let Some(k) = key {
+            store = store.with_audit_key(k);
+        }
         return Ok(Arc::new(store));
     }
     Err(usage("store: use `sqlite:PATH` or a `postgres://` URL"))
@@ -352,6 +390,7 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
         identities,
         actor,
         person,
+        audit_key: audit_key(&cfg, &base)?,
         json: cli.json,
     })
 }
@@ -671,9 +710,40 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 .await
                 .map_err(|e| Fail(5, e.to_string()))?;
             match command {
-                AuditCommand::Verify => match audit::verify(&log) {
-                    Ok(()) => println!("audit log verified: {} records, chain intact", log.len()),
-                    Err(e) => return Err(Fail(1, e.to_string())),
+                AuditCommand::Verify { head } => {
+                    let head = head
+                        .as_deref()
+                        .map(str::parse::<audit::Head>)
+                        .transpose()
+                        .map_err(usage)?;
+                    match audit::verify_with(&log, ctx.audit_key.as_ref(), head.as_ref()) {
+                        Ok(v) => {
+                            let mut line =
+                                format!("audit log verified: {} records, chain intact", v.records);
+                            if ctx.audit_key.is_some() {
+                                line.push_str(&format!(", {} sealed with the audit key", v.keyed));
+                            }
+                            if let Some(h) = &head {
+                                line.push_str(&format!(", reaches head {}", h.seq));
+                            }
+                            println!("{line}");
+                        }
+                        Err(e) => return Err(Fail(1, e.to_string())),
+                    }
+                }
+                AuditCommand::Head => match log.last() {
+                    Some(r) => {
+                        let head = audit::Head::of(r);
+                        if ctx.json {
+                            println!(
+                                "{}",
+                                json(&serde_json::json!({"seq": head.seq, "hash": head.hash}))?
+                            );
+                        } else {
+                            println!("{head}");
+                        }
+                    }
+                    None => return Err(Fail(1, "the audit log is empty: no head yet".to_owned())),
                 },
                 AuditCommand::Export { out } => {
                     let text = audit::to_jsonl(&log).map_err(|e| Fail(1, e.to_string()))?;

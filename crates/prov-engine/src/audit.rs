@@ -3,10 +3,25 @@
 //! Each record carries the hash of the one before it and its own hash over
 //! its content and that link, so [`verify`] finds any record edited,
 //! removed or moved, and names the first one affected.
+//!
+//! What each mode protects against:
+//! - **Plain chain** (SHA-256): an edit, removal or reordering inside the
+//!   log by someone who does not recompute the hashes. Not: cutting records
+//!   off the end, or recomputing every hash after an edit (anyone can).
+//! - **Keyed chain** ([`AuditKey`], HMAC-SHA256; the store seals with it
+//!   once configured): recomputing the hashes needs the key, so an edit
+//!   re-sealed without it, or a whole log re-sealed without it, is found.
+//!   Not: cutting records off the end, or anyone who holds the key.
+//! - **Anchored head** ([`Head`], `prov audit head`, kept somewhere the
+//!   engine cannot write): the log must still reach that record with that
+//!   hash, so records cut off the end, or a rewrite of anything up to the
+//!   anchor, are found. Records after the anchor are covered from the next
+//!   anchor on.
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
 use prov_core::{AccountId, IdentityId, TargetId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -90,8 +105,87 @@ pub struct AuditRecord {
     pub event: AuditEvent,
     /// The previous record's hash (64 zeros for the first).
     pub prev: String,
-    /// SHA-256 over `seq`, `prev` and the event.
+    /// SHA-256 over `seq`, `prev` and the event; HMAC-SHA256 with the
+    /// audit key when `keyed`.
     pub hash: String,
+    /// Whether the hash is keyed ([`AuditKey`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keyed: bool,
+}
+
+/// The key that seals the audit chain (HMAC-SHA256): with it configured, a
+/// chain cannot be re-sealed by someone without it. Never printed.
+#[derive(Clone)]
+pub struct AuditKey(Vec<u8>);
+
+impl AuditKey {
+    /// A key of at least 16 bytes (for a passphrase, use 32 or more characters).
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, String> {
+        let bytes = bytes.into();
+        if bytes.len() < 16 {
+            return Err(format!(
+                "an audit key needs at least 16 bytes, this one has {}",
+                bytes.len()
+            ));
+        }
+        Ok(AuditKey(bytes))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC takes keys of any length: this cannot fail.
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()))
+    }
+}
+
+impl fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditKey(<redacted>)")
+    }
+}
+
+/// A chain's head as kept elsewhere: `SEQ:HASH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Head {
+    /// The record's position.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+}
+
+impl Head {
+    /// The head of `record`.
+    pub fn of(record: &AuditRecord) -> Self {
+        Head {
+            seq: record.seq,
+            hash: record.hash.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad =
+            || format!("`{text}` is not a head: expected SEQ:HASH, as `prov audit head` prints");
+        let (seq, hash) = text.trim().split_once(':').ok_or_else(bad)?;
+        let seq: u64 = seq.parse().map_err(|_| bad())?;
+        if seq == 0 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(Head {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
 }
 
 /// The hash the first record links to.
@@ -100,25 +194,72 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 impl AuditRecord {
     /// Seals `event` as the record after `prev` (`None` for the first).
     pub fn seal(prev: Option<&AuditRecord>, event: AuditEvent) -> Self {
-        let seq = prev.map_or(1, |p| p.seq + 1);
+        Self::seal_with(prev, event, None)
+    }
+
+    /// Seals `event` after `prev`, keyed when `key` is given.
+    pub fn seal_with(
+        prev: Option<&AuditRecord>,
+        event: AuditEvent,
+        key: Option<&AuditKey>,
+    ) -> Self {
+        let seq = prev.map_or(1, |p| p.seq.saturating_add(1));
         let prev_hash = prev.map_or_else(|| GENESIS.to_owned(), |p| p.hash.clone());
-        let hash = digest(seq, &prev_hash, &event);
+        let bytes = content(seq, &prev_hash, &event);
+        let hash = match key {
+            Some(k) => {
+                let mut m = k.mac();
+                m.update(&bytes);
+                hex(&m.finalize().into_bytes())
+            }
+            None => hex(&Sha256::digest(&bytes)),
+        };
         AuditRecord {
             seq,
             event,
             prev: prev_hash,
             hash,
+            keyed: key.is_some(),
+        }
+    }
+
+    /// Whether the hash matches the content (with `key` for a keyed record;
+    /// compared in constant time).
+    fn hash_matches(&self, key: Option<&AuditKey>) -> bool {
+        let bytes = content(self.seq, &self.prev, &self.event);
+        match (self.keyed, key) {
+            (true, Some(k)) => {
+                let mut m = k.mac();
+                m.update(&bytes);
+                unhex(&self.hash).is_some_and(|h| m.verify_slice(&h).is_ok())
+            }
+            (true, None) => false,
+            (false, _) => hex(&Sha256::digest(&bytes)) == self.hash,
         }
     }
 }
 
-fn digest(seq: u64, prev: &str, event: &AuditEvent) -> String {
-    let mut h = Sha256::new();
-    h.update(seq.to_be_bytes());
-    h.update(prev.as_bytes());
+/// What a record's hash covers: its position, the link and the event.
+fn content(seq: u64, prev: &str, event: &AuditEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(prev.as_bytes());
     // Field order is fixed by the struct, so the JSON is canonical.
-    h.update(serde_json::to_vec(event).unwrap_or_default());
-    hex(&h.finalize())
+    out.extend(serde_json::to_vec(event).unwrap_or_default());
+    out
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect()
 }
 
 /// Where and how a chain is broken.
@@ -143,10 +284,38 @@ impl fmt::Display for ChainError {
 
 impl std::error::Error for ChainError {}
 
-/// Checks a whole chain: sequence numbers from 1 without gaps, each record
-/// linked to the one before, each hash matching its content.
+/// Checks a whole plain chain: sequence numbers from 1 without gaps, each
+/// record linked to the one before, each hash matching its content. A
+/// keyed record cannot be checked without the key and is an error here:
+/// use [`verify_with`].
 pub fn verify(records: &[AuditRecord]) -> Result<(), ChainError> {
+    verify_with(records, None, None).map(|_| ())
+}
+
+/// What [`verify_with`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Verified {
+    /// Records checked.
+    pub records: usize,
+    /// Among them, records sealed with the key.
+    pub keyed: usize,
+    /// Whether an anchored head was checked.
+    pub head: bool,
+}
+
+/// Checks a chain as [`verify`] does, and also: with `key`, every keyed
+/// record's HMAC, at least one keyed record, and no plain record after a
+/// keyed one (a re-seal without the key); with `head`, that the chain
+/// still reaches that record with that hash (nothing cut off the end,
+/// nothing rewritten up to it). See the module docs for what each protects.
+pub fn verify_with(
+    records: &[AuditRecord],
+    key: Option<&AuditKey>,
+    head: Option<&Head>,
+) -> Result<Verified, ChainError> {
     let mut prev_hash = GENESIS;
+    let mut keyed = 0usize;
     for (i, r) in records.iter().enumerate() {
         let position = i + 1;
         let err = |problem: String| Err(ChainError { position, problem });
@@ -162,12 +331,70 @@ pub fn verify(records: &[AuditRecord]) -> Result<(), ChainError> {
                     .to_owned(),
             );
         }
-        if digest(r.seq, &r.prev, &r.event) != r.hash {
-            return err("its content does not match its hash (it was edited)".to_owned());
+        if r.keyed && key.is_none() {
+            return err(
+                "it is sealed with the audit key: verify with the key (prov: the audit_key setting)"
+                    .to_owned(),
+            );
+        }
+        if key.is_some() && !r.keyed && keyed > 0 {
+            return err(
+                "it is not sealed with the audit key though records before it are: the chain \
+                 was re-sealed without the key from here"
+                    .to_owned(),
+            );
+        }
+        if !r.hash_matches(key) {
+            return err(if r.keyed {
+                "its content does not match its keyed hash (it was edited, or this is not the key \
+                 that sealed it)"
+                    .to_owned()
+            } else {
+                "its content does not match its hash (it was edited)".to_owned()
+            });
+        }
+        if r.keyed {
+            keyed += 1;
         }
         prev_hash = &r.hash;
     }
-    Ok(())
+    if key.is_some() && keyed == 0 && !records.is_empty() {
+        return Err(ChainError {
+            position: 1,
+            problem: "no record is sealed with the audit key: the log was re-sealed without it, \
+                      or was written before the key was configured"
+                .to_owned(),
+        });
+    }
+    if let Some(h) = head {
+        let at = usize::try_from(h.seq).unwrap_or(usize::MAX);
+        match records.get(at.saturating_sub(1)) {
+            None => {
+                return Err(ChainError {
+                    position: records.len(),
+                    problem: format!(
+                        "the log ends at record {}, before the anchored head {h}: records were \
+                         cut off the end",
+                        records.len()
+                    ),
+                });
+            }
+            Some(r) if r.hash != h.hash => {
+                return Err(ChainError {
+                    position: at,
+                    problem: format!(
+                        "it is not the anchored head {h}: the chain was rewritten up to here"
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(Verified {
+        records: records.len(),
+        keyed,
+        head: head.is_some(),
+    })
 }
 
 /// The records as JSON Lines, one record per line.

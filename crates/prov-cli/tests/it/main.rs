@@ -390,3 +390,60 @@ fn the_shipped_ldap_config_parses() {
         "{err}"
     );
 }
+
+#[test]
+fn a_keyed_audit_log_and_its_head() {
+    let dir = setup(5);
+    let cfg = dir.join("prov.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    // Top-level keys go before the first table.
+    std::fs::write(
+        &cfg,
+        format!("audit_key = {{ env = \"PROV_TEST_AUDIT_KEY\" }}\n{text}"),
+    )
+    .unwrap();
+    let key = [("PROV_TEST_AUDIT_KEY", "a key of thirty-two bytes, kept!")];
+    // The key must be there: no silent fall back to an unkeyed log.
+    let (code, _, err) = prov(&dir, &["apply", "--yes"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("audit_key") && err.contains("PROV_TEST_AUDIT_KEY"),
+        "{err}"
+    );
+    let (code, _, err) = prov_with(&dir, &["apply", "--yes"], &key);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = prov_with(&dir, &["audit", "verify"], &key);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "audit log verified: 10 records, chain intact, 10 sealed with the audit key\n"
+    );
+    let (code, head, _) = prov_with(&dir, &["audit", "head"], &key);
+    assert_eq!(code, 0);
+    assert!(head.starts_with("10:"), "{head}");
+    let (code, out, err) = prov_with(&dir, &["audit", "verify", "--head", head.trim()], &key);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with(", reaches head 10\n"), "{out}");
+    // A head the log does not reach (as after its end was cut off).
+    let beyond = format!("11:{}", &head.trim()[3..]);
+    let (code, _, err) = prov_with(&dir, &["audit", "verify", "--head", &beyond], &key);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cut off the end"), "{err}");
+    // Another key does not vouch for it.
+    let other = [("PROV_TEST_AUDIT_KEY", "another key, also 32 bytes long!")];
+    let (code, _, err) = prov_with(&dir, &["audit", "verify"], &other);
+    assert_eq!(code, 1, "{err}");
+    // Written inline in the config, the key is refused.
+    std::fs::write(
+        &cfg,
+        format!("audit_key = \"inline-secret-of-some-length\"\n{text}"),
+    )
+    .unwrap();
+    let (code, _, err) = prov(&dir, &["audit", "verify"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not in the config"), "{err}");
+    assert!(
+        !err.contains("inline-secret"),
+        "the key is never repeated: {err}"
+    );
+}

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use prov_core::{AccountId, IdentityId, Result, TargetId};
 
 use super::{Completion, OutboxEntry, Store};
-use crate::audit::{AuditEvent, AuditRecord};
+use crate::audit::{AuditEvent, AuditKey, AuditRecord};
 use crate::leases::LeaseRecord;
 use crate::ledger::{LedgerChange, Link};
 
@@ -61,10 +61,10 @@ impl State {
         }
     }
 
-    fn seal(&mut self, events: Vec<AuditEvent>) -> Vec<AuditRecord> {
+    fn seal(&mut self, events: Vec<AuditEvent>, key: Option<&AuditKey>) -> Vec<AuditRecord> {
         let mut sealed = Vec::with_capacity(events.len());
         for event in events {
-            let record = AuditRecord::seal(self.audit.last(), event);
+            let record = AuditRecord::seal_with(self.audit.last(), event, key);
             self.audit.push(record.clone());
             sealed.push(record);
         }
@@ -78,12 +78,19 @@ impl State {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    key: Option<AuditKey>,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Seals audit records with `key` (builder style; see [`AuditKey`]).
+    pub fn with_audit_key(mut self, key: AuditKey) -> Self {
+        self.key = Some(key);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -129,7 +136,7 @@ impl Store for MemoryStore {
     }
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditRecord>> {
-        Ok(self.lock().seal(events))
+        Ok(self.lock().seal(events, self.key.as_ref()))
     }
 
     async fn audit_range(&self, from: u64, limit: usize) -> Result<Vec<AuditRecord>> {
@@ -167,7 +174,7 @@ impl Store for MemoryStore {
             state.outbox.remove(&(c.run, c.op));
             events.push(c.event);
         }
-        Ok(state.seal(events))
+        Ok(state.seal(events, self.key.as_ref()))
     }
 
     async fn outbox_open(&self) -> Result<Vec<OutboxEntry>> {

@@ -13,6 +13,7 @@ use super::sql::{db_error, sql_store};
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    audit_key: Option<crate::audit::AuditKey>,
 }
 
 impl PostgresStore {
@@ -24,7 +25,10 @@ impl PostgresStore {
             .connect(url)
             .await
             .map_err(|e| db_error("postgres", "cannot connect", e))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            audit_key: None,
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -132,6 +132,13 @@ pub(crate) fn encode<T: serde::Serialize>(
 macro_rules! sql_store {
     ($ty:ty, $db:ty, $name:literal, $migrate_lock:literal, $append_lock:literal) => {
         impl $ty {
+            /// Seals audit records with `key` (builder style; see
+            /// [`AuditKey`](crate::audit::AuditKey)).
+            pub fn with_audit_key(mut self, key: crate::audit::AuditKey) -> Self {
+                self.audit_key = Some(key);
+                self
+            }
+
             async fn migrate(&self) -> prov_core::Result<()> {
                 use crate::store::sql::{MIGRATIONS, db_error};
                 let err = |e| db_error($name, "migrate", e);
@@ -256,7 +263,7 @@ macro_rules! sql_store {
             }
 
             /// Seals `events` after the chain's head and inserts them, in the caller's transaction.
-            async fn seal_in(conn: &mut <$db as sqlx::Database>::Connection, events: Vec<crate::audit::AuditEvent>) -> prov_core::Result<Vec<crate::audit::AuditRecord>> {
+            async fn seal_in(conn: &mut <$db as sqlx::Database>::Connection, events: Vec<crate::audit::AuditEvent>, key: Option<&crate::audit::AuditKey>) -> prov_core::Result<Vec<crate::audit::AuditRecord>> {
                 use crate::audit::AuditRecord;
                 let err = |e| crate::store::sql::db_error($name, "append audit", e);
                 if events.is_empty() {
@@ -273,7 +280,7 @@ macro_rules! sql_store {
                 };
                 let mut sealed = Vec::with_capacity(events.len());
                 for event in events {
-                    let record = AuditRecord::seal(prev.as_ref(), event);
+                    let record = AuditRecord::seal_with(prev.as_ref(), event, key);
                     sealed.push(record.clone());
                     prev = Some(record);
                 }
@@ -352,7 +359,7 @@ macro_rules! sql_store {
                 }
                 let err = |e| crate::store::sql::db_error($name, "append audit", e);
                 let mut tx = self.pool.begin().await.map_err(err)?;
-                let sealed = Self::seal_in(&mut *tx, events).await?;
+                let sealed = Self::seal_in(&mut *tx, events, self.audit_key.as_ref()).await?;
                 tx.commit().await.map_err(err)?;
                 Ok(sealed)
             }
@@ -439,7 +446,7 @@ macro_rules! sql_store {
                         q.build().execute(&mut *tx).await.map_err(err)?;
                     }
                 }
-                let sealed = Self::seal_in(&mut *tx, events).await?;
+                let sealed = Self::seal_in(&mut *tx, events, self.audit_key.as_ref()).await?;
                 tx.commit().await.map_err(err)?;
                 Ok(sealed)
             }

@@ -18,6 +18,7 @@ use super::sql::{db_error, sql_store};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    audit_key: Option<crate::audit::AuditKey>,
 }
 
 impl SqliteStore {
@@ -50,7 +51,10 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| db_error("sqlite", &format!("cannot open {name}"), e))?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore {
+            pool,
+            audit_key: None,
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -426,3 +426,100 @@ async fn an_open_entry_for_a_target_no_longer_configured_is_recorded_not_left_un
         Some("uid=ada")
     );
 }
+
+fn key() -> audit::AuditKey {
+    audit::AuditKey::new(b"a key of thirty-two bytes, kept!".to_vec()).unwrap()
+}
+
+/// A log of the quickstart-sized world, sealed with the key by the store.
+async fn keyed_log() -> Vec<AuditRecord> {
+    let world = World::new();
+    let store = Arc::new(MemoryStore::new().with_audit_key(key()));
+    let engine = engine_over(&world, store.clone());
+    engine.reconcile(&people()).await.unwrap();
+    let log = store.audit_log().await.unwrap();
+    assert!(log.len() > 5 && log.iter().all(|r| r.keyed));
+    log
+}
+
+/// The chain recomputed from `from` on, as someone with write access to
+/// the store but without the key would.
+fn reseal_from(log: &[AuditRecord], from: usize) -> Vec<AuditRecord> {
+    let mut out: Vec<AuditRecord> = log[..from].to_vec();
+    for r in &log[from..] {
+        let next = AuditRecord::seal(out.last(), r.event.clone());
+        out.push(next);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_keyed_chain_needs_its_key_and_catches_a_reseal_without_it() {
+    let log = keyed_log().await;
+    let v = audit::verify_with(&log, Some(&key()), None).unwrap();
+    assert_eq!((v.records, v.keyed), (log.len(), log.len()));
+    // Without the key, or with another, it cannot be vouched for.
+    let e = audit::verify(&log).unwrap_err();
+    assert!(e.to_string().contains("verify with the key"), "{e}");
+    let other = audit::AuditKey::new(b"another key, also 32 bytes long!".to_vec()).unwrap();
+    let e = audit::verify_with(&log, Some(&other), None).unwrap_err();
+    assert_eq!(e.position, 1);
+    assert!(e.to_string().contains("not the key that sealed it"), "{e}");
+
+    // The whole log re-sealed without the key: a plain chain that verifies...
+    let resealed = reseal_from(&log, 0);
+    audit::verify(&resealed).unwrap();
+    // ...but not with the key.
+    let e = audit::verify_with(&resealed, Some(&key()), None).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("no record is sealed with the audit key"),
+        "{e}"
+    );
+
+    // One record edited and the chain re-sealed from there without the key.
+    let mut edited = log.clone();
+    edited[3].event.outcome = "failed: nothing to see".into();
+    let edited = reseal_from(&edited, 3);
+    let e = audit::verify_with(&edited, Some(&key()), None).unwrap_err();
+    assert_eq!(e.position, 4);
+    assert!(
+        e.to_string()
+            .contains("re-sealed without the key from here"),
+        "{e}"
+    );
+    // Edited and left as it was: its keyed hash no longer fits.
+    let mut edited = log.clone();
+    edited[3].event.actor = "someone else".into();
+    let e = audit::verify_with(&edited, Some(&key()), None).unwrap_err();
+    assert_eq!(e.position, 4);
+    // The key never shows in Debug output.
+    assert_eq!(format!("{:?}", key()), "AuditKey(<redacted>)");
+}
+
+#[tokio::test]
+async fn an_anchored_head_catches_a_cut_tail_and_a_rewrite() {
+    let log = applied_log().await;
+    let head = audit::Head::of(log.last().unwrap());
+    let text = head.to_string();
+    assert_eq!(text.parse::<audit::Head>().unwrap(), head);
+    assert!("12".parse::<audit::Head>().is_err());
+    assert!("0:abc".parse::<audit::Head>().is_err());
+    audit::verify_with(&log, None, Some(&head)).unwrap();
+    // The last three records cut off: the plain chain still verifies...
+    let cut = &log[..log.len() - 3];
+    audit::verify(cut).unwrap();
+    // ...the anchored head does not.
+    let e = audit::verify_with(cut, None, Some(&head)).unwrap_err();
+    assert!(e.to_string().contains("cut off the end"), "{e}");
+    // Rewritten and re-sealed (no key here): the head's hash is gone.
+    let mut edited = log.clone();
+    edited[0].event.reason = "because".into();
+    let edited = reseal_from(&edited, 0);
+    audit::verify(&edited).unwrap();
+    let e = audit::verify_with(&edited, None, Some(&head)).unwrap_err();
+    assert!(e.to_string().contains("rewritten up to here"), "{e}");
+    // A head taken earlier stays valid as the log grows.
+    let earlier = audit::Head::of(&log[2]);
+    audit::verify_with(&log, None, Some(&earlier)).unwrap();
+}

@@ -444,3 +444,20 @@ async fn a_schema_3_sqlite_file_keeps_its_open_operations_and_leases_on_upgrade(
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn the_sqlite_store_seals_with_the_audit_key_once_configured() {
+    let key = audit::AuditKey::new(b"0123456789abcdef0123456789abcdef".to_vec()).unwrap();
+    let store = SqliteStore::in_memory().await.unwrap();
+    store.append_audit(vec![event(1)]).await.unwrap();
+    // The key is configured later: the log goes on keyed.
+    let store = store.with_audit_key(key.clone());
+    store.append_audit(vec![event(2), event(3)]).await.unwrap();
+    let log = store.audit_log().await.unwrap();
+    assert_eq!(
+        log.iter().map(|r| r.keyed).collect::<Vec<_>>(),
+        [false, true, true]
+    );
+    let v = audit::verify_with(&log, Some(&key), None).unwrap();
+    assert_eq!((v.records, v.keyed), (3, 2));
+}

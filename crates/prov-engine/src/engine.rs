@@ -508,6 +508,46 @@ impl Engine {
             .ok_or_else(|| LeaseError::NotFound(id.to_owned()))
     }
 
+    /// Writes a decision on a lease (and its audit record) only if the
+    /// lease is still in state `expected`: two decisions at once, in one
+    /// process or two, never both succeed.
+    async fn decide(
+        &self,
+        rec: &LeaseRecord,
+        expected: LeaseState,
+        actor: &str,
+        action: &'static str,
+        outcome: String,
+    ) -> Result<(), LeaseError> {
+        let mut event = AuditEvent::new(
+            self.clock.now(),
+            actor,
+            format!("lease.{action} {} {}", rec.id, rec.request.role),
+            rec.request.reason.clone(),
+            outcome,
+        );
+        event.identity = Some(rec.request.identity.clone());
+        let changed = self
+            .store
+            .decide_lease(rec, expected, event)
+            .await
+            .map_err(|e| LeaseError::Store(e.to_string()))?;
+        if changed {
+            return Ok(());
+        }
+        // Someone decided first: report the state it is in now.
+        let now = self.lease(&rec.id).await?;
+        Err(LeaseError::State {
+            id: now.id,
+            state: now.state,
+            action: match action {
+                "approve" => "approved",
+                "reject" => "rejected",
+                _ => "revoked",
+            },
+        })
+    }
+
     async fn save_lease(
         &self,
         rec: &LeaseRecord,
@@ -589,7 +629,8 @@ impl Engine {
             rec.valid_from.map(|t| t.to_rfc3339()).unwrap_or_default(),
             rec.valid_until.map(|t| t.to_rfc3339()).unwrap_or_default()
         );
-        self.save_lease(&rec, approver, "approve", outcome).await?;
+        self.decide(&rec, LeaseState::Requested, approver, "approve", outcome)
+            .await?;
         Ok(rec)
     }
 
@@ -622,8 +663,14 @@ impl Engine {
         rec.decided_by = Some(who.to_owned());
         rec.decided_at = Some(self.clock.now());
         rec.note = Some(note.to_owned());
-        self.save_lease(&rec, who, "reject", format!("rejected: {note}"))
-            .await?;
+        self.decide(
+            &rec,
+            LeaseState::Requested,
+            who,
+            "reject",
+            format!("rejected: {note}"),
+        )
+        .await?;
         Ok(rec)
     }
 
@@ -646,8 +693,14 @@ impl Engine {
             rec.valid_until = Some(from);
         }
         rec.note = Some(format!("revoked by {who}"));
-        self.save_lease(&rec, who, "revoke", "revoked".to_owned())
-            .await?;
+        self.decide(
+            &rec,
+            LeaseState::Approved,
+            who,
+            "revoke",
+            "revoked".to_owned(),
+        )
+        .await?;
         Ok(rec)
     }
 

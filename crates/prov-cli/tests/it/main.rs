@@ -447,3 +447,91 @@ fn a_keyed_audit_log_and_its_head() {
         "the key is never repeated: {err}"
     );
 }
+
+/// Two `prov` processes decide one lease at once, many times: exactly one
+/// decision wins each time, and the audit log records only that one.
+fn decisions_race(dir: &Path, rounds: usize) {
+    for round in 0..rounds {
+        let (code, out, err) = prov(
+            dir,
+            &[
+                "lease",
+                "request",
+                "e1",
+                "oncall",
+                "--duration",
+                "1h",
+                "--reason",
+                "race",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        let id = out.split_whitespace().next().unwrap().to_owned();
+        let spawn = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_prov"))
+                .arg("--config")
+                .arg(dir.join("prov.toml"))
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let a = spawn(&["lease", "approve", &id, "--approver", "boss"]);
+        let r = spawn(&["lease", "reject", &id, "--by", "security", "--note", "no"]);
+        let (a, r) = (a.wait_with_output().unwrap(), r.wait_with_output().unwrap());
+        let won = [a.status.success(), r.status.success()];
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: approve {:?} / reject {:?}: {} {}",
+            a.status,
+            r.status,
+            String::from_utf8_lossy(&a.stderr),
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let loser = if won[0] { &r } else { &a };
+        let text = String::from_utf8_lossy(&loser.stderr);
+        assert!(text.contains(&id), "the loser names the lease: {text}");
+    }
+    let (code, out, _) = prov(dir, &["--json", "audit", "export"]);
+    assert_eq!(code, 0);
+    let decisions = out
+        .lines()
+        .filter(|l| l.contains("lease.approve") || l.contains("lease.reject"))
+        .count();
+    assert_eq!(decisions, rounds, "one decision recorded per lease");
+}
+
+#[test]
+fn an_approve_and_a_reject_at_once_never_both_succeed_on_sqlite() {
+    let dir = setup(2);
+    decisions_race(&dir, 8);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: run ./scripts/test.sh, which starts one"]
+fn an_approve_and_a_reject_at_once_never_both_succeed_on_postgres() {
+    let url = std::env::var("PROV_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("PROV_TEST_POSTGRES_URL is not set: run ./scripts/test.sh, which starts a private PostgreSQL")
+    });
+    let dir = setup(2);
+    // A database of its own, so runs never see each other's leases.
+    let name = format!(
+        "prov_cli_race_{}_{}",
+        std::process::id(),
+        rand_suffix() % 1_000_000_000
+    );
+    let status = Command::new("psql")
+        .args([&url, "-qc", &format!("CREATE DATABASE {name}")])
+        .status();
+    let db_url = match status {
+        Ok(s) if s.success() => format!("{}/{name}", url.rsplit_once('/').unwrap().0),
+        _ => panic!("cannot create a database with psql at {url}"),
+    };
+    let cfg = dir.join("prov.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("store = \"{db_url}\"\n{text}")).unwrap();
+    decisions_race(&dir, 8);
+}

@@ -8,7 +8,7 @@ use prov_core::{AccountId, IdentityId, Result, TargetId};
 
 use super::{Completion, OutboxEntry, Store};
 use crate::audit::{AuditEvent, AuditKey, AuditRecord};
-use crate::leases::LeaseRecord;
+use crate::leases::{LeaseRecord, LeaseState};
 use crate::ledger::{LedgerChange, Link};
 
 #[derive(Debug, Default)]
@@ -186,6 +186,21 @@ impl Store for MemoryStore {
     async fn put_lease(&self, lease: &LeaseRecord) -> Result<()> {
         self.lock().leases.insert(lease.id.clone(), lease.clone());
         Ok(())
+    }
+
+    async fn decide_lease(
+        &self,
+        lease: &LeaseRecord,
+        expected: LeaseState,
+        event: AuditEvent,
+    ) -> Result<bool> {
+        let mut state = self.lock();
+        if state.leases.get(&lease.id).map(|l| l.state) != Some(expected) {
+            return Ok(false);
+        }
+        state.leases.insert(lease.id.clone(), lease.clone());
+        state.seal(vec![event], self.key.as_ref());
+        Ok(true)
     }
 
     async fn lease(&self, id: &str) -> Result<Option<LeaseRecord>> {

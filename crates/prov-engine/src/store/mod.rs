@@ -11,7 +11,7 @@ use prov_core::{AccountId, IdentityId, Result, TargetId};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditRecord};
-use crate::leases::LeaseRecord;
+use crate::leases::{LeaseRecord, LeaseState};
 use crate::ledger::{LedgerChange, Link};
 use crate::plan::PlannedOp;
 
@@ -174,6 +174,18 @@ pub trait Store: Send + Sync {
 
     /// Writes a lease (replacing the one with the same id).
     async fn put_lease(&self, lease: &LeaseRecord) -> Result<()>;
+
+    /// Changes a lease only if it is still in state `expected` (compare and
+    /// set), appending `event` to the audit log in the same transaction.
+    /// Returns whether it changed: `false` means someone decided first, and
+    /// nothing was written. An approve and a reject of one request at once
+    /// therefore never both succeed.
+    async fn decide_lease(
+        &self,
+        lease: &LeaseRecord,
+        expected: LeaseState,
+        event: AuditEvent,
+    ) -> Result<bool>;
 
     /// One lease by id.
     async fn lease(&self, id: &str) -> Result<Option<LeaseRecord>>;

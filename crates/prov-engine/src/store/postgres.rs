@@ -39,6 +39,7 @@ sql_store!(
     PostgresStore,
     sqlx::Postgres,
     "postgres",
+    "BEGIN",
     "SELECT pg_advisory_xact_lock(1886547830)",
     "LOCK TABLE prov_audit IN SHARE ROW EXCLUSIVE MODE"
 );

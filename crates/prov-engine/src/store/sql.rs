@@ -49,7 +49,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE prov_outbox4 RENAME TO prov_outbox;
     ALTER TABLE prov_leases ADD COLUMN identity TEXT NOT NULL DEFAULT '';
     CREATE INDEX prov_leases_by_identity ON prov_leases (identity);",
+    // 5: a lease's state as a column, so that decisions compare and set it.
+    "ALTER TABLE prov_leases ADD COLUMN state TEXT NOT NULL DEFAULT '';
+    UPDATE prov_leases SET state = 'requested' WHERE record LIKE '%\"state\":\"requested\"%';
+    UPDATE prov_leases SET state = 'approved' WHERE record LIKE '%\"state\":\"approved\"%';
+    UPDATE prov_leases SET state = 'rejected' WHERE record LIKE '%\"state\":\"rejected\"%';
+    UPDATE prov_leases SET state = 'revoked' WHERE record LIKE '%\"state\":\"revoked\"%';",
 ];
+
+/// A lease state as the `state` column holds it (as its JSON does).
+pub(crate) fn lease_state(state: crate::leases::LeaseState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
 
 /// A database error as a `prov_core::Error`: an unreachable database is
 /// `Unavailable` (the engine stops rather than guesses), the rest `Unexpected`.
@@ -126,11 +140,14 @@ pub(crate) fn encode<T: serde::Serialize>(
 }
 
 /// Generates `migrate` and `impl Store` for a store type with a `pool`
-/// field over database `$db`. `$migrate_lock` and `$append_lock` are
+/// field over database `$db`. `$begin` starts every transaction (SQLite:
+/// `BEGIN IMMEDIATE`, which takes the write lock at once, so that a
+/// transaction of another process is waited for rather than failing
+/// half-way with "database is locked"). `$migrate_lock` and `$append_lock` are
 /// statements run first in the migration and audit-append transactions
 /// (empty to run none).
 macro_rules! sql_store {
-    ($ty:ty, $db:ty, $name:literal, $migrate_lock:literal, $append_lock:literal) => {
+    ($ty:ty, $db:ty, $name:literal, $begin:literal, $migrate_lock:literal, $append_lock:literal) => {
         impl $ty {
             /// Seals audit records with `key` (builder style; see
             /// [`AuditKey`](crate::audit::AuditKey)).
@@ -142,7 +159,7 @@ macro_rules! sql_store {
             async fn migrate(&self) -> prov_core::Result<()> {
                 use crate::store::sql::{MIGRATIONS, db_error};
                 let err = |e| db_error($name, "migrate", e);
-                let mut tx = self.pool.begin().await.map_err(err)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(err)?;
                 if !$migrate_lock.is_empty() {
                     sqlx::query($migrate_lock).execute(&mut *tx).await.map_err(err)?;
                 }
@@ -358,7 +375,7 @@ macro_rules! sql_store {
                     return Ok(Vec::new());
                 }
                 let err = |e| crate::store::sql::db_error($name, "append audit", e);
-                let mut tx = self.pool.begin().await.map_err(err)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(err)?;
                 let sealed = Self::seal_in(&mut *tx, events, self.audit_key.as_ref()).await?;
                 tx.commit().await.map_err(err)?;
                 Ok(sealed)
@@ -387,7 +404,7 @@ macro_rules! sql_store {
                     return Ok(());
                 }
                 let err = |e| crate::store::sql::db_error($name, "outbox", e);
-                let mut tx = self.pool.begin().await.map_err(err)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(err)?;
                 for chunk in entries.chunks(crate::store::sql::ROWS) {
                     let mut rows = Vec::with_capacity(chunk.len());
                     for e in chunk {
@@ -414,7 +431,7 @@ macro_rules! sql_store {
                     return Ok(Vec::new());
                 }
                 let err = |e| crate::store::sql::db_error($name, "complete", e);
-                let mut tx = self.pool.begin().await.map_err(err)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(err)?;
                 let mut events = Vec::with_capacity(done.len());
                 let mut closed: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
                 // Consecutive link puts (a group of creates) go in multi-row
@@ -463,16 +480,44 @@ macro_rules! sql_store {
             async fn put_lease(&self, lease: &crate::leases::LeaseRecord) -> prov_core::Result<()> {
                 let text = crate::store::sql::encode($name, "a lease", lease)?;
                 sqlx::query(
-                    "INSERT INTO prov_leases (id, record, identity) VALUES ($1, $2, $3)
-                     ON CONFLICT (id) DO UPDATE SET record = excluded.record, identity = excluded.identity",
+                    "INSERT INTO prov_leases (id, record, identity, state) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (id) DO UPDATE SET record = excluded.record, identity = excluded.identity, state = excluded.state",
                 )
                 .bind(&lease.id)
                 .bind(text)
                 .bind(lease.request.identity.as_str())
+                .bind(crate::store::sql::lease_state(lease.state))
                 .execute(&self.pool)
                 .await
                 .map_err(|e| crate::store::sql::db_error($name, "write lease", e))?;
                 Ok(())
+            }
+
+            async fn decide_lease(
+                &self,
+                lease: &crate::leases::LeaseRecord,
+                expected: crate::leases::LeaseState,
+                event: crate::audit::AuditEvent,
+            ) -> prov_core::Result<bool> {
+                let err = |e| crate::store::sql::db_error($name, "decide lease", e);
+                let text = crate::store::sql::encode($name, "a lease", lease)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(err)?;
+                let changed = sqlx::query("UPDATE prov_leases SET record = $2, state = $3 WHERE id = $1 AND state = $4")
+                    .bind(&lease.id)
+                    .bind(text)
+                    .bind(crate::store::sql::lease_state(lease.state))
+                    .bind(crate::store::sql::lease_state(expected))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+                if changed != 1 {
+                    tx.rollback().await.map_err(err)?;
+                    return Ok(false);
+                }
+                Self::seal_in(&mut *tx, vec![event], self.audit_key.as_ref()).await?;
+                tx.commit().await.map_err(err)?;
+                Ok(true)
             }
 
             async fn lease(&self, id: &str) -> prov_core::Result<Option<crate::leases::LeaseRecord>> {

@@ -30,6 +30,9 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
+            // Another process's transaction is waited for (BEGIN IMMEDIATE
+            // takes the write lock up front), up to this long.
+            .busy_timeout(std::time::Duration::from_secs(30))
             .foreign_keys(true);
         Self::with_options(options, &path.display().to_string()).await
     }
@@ -61,4 +64,11 @@ impl SqliteStore {
 }
 
 // One connection already serialises writers: no locks needed.
-sql_store!(SqliteStore, sqlx::Sqlite, "sqlite", "", "");
+sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    "sqlite",
+    "BEGIN IMMEDIATE",
+    "",
+    ""
+);

@@ -142,6 +142,14 @@ impl Store for FailingStore {
     async fn put_lease(&self, l: &LeaseRecord) -> prov_core::Result<()> {
         self.inner.put_lease(l).await
     }
+    async fn decide_lease(
+        &self,
+        l: &LeaseRecord,
+        expected: prov_engine::leases::LeaseState,
+        e: AuditEvent,
+    ) -> prov_core::Result<bool> {
+        self.inner.decide_lease(l, expected, e).await
+    }
     async fn lease(&self, id: &str) -> prov_core::Result<Option<LeaseRecord>> {
         self.inner.lease(id).await
     }

@@ -42,6 +42,7 @@ const EXIT_CODES: &str = "Exit codes:
   7  the plan file was edited after it was made, or has another format: refused
   8  prov apply without a plan file was not confirmed (no terminal and no --yes,
      or the answer was not `yes`); nothing was applied
+  9  another run holds a target (waited 30 s; the message names it): try again
   prov plan --detailed-exitcode: 0 no changes, 2 changes pending, 3 blocked
   130, 143  stopped by SIGINT or SIGTERM: operations not yet sent were skipped,
      those in flight finished and were recorded (a second signal, or 30 s
@@ -194,6 +195,7 @@ impl From<EngineError> for Fail {
         let code = match &e {
             EngineError::Stale { .. } | EngineError::Expired { .. } | EngineError::Changed(_) => 4,
             EngineError::Tampered(_) => 7,
+            EngineError::Busy { .. } => 9,
             EngineError::Apply(ApplyError::Blocked(_)) => 3,
             EngineError::Apply(_) => 2,
             EngineError::Target { .. } | EngineError::Store(_) => 5,
@@ -581,22 +583,25 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                     tick.set_length(total as u64);
                     tick.set_position(done as u64);
                 }));
-            let plan = match plan {
+            let report = match plan {
                 Some(p) => {
                     let text = std::fs::read_to_string(p)
                         .map_err(|e| usage(format!("{}: cannot read: {e}", p.display())))?;
-                    serde_json::from_str::<Plan>(&text)
-                        .map_err(|e| usage(format!("{}: not a plan: {e}", p.display())))?
+                    let saved = serde_json::from_str::<Plan>(&text)
+                        .map_err(|e| usage(format!("{}: not a plan: {e}", p.display())))?;
+                    engine.apply(&saved, &ctx.identities).await
                 }
+                // Planned and applied under one claim on the targets: a run
+                // at the same time waits its turn, then plans afresh.
+                None if *yes => engine.reconcile(&ctx.identities).await.map(|(_, r)| r),
                 None => {
                     let fresh = engine.plan(&ctx.identities).await?;
-                    if !*yes && !fresh.is_empty() {
+                    if !fresh.is_empty() {
                         confirm(&fresh, ctx.json)?;
                     }
-                    fresh
+                    engine.apply(&fresh, &ctx.identities).await
                 }
             };
-            let report = engine.apply(&plan, &ctx.identities).await;
             bar.finish_and_clear();
             let report = report?;
             if ctx.json {

@@ -16,7 +16,7 @@ use crate::executor::{ApplyError, ApplyOptions, ApplyReport, Executor};
 use crate::leases::{self, LeaseError, LeaseRecord, LeaseRequest, LeaseState};
 use crate::plan::Plan;
 use crate::planner::{PlanInput, PlanOptions, plan};
-use crate::store::Store;
+use crate::store::{Claim, Holder, Store};
 
 /// What went wrong at the engine level.
 #[derive(Debug)]
@@ -52,6 +52,14 @@ pub enum EngineError {
         /// The age allowed.
         max_age: std::time::Duration,
     },
+    /// Another live run holds a target (one run at a time per target);
+    /// nothing was done.
+    Busy {
+        /// The target and who holds it.
+        holder: Holder,
+        /// How long this run waited.
+        waited: std::time::Duration,
+    },
     /// Planning now gives other operations, blocks or problems than the
     /// saved plan: a time-bound fact changed (a lease started or ended, an
     /// end date or grace period passed) or the file was edited; nothing was applied.
@@ -84,6 +92,16 @@ impl fmt::Display for EngineError {
                 made.to_rfc3339(),
                 humantime_secs(max_age.as_secs())
             ),
+            EngineError::Busy { holder, waited } => write!(
+                f,
+                "target {} is being applied by run {} of {} (claimed until {}); waited {}s, \
+                 nothing was done: try again when it has finished",
+                holder.target,
+                holder.claim.run,
+                holder.claim.owner,
+                holder.claim.until.to_rfc3339(),
+                waited.as_secs()
+            ),
             EngineError::Changed(difference) => write!(
                 f,
                 "planning now does not give what the plan says ({difference}); a time-bound fact \
@@ -104,6 +122,20 @@ fn humantime_secs(secs: u64) -> String {
         format!("{secs}s")
     }
 }
+
+/// The heartbeat loop never ends: its branch of the select cannot win.
+fn unreachable_heartbeat<T>() -> Result<T, EngineError> {
+    Err(EngineError::Store(prov_core::Error::new(
+        prov_core::ErrorKind::Unexpected,
+        "the claim heartbeat ended",
+    )))
+}
+
+/// How long a run waits for a target another run holds, by default.
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a claim lives without a heartbeat (renewed every third of it).
+const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long a saved plan may wait to be applied, by default.
 pub const DEFAULT_MAX_PLAN_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -170,6 +202,8 @@ pub struct Engine {
     executor: Executor,
     clock: Arc<dyn Clock>,
     max_plan_age: std::time::Duration,
+    lock_wait: std::time::Duration,
+    claim_ttl: std::time::Duration,
 }
 
 impl fmt::Debug for Engine {
@@ -197,7 +231,16 @@ impl Engine {
             executor,
             clock: Arc::new(SystemClock),
             max_plan_age: DEFAULT_MAX_PLAN_AGE,
+            lock_wait: DEFAULT_LOCK_WAIT,
+            claim_ttl: CLAIM_TTL,
         }
+    }
+
+    /// How long a run waits for targets another run holds before it is
+    /// refused with [`EngineError::Busy`] (builder style; default 30 s).
+    pub fn with_lock_wait(mut self, wait: std::time::Duration) -> Self {
+        self.lock_wait = wait;
+        self
     }
 
     /// How long a saved plan may wait before [`apply`](Self::apply) refuses
@@ -337,6 +380,16 @@ impl Engine {
         saved: &Plan,
         identities: &[Identity],
     ) -> Result<ApplyReport, EngineError> {
+        self.claimed(|run| self.apply_in(run, saved, identities))
+            .await
+    }
+
+    async fn apply_in(
+        &self,
+        run: String,
+        saved: &Plan,
+        identities: &[Identity],
+    ) -> Result<ApplyReport, EngineError> {
         if saved.version != crate::plan::PLAN_VERSION {
             return Err(EngineError::Tampered(format!(
                 "it is plan format {} and this prov reads format {}",
@@ -370,7 +423,7 @@ impl Engine {
             return Err(EngineError::Changed(difference));
         }
         self.executor
-            .apply(&fresh, self.store.as_ref())
+            .apply_in(run, &fresh, self.store.as_ref())
             .await
             .map_err(EngineError::Apply)
     }
@@ -380,19 +433,30 @@ impl Engine {
         &self,
         identities: &[Identity],
     ) -> Result<(Plan, ApplyReport), EngineError> {
-        let the_plan = self.plan(identities).await?;
-        let report = self
-            .executor
-            .apply(&the_plan, self.store.as_ref())
-            .await
-            .map_err(EngineError::Apply)?;
-        Ok((the_plan, report))
+        self.claimed(|run| async move {
+            let the_plan = self.plan(identities).await?;
+            let report = self
+                .executor
+                .apply_in(run, &the_plan, self.store.as_ref())
+                .await
+                .map_err(EngineError::Apply)?;
+            Ok((the_plan, report))
+        })
+        .await
     }
 
     /// Handles one identity's event at once: reads only that identity's
     /// accounts (by link, or by login for correlation), plans for them
     /// alone and applies.
     pub async fn handle(&self, event: Event) -> Result<(Plan, ApplyReport), EngineError> {
+        self.claimed(|run| self.handle_in(run, event)).await
+    }
+
+    async fn handle_in(
+        &self,
+        run: String,
+        event: Event,
+    ) -> Result<(Plan, ApplyReport), EngineError> {
         let kind = event.name();
         let mut who = match event {
             Event::Joiner(i) | Event::Mover(i) | Event::Leaver(i) => i,
@@ -479,10 +543,79 @@ impl Engine {
         the_plan.seal();
         let report = self
             .executor
-            .apply(&the_plan, self.store.as_ref())
+            .apply_in(run, &the_plan, self.store.as_ref())
             .await
             .map_err(EngineError::Apply)?;
         Ok((the_plan, report))
+    }
+
+    /// Runs `work` as a run holding a claim on every target of this engine
+    /// (one run at a time per target, across processes sharing the store),
+    /// renewed while it runs and released after. A target another live run
+    /// holds is waited for up to the lock wait, then refused, naming the
+    /// holder. A claim of a process on this host that is gone (killed) is
+    /// taken over at once; one of another host lapses after its time to live.
+    async fn claimed<'a, T, F, Fut>(&'a self, work: F) -> Result<T, EngineError>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, EngineError>> + 'a,
+    {
+        use futures_util::future::{Either, select};
+        let run = self.executor.run_id();
+        let owner = crate::executor::owner();
+        let targets: Vec<TargetId> = self.connectors.keys().cloned().collect();
+        let ttl = chrono::TimeDelta::from_std(self.claim_ttl).unwrap_or(chrono::TimeDelta::MAX);
+        let claim = |now: chrono::DateTime<chrono::Utc>| {
+            Claim::new(
+                run.clone(),
+                owner.clone(),
+                now.checked_add_signed(ttl)
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+            )
+        };
+        let started = std::time::Instant::now();
+        let mut dead: Vec<String> = Vec::new();
+        loop {
+            let now = self.clock.now();
+            match self
+                .store
+                .claim(&claim(now), &targets, now, &dead)
+                .await
+                .map_err(EngineError::Store)?
+            {
+                None => break,
+                Some(h)
+                    if crate::executor::is_gone(&h.claim.owner) && !dead.contains(&h.claim.run) =>
+                {
+                    dead.push(h.claim.run);
+                }
+                Some(h) if started.elapsed() >= self.lock_wait => {
+                    return Err(EngineError::Busy {
+                        holder: h,
+                        waited: self.lock_wait,
+                    });
+                }
+                Some(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(self.claim_ttl / 3).await;
+                // A failed renewal is retried at the next beat; the claim
+                // lapses only if every beat of a whole time to live fails.
+                let _ = self.store.renew(&claim(self.clock.now())).await;
+            }
+        };
+        let result = match select(Box::pin(work(run.clone())), Box::pin(heartbeat)).await {
+            Either::Left((r, _)) => r,
+            Either::Right(((), _)) => unreachable_heartbeat(),
+        };
+        let released = self.store.release(&run).await;
+        match (result, released) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Ok(_), Err(e)) => Err(EngineError::Store(e)),
+            (Err(e), _) => Err(e),
+        }
     }
 
     pub(crate) async fn find_by_login(

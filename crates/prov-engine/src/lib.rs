@@ -42,7 +42,7 @@ mod recover;
 pub mod review;
 mod store;
 
-pub use engine::{DEFAULT_MAX_PLAN_AGE, Engine, EngineError, Event};
+pub use engine::{DEFAULT_LOCK_WAIT, DEFAULT_MAX_PLAN_AGE, Engine, EngineError, Event};
 pub use executor::{
     ApplyError, ApplyOptions, ApplyReport, Executor, OpOutcome, OpStatus, Progress, RetryPolicy,
     TargetLimits,
@@ -57,4 +57,4 @@ pub use planner::{
 pub use store::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
-pub use store::{Completion, MemoryStore, OutboxEntry, Store};
+pub use store::{Claim, Completion, Holder, MemoryStore, OutboxEntry, Store};

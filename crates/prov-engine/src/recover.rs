@@ -66,8 +66,20 @@ impl Engine {
             return Ok(0);
         }
         let run = self.executor().run_id();
+        // A run whose claim has not lapsed, and whose process is not known
+        // to be gone, is still applying: its entries are its own.
+        let now = self.now();
+        let live: std::collections::BTreeSet<String> = self
+            .store()
+            .claims()
+            .await
+            .map_err(EngineError::Store)?
+            .into_iter()
+            .filter(|c| c.until >= now && !crate::executor::is_gone(&c.owner))
+            .map(|c| c.run)
+            .collect();
         let mut done = Vec::with_capacity(open.len());
-        for entry in &open {
+        for entry in open.iter().filter(|e| !live.contains(&e.run)) {
             let op = &entry.op;
             let finding = match self.connector(&op.target) {
                 Some(conn) => {
@@ -114,6 +126,8 @@ impl Engine {
             event.run = Some(run.clone());
             let mut c = Completion::new(entry.run.clone(), op.id.clone(), event);
             c.ledger = finding.ledger;
+            // Another process recovering the same entry at once: one record.
+            c.if_open = true;
             done.push(c);
         }
         let n = done.len();

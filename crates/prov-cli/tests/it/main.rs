@@ -535,3 +535,99 @@ fn an_approve_and_a_reject_at_once_never_both_succeed_on_postgres() {
     std::fs::write(&cfg, format!("store = \"{db_url}\"\n{text}")).unwrap();
     decisions_race(&dir, 8);
 }
+
+/// Two `prov apply` processes at once against one directory and one store:
+/// one run at a time per target, so each person gets one account, both
+/// runs succeed (the second waits, then finds nothing left to do), and the
+/// audit log records each create once.
+fn two_applies_at_once(store: Option<&str>) {
+    let server = prov_testkit::slapd::Slapd::start().unwrap();
+    server
+        .add_groups(&["groupOfNames"], "member", &["staff", "oncall"])
+        .unwrap();
+    // Enough that the two runs overlap: an apply lasts far longer than a start.
+    let people = 400;
+    let dir = setup(people);
+    let store = store.map_or(String::new(), |url| format!("store = \"{url}\"\n"));
+    std::fs::write(
+        dir.join("prov.toml"),
+        format!(
+            "{store}policy = \"policy.toml\"\n\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\nstate = \"status\"\n\n\
+             [targets.ldap]\nkind = \"ldap\"\nurl = \"{}\"\nsuffix = \"{}\"\nbind_dn = \"{}\"\npassword = {{ env = \"PROV_TEST_LDAP_PASSWORD\" }}\n\
+             placeholder_member = \"{}\"\n",
+            server.url,
+            server.suffix,
+            server.admin_dn,
+            server.nobody()
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_prov"))
+            .arg("--config")
+            .arg(dir.join("prov.toml"))
+            .args(["apply", "--yes"])
+            .env("PROV_TEST_LDAP_PASSWORD", &server.admin_password)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+        assert!(
+            out.status.success(),
+            "{:?}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let listed = server
+        .tool(
+            "ldapsearch",
+            &["-LLL", "-b", &server.suffix, "(uid=e*)", "dn"],
+            "",
+        )
+        .unwrap();
+    assert_eq!(
+        listed.matches("dn: uid=e").count(),
+        people,
+        "one account each"
+    );
+    let secret = [("PROV_TEST_LDAP_PASSWORD", server.admin_password.as_str())];
+    let (code, out, _) = prov_with(&dir, &["audit", "export"], &secret);
+    assert_eq!(code, 0);
+    let creates = out
+        .lines()
+        .filter(|l| l.contains("\"operation\":\"create\"") && l.contains("\"outcome\":\"done\""))
+        .count();
+    assert_eq!(creates, people, "each create recorded once");
+    let (code, out, err) = prov_with(&dir, &["audit", "verify"], &secret);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn two_applies_at_once_on_sqlite_take_turns() {
+    two_applies_at_once(None);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: run ./scripts/test.sh, which starts one"]
+fn two_applies_at_once_on_postgres_take_turns() {
+    let url = std::env::var("PROV_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("PROV_TEST_POSTGRES_URL is not set: run ./scripts/test.sh, which starts a private PostgreSQL")
+    });
+    let name = format!(
+        "prov_cli_turns_{}_{}",
+        std::process::id(),
+        rand_suffix() % 1_000_000_000
+    );
+    let ok = Command::new("psql")
+        .args([&url, "-qc", &format!("CREATE DATABASE {name}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "cannot create a database with psql at {url}");
+    two_applies_at_once(Some(&format!("{}/{name}", url.rsplit_once('/').unwrap().0)));
+}

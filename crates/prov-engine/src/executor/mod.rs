@@ -124,6 +124,29 @@ pub(crate) fn owner() -> String {
     format!("{host}:{}", std::process::id())
 }
 
+/// Whether the process an owner string names (`host:pid`) is gone: on this
+/// host, with no such process or only its zombie left. Another host's
+/// process cannot be seen and is never taken for gone.
+pub(crate) fn is_gone(owner: &str) -> bool {
+    let Some((host, pid)) = owner.rsplit_once(':') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    let here = self::owner();
+    if here.rsplit_once(':').map(|(h, _)| h) != Some(host) || pid == std::process::id() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name in parentheses: `Z` is a zombie.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
 /// What an audit record calls an operation: `create`, `grant cn=staff`,
 /// `update mail,cn`, `rename to jdoe`.
 pub(crate) fn operation_name(op: &PlannedOp) -> String {
@@ -249,6 +272,17 @@ impl Executor {
     /// is written to the audit log as its operation finishes; when the store
     /// fails, nothing more is sent and the report's `audit_error` says so.
     pub async fn apply(&self, plan: &Plan, store: &dyn Store) -> Result<ApplyReport, ApplyError> {
+        self.apply_in(self.run_id(), plan, store).await
+    }
+
+    /// [`apply`](Self::apply) as run `run` (the engine's claim names it, so
+    /// that recovery knows whose outbox entries are still in flight).
+    pub(crate) async fn apply_in(
+        &self,
+        run: String,
+        plan: &Plan,
+        store: &dyn Store,
+    ) -> Result<ApplyReport, ApplyError> {
         if !plan.blocked.is_empty() && !self.options.allow_destructive {
             return Err(ApplyError::Blocked(plan.blocked.clone()));
         }
@@ -260,7 +294,7 @@ impl Executor {
             by_target.entry(&op.target).or_default().push(op);
         }
         let mut run = Run {
-            id: self.run_id(),
+            id: run,
             owner: owner(),
             plan: if plan.digest.is_empty() {
                 plan.content_digest()

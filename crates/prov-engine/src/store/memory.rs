@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use prov_core::{AccountId, IdentityId, Result, TargetId};
 
-use super::{Completion, OutboxEntry, Store};
+use super::{Claim, Completion, Holder, OutboxEntry, Store};
 use crate::audit::{AuditEvent, AuditKey, AuditRecord};
 use crate::leases::{LeaseRecord, LeaseState};
 use crate::ledger::{LedgerChange, Link};
@@ -19,6 +19,7 @@ struct State {
     audit: Vec<AuditRecord>,
     outbox: BTreeMap<(String, String), OutboxEntry>,
     leases: BTreeMap<String, LeaseRecord>,
+    claims: BTreeMap<TargetId, Claim>,
 }
 
 impl State {
@@ -168,10 +169,13 @@ impl Store for MemoryStore {
         let mut state = self.lock();
         let mut events = Vec::with_capacity(done.len());
         for c in done {
+            let was_open = state.outbox.remove(&(c.run, c.op)).is_some();
+            if c.if_open && !was_open {
+                continue;
+            }
             if let Some(change) = &c.ledger {
                 state.apply(change);
             }
-            state.outbox.remove(&(c.run, c.op));
             events.push(c.event);
         }
         Ok(state.seal(events, self.key.as_ref()))
@@ -181,6 +185,55 @@ impl Store for MemoryStore {
         let mut open: Vec<OutboxEntry> = self.lock().outbox.values().cloned().collect();
         open.sort_by_key(|e| e.begun);
         Ok(open)
+    }
+
+    async fn claim(
+        &self,
+        claim: &Claim,
+        targets: &[TargetId],
+        now: chrono::DateTime<chrono::Utc>,
+        dead: &[String],
+    ) -> Result<Option<Holder>> {
+        let mut state = self.lock();
+        for t in targets {
+            if let Some(held) = state.claims.get(t)
+                && held.run != claim.run
+                && held.until >= now
+                && !dead.contains(&held.run)
+            {
+                return Ok(Some(Holder {
+                    target: t.clone(),
+                    claim: held.clone(),
+                }));
+            }
+        }
+        for t in targets {
+            state.claims.insert(t.clone(), claim.clone());
+        }
+        Ok(None)
+    }
+
+    async fn renew(&self, claim: &Claim) -> Result<()> {
+        for held in self.lock().claims.values_mut() {
+            if held.run == claim.run {
+                held.until = claim.until;
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&self, run: &str) -> Result<()> {
+        self.lock().claims.retain(|_, c| c.run != run);
+        Ok(())
+    }
+
+    async fn claims(&self) -> Result<Vec<Claim>> {
+        let mut by_run: BTreeMap<String, Claim> = BTreeMap::new();
+        for c in self.lock().claims.values() {
+            let e = by_run.entry(c.run.clone()).or_insert_with(|| c.clone());
+            e.until = e.until.max(c.until);
+        }
+        Ok(by_run.into_values().collect())
     }
 
     async fn put_lease(&self, lease: &LeaseRecord) -> Result<()> {

@@ -65,6 +65,39 @@ impl OutboxEntry {
     }
 }
 
+/// A run's claim on targets: held until `until`, renewed while it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Claim {
+    /// The run.
+    pub run: String,
+    /// The process (`host:pid`).
+    pub owner: String,
+    /// When the claim lapses unless renewed.
+    pub until: DateTime<Utc>,
+}
+
+impl Claim {
+    /// A claim by `run` of `owner` until `until`.
+    pub fn new(run: impl Into<String>, owner: impl Into<String>, until: DateTime<Utc>) -> Self {
+        Claim {
+            run: run.into(),
+            owner: owner.into(),
+            until,
+        }
+    }
+}
+
+/// Who holds a target another run wants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Holder {
+    /// The target.
+    pub target: TargetId,
+    /// The holder's claim.
+    pub claim: Claim,
+}
+
 /// How an operation in the outbox ended, written in one transaction: its
 /// ledger change, its audit record, and the removal of its outbox entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +112,10 @@ pub struct Completion {
     pub ledger: Option<LedgerChange>,
     /// The audit record's content.
     pub event: AuditEvent,
+    /// Written only if its outbox entry is still open (recovery: two
+    /// processes recovering one entry at once record it once).
+    #[serde(default)]
+    pub if_open: bool,
 }
 
 impl Completion {
@@ -89,6 +126,7 @@ impl Completion {
             op: op.into(),
             ledger: None,
             event,
+            if_open: false,
         }
     }
 
@@ -171,6 +209,29 @@ pub trait Store: Send + Sync {
     /// Operations begun and never completed: what a killed process left (or
     /// what a live one has in flight), oldest first.
     async fn outbox_open(&self) -> Result<Vec<OutboxEntry>>;
+
+    /// Claims `targets` for `claim.run`, all or none, in one transaction:
+    /// a target held by another run whose claim has not lapsed at `now`
+    /// (and is not in `dead`: runs known to have ended, such as a killed
+    /// process on this host) is not taken, and its holder is returned.
+    /// Claiming again as the same run extends the claim.
+    async fn claim(
+        &self,
+        claim: &Claim,
+        targets: &[TargetId],
+        now: DateTime<Utc>,
+        dead: &[String],
+    ) -> Result<Option<Holder>>;
+
+    /// Extends every claim of `claim.run` to `claim.until` (the heartbeat).
+    async fn renew(&self, claim: &Claim) -> Result<()>;
+
+    /// Ends every claim of `run`.
+    async fn release(&self, run: &str) -> Result<()>;
+
+    /// Every run's claim (one per run, the latest `until`), for recovery:
+    /// the open entries of a run whose claim has not lapsed are its own.
+    async fn claims(&self) -> Result<Vec<Claim>>;
 
     /// Writes a lease (replacing the one with the same id).
     async fn put_lease(&self, lease: &LeaseRecord) -> Result<()>;

@@ -55,7 +55,24 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     UPDATE prov_leases SET state = 'approved' WHERE record LIKE '%\"state\":\"approved\"%';
     UPDATE prov_leases SET state = 'rejected' WHERE record LIKE '%\"state\":\"rejected\"%';
     UPDATE prov_leases SET state = 'revoked' WHERE record LIKE '%\"state\":\"revoked\"%';",
+    // 6: runs' claims on targets (one run at a time per target), with a
+    // heartbeat: `until_ms` is when a claim lapses unless renewed.
+    "CREATE TABLE prov_claims (
+        target   TEXT PRIMARY KEY,
+        run      TEXT NOT NULL,
+        owner    TEXT NOT NULL,
+        until_ms BIGINT NOT NULL
+    );
+    CREATE INDEX prov_claims_by_run ON prov_claims (run);",
 ];
+
+pub(crate) fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
 
 /// A lease state as the `state` column holds it (as its JSON does).
 pub(crate) fn lease_state(state: crate::leases::LeaseState) -> String {
@@ -438,6 +455,19 @@ macro_rules! sql_store {
                 // upserts; removals and moves keep their order around them.
                 let mut puts: Vec<crate::ledger::Link> = Vec::new();
                 for c in done {
+                    if c.if_open {
+                        // Recovery: recorded only by whoever closes the entry.
+                        let closed = sqlx::query("DELETE FROM prov_outbox WHERE run = $1 AND op = $2")
+                            .bind(&c.run)
+                            .bind(&c.op)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(err)?
+                            .rows_affected();
+                        if closed == 0 {
+                            continue;
+                        }
+                    }
                     match c.ledger {
                         Some(crate::ledger::LedgerChange::Put(link)) => puts.push(link),
                         Some(change) => {
@@ -475,6 +505,84 @@ macro_rules! sql_store {
                         .await
                         .map_err(|e| crate::store::sql::db_error($name, "outbox", e))?;
                 rows.into_iter().map(|row| crate::store::sql::outbox_entry($name, row)).collect()
+            }
+
+            async fn claim(
+                &self,
+                claim: &crate::store::Claim,
+                targets: &[prov_core::TargetId],
+                now: chrono::DateTime<chrono::Utc>,
+                dead: &[String],
+            ) -> prov_core::Result<Option<crate::store::Holder>> {
+                use crate::store::sql::{from_millis, millis};
+                let err = |e| crate::store::sql::db_error($name, "claim targets", e);
+                let mut tx = self.pool.begin_with($begin).await.map_err(err)?;
+                for run in dead {
+                    sqlx::query("DELETE FROM prov_claims WHERE run = $1").bind(run).execute(&mut *tx).await.map_err(err)?;
+                }
+                for t in targets {
+                    let taken = sqlx::query(
+                        "INSERT INTO prov_claims (target, run, owner, until_ms) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (target) DO UPDATE SET run = excluded.run, owner = excluded.owner, until_ms = excluded.until_ms
+                         WHERE prov_claims.run = excluded.run OR prov_claims.until_ms < $5",
+                    )
+                    .bind(t.as_str())
+                    .bind(&claim.run)
+                    .bind(&claim.owner)
+                    .bind(millis(claim.until))
+                    .bind(millis(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+                    if taken == 0 {
+                        let row: Option<(String, String, i64)> =
+                            sqlx::query_as("SELECT run, owner, until_ms FROM prov_claims WHERE target = $1")
+                                .bind(t.as_str())
+                                .fetch_optional(&mut *tx)
+                                .await
+                                .map_err(err)?;
+                        tx.rollback().await.map_err(err)?;
+                        let (run, owner, until) = row.unwrap_or_default();
+                        return Ok(Some(crate::store::Holder {
+                            target: t.clone(),
+                            claim: crate::store::Claim::new(run, owner, from_millis(until)),
+                        }));
+                    }
+                }
+                tx.commit().await.map_err(err)?;
+                Ok(None)
+            }
+
+            async fn renew(&self, claim: &crate::store::Claim) -> prov_core::Result<()> {
+                sqlx::query("UPDATE prov_claims SET until_ms = $2 WHERE run = $1")
+                    .bind(&claim.run)
+                    .bind(crate::store::sql::millis(claim.until))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "renew claims", e))?;
+                Ok(())
+            }
+
+            async fn release(&self, run: &str) -> prov_core::Result<()> {
+                sqlx::query("DELETE FROM prov_claims WHERE run = $1")
+                    .bind(run)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "release claims", e))?;
+                Ok(())
+            }
+
+            async fn claims(&self) -> prov_core::Result<Vec<crate::store::Claim>> {
+                let rows: Vec<(String, String, i64)> =
+                    sqlx::query_as("SELECT run, owner, MAX(until_ms) FROM prov_claims GROUP BY run, owner ORDER BY run")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|e| crate::store::sql::db_error($name, "read claims", e))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(run, owner, until)| crate::store::Claim::new(run, owner, crate::store::sql::from_millis(until)))
+                    .collect())
             }
 
             async fn put_lease(&self, lease: &crate::leases::LeaseRecord) -> prov_core::Result<()> {

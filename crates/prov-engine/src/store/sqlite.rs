@@ -10,6 +10,16 @@ use sqlx::sqlite::{
 
 use super::sql::{db_error, sql_store};
 
+/// How long a statement waits for another process's transaction.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether SQLite answered "busy" (another connection holds the lock).
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "5" || code.parse::<u32>().is_ok_and(|c| c & 0xff == 5))
+}
+
 /// The store in one SQLite file: nothing to install or start.
 ///
 /// WAL journal and `synchronous = FULL`: a write that returned survives a
@@ -32,7 +42,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             // Another process's transaction is waited for (BEGIN IMMEDIATE
             // takes the write lock up front), up to this long.
-            .busy_timeout(std::time::Duration::from_secs(30))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         Self::with_options(options, &path.display().to_string()).await
     }
@@ -47,13 +57,25 @@ impl SqliteStore {
     async fn with_options(options: SqliteConnectOptions, name: &str) -> Result<Self> {
         // One connection, never recycled: a private in-memory database lives
         // and dies with its connection.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(|e| db_error("sqlite", &format!("cannot open {name}"), e))?;
+        // Two processes opening a new file at once: switching it to WAL
+        // needs a lock the busy timeout does not wait for, so the open
+        // itself is retried, for as long as the busy timeout.
+        let started = std::time::Instant::now();
+        let pool = loop {
+            match SqlitePoolOptions::new()
+                .max_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options.clone())
+                .await
+            {
+                Ok(pool) => break pool,
+                Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(db_error("sqlite", &format!("cannot open {name}"), e)),
+            }
+        };
         let store = SqliteStore {
             pool,
             audit_key: None,

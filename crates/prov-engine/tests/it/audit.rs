@@ -153,6 +153,24 @@ impl Store for FailingStore {
     async fn lease(&self, id: &str) -> prov_core::Result<Option<LeaseRecord>> {
         self.inner.lease(id).await
     }
+    async fn claim(
+        &self,
+        c: &prov_engine::Claim,
+        t: &[TargetId],
+        now: chrono::DateTime<chrono::Utc>,
+        dead: &[String],
+    ) -> prov_core::Result<Option<prov_engine::Holder>> {
+        self.inner.claim(c, t, now, dead).await
+    }
+    async fn renew(&self, c: &prov_engine::Claim) -> prov_core::Result<()> {
+        self.inner.renew(c).await
+    }
+    async fn release(&self, run: &str) -> prov_core::Result<()> {
+        self.inner.release(run).await
+    }
+    async fn claims(&self) -> prov_core::Result<Vec<prov_engine::Claim>> {
+        self.inner.claims().await
+    }
     async fn leases_of(&self, i: &IdentityId) -> prov_core::Result<Vec<LeaseRecord>> {
         self.inner.leases_of(i).await
     }

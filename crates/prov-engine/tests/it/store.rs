@@ -461,3 +461,187 @@ async fn the_sqlite_store_seals_with_the_audit_key_once_configured() {
     let v = audit::verify_with(&log, Some(&key), None).unwrap();
     assert_eq!((v.records, v.keyed), (3, 2));
 }
+
+mod claims {
+    use super::*;
+    use prov_core::Connector;
+    use prov_engine::{Claim, Engine, EngineError, OutboxEntry};
+    use prov_testkit::{ManualClock, MemoryConnector};
+
+    fn host() -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    async fn engine(store: Arc<dyn Store>, wait_ms: u64) -> Engine {
+        let mut conns: std::collections::BTreeMap<TargetId, Arc<dyn Connector>> =
+            std::collections::BTreeMap::new();
+        conns.insert(
+            TargetId::new("ldap"),
+            Arc::new(MemoryConnector::new().with_entitlements(["staff", "eng", "sales"])),
+        );
+        conns.insert(
+            TargetId::new("github"),
+            Arc::new(MemoryConnector::new().with_entitlements(["org:eng"])),
+        );
+        let clock = Arc::new(ManualClock::new(
+            Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
+        ));
+        Engine::new(Arc::new(crate::planner::policy()), conns, store)
+            .with_clock(clock)
+            .with_lock_wait(std::time::Duration::from_millis(wait_ms))
+    }
+
+    #[tokio::test]
+    async fn a_target_another_live_run_holds_is_refused_naming_it_and_its_entries_are_left_alone() {
+        let dir = std::env::temp_dir().join(format!("prov-claims-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("prov.db")).await.unwrap());
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap();
+        // Another live process (this one's parent, which surely runs) holds ldap.
+        let parent = std::os::unix::process::parent_id();
+        let other = Claim::new(
+            "run-other",
+            format!("{}:{parent}", host()),
+            at + chrono::TimeDelta::minutes(1),
+        );
+        assert!(
+            store
+                .claim(&other, &[TargetId::new("ldap")], at, &[])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // ...with an operation in flight.
+        let op: prov_engine::PlannedOp = serde_json::from_value(serde_json::json!({
+            "id": "inflight", "target": "ldap", "identity": "e1", "op": "create",
+            "login": "ada.lovelace", "attributes": {}, "enabled": true, "reasons": ["r"]
+        }))
+        .unwrap();
+        store
+            .outbox_begin(&[OutboxEntry::new("run-other", other.owner.clone(), op, at)])
+            .await
+            .unwrap();
+        let e = engine(Arc::clone(&store), 300).await;
+        let err = e.reconcile(&crate::planner::people()).await.unwrap_err();
+        assert!(matches!(err, EngineError::Busy { .. }), "{err}");
+        assert!(err.to_string().contains("run-other"), "{err}");
+        // Planning (which recovers) leaves the live run's entry alone.
+        e.plan(&crate::planner::people()).await.unwrap();
+        assert_eq!(
+            store.outbox_open().await.unwrap().len(),
+            1,
+            "its own to finish"
+        );
+        // Once it releases, its leftovers are recovered and the run proceeds.
+        store.release("run-other").await.unwrap();
+        let (_, report) = e.reconcile(&crate::planner::people()).await.unwrap();
+        assert!(report.is_success());
+        assert!(store.outbox_open().await.unwrap().is_empty());
+        assert!(
+            store.claims().await.unwrap().is_empty(),
+            "released after the run"
+        );
+
+        // A claim of a process on this host that is gone is taken over at once.
+        let gone = Claim::new(
+            "run-gone",
+            format!("{}:4194303", host()),
+            at + chrono::TimeDelta::hours(1),
+        );
+        assert!(
+            store
+                .claim(&gone, &[TargetId::new("github")], at, &[])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let e = engine(Arc::clone(&store), 0).await;
+        e.reconcile(&crate::planner::people()).await.unwrap();
+        // One of another host is waited for (it cannot be seen).
+        let far = Claim::new("run-far", "elsewhere:1", at + chrono::TimeDelta::hours(1));
+        assert!(
+            store
+                .claim(&far, &[TargetId::new("github")], at, &[])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            e.reconcile(&crate::planner::people()).await,
+            Err(EngineError::Busy { .. })
+        ));
+        // ...until its claim lapses.
+        let later = at + chrono::TimeDelta::hours(2);
+        let mine = Claim::new("run-mine", "x:1", later);
+        assert!(
+            store
+                .claim(&mine, &[TargetId::new("github")], later, &[])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        drop(e);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+mod turns {
+    use super::*;
+    use prov_core::{Connector, ConnectorExt};
+    use prov_engine::{Engine, Event};
+    use prov_testkit::{FaultConfig, FaultyConnector, ManualClock, MemoryConnector};
+
+    /// An event for a joiner while a reconcile that also plans them runs,
+    /// from two engines sharing one SQLite file: they take turns, and the
+    /// joiner gets one account.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_during_a_reconcile_waits_its_turn() {
+        let dir = std::env::temp_dir().join(format!("prov-turns-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ldap = MemoryConnector::new().with_entitlements(["staff", "eng", "sales"]);
+        let github = MemoryConnector::new().with_entitlements(["org:eng"]);
+        let engine = |store: Arc<dyn Store>| {
+            let slow = |c: &MemoryConnector| -> Arc<dyn Connector> {
+                // Latency makes the reconcile long enough for the event to overlap it.
+                Arc::new(FaultyConnector::new(
+                    c.clone(),
+                    FaultConfig::seeded(1).latency(
+                        std::time::Duration::from_millis(1),
+                        std::time::Duration::from_millis(2),
+                    ),
+                ))
+            };
+            let mut conns: std::collections::BTreeMap<TargetId, Arc<dyn Connector>> =
+                std::collections::BTreeMap::new();
+            conns.insert(TargetId::new("ldap"), slow(&ldap));
+            conns.insert(TargetId::new("github"), slow(&github));
+            let clock = Arc::new(ManualClock::new(
+                Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
+            ));
+            Engine::new(Arc::new(crate::planner::policy()), conns, store).with_clock(clock)
+        };
+        let path = dir.join("prov.db");
+        let a = engine(Arc::new(SqliteStore::open(&path).await.unwrap()));
+        let b = engine(Arc::new(SqliteStore::open(&path).await.unwrap()));
+        let crowd = crate::executor::crowd(60);
+        let joiner = crowd[7].clone();
+        let (full, event) = tokio::join!(a.reconcile(&crowd), async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            b.handle(Event::Joiner(joiner.clone())).await
+        });
+        let (_, full) = full.unwrap();
+        let (_, event) = event.unwrap();
+        assert!(full.is_success() && event.is_success());
+        let accounts = ldap.list_all_accounts().await.unwrap();
+        assert_eq!(accounts.len(), 60, "one account each, the joiner's once");
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert!(store.outbox_open().await.unwrap().is_empty());
+        audit::verify(&store.audit_log().await.unwrap()).unwrap();
+        drop((a, b, store));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

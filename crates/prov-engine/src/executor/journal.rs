@@ -9,9 +9,9 @@
 //! one record per transaction when operations are slow, hundreds when they
 //! are fast. No timer adds latency to a quiet apply.
 //!
-//! Between phases the executor waits (`sync`) until the earlier phases'
-//! records are written: a later phase can destroy what recovery would look
-//! at (a delete leaves no account on which to find a revoke).
+//! Before deletes the executor waits (`sync`) until the earlier phases'
+//! records are written: a delete destroys what recovery would look at (no
+//! account on which to find a revoke).
 //!
 //! The guarantee does not depend on the grouping: an entry leaves the
 //! outbox only in the transaction that writes its audit record, so a crash
@@ -105,9 +105,8 @@ impl<'s> Journal<'s> {
 
     /// Returns once every completion queued before the call is written (or
     /// its write failed, which `error` then says). The executor calls it
-    /// between phases: a later phase may destroy what recovery would look
-    /// at (a delete leaves no account to find a revoke on), so an earlier
-    /// phase's records are durable before a later phase sends anything.
+    /// before deletes, which destroy what recovery would look at (a delete
+    /// leaves no account to find a revoke on), and at the end.
     pub(crate) async fn sync(&self) {
         let target = self.lock().queued;
         loop {

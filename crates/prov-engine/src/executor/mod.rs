@@ -138,6 +138,10 @@ pub(crate) fn is_gone(owner: &str) -> bool {
     if here.rsplit_once(':').map(|(h, _)| h) != Some(host) || pid == std::process::id() {
         return false;
     }
+    // Without /proc (not Linux) no process can be seen: none is gone.
+    if !std::path::Path::new("/proc/self/stat").exists() {
+        return false;
+    }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         // The state follows the command name in parentheses: `Z` is a zombie.
@@ -419,8 +423,13 @@ impl Executor {
             if in_phase.is_empty() {
                 continue;
             }
-            // The previous phases' records are durable before this phase sends.
-            run.journal.sync().await;
+            // A delete destroys what recovery would look at for the earlier
+            // phases' operations on that account (no account, no revoke to
+            // find): their records are durable before any delete is sent.
+            // No other later phase hides an earlier one's effect.
+            if phase == 5 {
+                run.journal.sync().await;
+            }
             match phase {
                 0 => {
                     for chunk in in_phase.chunks(CHUNK) {

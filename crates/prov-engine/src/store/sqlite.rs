@@ -13,6 +13,36 @@ use super::sql::{db_error, sql_store};
 /// How long a statement waits for another process's transaction.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Creates `path` (empty) with mode 0600 if it is missing, and narrows the
+/// mode of an existing store file and its `-wal` and `-shm` to 0600.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        if let Ok(meta) = std::fs::metadata(&file)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether SQLite answered "busy" (another connection holds the lock).
 fn is_busy(e: &sqlx::Error) -> bool {
     e.as_database_error()
@@ -33,8 +63,21 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `path` and brings its schema up to date.
+    ///
+    /// The file holds identities and the audit log: it is created readable
+    /// by its owner only (0600), and an existing one is narrowed to that.
+    /// SQLite gives its `-wal` and `-shm` files the same mode.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        private_file(path).map_err(|e| {
+            prov_core::Error::new(
+                prov_core::ErrorKind::Config,
+                format!(
+                    "sqlite store: cannot create {} as a private file: {e}",
+                    path.display()
+                ),
+            )
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

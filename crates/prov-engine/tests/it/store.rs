@@ -645,3 +645,23 @@ mod turns {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[tokio::test]
+async fn the_sqlite_file_and_its_wal_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("prov-engine-sqlite-mode-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("prov.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.append_audit(vec![event(1)]).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&dir.join("prov.db-wal")), 0o600);
+    drop(store);
+    // An existing file made readable by others is narrowed on open.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _again = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(mode(&path), 0o600);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

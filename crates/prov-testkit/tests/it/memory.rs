@@ -114,6 +114,14 @@ async fn the_file_backed_target_outlives_the_connector() {
         .unwrap();
         t.set_enabled(&id, false).await.unwrap();
     }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "a target's state names people and their access"
+        );
+    }
     let again = MemoryConnector::file_backed(&path, MemoryLimits::default()).unwrap();
     let acct = again.get_account(&id).await.unwrap();
     assert_eq!(acct.login, "ada");

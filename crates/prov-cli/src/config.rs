@@ -159,6 +159,11 @@ pub(crate) struct TargetConfig {
     /// `{ employee_id = "employeeNumber" }`.
     #[serde(default)]
     pub(crate) attributes: BTreeMap<String, String>,
+    /// For `ldap`: the directory attribute that keeps each create's marker,
+    /// the proof after a lost reply that prov made the account (e.g.
+    /// `description` where nothing else writes it). Unset: no marker.
+    #[serde(default)]
+    pub(crate) marker_attribute: Option<String>,
 }
 
 impl TargetConfig {
@@ -219,6 +224,9 @@ impl TargetConfig {
         if let Some(n) = self.max_in_flight {
             cfg.connection.max_in_flight = n;
         }
+        cfg.accounts
+            .marker_attribute
+            .clone_from(&self.marker_attribute);
         for (model, ldap) in &self.attributes {
             cfg.accounts
                 .attributes
@@ -249,6 +257,7 @@ impl TargetConfig {
             (self.page_size.is_some(), "page_size"),
             (self.max_in_flight.is_some(), "max_in_flight"),
             (!self.attributes.is_empty(), "attributes"),
+            (self.marker_attribute.is_some(), "marker_attribute"),
         ] {
             if set {
                 out.push(name);

@@ -85,6 +85,14 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Sets an identity's secret attributes on a target again, from the
+    /// policy (an initial password someone lost); audited, values never shown.
+    ResetSecret {
+        /// The identity's id.
+        identity: String,
+        /// The target.
+        target: String,
+    },
     /// Why an identity has what it has (or one entitlement, as TARGET:ENTITLEMENT).
     Explain {
         identity: String,
@@ -197,7 +205,7 @@ impl From<EngineError> for Fail {
             EngineError::Tampered(_) => 7,
             EngineError::Busy { .. } => 9,
             EngineError::Apply(ApplyError::Blocked(_)) => 3,
-            EngineError::Apply(_) => 2,
+            EngineError::Apply(_) | EngineError::Reset(_) => 2,
             EngineError::Target { .. } | EngineError::Store(_) => 5,
             _ => 1,
         };
@@ -441,10 +449,10 @@ fn print_plan(plan: &Plan) {
 
 /// Operations per target and kind, as a table.
 fn print_table(plan: &Plan) {
-    const KINDS: [&str; 8] = [
-        "create", "link", "update", "enable", "revoke", "grant", "disable", "delete",
+    const KINDS: [&str; 9] = [
+        "create", "link", "unlink", "update", "enable", "revoke", "grant", "disable", "delete",
     ];
-    let mut rows: BTreeMap<&str, [usize; 8]> = BTreeMap::new();
+    let mut rows: BTreeMap<&str, [usize; 9]> = BTreeMap::new();
     for op in &plan.ops {
         let row = rows.entry(op.target.as_str()).or_default();
         if let Some(i) = KINDS.iter().position(|k| *k == op.kind.name())
@@ -521,8 +529,13 @@ fn write_or_print(out: Option<&Path>, text: &str) -> Result<(), Fail> {
             write_private(p, text).map_err(|e| usage(format!("{}: cannot write: {e}", p.display())))
         }
         None => {
-            print!("{text}");
-            Ok(())
+            use std::io::Write as _;
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
+                // `prov audit export | head`: the reader has what it wanted.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => Err(Fail(1, format!("cannot write to standard output: {e}"))),
+                Ok(()) => Ok(()),
+            }
         }
     }
 }
@@ -640,6 +653,30 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                         report.outcomes.len() - report.done()
                     ),
                 ));
+            }
+        }
+        Command::ResetSecret { identity, target } => {
+            let who = ctx
+                .identities
+                .iter()
+                .find(|i| i.id.as_str() == identity)
+                .ok_or_else(|| usage(format!("no identity `{identity}` in the source")))?;
+            let engine = ctx.engine.with_actor(ctx.actor.clone());
+            let (_, report) = engine
+                .reset_secrets(who, &TargetId::new(target.as_str()))
+                .await?;
+            if ctx.json {
+                println!("{}", json(&report)?);
+            } else {
+                for o in &report.outcomes {
+                    println!("{o}");
+                }
+            }
+            if let Some(e) = &report.audit_error {
+                return Err(Fail(6, format!("the audit log could not be written: {e}")));
+            }
+            if !report.is_success() {
+                return Err(Fail(1, "the reset did not complete".to_owned()));
             }
         }
         Command::Explain {

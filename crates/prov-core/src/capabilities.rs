@@ -60,6 +60,12 @@ pub struct Capabilities {
     pub lists_memberships: bool,
     /// `changes_since` works.
     pub changes_since: bool,
+    /// The connector keeps [`CreateAccount::marker`](crate::CreateAccount)
+    /// with the account it creates and returns it as
+    /// [`Account::marker`](crate::Account): after a create whose reply was
+    /// lost, the engine adopts an account with the login as its own only
+    /// when it carries the create's marker.
+    pub create_marker: bool,
     /// Most accounts one `grant` or `revoke` request carries to the target
     /// (100 on AWS identitystore, 20 on Microsoft Graph, 500 by default on LDAP).
     /// A larger batch given to the connector is split by it, never refused.
@@ -87,6 +93,7 @@ impl Default for Capabilities {
             list_members: false,
             lists_memberships: false,
             changes_since: false,
+            create_marker: false,
             max_batch: 1,
             max_page_size: 100,
             rate_limit: None,
@@ -111,6 +118,7 @@ impl Capabilities {
             list_members: true,
             lists_memberships: true,
             changes_since: true,
+            create_marker: false,
             max_batch: max_batch.max(1),
             max_page_size: 100,
             rate_limit: None,

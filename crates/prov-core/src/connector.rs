@@ -84,6 +84,20 @@ pub struct CreateAccount {
     pub attributes: Attributes,
     /// Whether the account starts enabled.
     pub enabled: bool,
+    /// A token to keep with the account and return as
+    /// [`Account::marker`](crate::Account), for a connector with
+    /// [`Capabilities::create_marker`](crate::Capabilities) (others ignore
+    /// it). The engine sets it to an id of this create, the same on every
+    /// retry, so that after a lost reply it can tell the account it made
+    /// from one someone else made with the same login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
+    /// Attributes the policy marks secret (an initial password), kept apart
+    /// so that they never show in `Debug` or serialised requests. A
+    /// connector writes them with the others, on create only: the engine
+    /// never compares or re-sets them later, since they cannot be read back.
+    #[serde(skip)]
+    pub secrets: crate::SecretAttributes,
 }
 
 impl CreateAccount {
@@ -93,7 +107,15 @@ impl CreateAccount {
             login: login.into(),
             attributes,
             enabled: true,
+            marker: None,
+            secrets: crate::SecretAttributes::new(),
         }
+    }
+
+    /// Asks the connector to keep `marker` with the account (builder style).
+    pub fn with_marker(mut self, marker: impl Into<String>) -> Self {
+        self.marker = Some(marker.into());
+        self
     }
 }
 
@@ -142,12 +164,21 @@ pub struct UpdateAccount {
     pub id: AccountId,
     /// What changes.
     pub delta: AttributeDelta,
+    /// Secret attributes to set: only on an explicit reset (the engine
+    /// never re-sets a secret on its own). Kept apart from the delta so
+    /// that they never show in `Debug` or serialised requests.
+    #[serde(skip)]
+    pub secrets: crate::SecretAttributes,
 }
 
 impl UpdateAccount {
     /// Applies `delta` to account `id`.
     pub fn new(id: AccountId, delta: AttributeDelta) -> Self {
-        UpdateAccount { id, delta }
+        UpdateAccount {
+            id,
+            delta,
+            secrets: crate::SecretAttributes::new(),
+        }
     }
 }
 

@@ -39,7 +39,7 @@ pub use connector::{
 pub use error::{BackendDetail, Error, ErrorKind, Operation, Result};
 pub use ids::{AccountId, EntitlementId, IdentityId, TargetId};
 pub use model::{Account, Entitlement, EntitlementKind, EntitlementRef, Identity, LifecycleState};
-pub use value::{Attributes, Value};
+pub use value::{Attributes, SecretAttributes, SecretValue, Value};
 
 /// Dates and times as the model uses them (re-exported `chrono` types).
 pub mod time {

@@ -129,6 +129,12 @@ pub struct Account {
     /// the account ([`Capabilities::lists_memberships`](crate::Capabilities)).
     #[serde(default)]
     pub entitlements: BTreeSet<EntitlementId>,
+    /// The marker its create carried ([`CreateAccount::marker`](crate::CreateAccount)),
+    /// when the connector keeps one
+    /// ([`Capabilities::create_marker`](crate::Capabilities)): the proof that
+    /// a given create made this account and not someone else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
 }
 
 impl Account {
@@ -140,6 +146,7 @@ impl Account {
             attributes: Attributes::new(),
             enabled: true,
             entitlements: BTreeSet::new(),
+            marker: None,
         }
     }
 }

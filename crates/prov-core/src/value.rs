@@ -10,6 +10,34 @@ use serde::{Deserialize, Serialize};
 /// everything built from them (plans, hashes, output) is deterministic.
 pub type Attributes = BTreeMap<String, Value>;
 
+/// Attributes whose values are secret (an initial password), by name.
+pub type SecretAttributes = BTreeMap<String, SecretValue>;
+
+/// A value that must not be seen: `Debug` prints `[redacted]`, and it is
+/// neither `Display` nor serialisable, so it cannot reach a plan, an
+/// outbox row, an audit record or a log by accident. Only
+/// [`expose`](Self::expose) gives the value, for the one call that sends it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SecretValue(Value);
+
+impl SecretValue {
+    /// Wraps a value.
+    pub fn new(value: Value) -> Self {
+        SecretValue(value)
+    }
+
+    /// The value, for the request that writes it to its target.
+    pub fn expose(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// One attribute value.
 ///
 /// Serialised with its type as the key (`{"string": "Ada"}`,

@@ -64,6 +64,9 @@ pub enum EngineError {
     /// saved plan: a time-bound fact changed (a lease started or ended, an
     /// end date or grace period passed) or the file was edited; nothing was applied.
     Changed(String),
+    /// A reset of secret attributes had nothing to act on (no single linked
+    /// account, or no secret attribute for it); nothing was done.
+    Reset(String),
 }
 
 impl fmt::Display for EngineError {
@@ -102,6 +105,7 @@ impl fmt::Display for EngineError {
                 holder.claim.until.to_rfc3339(),
                 waited.as_secs()
             ),
+            EngineError::Reset(why) => write!(f, "nothing was reset: {why}"),
             EngineError::Changed(difference) => write!(
                 f,
                 "planning now does not give what the plan says ({difference}); a time-bound fact \
@@ -445,6 +449,101 @@ impl Engine {
         .await
     }
 
+    /// Sets `who`'s secret attributes on `target` again, computed now from
+    /// the policy (an explicit reset: a person lost an initial password).
+    /// Secrets are otherwise set only on create; this is the one way a
+    /// plan sets them later. Runs under the engine's claim, as a one-operation
+    /// plan (an `update` naming the attributes, never their values), audited.
+    pub async fn reset_secrets(
+        &self,
+        who: &Identity,
+        target: &TargetId,
+    ) -> Result<(Plan, ApplyReport), EngineError> {
+        self.claimed(|run| self.reset_in(run, who, target)).await
+    }
+
+    async fn reset_in(
+        &self,
+        run: String,
+        who: &Identity,
+        target: &TargetId,
+    ) -> Result<(Plan, ApplyReport), EngineError> {
+        use crate::plan::{AccountRef, OpKind, PLAN_VERSION, PlannedOp};
+        self.recover().await?;
+        let now = self.clock.now();
+        let links: Vec<_> = self
+            .store
+            .links_of(&who.id)
+            .await
+            .map_err(EngineError::Store)?
+            .into_iter()
+            .filter(|l| &l.target == target)
+            .collect();
+        let [link] = links.as_slice() else {
+            return Err(EngineError::Reset(format!(
+                "{} has {} linked accounts on {target}; a reset needs exactly one",
+                who.id,
+                links.len()
+            )));
+        };
+        let leases: Vec<Lease> = self
+            .store
+            .leases_of(&who.id)
+            .await
+            .map_err(EngineError::Store)?
+            .iter()
+            .filter_map(LeaseRecord::as_lease)
+            .collect();
+        let res = self.policy.resolve_with(who, now, Extra::new(&[], &leases));
+        let secrets = self
+            .policy
+            .targets_of(&res)
+            .find(|v| v.target == Some(target))
+            .and_then(|v| v.account)
+            .map(|a| a.secrets.clone())
+            .unwrap_or_default();
+        if secrets.is_empty() {
+            return Err(EngineError::Reset(format!(
+                "the policy gives {} no secret attribute on {target} (targets.{target}.secret)",
+                who.id
+            )));
+        }
+        let op = PlannedOp::new(
+            target.clone(),
+            Some(who.id.clone()),
+            OpKind::Update {
+                account: AccountRef::Existing {
+                    id: link.account.clone(),
+                },
+                delta: prov_core::AttributeDelta::default(),
+                secret: secrets.keys().cloned().collect(),
+            },
+            vec![format!(
+                "reset of secret attributes, asked by {}",
+                self.executor.actor()
+            )],
+        );
+        let mut the_plan = Plan {
+            version: PLAN_VERSION,
+            planned_for: now,
+            fingerprint: String::new(),
+            secrets: BTreeMap::from([(op.id.clone(), secrets)]),
+            ops: vec![op],
+            orphans: Vec::new(),
+            conflicts: Vec::new(),
+            blocked: Vec::new(),
+            problems: Vec::new(),
+            digest: String::new(),
+        };
+        the_plan.seal();
+        let report = self
+            .executor
+            .apply_in(run, &the_plan, self.store.as_ref())
+            .await
+            .map_err(EngineError::Apply)?;
+        Ok((the_plan, report))
+    }
+
     /// Handles one identity's event at once: reads only that identity's
     /// accounts (by link, or by login for correlation), plans for them
     /// alone and applies.
@@ -466,18 +565,26 @@ impl Engine {
             who.state = LifecycleState::Terminated;
             who.end_date = who.end_date.or(Some(now.date_naive()));
         }
-        self.recover().await?;
         // Only this identity's links and leases: an event costs the same
-        // whether the store holds ten identities or a million.
-        let mut links = self
-            .store
-            .links_of(&who.id)
-            .await
-            .map_err(EngineError::Store)?;
-        let leases: Vec<Lease> = self
-            .store
-            .leases_of(&who.id)
-            .await
+        // whether the store holds ten identities or a million. Read beside
+        // recovery (the store's round trips overlap); read again if
+        // recovery closed anything, which may have changed them.
+        let (recovered, links, leases) = futures_util::future::join3(
+            self.recover(),
+            self.store.links_of(&who.id),
+            self.store.leases_of(&who.id),
+        )
+        .await;
+        let (links, leases) = if recovered? > 0 {
+            (
+                self.store.links_of(&who.id).await,
+                self.store.leases_of(&who.id).await,
+            )
+        } else {
+            (links, leases)
+        };
+        let mut links = links.map_err(EngineError::Store)?;
+        let leases: Vec<Lease> = leases
             .map_err(EngineError::Store)?
             .iter()
             .filter_map(LeaseRecord::as_lease)

@@ -59,11 +59,22 @@ pub enum OpKind {
         attributes: Attributes,
         /// Whether it starts enabled.
         enabled: bool,
+        /// The names of its secret attributes: their values are never in
+        /// the plan, only in [`Plan::secrets`] of a plan made in this
+        /// process (`Engine::apply` plans again to compute them).
+        #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+        secret: std::collections::BTreeSet<String>,
     },
     /// Record that an existing account belongs to the identity (correlation):
     /// a store write, no call to the target.
     Link {
         /// The account.
+        account: AccountId,
+    },
+    /// Forget a link whose account the target no longer lists (someone
+    /// deleted it there): a store write, no call to the target.
+    Unlink {
+        /// The account that is gone.
         account: AccountId,
     },
     /// Change attributes (and the login, for a rename).
@@ -72,6 +83,10 @@ pub enum OpKind {
         account: AccountRef,
         /// What changes.
         delta: AttributeDelta,
+        /// Secret attributes set again (an explicit reset,
+        /// `Engine::reset_secrets`): names only, as for a create.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+        secret: std::collections::BTreeSet<String>,
     },
     /// Enable or disable.
     SetEnabled {
@@ -106,7 +121,7 @@ impl OpKind {
     /// anything; access is revoked before an account is disabled; deletes last.
     pub fn phase(&self) -> u8 {
         match self {
-            OpKind::Create { .. } | OpKind::Link { .. } => 0,
+            OpKind::Create { .. } | OpKind::Link { .. } | OpKind::Unlink { .. } => 0,
             OpKind::Update { .. } | OpKind::SetEnabled { enabled: true, .. } => 1,
             OpKind::Revoke { .. } => 2,
             OpKind::Grant { .. } => 3,
@@ -120,6 +135,7 @@ impl OpKind {
         match self {
             OpKind::Create { .. } => "create",
             OpKind::Link { .. } => "link",
+            OpKind::Unlink { .. } => "unlink",
             OpKind::Update { .. } => "update",
             OpKind::SetEnabled { enabled: true, .. } => "enable",
             OpKind::SetEnabled { enabled: false, .. } => "disable",
@@ -143,7 +159,9 @@ impl OpKind {
     fn account_order(&self) -> (bool, &str) {
         match self {
             OpKind::Create { login, .. } => (true, login),
-            OpKind::Link { account } | OpKind::Delete { account } => (false, account.as_str()),
+            OpKind::Link { account } | OpKind::Unlink { account } | OpKind::Delete { account } => {
+                (false, account.as_str())
+            }
             OpKind::Update { account, .. }
             | OpKind::SetEnabled { account, .. }
             | OpKind::Grant { account, .. }
@@ -158,7 +176,9 @@ impl OpKind {
     fn account_key(&self) -> String {
         match self {
             OpKind::Create { login, .. } => format!("new:{login}"),
-            OpKind::Link { account } | OpKind::Delete { account } => format!("id:{account}"),
+            OpKind::Link { account } | OpKind::Unlink { account } | OpKind::Delete { account } => {
+                format!("id:{account}")
+            }
             OpKind::Update { account, .. }
             | OpKind::SetEnabled { account, .. }
             | OpKind::Grant { account, .. }
@@ -222,7 +242,9 @@ impl PlannedOp {
     /// The existing account the operation acts on, if any.
     pub fn existing_account(&self) -> Option<&AccountId> {
         match &self.kind {
-            OpKind::Link { account } | OpKind::Delete { account } => Some(account),
+            OpKind::Link { account } | OpKind::Unlink { account } | OpKind::Delete { account } => {
+                Some(account)
+            }
             OpKind::Update { account, .. }
             | OpKind::SetEnabled { account, .. }
             | OpKind::Grant { account, .. }
@@ -258,14 +280,19 @@ impl fmt::Display for PlannedOp {
             OpKind::Create { login, enabled, .. } => {
                 write!(f, "{login}{}", if *enabled { "" } else { " (disabled)" })?
             }
-            OpKind::Link { account } | OpKind::Delete { account } => {
+            OpKind::Link { account } | OpKind::Unlink { account } | OpKind::Delete { account } => {
                 write!(f, "{}", name(account))?;
                 if self.account_login.is_some() {
                     write!(f, " ({account})")?;
                 }
             }
-            OpKind::Update { account, delta } => {
+            OpKind::Update {
+                account,
+                delta,
+                secret,
+            } => {
                 let mut parts: Vec<String> = delta.set.keys().map(|k| format!("set {k}")).collect();
+                parts.extend(secret.iter().map(|k| format!("reset secret {k}")));
                 parts.extend(delta.remove.iter().map(|k| format!("remove {k}")));
                 if let Some(l) = &delta.login {
                     parts.push(format!("rename to {l}"));
@@ -357,6 +384,9 @@ pub struct SafetyBlock {
     pub disable: usize,
     /// Accounts the plan would delete.
     pub delete: usize,
+    /// Links the plan would forget (their accounts are not listed).
+    #[serde(default)]
+    pub unlink: usize,
     /// Accounts on the target now.
     pub total: usize,
     /// The threshold, for the message.
@@ -369,9 +399,20 @@ impl fmt::Display for SafetyBlock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: the plan would disable {} and delete {} of {} accounts, more than {}; \
-             review the operations and apply with --allow-destructive if this is intended",
-            self.target, self.disable, self.delete, self.total, self.threshold
+            "{}: the plan would disable {} and delete {} of {} accounts",
+            self.target, self.disable, self.delete, self.total
+        )?;
+        if self.unlink > 0 {
+            write!(
+                f,
+                " and forget the links of {} accounts the target no longer lists",
+                self.unlink
+            )?;
+        }
+        write!(
+            f,
+            ", more than {}; review the operations and apply with --allow-destructive if this is intended",
+            self.threshold
         )
     }
 }
@@ -403,6 +444,12 @@ pub struct Plan {
     /// `Engine::apply` sees that a saved plan was edited. Empty until sealed.
     #[serde(default)]
     pub digest: String,
+    /// The values of the creates' secret attributes, by operation id: in
+    /// memory only (never serialised, redacted in `Debug`, not part of the
+    /// digest), so a plan read from a file has none and its creates of
+    /// accounts with secrets are refused by the executor.
+    #[serde(skip)]
+    pub secrets: std::collections::BTreeMap<String, prov_core::SecretAttributes>,
 }
 
 impl Plan {
@@ -581,6 +628,7 @@ mod tests {
                 login: "id".to_owned(),
                 attributes: Attributes::new(),
                 enabled: true,
+                secret: Default::default(),
             },
             OpKind::Link {
                 account: "new".into(),
@@ -588,10 +636,12 @@ mod tests {
             OpKind::Update {
                 account: new("a"),
                 delta: AttributeDelta::default(),
+                secret: Default::default(),
             },
             OpKind::Update {
                 account: existing("zz"),
                 delta: AttributeDelta::default(),
+                secret: Default::default(),
             },
             OpKind::Delete {
                 account: "b".into(),

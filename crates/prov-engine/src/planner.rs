@@ -233,6 +233,24 @@ impl<'a> KeyIndex<'a> {
         Some(KeyIndex { keys, state, table })
     }
 
+    /// As [`new`](Self::new), with the positions of keys a later one
+    /// repeats (the index holds the last of each).
+    fn with_repeats(keys: Vec<&'a str>) -> Option<(Self, Vec<u32>)> {
+        let index = Self::new(keys)?;
+        use rayon::prelude::*;
+        let repeats = index
+            .keys
+            .par_iter()
+            .enumerate()
+            .with_min_len(4096)
+            .filter_map(|(j, k)| {
+                let j = u32::try_from(j).ok()?;
+                (index.get(k) != Some(j)).then_some(j)
+            })
+            .collect();
+        Some((index, repeats))
+    }
+
     fn get(&self, k: &str) -> Option<u32> {
         use std::hash::BuildHasher;
         self.table
@@ -440,6 +458,7 @@ pub fn plan_resolved(
         (&a.target, &a.identity).cmp(&(&b.target, &b.identity))
     });
     problems.sort();
+    let secrets = secrets_of(input, resolutions, &ops);
     Plan {
         version: PLAN_VERSION,
         planned_for: input.now,
@@ -450,7 +469,51 @@ pub fn plan_resolved(
         blocked,
         problems,
         digest: String::new(),
+        secrets,
     }
+}
+
+/// The values of the creates' secret attributes, by operation id, from the
+/// resolutions (kept out of the operations themselves).
+fn secrets_of(
+    input: &PlanInput<'_>,
+    resolutions: &[Resolution],
+    ops: &[PlannedOp],
+) -> BTreeMap<String, prov_core::SecretAttributes> {
+    let mut out = BTreeMap::new();
+    let wanted: Vec<&PlannedOp> = ops
+        .iter()
+        .filter(|o| matches!(&o.kind, OpKind::Create { secret, .. } if !secret.is_empty()))
+        .collect();
+    if wanted.is_empty() {
+        return out;
+    }
+    let position: HashMap<&str, usize> = input
+        .identities
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.id.as_str(), i))
+        .collect();
+    for op in wanted {
+        let Some(res) = op
+            .identity
+            .as_ref()
+            .and_then(|who| position.get(who.as_str()))
+            .and_then(|&i| resolutions.get(i))
+        else {
+            continue;
+        };
+        let values = input
+            .policy
+            .targets_of(res)
+            .find(|v| v.target == Some(&op.target))
+            .and_then(|v| v.account)
+            .map(|a| a.secrets.clone());
+        if let Some(values) = values {
+            out.insert(op.id.clone(), values);
+        }
+    }
+    out
 }
 
 /// What planning the targets gives: operations, conflicts, orphans and problems.
@@ -487,38 +550,79 @@ fn plan_targets<'t>(
             .with_min_len(4096)
             .filter(|l| &l.target == target)
             .collect();
-        let (index, by_identity) = match rayon::join(
-            || KeyIndex::new(accounts.par_iter().map(|a| a.id.as_str()).collect()),
-            || {
-                KeyIndex::new(
-                    target_links
-                        .par_iter()
-                        .map(|l| l.identity.as_str())
-                        .collect(),
-                )
-            },
-        ) {
-            (Some(index), Some(by_identity)) => (index, by_identity),
-            _ => {
-                problems.push(format!(
-                    "{target}: more than {} accounts or links; not planned",
-                    u32::MAX
-                ));
-                if listed.is_some() {
-                    digests.push((target, SetDigest::of(accounts)));
-                }
-                continue;
+        let Some(index) = KeyIndex::new(accounts.par_iter().map(|a| a.id.as_str()).collect())
+        else {
+            problems.push(format!(
+                "{target}: more than {} accounts or links; not planned",
+                u32::MAX
+            ));
+            if listed.is_some() {
+                digests.push((target, SetDigest::of(accounts)));
             }
+            continue;
         };
-        // Each identity's linked account, looked up once, on every core, in
-        // two short passes side by side (each link's account, each
-        // identity's link) rather than one long chain per identity: short
-        // independent lookups let the processor wait for several at once.
-        let (account_of_link, link_of_identity) = rayon::join(
-            || index.positions(&target_links, |l| l.account.as_str()),
-            || by_identity.positions(identities, |w| w.id.as_str()),
-        );
-        drop((index, by_identity));
+        // A link whose account the target does not list is dead (someone
+        // deleted the account there): it never stands for the identity's
+        // account, and a complete listing forgets it, in the plan.
+        let positions = index.positions(&target_links, |l| l.account.as_str());
+        let mut live_links = Vec::with_capacity(target_links.len());
+        let mut account_of_link = Vec::with_capacity(target_links.len());
+        for (l, c) in target_links.iter().zip(positions) {
+            if c == u32::MAX {
+                if listed.is_some() && !input.partial {
+                    let mut op = PlannedOp::new(
+                        target.clone(),
+                        Some(l.identity.clone()),
+                        OpKind::Unlink {
+                            account: l.account.clone(),
+                        },
+                        vec![format!(
+                            "the target no longer lists account {}: its link ({}) is forgotten",
+                            l.account,
+                            l.origin.as_str()
+                        )],
+                    );
+                    op.account_login = None;
+                    ops.push(op);
+                }
+            } else {
+                live_links.push(*l);
+                account_of_link.push(c);
+            }
+        }
+        drop(index);
+        let target_links = live_links;
+        let Some((by_identity, repeats)) = KeyIndex::with_repeats(
+            target_links
+                .par_iter()
+                .map(|l| l.identity.as_str())
+                .collect(),
+        ) else {
+            problems.push(format!(
+                "{target}: more than {} accounts or links; not planned",
+                u32::MAX
+            ));
+            digests.push((target, SetDigest::of(accounts)));
+            continue;
+        };
+        // Each identity's linked account, looked up once, on every core.
+        let link_of_identity = by_identity.positions(identities, |w| w.id.as_str());
+        // An identity with two live links on one target: the ledger cannot
+        // say which account is its own, so it is a conflict for a person
+        // and nothing is planned for it there.
+        let mut doubled: FastMap<&str, Vec<(&Link, u32)>> = FastMap::default();
+        for &j in &repeats {
+            if let (Some(l), Some(&c)) = (
+                target_links.get(j as usize),
+                account_of_link.get(j as usize),
+            ) {
+                doubled
+                    .entry(l.identity.as_str())
+                    .or_default()
+                    .push((*l, c));
+            }
+        }
+        drop(by_identity);
         // Identity i's account (position); with its link's origin.
         let account_held = |i: usize| -> Option<usize> {
             let j = *link_of_identity.get(i)? as usize;
@@ -577,6 +681,21 @@ fn plan_targets<'t>(
                 *slot = true;
             }
         }
+        // A doubly linked identity's other accounts are its, not orphans.
+        if !doubled.is_empty() {
+            for who in identities {
+                for &(_, c) in doubled.get(who.id.as_str()).into_iter().flatten() {
+                    if let Some(slot) = claimed.get_mut(c as usize)
+                        && !*slot
+                    {
+                        *slot = true;
+                        digest.sum = digest
+                            .sum
+                            .wrapping_add(accounts.get(c as usize).map_or(0, SetDigest::hash));
+                    }
+                }
+            }
+        }
         digest.count = u64::try_from(accounts.len()).unwrap_or(u64::MAX);
         digest.sum = digest.sum.wrapping_add(
             accounts
@@ -589,6 +708,34 @@ fn plan_targets<'t>(
         );
         let plan_one = |i: usize, claimed: &[bool]| -> IdentityOutcome {
             match (identities.get(i), resolutions.get(i)) {
+                (Some(who), Some(_)) if doubled.contains_key(who.id.as_str()) => {
+                    let mut accounts: Vec<AccountId> = doubled
+                        .get(who.id.as_str())
+                        .into_iter()
+                        .flatten()
+                        .map(|(l, _)| l.account.clone())
+                        .chain(
+                            account_held(i)
+                                .and_then(|c| ctx.accounts.get(c))
+                                .map(|a| a.id.clone()),
+                        )
+                        .collect();
+                    accounts.sort();
+                    accounts.dedup();
+                    IdentityOutcome {
+                        conflicts: vec![Conflict {
+                            target: target.clone(),
+                            identity: who.id.clone(),
+                            message: format!(
+                                "{} accounts on this target are linked to this identity; \
+                                 nothing is planned for it here until a person keeps one link",
+                                accounts.len()
+                            ),
+                            accounts,
+                        }],
+                        ..IdentityOutcome::default()
+                    }
+                }
                 (Some(who), Some(res)) => {
                     plan_identity(policy, who, res, input.now, &ctx, held(i), claimed)
                 }
@@ -812,6 +959,7 @@ fn plan_identity<'a>(
                     login: login.clone(),
                     attributes: want.attributes.clone(),
                     enabled: want.enabled,
+                    secret: want.secrets.keys().cloned().collect(),
                 },
                 vec![format!(
                     "joiner: {} should have an account on {target}",
@@ -854,6 +1002,7 @@ fn plan_identity<'a>(
                         OpKind::Update {
                             account: aref(),
                             delta,
+                            secret: BTreeSet::new(),
                         },
                         vec![format!("{why} for {}", who.id)],
                     ));
@@ -1085,7 +1234,12 @@ fn safety_blocks(
     options: &PlanOptions,
 ) -> Vec<SafetyBlock> {
     let mut by_target: BTreeMap<&TargetId, Vec<&PlannedOp>> = BTreeMap::new();
-    for op in ops.iter().filter(|o| o.kind.is_removal()) {
+    // Forgetting links counts too: a listing that lost accounts would
+    // otherwise make the engine forget what it owns.
+    for op in ops
+        .iter()
+        .filter(|o| o.kind.is_removal() || matches!(o.kind, OpKind::Unlink { .. }))
+    {
         by_target.entry(&op.target).or_default().push(op);
     }
     let mut out = Vec::new();
@@ -1118,6 +1272,10 @@ fn safety_blocks(
                     .iter()
                     .filter(|o| matches!(o.kind, OpKind::Delete { .. }))
                     .count(),
+                unlink: removals
+                    .iter()
+                    .filter(|o| matches!(o.kind, OpKind::Unlink { .. }))
+                    .count(),
                 total,
                 threshold,
                 ops: removals.iter().map(|o| o.id.clone()).collect(),
@@ -1130,7 +1288,9 @@ fn safety_blocks(
 impl PlannedOp {
     fn kind_account(&self) -> String {
         match &self.kind {
-            OpKind::Delete { account } | OpKind::Link { account } => account.to_string(),
+            OpKind::Delete { account } | OpKind::Link { account } | OpKind::Unlink { account } => {
+                account.to_string()
+            }
             OpKind::SetEnabled { account, .. }
             | OpKind::Update { account, .. }
             | OpKind::Grant { account, .. }

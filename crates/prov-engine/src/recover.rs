@@ -3,7 +3,9 @@
 //!
 //! An open entry means the operation may or may not have reached its
 //! target. Recovery reads the account and decides which: a create whose
-//! login now exists, a grant whose member now holds the entitlement, a
+//! login now exists carrying the create's marker (an account with the
+//! login and no such proof may be anyone's: it is recorded as unknown and
+//! left to correlation), a grant whose member now holds the entitlement, a
 //! disable whose account is now disabled, a delete whose account is gone,
 //! a rename whose new login exists, an update whose values are now set
 //! were applied, and get the record (and the ledger change) the crash
@@ -17,7 +19,7 @@ use prov_core::{Account, AccountId, Connector, ErrorKind};
 
 use crate::audit::AuditEvent;
 use crate::engine::{Engine, EngineError};
-use crate::executor::operation_name;
+use crate::executor::{create_marker, operation_name};
 use crate::ledger::{LedgerChange, Link, LinkOrigin};
 use crate::plan::{AccountRef, OpKind};
 use crate::store::{Completion, OutboxEntry};
@@ -169,9 +171,17 @@ impl Engine {
         let op = &entry.op;
         Ok(match &op.kind {
             OpKind::Create { login, .. } => match self.account_by_login(conn, login).await? {
-                Some(a) => {
+                // Ours only with proof: the marker this create carried.
+                Some(a)
+                    if conn.capabilities().create_marker
+                        && a.marker.as_deref()
+                            == Some(create_marker(&entry.run, &op.id).as_str()) =>
+                {
                     let linked = self.store().link(&op.target, &a.id).await?;
-                    let mut f = Finding::applied(a.id.clone(), "an account with its login exists");
+                    let mut f = Finding::applied(
+                        a.id.clone(),
+                        "an account with its login carries its marker",
+                    );
                     if let (None, Some(who)) = (linked, &op.identity) {
                         f.ledger = Some(LedgerChange::Put(Link::new(
                             op.target.clone(),
@@ -183,9 +193,23 @@ impl Engine {
                     }
                     f
                 }
+                Some(a) => Finding {
+                    outcome: format!(
+                        "recovered: unknown (account {} has its login, but {}); not adopted as \
+                         created: the next plan correlates it (linked) or reports it for a person",
+                        a.id,
+                        if conn.capabilities().create_marker {
+                            "it does not carry this create's marker"
+                        } else {
+                            "the connector keeps no create marker to prove who made it"
+                        }
+                    ),
+                    account: Some(a.id),
+                    ledger: None,
+                },
                 None => Finding::not_applied(None, "no account has its login"),
             },
-            OpKind::Link { account } => {
+            OpKind::Link { account } | OpKind::Unlink { account } => {
                 Finding::not_applied(Some(account.clone()), "a link is a store write")
             }
             OpKind::Grant {
@@ -259,7 +283,16 @@ impl Engine {
                     Some(a) => Finding::not_applied(Some(a.id), "the account is still there"),
                 }
             }
-            OpKind::Update { account, delta } => {
+            // A secret cannot be read back: whether a reset landed is unknown.
+            OpKind::Update { secret, .. } if !secret.is_empty() => Finding {
+                outcome: format!(
+                    "recovered: unknown (a reset of {} cannot be read back; reset it again if in doubt)",
+                    secret.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                account: op.existing_account().cloned(),
+                ledger: None,
+            },
+            OpKind::Update { account, delta, .. } => {
                 if let Some(new_login) = &delta.login {
                     match self.account_by_login(conn, new_login).await? {
                         Some(a) => {

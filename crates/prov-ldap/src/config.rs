@@ -149,6 +149,13 @@ pub struct AccountsConfig {
     /// them; `{login}` is replaced by the login (e.g. `cn = "{login}"` for
     /// `inetOrgPerson`, which must have `cn` and `sn`).
     pub defaults: BTreeMap<String, String>,
+    /// A directory attribute the connector keeps each create's marker in
+    /// (`CreateAccount::marker`, read back as `Account::marker`), e.g.
+    /// `description` where nothing else writes it, or `adminDescription`
+    /// on Active Directory. Unset, creates carry no marker, and after a
+    /// create whose reply was lost the engine leaves an account with the
+    /// login to correlation (linked, not created) rather than guess.
+    pub marker_attribute: Option<String>,
 }
 
 /// How a group lists its members.
@@ -319,6 +326,7 @@ impl LdapConfig {
             object_classes: strings(classes),
             attributes,
             defaults,
+            marker_attribute: None,
         };
         let (accounts, groups, disable) = match dialect {
             Dialect::OpenLdap => (
@@ -402,6 +410,7 @@ impl LdapConfig {
                         object_classes: strings(&["top", "person", "organizationalPerson", "user"]),
                         attributes,
                         defaults: BTreeMap::new(),
+                        marker_attribute: None,
                     },
                     GroupsConfig {
                         base: users,
@@ -470,6 +479,24 @@ impl LdapConfig {
         for dn in &self.accounts.more_bases {
             if crate::dn::Dn::parse(dn).is_err() {
                 return bad("accounts.more_bases", format!("{dn:?} is not a valid DN"));
+            }
+        }
+        if let Some(m) = &self.accounts.marker_attribute {
+            let taken = m.is_empty()
+                || m.eq_ignore_ascii_case(&self.accounts.login_attribute)
+                || m.eq_ignore_ascii_case(&self.accounts.rdn_attribute)
+                || self
+                    .accounts
+                    .attributes
+                    .values()
+                    .any(|a| a.ldap.eq_ignore_ascii_case(m));
+            if taken {
+                return bad(
+                    "accounts.marker_attribute",
+                    format!(
+                        "{m:?} is empty or already holds the login, the RDN or a mapped attribute"
+                    ),
+                );
             }
         }
         if self.groups.batch_size == 0 || self.page_size == 0 {

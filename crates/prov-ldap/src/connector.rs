@@ -116,6 +116,7 @@ impl LdapConnector {
         read.insert(cfg.accounts.login_attribute.clone());
         read.insert(cfg.accounts.rdn_attribute.clone());
         read.extend(cfg.accounts.attributes.values().map(|m| m.ldap.clone()));
+        read.extend(cfg.accounts.marker_attribute.clone());
         match &cfg.disable {
             DisableMethod::PasswordPolicy => {
                 read.insert("pwdAccountLockedTime".to_owned());
@@ -232,6 +233,11 @@ impl Inner {
                 acct.attributes.insert(model.clone(), v);
             }
         }
+        acct.marker = accounts
+            .marker_attribute
+            .as_ref()
+            .and_then(|m| e.first(m))
+            .map(|m| m.to_owned());
         acct.enabled = match &self.cfg.disable {
             DisableMethod::None => true,
             DisableMethod::PasswordPolicy => e.values("pwdAccountLockedTime").is_empty(),
@@ -893,6 +899,7 @@ impl Inner {
         caps.disable = self.cfg.disable != DisableMethod::None;
         caps.max_page_size = self.cfg.page_size;
         caps.max_concurrency = self.cfg.connection.max_in_flight;
+        caps.create_marker = self.cfg.accounts.marker_attribute.is_some();
         caps.filter_attributes = std::iter::once("login".to_owned())
             .chain(self.cfg.accounts.attributes.keys().cloned())
             .collect();
@@ -1010,7 +1017,15 @@ impl Inner {
         if req.login.is_empty() {
             return Err(Error::invalid_input("login", "the login is empty").with_operation(op));
         }
-        let mut attrs = self.encode_attributes(op, &req.login, &req.attributes)?;
+        let mut attrs = if req.secrets.is_empty() {
+            self.encode_attributes(op, &req.login, &req.attributes)?
+        } else {
+            let mut all = req.attributes.clone();
+            for (k, v) in &req.secrets {
+                all.insert(k.clone(), v.expose().clone());
+            }
+            self.encode_attributes(op, &req.login, &all)?
+        };
         attrs.retain(|_, v| !v.is_empty());
         attrs.insert(
             accounts.login_attribute.clone(),
@@ -1023,6 +1038,9 @@ impl Inner {
                     vec![template.replace("{login}", &req.login).into_bytes()],
                 );
             }
+        }
+        if let (Some(attr), Some(marker)) = (&accounts.marker_attribute, &req.marker) {
+            attrs.insert(attr.clone(), vec![marker.clone().into_bytes()]);
         }
         let rdn_value = attrs
             .iter()
@@ -1108,6 +1126,9 @@ impl Inner {
         acct.attributes = req.attributes;
         acct.attributes.retain(|_, v| *v != Value::Null);
         acct.enabled = req.enabled;
+        if accounts.marker_attribute.is_some() {
+            acct.marker = req.marker;
+        }
         Ok(acct)
     }
 
@@ -1120,7 +1141,15 @@ impl Inner {
             .rdn_value(&accounts.rdn_attribute)
             .unwrap_or(req.id.as_str())
             .to_owned();
-        let set = self.encode_attributes(op, &login, &delta.set)?;
+        let set = if req.secrets.is_empty() {
+            self.encode_attributes(op, &login, &delta.set)?
+        } else {
+            let mut all = delta.set.clone();
+            for (k, v) in &req.secrets {
+                all.insert(k.clone(), v.expose().clone());
+            }
+            self.encode_attributes(op, &login, &all)?
+        };
         let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
         let mut new_rdn: Option<String> = None;
         for (attr, values) in set {
@@ -1569,6 +1598,20 @@ mod tests {
             Some((vec!["cn=c".to_owned()], None))
         );
         assert_eq!(ranged(&Entry::default(), "member"), None);
+    }
+
+    #[test]
+    fn a_marker_attribute_that_holds_other_data_is_refused() {
+        use crate::config::{Dialect, LdapConfig};
+        for taken in ["uid", "mail", "SN", ""] {
+            let mut cfg = LdapConfig::new(Dialect::OpenLdap, "ldap://h", "dc=x");
+            cfg.accounts.marker_attribute = Some(taken.to_owned());
+            let e = cfg.validate().unwrap_err();
+            assert_eq!(e.field(), Some("accounts.marker_attribute"), "{taken}: {e}");
+        }
+        let mut cfg = LdapConfig::new(Dialect::OpenLdap, "ldap://h", "dc=x");
+        cfg.accounts.marker_attribute = Some("description".to_owned());
+        cfg.validate().unwrap();
     }
 
     #[test]

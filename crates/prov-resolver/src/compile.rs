@@ -64,6 +64,8 @@ pub(crate) struct TargetInfo {
     pub(crate) when: When,
     pub(crate) login: Option<Template>,
     pub(crate) attributes: Vec<(String, Template)>,
+    /// Names of the attributes that are secret, sorted.
+    pub(crate) secret: Vec<String>,
     pub(crate) leaver: Leaver,
 }
 
@@ -298,11 +300,21 @@ impl Policy {
                     attributes.push((name.clone(), tpl));
                 }
             }
+            for name in &t.secret {
+                if !t.attributes.contains_key(name) {
+                    ck.error(
+                        format!("targets.{tid}.secret"),
+                        Some(name),
+                        format!("`{name}` is not one of the target's attributes"),
+                    );
+                }
+            }
             targets.push(TargetInfo {
                 id: TargetId::new(tid),
                 when,
                 login,
                 attributes,
+                secret: t.secret.iter().cloned().collect(),
                 leaver: t.leaver,
             });
         }

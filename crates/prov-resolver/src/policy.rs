@@ -264,6 +264,14 @@ pub struct TargetPolicy {
     /// Account attributes as CEL expressions over the identity.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
+    /// Attributes (of `attributes`) whose values are secret, such as an
+    /// initial password or AD's `unicodePwd`: never written into plans,
+    /// outbox rows, audit records or `Debug` output (they hold the name,
+    /// and the value is computed again when the plan is applied), and
+    /// write-only: set when the account is created, never compared or
+    /// re-set by later plans, since they cannot be read back.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub secret: BTreeSet<String>,
     /// What leavers' accounts become.
     #[serde(default)]
     pub leaver: Leaver,

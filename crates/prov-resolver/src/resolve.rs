@@ -84,6 +84,8 @@ pub(crate) struct AccountState {
     /// allocation per identity and target.
     pub(crate) login: Option<String>,
     pub(crate) attributes: Attributes,
+    /// The secret attributes' values (redacted in `Debug`).
+    pub(crate) secrets: prov_core::SecretAttributes,
     pub(crate) enabled: bool,
     pub(crate) leaver: Option<LeaverPlan>,
 }
@@ -117,8 +119,12 @@ impl Resolution {
 pub struct DesiredAccount {
     /// The login name.
     pub login: String,
-    /// Attributes from the target's template.
+    /// Attributes from the target's template, secret ones apart.
     pub attributes: Attributes,
+    /// The names of the secret attributes it is created with (their values
+    /// are never shown).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret: Vec<String>,
     /// Whether it should be enabled.
     pub enabled: bool,
     /// For leavers: what the account becomes and when it may be deleted.
@@ -595,9 +601,13 @@ impl CompiledPolicy {
             },
         };
         let mut attributes = Attributes::new();
+        let mut secrets = prov_core::SecretAttributes::new();
         for (name, tpl) in &info.attributes {
             match self.eval(tpl, identity) {
                 Ok(Value::Null) => {}
+                Ok(v) if info.secret.binary_search(name).is_ok() => {
+                    secrets.insert(name.clone(), prov_core::SecretValue::new(v));
+                }
                 Ok(v) => {
                     attributes.insert(name.clone(), v);
                 }
@@ -618,6 +628,7 @@ impl CompiledPolicy {
         Some(AccountState {
             login,
             attributes,
+            secrets,
             enabled,
             leaver,
         })
@@ -755,6 +766,7 @@ impl CompiledPolicy {
                     account: ts.account.as_ref().map(|a| DesiredAccount {
                         login: a.login.clone().unwrap_or_else(|| res.identity.to_string()),
                         attributes: a.attributes.clone(),
+                        secret: a.secrets.keys().cloned().collect(),
                         enabled: a.enabled,
                         leaver: a.leaver,
                     }),
@@ -878,6 +890,7 @@ impl CompiledPolicy {
             account: ts.account.as_ref().map(|a| AccountView {
                 login: a.login.as_deref().unwrap_or(res.identity.as_str()),
                 attributes: &a.attributes,
+                secrets: &a.secrets,
                 enabled: a.enabled,
                 leaver: a.leaver,
             }),
@@ -910,15 +923,21 @@ impl CompiledPolicy {
             .collect()
     }
 
-    /// The account attributes `target`'s template sets, sorted: the only
-    /// attributes a planner may change.
+    /// The account attributes `target`'s template sets, sorted, secret
+    /// ones apart: the only attributes a planner may compare and change.
     pub fn managed_attributes(&self, target: &TargetId) -> Vec<&str> {
         let Some(&t) = self.target_index.get(target.as_str()) else {
             return Vec::new();
         };
         self.targets
             .get(t as usize)
-            .map(|info| info.attributes.iter().map(|(n, _)| n.as_str()).collect())
+            .map(|info| {
+                info.attributes
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .filter(|n| info.secret.binary_search_by(|s| s.as_str().cmp(n)).is_err())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -1012,8 +1031,10 @@ impl<'a> TargetView<'a> {
 pub struct AccountView<'a> {
     /// The login.
     pub login: &'a str,
-    /// Attributes from the template.
+    /// Attributes from the template, secret ones apart.
     pub attributes: &'a Attributes,
+    /// The template's secret attributes (set on create only).
+    pub secrets: &'a prov_core::SecretAttributes,
     /// Whether it should be enabled.
     pub enabled: bool,
     /// For leavers: what happens to it.

@@ -501,6 +501,93 @@ pub async fn duplicate_create_is_already_exists(
     .await
 }
 
+/// A create's marker comes back with the account from `create_account`,
+/// `get_account` and `list_accounts`; an account created without one has none.
+pub async fn create_marker_is_kept(
+    conn: &dyn Connector,
+    ns: &Namespace,
+    opts: &SuiteOptions,
+) -> Outcome {
+    let ctx = &Ctx::new(conn, ns, opts);
+    need!(ctx, create, delete, create_marker);
+    let login = ns.login("marked");
+    let marker = format!("prov-conformance:{login}");
+    let req = CreateAccount::new(login.clone(), (opts.attributes)(&login)).with_marker(&marker);
+    let made = match ok(
+        Operation::CreateAccount,
+        &login,
+        conn.create_account(req).await,
+    ) {
+        Ok(a) => a,
+        Err(f) => return Outcome::Failed(f),
+    };
+    let r: CaseResult = async {
+        let want = Some(marker.clone());
+        let check = |op: Operation, got: &Account| {
+            if got.marker == want {
+                Ok(())
+            } else {
+                Err(fail(
+                    op,
+                    &made.id,
+                    format!("marker {marker}"),
+                    format!("{:?}", got.marker),
+                ))
+            }
+        };
+        check(Operation::CreateAccount, &made)?;
+        let got = ok(
+            Operation::GetAccount,
+            &made.id,
+            conn.get_account(&made.id).await,
+        )?;
+        check(Operation::GetAccount, &got)?;
+        let listed = ok(
+            Operation::ListAccounts,
+            &login,
+            conn.accounts_with_login(&login).await,
+        )?;
+        match listed.iter().find(|a| a.id == made.id) {
+            Some(a) => check(Operation::ListAccounts, a)?,
+            None => {
+                return Err(fail(
+                    Operation::ListAccounts,
+                    &login,
+                    "the account in the listing",
+                    "absent",
+                ));
+            }
+        }
+        let second = with_accounts(ctx, &["unmarked"], |plain| async move {
+            let got = ok(
+                Operation::GetAccount,
+                &plain[0].id,
+                conn.get_account(&plain[0].id).await,
+            )?;
+            match got.marker {
+                None => Ok(()),
+                Some(m) => Err(fail(
+                    Operation::GetAccount,
+                    &plain[0].id,
+                    "no marker on an account created without one",
+                    format!("marker {m}"),
+                )),
+            }
+        })
+        .await;
+        match second {
+            Outcome::Failed(f) => Err(f),
+            Outcome::Passed | Outcome::Skipped(_) => Ok(()),
+        }
+    }
+    .await;
+    let _ = ctx.remove([&made.id]).await;
+    match r {
+        Ok(()) => Outcome::Passed,
+        Err(f) => Outcome::Failed(f),
+    }
+}
+
 /// Reading, disabling, updating or deleting an account that does not exist is `NotFound`.
 pub async fn missing_account_is_not_found(
     conn: &dyn Connector,
@@ -1098,6 +1185,7 @@ pub async fn run_all(conn: &dyn Connector, ns: &Namespace, opts: &SuiteOptions) 
     cases!(
         create_get_delete,
         duplicate_create_is_already_exists,
+        create_marker_is_kept,
         missing_account_is_not_found,
         update_is_a_delta,
         rename_changes_the_login,

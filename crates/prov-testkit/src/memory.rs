@@ -30,6 +30,8 @@ pub struct MemoryLimits {
     pub delete: bool,
     /// Whether logins can change.
     pub rename: bool,
+    /// Whether creates keep their marker (`Capabilities::create_marker`).
+    pub create_marker: bool,
 }
 
 impl Default for MemoryLimits {
@@ -41,6 +43,7 @@ impl Default for MemoryLimits {
             disable: true,
             delete: true,
             rename: true,
+            create_marker: true,
         }
     }
 }
@@ -353,6 +356,7 @@ impl Connector for MemoryConnector {
         caps.disable = self.limits.disable;
         caps.delete = self.limits.delete;
         caps.rename = self.limits.rename;
+        caps.create_marker = self.limits.create_marker;
         caps
     }
 
@@ -409,7 +413,16 @@ impl Connector for MemoryConnector {
             let id = AccountId::new(format!("mem-{:08}", inner.state.next_id));
             let mut acct = Account::new(id.clone(), req.login);
             acct.attributes = req.attributes;
+            // The target keeps secrets as it keeps any attribute (a
+            // directory would hash a password); they are never read back
+            // by the engine as something to compare.
+            for (k, v) in req.secrets {
+                acct.attributes.insert(k, v.expose().clone());
+            }
             acct.enabled = req.enabled;
+            if self.limits.create_marker {
+                acct.marker = req.marker;
+            }
             inner.state.accounts.insert(id, acct.clone());
             inner.state.record(Change::Upserted(acct.clone()));
             acct
@@ -446,6 +459,9 @@ impl Connector for MemoryConnector {
             };
             for (k, v) in req.delta.set {
                 acct.attributes.insert(k, v);
+            }
+            for (k, v) in req.secrets {
+                acct.attributes.insert(k, v.expose().clone());
             }
             for k in &req.delta.remove {
                 acct.attributes.remove(k);

@@ -94,6 +94,32 @@ fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Whether every thread of process `pid` is stopped (state `T` in
+/// `/proc/PID/task/*/stat`). Without /proc there is no telling: true.
+fn all_threads_stopped(pid: u32) -> io::Result<bool> {
+    let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    for task in tasks {
+        let stat = match std::fs::read_to_string(task?.path().join("stat")) {
+            Ok(s) => s,
+            // A thread that ended meanwhile.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        // `PID (COMM) STATE ...`: the state follows the last `)`.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        if !matches!(state, Some('T' | 't')) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn run(cmd: &mut Command, what: &str) -> io::Result<()> {
     let out = cmd.output().map_err(|e| {
         io::Error::new(
@@ -194,11 +220,25 @@ impl Slapd {
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    /// Returns once every thread of the server is stopped: the signal is
+    /// only queued when `kill` returns, and on a busy machine a thread can
+    /// still answer a request sent right after.
     pub fn pause(&self) -> io::Result<()> {
+        let pid = self.child.id();
         run(
-            Command::new("kill").args(["-STOP", &self.child.id().to_string()]),
+            Command::new("kill").args(["-STOP", &pid.to_string()]),
             "kill -STOP slapd",
-        )
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !all_threads_stopped(pid)? {
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "slapd (pid {pid}) did not stop within 10 s of SIGSTOP"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
     }
 
     /// Lets a paused server go on (SIGCONT).

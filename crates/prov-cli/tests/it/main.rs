@@ -631,3 +631,242 @@ fn two_applies_at_once_on_postgres_take_turns() {
     assert!(ok, "cannot create a database with psql at {url}");
     two_applies_at_once(Some(&format!("{}/{name}", url.rsplit_once('/').unwrap().0)));
 }
+
+#[test]
+fn an_initial_password_is_set_once_kept_out_of_files_and_reset_on_request() {
+    let dir = setup(2);
+    let policy = POLICY.replace(
+        "[targets.ldap]\naccount = \"always\"\n",
+        "[targets.ldap]\naccount = \"always\"\nsecret = [\"password\"]\n[targets.ldap.attributes]\npassword = '\"Welcome-\" + id + \"-x7\"'\n",
+    );
+    std::fs::write(dir.join("policy.toml"), policy).unwrap();
+    let plan = dir.join("plan.json");
+    let (code, _, err) = prov(&dir, &["plan", "--out", plan.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = prov(&dir, &["apply", plan.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}{out}");
+    let target = std::fs::read_to_string(dir.join("targets/ldap.json")).unwrap();
+    assert!(target.contains("Welcome-e0-x7"), "the target has it");
+    // Nowhere else: not the plan, not the store (outbox and audit).
+    assert!(!std::fs::read_to_string(&plan).unwrap().contains("Welcome-"));
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let path = f.unwrap().path();
+        if path.is_file() && !path.ends_with("policy.toml") {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(8).any(|w| w == b"Welcome-"),
+                "{} holds a secret",
+                path.display()
+            );
+        }
+    }
+    // Nothing to do next time, and a reset sets it again, audited.
+    assert_eq!(prov(&dir, &["plan"]).1, "no changes\n");
+    let (code, out, err) = prov(&dir, &["reset-secret", "e0", "ldap"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("update") && out.contains("done"), "{out}");
+    let (code, out, _) = prov(&dir, &["--json", "audit", "export"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("reset of secret attributes, asked by tester"),
+        "{out}"
+    );
+    assert!(!out.contains("Welcome-"));
+    let (code, _, err) = prov(&dir, &["reset-secret", "nobody", "ldap"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn sigterm_stops_an_apply_records_what_was_sent_and_exits_143() {
+    let dir = setup(1500);
+    let target = dir.join("targets/ldap.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_prov"))
+        .arg("--config")
+        .arg(dir.join("prov.toml"))
+        .args(["apply", "--yes"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first creates have landed, the apply is under way (the
+    // file itself is made when the target is opened).
+    let started = std::time::Instant::now();
+    let made = |t: &Path| -> usize {
+        std::fs::read(t)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["accounts"].as_object().map(serde_json::Map::len))
+            .unwrap_or(0)
+    };
+    while made(&target) < 20 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(err.contains("stopping: no new operations"), "{err}");
+    // Every account on the target has its create recorded by the stopped
+    // run itself: nothing was left for recovery.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap();
+    let accounts = state["accounts"].as_object().unwrap().len();
+    assert!(accounts < 1500, "it stopped early: {accounts} accounts");
+    assert_eq!(prov(&dir, &["plan"]).0, 0);
+    let (code, log, _) = prov(&dir, &["audit", "export"]);
+    assert_eq!(code, 0);
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let text = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("").to_owned();
+    assert!(
+        !records
+            .iter()
+            .any(|r| text(r, "outcome").starts_with("recovered")),
+        "nothing left in flight: {log}"
+    );
+    let created = records
+        .iter()
+        .filter(|r| text(r, "operation") == "create" && text(r, "outcome") == "done")
+        .count();
+    assert_eq!(created, accounts);
+    // What was not sent is still to do (the next apply does it).
+    let (code, _, _) = prov(&dir, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2);
+}
+
+/// `prov apply` on a terminal (a pseudo-terminal from util-linux `script`,
+/// part of every Debian system), answering `answer`.
+fn apply_on_a_terminal(dir: &Path, answer: &str) -> (i32, String) {
+    use std::io::Write;
+    let cmd = format!(
+        "{} --config {} apply",
+        env!("CARGO_BIN_EXE_prov"),
+        dir.join("prov.toml").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn apply_on_a_terminal_shows_the_plan_and_applies_only_on_yes() {
+    let dir = setup(3);
+    let (code, out) = apply_on_a_terminal(&dir, "y");
+    assert_eq!(code, 8, "{out}");
+    assert!(
+        out.contains("Apply these 6 operations? Only `yes` applies them"),
+        "{out}"
+    );
+    assert!(
+        out.contains("not applied: the answer was not `yes`"),
+        "{out}"
+    );
+    assert_eq!(
+        prov(&dir, &["plan", "--detailed-exitcode"]).0,
+        2,
+        "nothing applied"
+    );
+    let (code, out) = apply_on_a_terminal(&dir, "yes");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("6 of 6 operations done"), "{out}");
+    assert_eq!(prov(&dir, &["plan"]).1, "no changes\n");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: run ./scripts/test.sh, which starts one"]
+fn a_store_that_stops_recording_mid_apply_exits_6_and_recovery_records_the_rest() {
+    let url = std::env::var("PROV_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("PROV_TEST_POSTGRES_URL is not set: run ./scripts/test.sh, which starts a private PostgreSQL")
+    });
+    let name = format!(
+        "prov_cli_full_{}_{}",
+        std::process::id(),
+        rand_suffix() % 1_000_000_000
+    );
+    let psql = |db: &str, sql: &str| {
+        Command::new("psql")
+            .args([db, "-qc", sql])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(psql(&url, &format!("CREATE DATABASE {name}")));
+    let db_url = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+    let people = 600;
+    let dir = setup(people);
+    let cfg = dir.join("prov.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("store = \"{db_url}\"\n{text}")).unwrap();
+    let target = dir.join("targets/ldap.json");
+    let made = |t: &Path| -> usize {
+        std::fs::read(t)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["accounts"].as_object().map(serde_json::Map::len))
+            .unwrap_or(0)
+    };
+    // The schema exists (the store migrates on open), then the disk "fills
+    // up": outbox entries can still be written, audit records cannot. A
+    // fault in place before the apply, so that what follows does not hang
+    // on how fast the machine is.
+    assert_eq!(prov(&dir, &["plan"]).0, 0);
+    assert!(psql(
+        &db_url,
+        "ALTER TABLE prov_audit ADD CONSTRAINT prov_test_full CHECK (seq < 0) NOT VALID"
+    ));
+    let (code, _, err) = prov(&dir, &["apply", "--yes"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("the audit log could not be written"), "{err}");
+    // Once the first records failed, nothing more was begun: at most the
+    // first chunk of 512 operations was sent.
+    let accounts = made(&target);
+    assert!(
+        (1..=512).contains(&accounts),
+        "it stopped sending: {accounts} accounts"
+    );
+    // The store works again: the next run's recovery records what was
+    // sent and not recorded, so each account has exactly one create record.
+    assert!(psql(
+        &db_url,
+        "ALTER TABLE prov_audit DROP CONSTRAINT prov_test_full"
+    ));
+    assert_eq!(
+        prov(&dir, &["plan", "--detailed-exitcode"]).0,
+        2,
+        "changes are still pending"
+    );
+    let (code, log, _) = prov(&dir, &["audit", "export"]);
+    assert_eq!(code, 0);
+    let creates = log
+        .lines()
+        .filter(|l| {
+            l.contains("\"operation\":\"create\"")
+                && (l.contains("\"outcome\":\"done\"")
+                    || l.contains("\"outcome\":\"recovered: applied"))
+        })
+        .count();
+    assert_eq!(creates, accounts, "one record per create");
+    assert_eq!(prov(&dir, &["audit", "verify"]).0, 0);
+}

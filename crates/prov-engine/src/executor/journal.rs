@@ -2,12 +2,13 @@
 //! and completions (audit record, ledger change, entry removed) written in
 //! grouped transactions.
 //!
-//! Group commit: a completion is queued; the task that finds no write in
-//! progress writes everything queued in one transaction, and keeps writing
-//! until the queue is empty. While one transaction is being made durable,
-//! the next group gathers, so the group size follows the store's latency:
-//! one record per transaction when operations are slow, hundreds when they
-//! are fast. No timer adds latency to a quiet apply.
+//! Group commit: a completion is queued; one writer, running beside the
+//! apply, writes everything queued in one transaction, and again while the
+//! queue is not empty. While one transaction is being made durable, the
+//! next group gathers, so the group size follows the store's latency: one
+//! record per transaction when operations are slow, hundreds when they are
+//! fast. No timer adds latency to a quiet apply, and no operation waits for
+//! the store unless the writer falls far behind.
 //!
 //! Before deletes the executor waits (`sync`) until the earlier phases'
 //! records are written: a delete destroys what recovery would look at (no
@@ -26,10 +27,14 @@ use crate::store::{Completion, OutboxEntry, Store};
 /// Most completions written in one transaction.
 const MAX_GROUP: usize = 2048;
 
+/// Most completions queued and not yet written before operations wait.
+const MAX_PENDING: usize = 4 * MAX_GROUP;
+
 #[derive(Default)]
 struct Queue {
     pending: Vec<Completion>,
-    writing: bool,
+    /// Set at the end of the apply: the writer stops once the queue is empty.
+    closed: bool,
     /// The first store failure; once set, nothing more is begun.
     error: Option<String>,
     /// Completions queued so far, and those whose write has ended.
@@ -42,6 +47,8 @@ pub(crate) struct Journal<'s> {
     queue: Mutex<Queue>,
     /// Woken after each group's write ends.
     written: Notify,
+    /// Wakes the writer: something was queued, or the journal closed.
+    work: Notify,
 }
 
 impl<'s> Journal<'s> {
@@ -50,6 +57,7 @@ impl<'s> Journal<'s> {
             store,
             queue: Mutex::new(Queue::default()),
             written: Notify::new(),
+            work: Notify::new(),
         }
     }
 
@@ -88,19 +96,29 @@ impl<'s> Journal<'s> {
         }
     }
 
-    /// Queues a completion and, when no write is in progress, writes the
-    /// queue (this one included) before returning.
+    /// Queues a completion for the writer. Returns at once unless the
+    /// writer is more than [`MAX_PENDING`] behind (then it waits: what is
+    /// sent but not yet recorded stays bounded).
     pub(crate) async fn finish(&self, completion: Completion) {
-        {
-            let mut q = self.lock();
-            q.pending.push(completion);
-            q.queued = q.queued.saturating_add(1);
-            if q.writing {
-                return;
+        loop {
+            let written = self.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            {
+                let mut q = self.lock();
+                if q.pending.len() < MAX_PENDING || q.closed {
+                    q.pending.push(completion);
+                    q.queued = q.queued.saturating_add(1);
+                    break;
+                }
             }
-            q.writing = true;
+            written.await;
         }
-        self.write_queue().await;
+        self.work.notify_one();
+        // The writer runs in the same task as the operations: let it take
+        // the queue now, so that a store failure is known (and stops the
+        // sends) within one write, even when the target's calls never wait.
+        tokio::task::yield_now().await;
     }
 
     /// Returns once every completion queued before the call is written (or
@@ -110,40 +128,49 @@ impl<'s> Journal<'s> {
     pub(crate) async fn sync(&self) {
         let target = self.lock().queued;
         loop {
-            let notified = self.written.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let write = {
-                let mut q = self.lock();
-                if q.ended >= target {
-                    return;
-                }
-                if q.writing {
-                    false
-                } else {
-                    q.writing = true;
-                    true
-                }
-            };
-            if write {
-                self.write_queue().await;
-            } else {
-                notified.await;
+            let written = self.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if self.lock().ended >= target {
+                return;
             }
+            written.await;
         }
     }
 
-    async fn write_queue(&self) {
+    /// Ends the writer once what is queued is written.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.work.notify_one();
+    }
+
+    /// The writer: runs beside the apply (joined with it, in the same task)
+    /// until [`close`](Self::close), writing whatever is queued in one
+    /// transaction at a time. While one transaction is being made durable
+    /// the next group gathers, so no operation waits on the store and the
+    /// groups grow with its latency.
+    pub(crate) async fn writer(&self) {
         loop {
+            // Let the operations running beside it (in the same task) queue
+            // what they have finished: operations that take microseconds
+            // (an event's, on fast targets) then share one transaction.
+            tokio::task::yield_now().await;
             let group: Vec<Completion> = {
                 let mut q = self.lock();
                 if q.pending.is_empty() {
-                    q.writing = false;
-                    return;
+                    if q.closed {
+                        return;
+                    }
+                    Vec::new()
+                } else {
+                    let n = q.pending.len().min(MAX_GROUP);
+                    q.pending.drain(..n).collect()
                 }
-                let n = q.pending.len().min(MAX_GROUP);
-                q.pending.drain(..n).collect()
             };
+            if group.is_empty() {
+                self.work.notified().await;
+                continue;
+            }
             let n = group.len();
             let result = self.store.complete(group).await;
             if let Err(e) = result {

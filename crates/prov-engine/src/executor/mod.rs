@@ -158,12 +158,13 @@ pub(crate) fn operation_name(op: &PlannedOp) -> String {
         OpKind::Grant { entitlement, .. } | OpKind::Revoke { entitlement, .. } => {
             format!("{} {entitlement}", op.kind.name())
         }
-        OpKind::Update { delta, .. } => {
+        OpKind::Update { delta, secret, .. } => {
             if let Some(login) = &delta.login {
                 return format!("rename to {login}");
             }
             let mut names: Vec<&str> = delta.set.keys().map(String::as_str).collect();
             names.extend(delta.remove.iter().map(String::as_str));
+            names.extend(secret.iter().map(String::as_str));
             format!("update {}", names.join(","))
         }
         kind => kind.name().to_owned(),
@@ -180,6 +181,8 @@ struct Run<'s> {
     /// costs one outbox transaction, not one per target and phase).
     all_begun: bool,
     finished: AtomicUsize,
+    /// The plan's secret values, by operation id (see `Plan::secrets`).
+    secrets: BTreeMap<String, prov_core::SecretAttributes>,
     total: usize,
 }
 
@@ -309,6 +312,7 @@ impl Executor {
             all_begun: false,
             finished: AtomicUsize::new(0),
             total: plan.ops.len(),
+            secrets: plan.secrets.clone(),
         };
         if plan.ops.len() <= CHUNK {
             let all: Vec<&PlannedOp> = plan.ops.iter().collect();
@@ -321,11 +325,17 @@ impl Executor {
             let rt = self.targets.get(t)?;
             Some(self.apply_target(&run, rt, ops))
         });
+        let work = async {
+            let batches = futures_util::future::join_all(runs).await;
+            run.journal.sync().await;
+            run.journal.close();
+            batches
+        };
+        let (batches, ()) = futures_util::future::join(work, run.journal.writer()).await;
         let mut outcomes: HashMap<String, OpOutcome> = HashMap::new();
-        for batch in futures_util::future::join_all(runs).await {
+        for batch in batches {
             outcomes.extend(batch.into_iter().map(|o| (o.op.clone(), o)));
         }
-        run.journal.sync().await;
         let after = self.retrier.counters();
         let ordered = plan
             .ops
@@ -400,7 +410,7 @@ impl Executor {
         let now = self.clock.now();
         let entries: Vec<OutboxEntry> = ops
             .iter()
-            .filter(|op| !matches!(op.kind, OpKind::Link { .. }))
+            .filter(|op| !matches!(op.kind, OpKind::Link { .. } | OpKind::Unlink { .. }))
             .map(|op| OutboxEntry::new(run.id.clone(), run.owner.clone(), (*op).clone(), now))
             .collect();
         run.journal.begin(&entries).await.map_err(not_sent)
@@ -414,6 +424,7 @@ impl Executor {
     ) -> Vec<OpOutcome> {
         let mut out = Vec::with_capacity(ops.len());
         let mut created: HashMap<String, Option<AccountId>> = HashMap::new();
+        let mut after_creates = false;
         for phase in 0..=5u8 {
             let in_phase: Vec<&PlannedOp> = ops
                 .iter()
@@ -423,12 +434,20 @@ impl Executor {
             if in_phase.is_empty() {
                 continue;
             }
-            // A delete destroys what recovery would look at for the earlier
-            // phases' operations on that account (no account, no revoke to
-            // find): their records are durable before any delete is sent.
-            // No other later phase hides an earlier one's effect.
-            if phase == 5 {
+            // Records are written beside the sends (the journal's writer),
+            // so the sends wait for them only at two points. After creates:
+            // everything later acts on the new accounts, and nothing of it
+            // is sent once the store has failed to record the creates.
+            // Before deletes: a delete destroys what recovery would look
+            // at for the earlier phases' operations on that account (no
+            // account, no revoke to find). No other later phase hides an
+            // earlier one's effect.
+            if phase == 5 || (phase > 0 && after_creates) {
                 run.journal.sync().await;
+                after_creates = false;
+            }
+            if phase == 0 {
+                after_creates = true;
             }
             match phase {
                 0 => {
@@ -491,7 +510,7 @@ impl Executor {
                     self.done(run, op, &o, None).await;
                     return (o, made_none(op));
                 }
-                let (o, made, ledger) = self.first_phase(rt, op).await;
+                let (o, made, ledger) = self.first_phase(run, rt, op).await;
                 self.done(run, op, &o, ledger).await;
                 (o, made)
             })
@@ -520,7 +539,7 @@ impl Executor {
                 for op in group {
                     let (o, ledger) = match self.halted(run) {
                         Some(status) => (outcome(op, None, status, 0), None),
-                        None => self.single(rt, op, created).await,
+                        None => self.single(run, rt, op, created).await,
                     };
                     self.done(run, op, &o, ledger).await;
                     v.push(o);
@@ -537,6 +556,7 @@ impl Executor {
     /// creates, and the link to record with the outcome.
     async fn first_phase(
         &self,
+        run: &Run<'_>,
         rt: &Runtime,
         op: &PlannedOp,
     ) -> (OpOutcome, Made, Option<LedgerChange>) {
@@ -566,26 +586,57 @@ impl Executor {
                     None,
                 ),
             },
+            OpKind::Unlink { account } => (
+                outcome(op, Some(account.clone()), OpStatus::Done, 0),
+                None,
+                Some(LedgerChange::Remove {
+                    target: op.target.clone(),
+                    account: account.clone(),
+                }),
+            ),
             OpKind::Create {
                 login,
                 attributes,
                 enabled,
+                secret,
             } => {
-                let mut req = CreateAccount::new(login.clone(), attributes.clone());
+                let marker = create_marker(&run.id, &op.id);
+                let mut req = CreateAccount::new(login.clone(), attributes.clone())
+                    .with_marker(marker.clone());
                 req.enabled = *enabled;
+                match secrets_for(run, op, secret) {
+                    Ok(values) => req.secrets = values,
+                    Err(message) => {
+                        return (
+                            outcome(
+                                op,
+                                None,
+                                OpStatus::Failed {
+                                    kind: ErrorKind::InvalidInput,
+                                    message,
+                                },
+                                0,
+                            ),
+                            Some((login.clone(), None)),
+                            None,
+                        );
+                    }
+                }
                 let (res, attempts) = self
                     .retrier
                     .call(rt.limiter.as_ref(), || rt.conn.create_account(req.clone()))
                     .await;
                 let res = match res {
-                    // A retried create that finds the login taken most likely
-                    // made it on an attempt whose reply was lost; a create that
-                    // timed out may have happened. Either way, look before failing.
+                    // A retried create that finds the login taken may have
+                    // made it on an attempt whose reply was lost; a create
+                    // that timed out may have happened. The account is ours
+                    // only if it carries this create's marker: anyone may
+                    // have made one with that login meanwhile.
                     Err(e)
                         if (e.kind() == ErrorKind::AlreadyExists && attempts > 1)
                             || e.kind() == ErrorKind::Timeout =>
                     {
-                        self.find_by_login(rt, login).await.map_err(|_| e)
+                        self.adopt(rt, login, &marker, e).await
                     }
                     other => other.map(|a| a.id),
                 };
@@ -620,7 +671,44 @@ impl Executor {
         }
     }
 
-    async fn find_by_login(&self, rt: &Runtime, login: &str) -> prov_core::Result<AccountId> {
+    /// After a create whose reply was lost (`lost`): the account with
+    /// `login` if it carries this create's `marker`, else `lost`, or a
+    /// conflict for a person when an account with the login exists without
+    /// the proof.
+    async fn adopt(
+        &self,
+        rt: &Runtime,
+        login: &str,
+        marker: &str,
+        lost: prov_core::Error,
+    ) -> prov_core::Result<AccountId> {
+        let found = match self.find_by_login(rt, login).await {
+            Ok(Some(a)) => a,
+            Ok(None) | Err(_) => return Err(lost),
+        };
+        if rt.caps.create_marker && found.marker.as_deref() == Some(marker) {
+            return Ok(found.id);
+        }
+        let why = if rt.caps.create_marker {
+            "it does not carry this create's marker"
+        } else {
+            "the connector keeps no create marker to prove who made it"
+        };
+        Err(prov_core::Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "the reply to the create of {login} was lost ({lost}) and account {} has that login, \
+                 but {why}: it is not adopted as created; the next plan correlates it (linked) or reports it",
+                found.id
+            ),
+        ))
+    }
+
+    async fn find_by_login(
+        &self,
+        rt: &Runtime,
+        login: &str,
+    ) -> prov_core::Result<Option<prov_core::Account>> {
         // As `ConnectorExt::accounts_with_login`, but each call retried and rate limited.
         let filtered = rt.caps.filter_attributes.iter().any(|a| a == "login");
         let with_filter = |req: ListRequest| {
@@ -638,31 +726,42 @@ impl Executor {
                 .await;
             let page = page?;
             if let Some(a) = page.items.into_iter().find(|a| a.login == login) {
-                return Ok(a.id);
+                return Ok(Some(a));
             }
             match page.next {
                 Some(c) => req = with_filter(ListRequest::after(c)),
-                None => {
-                    return Err(prov_core::Error::not_found(format!(
-                        "no account with login {login}"
-                    )));
-                }
+                None => return Ok(None),
             }
         }
     }
 
     async fn single(
         &self,
+        run: &Run<'_>,
         rt: &Runtime,
         op: &PlannedOp,
         created: &HashMap<String, Option<AccountId>>,
     ) -> (OpOutcome, Option<LedgerChange>) {
         let resolve = |a: &AccountRef| resolve(a, created);
         match &op.kind {
-            OpKind::Update { account, delta } => match resolve(account) {
+            OpKind::Update {
+                account,
+                delta,
+                secret,
+            } => match resolve(account) {
                 Err(reason) => (outcome(op, None, skipped(reason), 0), None),
                 Ok(id) => {
-                    let req = UpdateAccount::new(id.clone(), delta.clone());
+                    let mut req = UpdateAccount::new(id.clone(), delta.clone());
+                    match secrets_for(run, op, secret) {
+                        Ok(values) => req.secrets = values,
+                        Err(message) => {
+                            let status = OpStatus::Failed {
+                                kind: ErrorKind::InvalidInput,
+                                message,
+                            };
+                            return (outcome(op, Some(id), status, 0), None);
+                        }
+                    }
                     let (res, attempts) = self
                         .retrier
                         .call(rt.limiter.as_ref(), || rt.conn.update_account(req.clone()))
@@ -878,10 +977,40 @@ fn resolve(
     }
 }
 
+/// The values of an operation's secret attributes `names`, from the plan
+/// made in this process; a plan read from a file has none.
+fn secrets_for(
+    run: &Run<'_>,
+    op: &PlannedOp,
+    names: &std::collections::BTreeSet<String>,
+) -> Result<prov_core::SecretAttributes, String> {
+    if names.is_empty() {
+        return Ok(prov_core::SecretAttributes::new());
+    }
+    match run.secrets.get(&op.id) {
+        Some(values) if names.iter().all(|k| values.contains_key(k)) => Ok(values.clone()),
+        _ => Err(format!(
+            "{} of {}: secret attribute {} has no value here: a plan read from a file never \
+             holds one; apply it with Engine::apply (prov apply), which plans again and computes it",
+            op.kind.name(),
+            op.account_login.as_deref().unwrap_or(op.id.as_str()),
+            names.iter().cloned().collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// The marker a create carries (`CreateAccount::marker`): the run and the
+/// operation, the same on every retry and for recovery.
+pub(crate) fn create_marker(run: &str, op: &str) -> String {
+    format!("prov:{run}:{op}")
+}
+
 fn account_key(kind: &OpKind) -> String {
     match kind {
         OpKind::Update { account, .. } | OpKind::SetEnabled { account, .. } => account.to_string(),
-        OpKind::Delete { account } | OpKind::Link { account } => account.to_string(),
+        OpKind::Delete { account } | OpKind::Link { account } | OpKind::Unlink { account } => {
+            account.to_string()
+        }
         OpKind::Grant { account, .. } | OpKind::Revoke { account, .. } => account.to_string(),
         OpKind::Create { login, .. } => login.clone(),
     }

@@ -13,6 +13,8 @@ use super::sql::{db_error, sql_store};
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Where claims are written: the same pool.
+    claims: PgPool,
     audit_key: Option<crate::audit::AuditKey>,
 }
 
@@ -26,6 +28,7 @@ impl PostgresStore {
             .await
             .map_err(|e| db_error("postgres", "cannot connect", e))?;
         let store = PostgresStore {
+            claims: pool.clone(),
             pool,
             audit_key: None,
         };

@@ -516,38 +516,44 @@ macro_rules! sql_store {
             ) -> prov_core::Result<Option<crate::store::Holder>> {
                 use crate::store::sql::{from_millis, millis};
                 let err = |e| crate::store::sql::db_error($name, "claim targets", e);
-                let mut tx = self.pool.begin_with($begin).await.map_err(err)?;
+                let mut tx = self.claims.begin_with($begin).await.map_err(err)?;
                 for run in dead {
                     sqlx::query("DELETE FROM prov_claims WHERE run = $1").bind(run).execute(&mut *tx).await.map_err(err)?;
                 }
-                for t in targets {
-                    let taken = sqlx::query(
-                        "INSERT INTO prov_claims (target, run, owner, until_ms) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (target) DO UPDATE SET run = excluded.run, owner = excluded.owner, until_ms = excluded.until_ms
-                         WHERE prov_claims.run = excluded.run OR prov_claims.until_ms < $5",
-                    )
-                    .bind(t.as_str())
-                    .bind(&claim.run)
-                    .bind(&claim.owner)
-                    .bind(millis(claim.until))
-                    .bind(millis(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?
-                    .rows_affected();
-                    if taken == 0 {
+                // Every target in one statement: a row is written only where
+                // the target is free, this run's, or its claim lapsed.
+                let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO prov_claims (target, run, owner, until_ms) ");
+                q.push_values(targets, |mut b, t| {
+                    b.push_bind(t.as_str())
+                        .push_bind(&claim.run)
+                        .push_bind(&claim.owner)
+                        .push_bind(millis(claim.until));
+                });
+                q.push(" ON CONFLICT (target) DO UPDATE SET run = excluded.run, owner = excluded.owner, until_ms = excluded.until_ms
+                         WHERE prov_claims.run = excluded.run OR prov_claims.until_ms < ")
+                    .push_bind(millis(now));
+                let taken = if targets.is_empty() {
+                    0
+                } else {
+                    q.build().execute(&mut *tx).await.map_err(err)?.rows_affected()
+                };
+                if usize::try_from(taken).ok() != Some(targets.len()) {
+                    // One is held: name a holder that is not this run.
+                    for t in targets {
                         let row: Option<(String, String, i64)> =
-                            sqlx::query_as("SELECT run, owner, until_ms FROM prov_claims WHERE target = $1")
+                            sqlx::query_as("SELECT run, owner, until_ms FROM prov_claims WHERE target = $1 AND run <> $2")
                                 .bind(t.as_str())
+                                .bind(&claim.run)
                                 .fetch_optional(&mut *tx)
                                 .await
                                 .map_err(err)?;
-                        tx.rollback().await.map_err(err)?;
-                        let (run, owner, until) = row.unwrap_or_default();
-                        return Ok(Some(crate::store::Holder {
-                            target: t.clone(),
-                            claim: crate::store::Claim::new(run, owner, from_millis(until)),
-                        }));
+                        if let Some((run, owner, until)) = row {
+                            tx.rollback().await.map_err(err)?;
+                            return Ok(Some(crate::store::Holder {
+                                target: t.clone(),
+                                claim: crate::store::Claim::new(run, owner, from_millis(until)),
+                            }));
+                        }
                     }
                 }
                 tx.commit().await.map_err(err)?;
@@ -558,7 +564,7 @@ macro_rules! sql_store {
                 sqlx::query("UPDATE prov_claims SET until_ms = $2 WHERE run = $1")
                     .bind(&claim.run)
                     .bind(crate::store::sql::millis(claim.until))
-                    .execute(&self.pool)
+                    .execute(&self.claims)
                     .await
                     .map_err(|e| crate::store::sql::db_error($name, "renew claims", e))?;
                 Ok(())
@@ -567,7 +573,7 @@ macro_rules! sql_store {
             async fn release(&self, run: &str) -> prov_core::Result<()> {
                 sqlx::query("DELETE FROM prov_claims WHERE run = $1")
                     .bind(run)
-                    .execute(&self.pool)
+                    .execute(&self.claims)
                     .await
                     .map_err(|e| crate::store::sql::db_error($name, "release claims", e))?;
                 Ok(())

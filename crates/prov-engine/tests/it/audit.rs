@@ -90,7 +90,8 @@ async fn edits_removals_and_reorderings_are_detected() {
     assert_eq!(audit::verify(&truncated_head).unwrap_err().position, 1);
 }
 
-/// A store that stops recording after `ok` completions: a disk that filled up.
+/// A store that stops recording after `ok` completion records (a group
+/// that would pass the limit fails whole): a disk that filled up.
 struct FailingStore {
     inner: Arc<MemoryStore>,
     ok: AtomicUsize,
@@ -127,13 +128,13 @@ impl Store for FailingStore {
     }
     async fn complete(&self, done: Vec<Completion>) -> prov_core::Result<Vec<AuditRecord>> {
         let left = self.ok.load(Ordering::SeqCst);
-        if left == 0 {
+        if left < done.len() || left == 0 {
             return Err(prov_core::Error::new(
                 prov_core::ErrorKind::Unavailable,
                 "disk full",
             ));
         }
-        self.ok.store(left - 1, Ordering::SeqCst);
+        self.ok.store(left - done.len(), Ordering::SeqCst);
         self.inner.complete(done).await
     }
     async fn outbox_open(&self) -> prov_core::Result<Vec<OutboxEntry>> {
@@ -179,7 +180,7 @@ impl Store for FailingStore {
     }
 }
 
-fn engine_over(world: &World, store: Arc<dyn Store>) -> Engine {
+pub(crate) fn engine_over(world: &World, store: Arc<dyn Store>) -> Engine {
     let conns: BTreeMap<TargetId, Arc<dyn Connector>> = world
         .targets
         .iter()
@@ -228,7 +229,7 @@ async fn a_store_that_cannot_record_stops_the_apply_and_recovery_records_what_wa
     let inner = Arc::new(MemoryStore::new());
     let failing = Arc::new(FailingStore {
         inner: Arc::clone(&inner),
-        ok: AtomicUsize::new(3),
+        ok: AtomicUsize::new(50),
     });
     let engine = engine_over(&world, failing);
     let (plan, report) = engine.reconcile(&crowd(200)).await.unwrap();

@@ -121,6 +121,16 @@ async fn lost_replies_do_not_duplicate_accounts() {
     );
     assert!(
         world
+            .store
+            .links()
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.origin == prov_engine::LinkOrigin::Created),
+        "adopted after a lost reply by its marker: still the engine's own"
+    );
+    assert!(
+        world
             .plan(&p, &who, now(), &PlanOptions::default())
             .await
             .is_empty()

@@ -6,6 +6,8 @@ mod crash;
 mod engine;
 mod executor;
 mod leases;
+mod ledger;
 mod planner;
 mod review;
+mod secrets;
 mod store;

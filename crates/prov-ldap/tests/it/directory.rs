@@ -697,3 +697,35 @@ async fn one_directory_attribute_feeds_several_model_attributes() {
     let read = conn.get_account(&a.id).await.unwrap();
     assert_eq!(&read, a);
 }
+
+/// A secret attribute (an initial password) is written with the create:
+/// the person can bind with it; the request never shows it; the marker
+/// the create carried comes back with the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_writes_its_secret_and_keeps_its_marker() {
+    let server = slapd();
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.accounts
+        .attributes
+        .insert("password".to_owned(), AttributeMap::string("userPassword"));
+    cfg.accounts.marker_attribute = Some("description".to_owned());
+    let conn = LdapConnector::new(cfg).unwrap();
+    assert!(conn.capabilities().create_marker);
+    let mut req = CreateAccount::new("newbie", person("Doe")).with_marker("prov:run-1:op-9");
+    req.secrets.insert(
+        "password".to_owned(),
+        prov_core::SecretValue::new(Value::from("Initial-9qv!")),
+    );
+    assert!(!format!("{req:?}").contains("Initial-9qv!"), "{req:?}");
+    let made = conn.create_account(req).await.unwrap();
+    assert!(!made.attributes.contains_key("password"));
+    assert_eq!(made.marker.as_deref(), Some("prov:run-1:op-9"));
+    assert_eq!(bind(&server.url, made.id.as_str(), "Initial-9qv!").await, 0);
+    assert_eq!(bind(&server.url, made.id.as_str(), "wrong").await, 49);
+    let listed = conn.accounts_with_login("newbie").await.unwrap();
+    assert_eq!(listed[0].marker.as_deref(), Some("prov:run-1:op-9"));
+    assert_eq!(
+        attribute(&server, made.id.as_str(), "description"),
+        "prov:run-1:op-9"
+    );
+}

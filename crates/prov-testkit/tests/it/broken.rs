@@ -29,6 +29,8 @@ enum Flaw {
     DeleteWithoutCapability,
     /// A missing account fails the whole batch.
     WholeBatchFails,
+    /// Claims to keep create markers but reads them back as none.
+    MarkerDropped,
 }
 
 #[derive(Debug)]
@@ -64,6 +66,10 @@ impl Connector for Broken {
                 if self.flaw == Flaw::NotFoundAsUnexpected && e.kind() == ErrorKind::NotFound =>
             {
                 Err(Error::new(ErrorKind::Unexpected, "HTTP 404"))
+            }
+            Ok(mut a) if self.flaw == Flaw::MarkerDropped => {
+                a.marker = None;
+                Ok(a)
             }
             other => other,
         }
@@ -219,6 +225,11 @@ async fn each_contract_violation_is_caught_with_a_message_that_says_what_to_fix(
             Flaw::DeleteWithoutCapability,
             "unsupported_operations_say_so",
             &["delete_account((capability absent)): expected an unsupported error"],
+        ),
+        (
+            Flaw::MarkerDropped,
+            "create_marker_is_kept",
+            &["get_account(", "marker prov-conformance:", "None"],
         ),
         (
             Flaw::WholeBatchFails,

@@ -31,7 +31,7 @@ async fn the_reference_connector_passes_the_whole_suite() {
         assert!(
             report
                 .to_string()
-                .ends_with("11 passed, 0 failed, 1 skipped"),
+                .ends_with("12 passed, 0 failed, 1 skipped"),
             "{report}"
         );
         assert!(target.accounts().is_empty(), "the suite cleans up");

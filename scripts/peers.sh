@@ -46,9 +46,10 @@ apt_install() {
 start_postgres() {
   local bin
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
-    echo "installing PostgreSQL (Debian package postgresql)"
-    apt_install postgresql
+  # The server, and psql (postgresql-client), which tests use to break a store on purpose.
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ] || ! command -v psql >/dev/null; then
+    echo "installing PostgreSQL (Debian packages postgresql, postgresql-client)"
+    apt_install postgresql postgresql-client
     bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   fi
   local dir="$PEERS_DIR/postgres" port

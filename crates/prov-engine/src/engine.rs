@@ -486,14 +486,13 @@ impl Engine {
                 links.len()
             )));
         };
-        let leases: Vec<Lease> = self
-            .store
-            .leases_of(&who.id)
-            .await
-            .map_err(EngineError::Store)?
-            .iter()
-            .filter_map(LeaseRecord::as_lease)
-            .collect();
+        let leases = granting(
+            &self
+                .store
+                .leases_of(&who.id)
+                .await
+                .map_err(EngineError::Store)?,
+        );
         let res = self.policy.resolve_with(who, now, Extra::new(&[], &leases));
         let secrets = self
             .policy
@@ -584,11 +583,7 @@ impl Engine {
             (links, leases)
         };
         let mut links = links.map_err(EngineError::Store)?;
-        let leases: Vec<Lease> = leases
-            .map_err(EngineError::Store)?
-            .iter()
-            .filter_map(LeaseRecord::as_lease)
-            .collect();
+        let leases = granting(&leases.map_err(EngineError::Store)?);
         let extra = Extra::new(&[], &leases);
         let res = self.policy.resolve_with(&who, now, extra);
         let mut actual: BTreeMap<TargetId, Vec<Account>> = BTreeMap::new();
@@ -736,8 +731,9 @@ impl Engine {
     /// Approved leases from the store, as the resolver takes them (expired
     /// ones included: the resolver checks each window against the time).
     async fn active_leases(&self) -> Result<Vec<Lease>, EngineError> {
-        let records = self.store.leases().await.map_err(EngineError::Store)?;
-        Ok(records.iter().filter_map(LeaseRecord::as_lease).collect())
+        Ok(granting(
+            &self.store.leases().await.map_err(EngineError::Store)?,
+        ))
     }
 
     async fn lease(&self, id: &str) -> Result<LeaseRecord, LeaseError> {
@@ -1014,4 +1010,9 @@ impl Engine {
             Extra::new(&[], &leases),
         )))
     }
+}
+
+/// The approved leases among `records`, as the resolver takes them.
+fn granting(records: &[LeaseRecord]) -> Vec<Lease> {
+    records.iter().filter_map(LeaseRecord::as_lease).collect()
 }

@@ -45,6 +45,49 @@ fn rand_suffix() -> u128 {
         .unwrap_or(0)
 }
 
+/// Runs one SQL statement with `psql` (installed by scripts/peers.sh).
+fn psql(db_url: &str, sql: &str) -> bool {
+    Command::new("psql")
+        .args([db_url, "-qc", sql])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A fresh database on the PostgreSQL that scripts/test.sh started, so
+/// runs never see each other's rows; returns its URL.
+fn pg_database(prefix: &str) -> String {
+    let url = std::env::var("PROV_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("PROV_TEST_POSTGRES_URL is not set: run ./scripts/test.sh, which starts a private PostgreSQL")
+    });
+    let name = format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        rand_suffix() % 1_000_000_000
+    );
+    assert!(
+        psql(&url, &format!("CREATE DATABASE {name}")),
+        "cannot create a database with psql at {url}"
+    );
+    let (server, _) = url.rsplit_once('/').expect("a database URL ends in /NAME");
+    format!("{server}/{name}")
+}
+
+/// Points the configuration in `dir` at the store `url`.
+fn use_store(dir: &Path, url: &str) {
+    let cfg = dir.join("prov.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("store = \"{url}\"\n{text}")).unwrap();
+}
+
+/// How many accounts a file target holds (0 before it is first written).
+fn accounts_in(target: &Path) -> usize {
+    std::fs::read(target)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["accounts"].as_object().map(serde_json::Map::len))
+        .unwrap_or(0)
+}
+
 fn prov(dir: &Path, args: &[&str]) -> (i32, String, String) {
     prov_with(dir, args, &[])
 }
@@ -513,26 +556,8 @@ fn an_approve_and_a_reject_at_once_never_both_succeed_on_sqlite() {
 #[test]
 #[ignore = "needs PostgreSQL: run ./scripts/test.sh, which starts one"]
 fn an_approve_and_a_reject_at_once_never_both_succeed_on_postgres() {
-    let url = std::env::var("PROV_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!("PROV_TEST_POSTGRES_URL is not set: run ./scripts/test.sh, which starts a private PostgreSQL")
-    });
     let dir = setup(2);
-    // A database of its own, so runs never see each other's leases.
-    let name = format!(
-        "prov_cli_race_{}_{}",
-        std::process::id(),
-        rand_suffix() % 1_000_000_000
-    );
-    let status = Command::new("psql")
-        .args([&url, "-qc", &format!("CREATE DATABASE {name}")])
-        .status();
-    let db_url = match status {
-        Ok(s) if s.success() => format!("{}/{name}", url.rsplit_once('/').unwrap().0),
-        _ => panic!("cannot create a database with psql at {url}"),
-    };
-    let cfg = dir.join("prov.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, format!("store = \"{db_url}\"\n{text}")).unwrap();
+    use_store(&dir, &pg_database("prov_cli_race"));
     decisions_race(&dir, 8);
 }
 
@@ -616,20 +641,7 @@ fn two_applies_at_once_on_sqlite_take_turns() {
 #[test]
 #[ignore = "needs PostgreSQL: run ./scripts/test.sh, which starts one"]
 fn two_applies_at_once_on_postgres_take_turns() {
-    let url = std::env::var("PROV_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!("PROV_TEST_POSTGRES_URL is not set: run ./scripts/test.sh, which starts a private PostgreSQL")
-    });
-    let name = format!(
-        "prov_cli_turns_{}_{}",
-        std::process::id(),
-        rand_suffix() % 1_000_000_000
-    );
-    let ok = Command::new("psql")
-        .args([&url, "-qc", &format!("CREATE DATABASE {name}")])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "cannot create a database with psql at {url}");
-    two_applies_at_once(Some(&format!("{}/{name}", url.rsplit_once('/').unwrap().0)));
+    two_applies_at_once(Some(&pg_database("prov_cli_turns")));
 }
 
 #[test]
@@ -692,14 +704,7 @@ fn sigterm_stops_an_apply_records_what_was_sent_and_exits_143() {
     // Once the first creates have landed, the apply is under way (the
     // file itself is made when the target is opened).
     let started = std::time::Instant::now();
-    let made = |t: &Path| -> usize {
-        std::fs::read(t)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["accounts"].as_object().map(serde_json::Map::len))
-            .unwrap_or(0)
-    };
-    while made(&target) < 20 {
+    while accounts_in(&target) < 20 {
         assert!(started.elapsed() < std::time::Duration::from_secs(120));
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
@@ -798,35 +803,11 @@ fn apply_on_a_terminal_shows_the_plan_and_applies_only_on_yes() {
 #[test]
 #[ignore = "needs PostgreSQL: run ./scripts/test.sh, which starts one"]
 fn a_store_that_stops_recording_mid_apply_exits_6_and_recovery_records_the_rest() {
-    let url = std::env::var("PROV_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!("PROV_TEST_POSTGRES_URL is not set: run ./scripts/test.sh, which starts a private PostgreSQL")
-    });
-    let name = format!(
-        "prov_cli_full_{}_{}",
-        std::process::id(),
-        rand_suffix() % 1_000_000_000
-    );
-    let psql = |db: &str, sql: &str| {
-        Command::new("psql")
-            .args([db, "-qc", sql])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    assert!(psql(&url, &format!("CREATE DATABASE {name}")));
-    let db_url = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+    let db_url = pg_database("prov_cli_full");
     let people = 600;
     let dir = setup(people);
-    let cfg = dir.join("prov.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, format!("store = \"{db_url}\"\n{text}")).unwrap();
+    use_store(&dir, &db_url);
     let target = dir.join("targets/ldap.json");
-    let made = |t: &Path| -> usize {
-        std::fs::read(t)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["accounts"].as_object().map(serde_json::Map::len))
-            .unwrap_or(0)
-    };
     // The schema exists (the store migrates on open), then the disk "fills
     // up": outbox entries can still be written, audit records cannot. A
     // fault in place before the apply, so that what follows does not hang
@@ -841,7 +822,7 @@ fn a_store_that_stops_recording_mid_apply_exits_6_and_recovery_records_the_rest(
     assert!(err.contains("the audit log could not be written"), "{err}");
     // Once the first records failed, nothing more was begun: at most the
     // first chunk of 512 operations was sent.
-    let accounts = made(&target);
+    let accounts = accounts_in(&target);
     assert!(
         (1..=512).contains(&accounts),
         "it stopped sending: {accounts} accounts"

@@ -181,13 +181,17 @@ impl Store for FailingStore {
 }
 
 pub(crate) fn engine_over(world: &World, store: Arc<dyn Store>) -> Engine {
-    let conns: BTreeMap<TargetId, Arc<dyn Connector>> = world
-        .targets
-        .iter()
-        .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
-        .collect();
+    engine_with_policy(world, store, policy())
+}
+
+/// An engine over the world's targets and `store` with `policy`, its clock at `now()`.
+pub(crate) fn engine_with_policy(
+    world: &World,
+    store: Arc<dyn Store>,
+    policy: prov_resolver::CompiledPolicy,
+) -> Engine {
     let clock = Arc::new(ManualClock::new(now()));
-    Engine::new(Arc::new(policy()), conns, store).with_clock(clock)
+    Engine::new(Arc::new(policy), world.connectors(), store).with_clock(clock)
 }
 
 /// Writes a target made, by account, from its own change journal.

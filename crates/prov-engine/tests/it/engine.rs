@@ -24,10 +24,7 @@ fn setup() -> Setup {
         TargetId::new("github"),
         MemoryConnector::new().with_entitlements(["org:eng"]),
     );
-    let conns: BTreeMap<TargetId, Arc<dyn Connector>> = targets
-        .iter()
-        .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
-        .collect();
+    let conns = crate::planner::connectors(&targets);
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
@@ -366,11 +363,7 @@ async fn a_plan_expires_with_its_age() {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
     ));
-    let conns: BTreeMap<TargetId, Arc<dyn Connector>> = s
-        .targets
-        .iter()
-        .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
-        .collect();
+    let conns = crate::planner::connectors(&s.targets);
     let engine = Engine::new(Arc::new(policy()), conns, s.store.clone())
         .with_clock(clock.clone())
         .with_max_plan_age(std::time::Duration::from_secs(3600));

@@ -243,27 +243,17 @@ async fn an_account_someone_made_meanwhile_is_not_adopted_as_created() {
     let world = World::new();
     let who = &people()[..1];
     let plan = world.plan(&p, who, now(), &PlanOptions::default()).await;
-    let mut conns: std::collections::BTreeMap<TargetId, Arc<dyn Connector>> = world
-        .targets
-        .iter()
-        .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
-        .collect();
-    conns.insert(
-        ldap(),
+    let conns = world.connectors_with(&ldap(), |inner| {
         Arc::new(Interloper {
-            inner: world.targets[&ldap()].clone(),
+            inner,
             raced: Default::default(),
-        }),
-    );
+        })
+    });
     let report = Executor::new(conns, ApplyOptions::default())
         .apply(&plan, &world.store)
         .await
         .unwrap();
-    let create = report
-        .outcomes
-        .iter()
-        .find(|o| o.name == "create" && o.target == ldap())
-        .unwrap();
+    let create = crate::planner::outcome(&report, "create", &ldap());
     let text = create.to_string();
     assert!(
         matches!(&create.status, OpStatus::Failed { kind, .. } if *kind == prov_core::ErrorKind::Conflict),
@@ -299,27 +289,12 @@ async fn a_lost_reply_on_a_target_without_markers_is_a_conflict_not_an_adoption(
     let plan = world.plan(&p, who, now(), &PlanOptions::default()).await;
     let mut faults = FaultConfig::seeded(1).lost_replies(1.0);
     faults.only = vec![prov_core::Operation::CreateAccount];
-    let conns = world
-        .targets
-        .iter()
-        .map(|(t, c)| {
-            let conn: Arc<dyn Connector> = if *t == ldap() {
-                Arc::new(FaultyConnector::new(c.clone(), faults.clone()))
-            } else {
-                Arc::new(c.clone())
-            };
-            (t.clone(), conn)
-        })
-        .collect();
+    let conns = world.connectors_with(&ldap(), |c| Arc::new(FaultyConnector::new(c, faults)));
     let report = Executor::new(conns, ApplyOptions::default())
         .apply(&plan, &world.store)
         .await
         .unwrap();
-    let create = report
-        .outcomes
-        .iter()
-        .find(|o| o.name == "create" && o.target == ldap())
-        .unwrap();
+    let create = crate::planner::outcome(&report, "create", &ldap());
     let text = create.to_string();
     assert!(
         text.contains("the connector keeps no create marker"),

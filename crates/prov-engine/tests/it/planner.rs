@@ -80,6 +80,29 @@ pub(crate) fn people() -> Vec<Identity> {
 }
 
 /// A world: memory targets, the store, and the executor over them.
+/// The outcome of the operation `name` on `target` in `report`.
+pub(crate) fn outcome<'a>(
+    report: &'a prov_engine::ApplyReport,
+    name: &str,
+    target: &TargetId,
+) -> &'a prov_engine::OpOutcome {
+    report
+        .outcomes
+        .iter()
+        .find(|o| o.name == name && o.target == *target)
+        .unwrap_or_else(|| panic!("no {name} on {target} in {:#?}", report.outcomes))
+}
+
+/// Memory targets as the engine takes them.
+pub(crate) fn connectors(
+    targets: &BTreeMap<TargetId, MemoryConnector>,
+) -> BTreeMap<TargetId, Arc<dyn Connector>> {
+    targets
+        .iter()
+        .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
+        .collect()
+}
+
 pub(crate) struct World {
     pub(crate) targets: BTreeMap<TargetId, MemoryConnector>,
     pub(crate) store: MemoryStore,
@@ -123,12 +146,24 @@ impl World {
     }
 
     pub(crate) fn executor(&self, opts: ApplyOptions) -> Executor {
-        let conns = self
-            .targets
-            .iter()
-            .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
-            .collect();
-        Executor::new(conns, opts)
+        Executor::new(self.connectors(), opts)
+    }
+
+    /// The world's targets as the engine takes them.
+    pub(crate) fn connectors(&self) -> BTreeMap<TargetId, Arc<dyn Connector>> {
+        connectors(&self.targets)
+    }
+
+    /// The world's targets, with `target` replaced by `wrap` of it (a
+    /// fault injector, a racing writer).
+    pub(crate) fn connectors_with(
+        &self,
+        target: &TargetId,
+        wrap: impl FnOnce(MemoryConnector) -> Arc<dyn Connector>,
+    ) -> BTreeMap<TargetId, Arc<dyn Connector>> {
+        let mut conns = self.connectors();
+        conns.insert(target.clone(), wrap(self.targets[target].clone()));
+        conns
     }
 
     /// Plans for `who` and applies it: the world then matches the policy.

@@ -1,7 +1,6 @@
 //! Secret attributes (an initial password): never in plans, outbox rows,
 //! audit records or Debug output; set on create only, never compared.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use prov_core::{AttributeDelta, Connector, ConnectorExt, TargetId, UpdateAccount, Value};
@@ -9,7 +8,6 @@ use prov_engine::{
     ApplyOptions, Engine, Executor, OpKind, OpStatus, Plan, PlanOptions, SqliteStore, Store,
 };
 use prov_resolver::{CompiledPolicy, Policy};
-use prov_testkit::ManualClock;
 
 use crate::planner::{POLICY, World, lines, now, people};
 
@@ -31,12 +29,7 @@ fn ldap() -> TargetId {
 }
 
 fn engine(world: &World, store: Arc<dyn Store>) -> Engine {
-    let conns: BTreeMap<TargetId, Arc<dyn Connector>> = world
-        .targets
-        .iter()
-        .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
-        .collect();
-    Engine::new(Arc::new(policy()), conns, store).with_clock(Arc::new(ManualClock::new(now())))
+    crate::audit::engine_with_policy(world, store, policy())
 }
 
 fn no_secret_in(what: &str, text: &str) {
@@ -110,10 +103,7 @@ async fn a_secret_is_set_on_create_and_never_written_down_anywhere() {
 async fn a_secret_is_never_compared_or_re_set_by_later_plans() {
     let p = policy();
     let mut world = World::new();
-    let plan = world
-        .plan(&p, &people(), now(), &PlanOptions::default())
-        .await;
-    world.apply(&plan).await;
+    world.converge(&p, &people()).await;
     let conn = &world.targets[&ldap()];
     let ada = conn
         .accounts_with_login("ada.lovelace")
@@ -160,20 +150,11 @@ async fn a_plan_from_a_file_gets_its_secret_only_by_planning_again() {
 
     // Straight to the executor: the create cannot be made right, so it is
     // refused, naming the attribute, and nothing is created.
-    let conns = world
-        .targets
-        .iter()
-        .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
-        .collect();
-    let report = Executor::new(conns, ApplyOptions::default())
+    let report = Executor::new(world.connectors(), ApplyOptions::default())
         .apply(&saved, store.as_ref())
         .await
         .unwrap();
-    let create = report
-        .outcomes
-        .iter()
-        .find(|o| o.name == "create" && o.target == ldap())
-        .unwrap();
+    let create = crate::planner::outcome(&report, "create", &ldap());
     let text = create.to_string();
     assert!(matches!(create.status, OpStatus::Failed { .. }), "{text}");
     assert!(

@@ -180,3 +180,49 @@ async fn a_read_only_connector_skips_write_cases_and_answers_unsupported() {
     );
     assert_eq!(report.passed(), 2, "{report}");
 }
+
+#[tokio::test]
+async fn logins_stay_indexed_through_renames_deletes_and_a_reload() {
+    let dir = std::env::temp_dir().join(format!("prov-mem-logins-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.json");
+    let t = MemoryConnector::file_backed(&path, MemoryLimits::default()).unwrap();
+    let a = t
+        .create_account(CreateAccount::new("ada", Attributes::new()))
+        .await
+        .unwrap();
+    let taken = t
+        .create_account(CreateAccount::new("ada", Attributes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(taken.kind(), ErrorKind::AlreadyExists);
+    // A rename frees the old login and takes the new one.
+    t.update_account(prov_core::UpdateAccount::new(
+        a.id.clone(),
+        prov_core::AttributeDelta::default().rename("ada.l"),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(t.accounts_with_login("ada.l").await.unwrap().len(), 1);
+    assert!(t.accounts_with_login("ada").await.unwrap().is_empty());
+    let b = t
+        .create_account(CreateAccount::new("ada", Attributes::new()))
+        .await
+        .unwrap();
+    // A reload rebuilds the index from the saved accounts.
+    let again = MemoryConnector::file_backed(&path, MemoryLimits::default()).unwrap();
+    let err = again
+        .create_account(CreateAccount::new("ada.l", Attributes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    // A delete frees its login.
+    again.delete_account(&b.id).await.unwrap();
+    assert!(again.accounts_with_login("ada").await.unwrap().is_empty());
+    again
+        .create_account(CreateAccount::new("ada", Attributes::new()))
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

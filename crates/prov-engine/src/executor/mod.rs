@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
+use futures_util::future::join;
 use futures_util::stream;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use prov_core::{
@@ -451,8 +452,16 @@ impl Executor {
             }
             match phase {
                 0 => {
-                    for chunk in in_phase.chunks(CHUNK) {
-                        for (outcome, made) in self.first_phase_chunk(run, rt, chunk).await {
+                    let chunks: Vec<&[&PlannedOp]> = in_phase.chunks(CHUNK).collect();
+                    let mut begun = self.begin_first(run, &chunks).await;
+                    for (i, chunk) in chunks.iter().enumerate() {
+                        let (done, next) = join(
+                            self.first_phase_chunk(run, rt, chunk, begun),
+                            self.begin_next(run, chunks.get(i + 1).copied()),
+                        )
+                        .await;
+                        begun = next;
+                        for (outcome, made) in done {
                             if let Some((login, id)) = made {
                                 created.insert(login, id);
                             }
@@ -468,18 +477,21 @@ impl Executor {
                         groups.entry(account_key(&op.kind)).or_default().push(op);
                     }
                     let groups: Vec<Vec<&PlannedOp>> = groups.into_values().collect();
-                    let mut start = 0;
-                    while start < groups.len() {
-                        // Whole groups per chunk, about CHUNK operations.
-                        let mut end = start;
-                        let mut n = 0;
-                        while end < groups.len() && (n == 0 || n < CHUNK) {
-                            n += groups.get(end).map_or(0, Vec::len);
-                            end += 1;
-                        }
-                        let chunk = groups.get(start..end).unwrap_or_default();
-                        out.extend(self.singles_chunk(run, rt, chunk, &created).await);
-                        start = end;
+                    // Whole groups per chunk, about CHUNK operations.
+                    let chunks = chunked(&groups, Vec::len);
+                    let flat: Vec<Vec<&PlannedOp>> = chunks
+                        .iter()
+                        .map(|c| c.iter().flatten().copied().collect())
+                        .collect();
+                    let mut begun = self.begin_first(run, &flat).await;
+                    for (i, chunk) in chunks.iter().enumerate() {
+                        let (done, next) = join(
+                            self.singles_chunk(run, rt, chunk, &created, begun),
+                            self.begin_next(run, flat.get(i + 1).map(Vec::as_slice)),
+                        )
+                        .await;
+                        begun = next;
+                        out.extend(done);
                     }
                 }
             }
@@ -487,17 +499,45 @@ impl Executor {
         out
     }
 
+    /// Begins the first of `chunks` (the others are begun while the one
+    /// before them is sent: [`begin_next`](Self::begin_next)).
+    async fn begin_first<'p, C: AsRef<[&'p PlannedOp]>>(
+        &self,
+        run: &Run<'_>,
+        chunks: &[C],
+    ) -> Result<(), OpStatus> {
+        self.begin_next(run, chunks.first().map(AsRef::as_ref))
+            .await
+    }
+
+    /// Begins the next chunk's operations while the current one is sent:
+    /// each entry is still durable before its own operation is sent, and
+    /// the outbox write no longer stands between one chunk and the next.
+    /// A crash can leave one chunk begun and not sent, which recovery
+    /// finds not applied, as it does the unsent rest of a chunk.
+    async fn begin_next(
+        &self,
+        run: &Run<'_>,
+        chunk: Option<&[&PlannedOp]>,
+    ) -> Result<(), OpStatus> {
+        match chunk {
+            Some(ops) => self.begin(run, ops).await,
+            None => Ok(()),
+        }
+    }
+
     async fn first_phase_chunk(
         &self,
         run: &Run<'_>,
         rt: &Runtime,
         chunk: &[&PlannedOp],
+        begun: Result<(), OpStatus>,
     ) -> Vec<(OpOutcome, Made)> {
         let made_none = |op: &PlannedOp| match &op.kind {
             OpKind::Create { login, .. } => Some((login.clone(), None)),
             _ => None,
         };
-        if let Err(status) = self.begin(run, chunk).await {
+        if let Err(status) = begun {
             return chunk
                 .iter()
                 .map(|op| (outcome(op, None, status.clone(), 0), made_none(op)))
@@ -525,9 +565,10 @@ impl Executor {
         rt: &Runtime,
         groups: &[Vec<&PlannedOp>],
         created: &HashMap<String, Option<AccountId>>,
+        begun: Result<(), OpStatus>,
     ) -> Vec<OpOutcome> {
         let ops: Vec<&PlannedOp> = groups.iter().flatten().copied().collect();
-        if let Err(status) = self.begin(run, &ops).await {
+        if let Err(status) = begun {
             return ops
                 .iter()
                 .map(|op| outcome(op, None, status.clone(), 0))
@@ -871,22 +912,22 @@ impl Executor {
                 batches.push((*ent, *grant, chunk));
             }
         }
-        // Batches begun together, about CHUNK operations at a time.
-        let mut start = 0;
-        while start < batches.len() {
-            let mut end = start;
-            let mut n = 0;
-            while end < batches.len() && (n == 0 || n < CHUNK) {
-                n += batches.get(end).map_or(0, |b| b.2.len());
-                end += 1;
-            }
-            let group = batches.get(start..end).unwrap_or_default();
-            start = end;
-            let group_ops: Vec<&PlannedOp> = group
-                .iter()
-                .flat_map(|b| b.2.iter().map(|(op, _)| *op))
-                .collect();
-            if let Err(status) = self.begin(run, &group_ops).await {
+        // Batches begun together, about CHUNK operations at a time, each
+        // group begun while the one before it is sent.
+        let groups = chunked(&batches, |b| b.2.len());
+        let flat: Vec<Vec<&PlannedOp>> = groups
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .flat_map(|b| b.2.iter().map(|(op, _)| *op))
+                    .collect()
+            })
+            .collect();
+        let mut begun = self.begin_first(run, &flat).await;
+        for (i, group) in groups.iter().copied().enumerate() {
+            let next = self.begin_next(run, flat.get(i + 1).map(Vec::as_slice));
+            if let Err(status) = begun {
+                begun = next.await;
                 for (_, _, chunk) in group {
                     out.extend(
                         chunk
@@ -896,7 +937,7 @@ impl Executor {
                 }
                 continue;
             }
-            let results: Vec<Vec<OpOutcome>> = stream::iter(group)
+            let sends = stream::iter(group)
                 .map(|(ent, grant, chunk)| async move {
                     let outcomes = match self.halted(run) {
                         Some(status) => chunk
@@ -911,8 +952,9 @@ impl Executor {
                     outcomes
                 })
                 .buffer_unordered(rt.concurrency)
-                .collect()
-                .await;
+                .collect::<Vec<Vec<OpOutcome>>>();
+            let (results, after) = join(sends, next).await;
+            begun = after;
             out.extend(results.into_iter().flatten());
         }
         out
@@ -1014,4 +1056,22 @@ fn account_key(kind: &OpKind) -> String {
         OpKind::Grant { account, .. } | OpKind::Revoke { account, .. } => account.to_string(),
         OpKind::Create { login, .. } => login.clone(),
     }
+}
+
+/// `items` cut into runs of about [`CHUNK`] operations (`size` of each
+/// item), never splitting an item.
+fn chunked<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < items.len() {
+        let mut end = start;
+        let mut n = 0usize;
+        while end < items.len() && (n == 0 || n < CHUNK) {
+            n = n.saturating_add(items.get(end).map_or(0, &size));
+            end += 1;
+        }
+        out.push(items.get(start..end).unwrap_or_default());
+        start = end;
+    }
+    out
 }

@@ -458,6 +458,45 @@ pub trait ConnectorExt: Connector {
         }
     }
 
+    /// The accounts whose attribute `attribute` equals `value` ignoring
+    /// ASCII case (a number by its text), as correlation compares them,
+    /// following pages to the end: filtered by the target when its
+    /// capabilities list the attribute among `filter_attributes`, otherwise
+    /// by reading every account. `login` is the login, compared exactly.
+    async fn accounts_where(&self, attribute: &str, value: &str) -> Result<Vec<Account>> {
+        if attribute == "login" {
+            return self.accounts_with_login(value).await;
+        }
+        let filtered = self
+            .capabilities()
+            .filter_attributes
+            .iter()
+            .any(|a| a == attribute);
+        let matches = |a: &Account| match a.attributes.get(attribute) {
+            Some(crate::Value::String(s)) => s.eq_ignore_ascii_case(value),
+            Some(crate::Value::Int(i)) => i.to_string() == value,
+            _ => false,
+        };
+        let mut req = ListRequest::first();
+        if filtered {
+            req = req.with_filter(attribute, value);
+        }
+        let mut out = Vec::new();
+        loop {
+            let page = self.list_accounts(req).await?;
+            out.extend(page.items.into_iter().filter(|a| matches(a)));
+            match page.next {
+                Some(cursor) => {
+                    req = ListRequest::after(cursor);
+                    if filtered {
+                        req = req.with_filter(attribute, value);
+                    }
+                }
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Every entitlement in scope, following pages to the end.
     async fn list_all_entitlements(&self) -> Result<Vec<Entitlement>> {
         let mut out = Vec::new();

@@ -555,9 +555,29 @@ impl Engine {
         run: String,
         event: Event,
     ) -> Result<(Plan, ApplyReport), EngineError> {
+        let the_plan = self.plan_event(&event).await?;
+        let report = self
+            .executor
+            .apply_in(run, &the_plan, self.store.as_ref())
+            .await
+            .map_err(EngineError::Apply)?;
+        Ok((the_plan, report))
+    }
+
+    /// The plan an event makes now (after [`recover`](Self::recover)),
+    /// without applying it: what [`handle`](Self::handle) would do.
+    ///
+    /// It decides as a full [`plan`](Self::plan) does for that identity, by
+    /// the same planner: the identity's linked accounts are read one by
+    /// one, and where it has none on a target, the accounts each of the
+    /// target's correlation rules could match are looked up (by the
+    /// target's filter where its capabilities offer one, otherwise by
+    /// listing it) with the links that hold them. A link whose account the
+    /// target no longer has is forgotten, as a full plan forgets it.
+    pub async fn plan_event(&self, event: &Event) -> Result<Plan, EngineError> {
         let kind = event.name();
         let mut who = match event {
-            Event::Joiner(i) | Event::Mover(i) | Event::Leaver(i) => i,
+            Event::Joiner(i) | Event::Mover(i) | Event::Leaver(i) => i.clone(),
         };
         let now = self.clock.now();
         if kind == "leaver" && who.state != LifecycleState::Terminated {
@@ -585,51 +605,58 @@ impl Engine {
         let mut links = links.map_err(EngineError::Store)?;
         let leases = granting(&leases.map_err(EngineError::Store)?);
         let extra = Extra::new(&[], &leases);
+        // Resolved once: the lookups below and the planner both use it.
         let res = self.policy.resolve_with(&who, now, extra);
         let mut actual: BTreeMap<TargetId, Vec<Account>> = BTreeMap::new();
         let own = links.clone();
         for (t, conn) in &self.connectors {
+            let target_err = |error| EngineError::Target {
+                target: t.clone(),
+                error,
+            };
             let mut accounts = Vec::new();
             for l in own.iter().filter(|l| &l.target == t) {
                 match conn.get_account(&l.account).await {
                     Ok(a) => accounts.push(a),
                     Err(e) if e.kind() == prov_core::ErrorKind::NotFound => {}
-                    Err(error) => {
-                        return Err(EngineError::Target {
-                            target: t.clone(),
-                            error,
-                        });
-                    }
+                    Err(error) => return Err(target_err(error)),
                 }
             }
-            if accounts.is_empty() {
-                // No linked account: look for one to correlate with, by the login the policy gives.
-                let login = self
-                    .policy
-                    .targets_of(&res)
-                    .find(|v| v.target == Some(t))
-                    .and_then(|v| v.account.map(|a| a.login.to_owned()));
-                if let Some(login) = login {
-                    let found =
-                        self.find_by_login(conn.as_ref(), &login)
-                            .await
-                            .map_err(|error| EngineError::Target {
-                                target: t.clone(),
-                                error,
-                            })?;
-                    // A found account's own link (to someone else) must be
-                    // seen, or the plan would take it over.
-                    for a in &found {
+            let want = self
+                .policy
+                .targets_of(&res)
+                .find(|v| v.target == Some(t))
+                .and_then(|v| v.account.map(|a| a.login.to_owned()));
+            if let (true, Some(login)) = (accounts.is_empty(), want) {
+                // No live linked account: every account a correlation
+                // rule could match, in the rules' order, each once.
+                for rule in &self.plan_options.for_target(t).correlation {
+                    let Some(key) = crate::planner::correlation_key(rule, &who, &login) else {
+                        continue;
+                    };
+                    let found = if rule.account_field == "login" {
+                        self.find_by_login(conn.as_ref(), &key).await
+                    } else {
+                        conn.accounts_where(&rule.account_field, &key).await
+                    }
+                    .map_err(target_err)?;
+                    for a in found {
+                        if accounts.iter().any(|b: &Account| b.id == a.id) {
+                            continue;
+                        }
+                        // A found account's own link (to someone else) must
+                        // be seen, or the plan would take it over.
                         if let Some(l) = self
                             .store
                             .link(t, &a.id)
                             .await
                             .map_err(EngineError::Store)?
+                            && !links.contains(&l)
                         {
                             links.push(l);
                         }
+                        accounts.push(a);
                     }
-                    accounts.extend(found);
                 }
             }
             actual.insert(t.clone(), accounts);
@@ -638,17 +665,12 @@ impl Engine {
         let input = PlanInput::new(&self.policy, &who, now, &actual, &links)
             .partial()
             .with_extra(extra);
-        let mut the_plan = plan(&input, &self.plan_options);
+        let mut the_plan = crate::planner::plan_resolved(&input, &[res], &self.plan_options);
         for op in &mut the_plan.ops {
             op.reasons.push(format!("{kind} event"));
         }
         the_plan.seal();
-        let report = self
-            .executor
-            .apply_in(run, &the_plan, self.store.as_ref())
-            .await
-            .map_err(EngineError::Apply)?;
-        Ok((the_plan, report))
+        Ok(the_plan)
     }
 
     /// Runs `work` as a run holding a claim on every target of this engine

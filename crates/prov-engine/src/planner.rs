@@ -131,7 +131,8 @@ pub struct PlanOptions {
 }
 
 impl PlanOptions {
-    fn for_target(&self, t: &TargetId) -> &TargetOptions {
+    /// The options of `t`.
+    pub(crate) fn for_target(&self, t: &TargetId) -> &TargetOptions {
         self.targets.get(t).unwrap_or(&self.default)
     }
 }
@@ -154,7 +155,9 @@ pub struct PlanInput<'a> {
     pub extra: Extra<'a>,
     /// The listing covers only these identities' accounts (an event, not a
     /// full reconcile): no orphans are reported, and the safeguard counts
-    /// removals without a share of a total it does not know.
+    /// removals without a share of a total it does not know. Each link
+    /// given must have been looked up: one whose account a listed target
+    /// lacks is dead and forgotten, as in a full plan.
     pub partial: bool,
 }
 
@@ -569,7 +572,7 @@ fn plan_targets<'t>(
         let mut account_of_link = Vec::with_capacity(target_links.len());
         for (l, c) in target_links.iter().zip(positions) {
             if c == u32::MAX {
-                if listed.is_some() && !input.partial {
+                if listed.is_some() {
                     let mut op = PlannedOp::new(
                         target.clone(),
                         Some(l.identity.clone()),
@@ -1107,6 +1110,18 @@ fn reasons(
         .collect()
 }
 
+/// The value `rule` looks for on accounts for `who`, whose login is
+/// `login`: none when the identity has no such value (or an empty one).
+/// The planner and the event's lookups both take it from here.
+pub(crate) fn correlation_key(rule: &Correlation, who: &Identity, login: &str) -> Option<String> {
+    let key = match rule.identity_field.as_str() {
+        "login" => Some(login.to_owned()),
+        "id" => Some(who.id.as_str().to_owned()),
+        attr => who.attributes.get(attr).and_then(value_text),
+    };
+    key.filter(|k| !k.is_empty())
+}
+
 enum Correlated<'a> {
     None,
     One(usize, &'a Account),
@@ -1120,12 +1135,7 @@ fn correlate<'a>(
     claimed: &[bool],
 ) -> Correlated<'a> {
     for rule in &ctx.opts.correlation {
-        let key = match rule.identity_field.as_str() {
-            "login" => Some(want.login.to_owned()),
-            "id" => Some(who.id.as_str().to_owned()),
-            attr => who.attributes.get(attr).and_then(value_text),
-        };
-        let Some(key) = key.filter(|k| !k.is_empty()) else {
+        let Some(key) = correlation_key(rule, who, want.login) else {
             continue;
         };
         let mut found: Vec<usize> = if rule.account_field == "login" {

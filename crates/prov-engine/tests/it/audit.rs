@@ -188,10 +188,10 @@ pub(crate) fn engine_over(world: &World, store: Arc<dyn Store>) -> Engine {
 pub(crate) fn engine_with_policy(
     world: &World,
     store: Arc<dyn Store>,
-    policy: prov_resolver::CompiledPolicy,
+    policy: Arc<prov_resolver::CompiledPolicy>,
 ) -> Engine {
     let clock = Arc::new(ManualClock::new(now()));
-    Engine::new(Arc::new(policy), world.connectors(), store).with_clock(clock)
+    Engine::new(policy, world.connectors(), store).with_clock(clock)
 }
 
 /// Writes a target made, by account, from its own change journal.

@@ -115,7 +115,7 @@ async fn engine(dir: &Path, seed: u64) -> (Engine, Arc<SqliteStore>) {
     let mut apply = ApplyOptions::default();
     apply.allow_destructive = true;
     (
-        Engine::new(Arc::new(policy()), conns, store.clone())
+        Engine::new(policy(), conns, store.clone())
             .with_clock(clock)
             .with_apply_options(apply),
         store,

@@ -29,7 +29,7 @@ fn setup() -> Setup {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
     ));
-    let engine = Engine::new(Arc::new(policy()), conns, store.clone()).with_clock(clock);
+    let engine = Engine::new(policy(), conns, store.clone()).with_clock(clock);
     Setup {
         engine,
         targets,
@@ -173,8 +173,7 @@ async fn plans_never_ask_a_target_for_what_it_cannot_do() {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
     ));
-    let engine =
-        Engine::new(Arc::new(policy()), conns, Arc::new(MemoryStore::new())).with_clock(clock);
+    let engine = Engine::new(policy(), conns, Arc::new(MemoryStore::new())).with_clock(clock);
     engine.reconcile(&people()).await.unwrap();
 
     // A rename the target cannot do is reported, not attempted.
@@ -364,7 +363,7 @@ async fn a_plan_expires_with_its_age() {
         Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
     ));
     let conns = crate::planner::connectors(&s.targets);
-    let engine = Engine::new(Arc::new(policy()), conns, s.store.clone())
+    let engine = Engine::new(policy(), conns, s.store.clone())
         .with_clock(clock.clone())
         .with_max_plan_age(std::time::Duration::from_secs(3600));
     let plan = engine.plan(&people()).await.unwrap();
@@ -379,4 +378,58 @@ async fn a_plan_expires_with_its_age() {
         Err(EngineError::Expired { .. })
     ));
     assert_eq!(writes(&s), 0);
+}
+
+/// Issue 13 item 1: a joiner whose existing account matches a correlation
+/// rule (mail = email) is linked by the event, as a full plan links it;
+/// before, the event looked by login only and made a second account.
+#[tokio::test]
+async fn a_joiner_event_links_the_account_a_correlation_rule_matches() {
+    let s = setup();
+    let mut options = prov_engine::PlanOptions::default();
+    let mut ldap = prov_engine::TargetOptions::default();
+    ldap.correlation = vec![
+        prov_engine::Correlation::new("mail", "email"),
+        prov_engine::Correlation::login(),
+    ];
+    options.targets.insert(TargetId::new("ldap"), ldap);
+    let engine = Engine::new(
+        policy(),
+        crate::planner::connectors(&s.targets),
+        s.store.clone(),
+    )
+    .with_clock(Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
+    )))
+    .with_plan_options(options);
+    // Ada's directory account, made by hand under another login.
+    let target = &s.targets[&TargetId::new("ldap")];
+    let mut mine = Account::new("hand-made", "alovelace");
+    mine.attributes
+        .insert("mail".into(), "ada@example.com".into());
+    target.insert_account(mine).unwrap();
+    let ada = person("e1", "Ada", "Lovelace", "Engineering");
+    let full = engine.plan(std::slice::from_ref(&ada)).await.unwrap();
+    let (plan, report) = engine.handle(Event::Joiner(ada)).await.unwrap();
+    assert!(report.is_success(), "{:?}", report.failures().next());
+    let kinds = |p: &Plan| -> Vec<String> {
+        crate::planner::lines(p)
+            .into_iter()
+            .filter(|l| l.contains(" ldap: "))
+            .collect()
+    };
+    assert_eq!(
+        kinds(&plan),
+        kinds(&full),
+        "the event decides as the full plan"
+    );
+    let accounts = target.list_all_accounts().await.unwrap();
+    assert_eq!(accounts.len(), 1, "linked, not duplicated: {accounts:?}");
+    let links = s.store.links_of(&"e1".into()).await.unwrap();
+    assert!(
+        links
+            .iter()
+            .any(|l| l.target.as_str() == "ldap" && l.account.as_str() == "hand-made"),
+        "{links:?}"
+    );
 }

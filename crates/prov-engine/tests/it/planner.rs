@@ -53,10 +53,12 @@ when = 'department == "Sales"'
 roles = ["sales"]
 "#;
 
-pub(crate) fn policy() -> CompiledPolicy {
-    Policy::from_toml(POLICY)
-        .and_then(|p| p.compile())
-        .unwrap_or_else(|e| panic!("{e}"))
+pub(crate) fn policy() -> Arc<CompiledPolicy> {
+    Arc::new(
+        Policy::from_toml(POLICY)
+            .and_then(|p| p.compile())
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
 }
 
 pub(crate) fn now() -> DateTime<Utc> {
@@ -133,16 +135,77 @@ impl World {
         out
     }
 
+    /// The full plan for `who`. Each identity's event is planned too, from
+    /// the same targets and ledger, and must decide as the full plan does
+    /// for it (the same operations and conflicts): every test that plans
+    /// through the world checks both paths.
     pub(crate) async fn plan(
         &self,
-        policy: &CompiledPolicy,
+        policy: &Arc<CompiledPolicy>,
         who: &[Identity],
         at: DateTime<Utc>,
         opts: &PlanOptions,
     ) -> Plan {
         let actual = self.actual().await;
         let links = self.store.links().await.unwrap();
-        plan(&PlanInput::new(policy, who, at, &actual, &links), opts)
+        let full = plan(&PlanInput::new(policy, who, at, &actual, &links), opts);
+        self.events_agree(policy, who, at, opts, &full).await;
+        full
+    }
+
+    /// Plans each of `who`'s events (without applying them) and checks
+    /// that it reaches `full`'s decisions for that identity.
+    pub(crate) async fn events_agree(
+        &self,
+        policy: &Arc<CompiledPolicy>,
+        who: &[Identity],
+        at: DateTime<Utc>,
+        opts: &PlanOptions,
+        full: &Plan,
+    ) {
+        // A copy of the ledger: planning an event runs recovery, which
+        // must not touch the world's own store.
+        let store = MemoryStore::new();
+        for l in self.store.links().await.unwrap() {
+            store.put_link(&l).await.unwrap();
+        }
+        let engine =
+            prov_engine::Engine::new(Arc::clone(policy), self.connectors(), Arc::new(store))
+                .with_clock(Arc::new(prov_testkit::ManualClock::new(at)))
+                .with_plan_options(opts.clone());
+        for w in who {
+            let event = if w.state == LifecycleState::Terminated {
+                prov_engine::Event::Leaver(w.clone())
+            } else {
+                prov_engine::Event::Joiner(w.clone())
+            };
+            let mut got = engine.plan_event(&event).await.unwrap();
+            for op in &mut got.ops {
+                op.reasons.pop();
+            }
+            let want: Vec<_> = full
+                .ops
+                .iter()
+                .filter(|op| op.identity.as_ref() == Some(&w.id))
+                .cloned()
+                .collect();
+            assert_eq!(
+                got.ops, want,
+                "{}: the event's operations differ from the full plan's",
+                w.id
+            );
+            let want: Vec<_> = full
+                .conflicts
+                .iter()
+                .filter(|c| c.identity == w.id)
+                .cloned()
+                .collect();
+            assert_eq!(
+                got.conflicts, want,
+                "{}: the event's conflicts differ from the full plan's",
+                w.id
+            );
+        }
     }
 
     pub(crate) fn executor(&self, opts: ApplyOptions) -> Executor {
@@ -167,7 +230,7 @@ impl World {
     }
 
     /// Plans for `who` and applies it: the world then matches the policy.
-    pub(crate) async fn converge(&mut self, policy: &CompiledPolicy, who: &[Identity]) {
+    pub(crate) async fn converge(&mut self, policy: &Arc<CompiledPolicy>, who: &[Identity]) {
         let plan = self.plan(policy, who, now(), &PlanOptions::default()).await;
         self.apply(&plan).await;
     }

@@ -12,14 +12,16 @@ use prov_resolver::{CompiledPolicy, Policy};
 use crate::planner::{POLICY, World, lines, now, people};
 
 /// The test policy with an initial password on ldap, marked secret.
-fn policy() -> CompiledPolicy {
+fn policy() -> Arc<CompiledPolicy> {
     let text = POLICY.replace(
         "[targets.ldap.attributes]\n",
         "secret = [\"password\"]\n[targets.ldap.attributes]\npassword = '\"Init-\" + given_name + \"-7f3q\"'\n",
     );
-    Policy::from_toml(&text)
-        .and_then(|p| p.compile())
-        .unwrap_or_else(|e| panic!("{e}"))
+    Arc::new(
+        Policy::from_toml(&text)
+            .and_then(|p| p.compile())
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
 }
 
 const ADA: &str = "Init-Ada-7f3q";

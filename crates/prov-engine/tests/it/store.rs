@@ -488,7 +488,7 @@ mod claims {
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
         ));
-        Engine::new(Arc::new(crate::planner::policy()), conns, store)
+        Engine::new(crate::planner::policy(), conns, store)
             .with_clock(clock)
             .with_lock_wait(std::time::Duration::from_millis(wait_ms))
     }
@@ -622,7 +622,7 @@ mod turns {
             let clock = Arc::new(ManualClock::new(
                 Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
             ));
-            Engine::new(Arc::new(crate::planner::policy()), conns, store).with_clock(clock)
+            Engine::new(crate::planner::policy(), conns, store).with_clock(clock)
         };
         let path = dir.join("prov.db");
         let a = engine(Arc::new(SqliteStore::open(&path).await.unwrap()));

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use prov_core::{Connector, EntitlementId, Identity, SystemClock, TargetId};
-use prov_engine::leases::LeaseRequest;
+use prov_engine::leases::{LeaseRecord, LeaseRequest};
 use prov_engine::{
     ApplyError, ApplyOptions, Engine, EngineError, Plan, PostgresStore, SqliteStore, Store, audit,
 };
@@ -230,26 +230,7 @@ struct Ctx {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, Fail> {
-    let text = text.trim();
-    let (num, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: u64 = num
-        .parse()
-        .map_err(|_| usage(format!("`{text}` is not a duration such as 30m, 12h or 7d")))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => {
-            return Err(usage(format!(
-                "`{text}` is not a duration such as 30m, 12h or 7d"
-            )));
-        }
-    };
-    Ok(Duration::from_secs(n.saturating_mul(secs)))
+    prov_engine::leases::human::parse(text).map_err(usage)
 }
 
 /// The audit key from the config, if set (never inline).
@@ -830,7 +811,10 @@ async fn lease(ctx: &Ctx, command: &LeaseCommand) -> Result<(), Fail> {
                 reason.clone(),
             )
             .waiting(parse_duration(wait)?);
-            ctx.engine.request_lease(req).await.map_err(e)?
+            ctx.engine
+                .request_lease(req, &ctx.identities)
+                .await
+                .map_err(e)?
         }
         LeaseCommand::Grant {
             identity,
@@ -846,19 +830,38 @@ async fn lease(ctx: &Ctx, command: &LeaseCommand) -> Result<(), Fail> {
                 ctx.person.clone(),
                 reason.clone(),
             );
-            ctx.engine.grant_lease(req, approver).await.map_err(e)?
+            ctx.engine
+                .grant_lease(req, approver, &ctx.identities)
+                .await
+                .map_err(e)?
         }
-        LeaseCommand::Approve { id, approver } => {
-            ctx.engine.approve_lease(id, approver).await.map_err(e)?
-        }
+        LeaseCommand::Approve { id, approver } => ctx
+            .engine
+            .approve_lease(id, approver, &ctx.identities)
+            .await
+            .map_err(e)?,
         LeaseCommand::Reject { id, by, note } => {
             ctx.engine.reject_lease(id, by, note).await.map_err(e)?
         }
         LeaseCommand::Revoke { id, by } => ctx.engine.revoke_lease(id, by).await.map_err(e)?,
         LeaseCommand::List => {
             let all = ctx.engine.leases().await.map_err(e)?;
+            let now = chrono::Utc::now();
             if ctx.json {
-                println!("{}", json(&all)?);
+                #[derive(serde::Serialize)]
+                struct Listed<'a> {
+                    #[serde(flatten)]
+                    lease: &'a LeaseRecord,
+                    status: prov_engine::leases::LeaseStatus,
+                }
+                let listed: Vec<Listed<'_>> = all
+                    .iter()
+                    .map(|lease| Listed {
+                        lease,
+                        status: lease.status(now),
+                    })
+                    .collect();
+                println!("{}", json(&listed)?);
             } else {
                 for l in &all {
                     let window = match (l.valid_from, l.valid_until) {
@@ -868,7 +871,7 @@ async fn lease(ctx: &Ctx, command: &LeaseCommand) -> Result<(), Fail> {
                     println!(
                         "{}  {:<9} {} {}  {window}  ({})",
                         l.id,
-                        format!("{:?}", l.state).to_lowercase(),
+                        l.status(now).as_str(),
                         l.request.identity,
                         l.request.role,
                         l.request.reason

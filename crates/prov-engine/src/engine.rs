@@ -835,9 +835,14 @@ impl Engine {
     /// Records a lease request, checked against the policy (a duration past
     /// the role's maximum is refused, naming the maximum). It gives no
     /// access until approved.
-    pub async fn request_lease(&self, req: LeaseRequest) -> Result<LeaseRecord, LeaseError> {
+    pub async fn request_lease(
+        &self,
+        req: LeaseRequest,
+        identities: &[Identity],
+    ) -> Result<LeaseRecord, LeaseError> {
         let now = self.clock.now();
         leases::check_request(&self.policy, &req, now)?;
+        self.present(identities, &req.identity, now, "the lease's identity")?;
         // A readable, stable id; two requests alike in every field at the
         // same instant still get different ids.
         let taken: std::collections::BTreeSet<String> = self
@@ -869,7 +874,7 @@ impl Engine {
             }
             n += 1;
         };
-        let rec = leases::new_record(id, req, now);
+        let rec = leases::new_record(id, req, now)?;
         let outcome = format!("requested; to be decided by {}", rec.decide_by.to_rfc3339());
         self.save_lease(&rec, &rec.request.requested_by.clone(), "request", outcome)
             .await?;
@@ -879,9 +884,22 @@ impl Engine {
     /// Approves a request: access starts now (or at the requested start, if
     /// later) and lasts the requested duration. Apply it with
     /// [`handle`](Self::handle) or the next reconcile.
-    pub async fn approve_lease(&self, id: &str, approver: &str) -> Result<LeaseRecord, LeaseError> {
+    ///
+    /// Four eyes: refused unless the approver is an identity of
+    /// `identities`, active, and authorised by the policy for the role
+    /// (named in its `approvers`, or holding one of its `approver_roles`);
+    /// the approver is never the requester nor the one who gets the
+    /// access; and the lease's identity is still there and active.
+    pub async fn approve_lease(
+        &self,
+        id: &str,
+        approver: &str,
+        identities: &[Identity],
+    ) -> Result<LeaseRecord, LeaseError> {
         let mut rec = self.lease(id).await?;
-        leases::approve(&mut rec, approver, self.clock.now())?;
+        let now = self.clock.now();
+        self.may_approve(&rec, approver, identities, now)?;
+        leases::approve(&mut rec, approver, now)?;
         let outcome = format!(
             "approved; access from {} until {}",
             rec.valid_from.map(|t| t.to_rfc3339()).unwrap_or_default(),
@@ -893,13 +911,71 @@ impl Engine {
     }
 
     /// Requests and approves in one step: a grant by someone entitled to decide.
+    /// The approver is checked before anything is recorded, as
+    /// [`approve_lease`](Self::approve_lease) checks it.
     pub async fn grant_lease(
         &self,
         req: LeaseRequest,
         approver: &str,
+        identities: &[Identity],
     ) -> Result<LeaseRecord, LeaseError> {
-        let rec = self.request_lease(req).await?;
-        self.approve_lease(&rec.id, approver).await
+        let now = self.clock.now();
+        leases::check_request(&self.policy, &req, now)?;
+        let probe = leases::new_record(String::new(), req.clone(), now)?;
+        self.may_approve(&probe, approver, identities, now)?;
+        let rec = self.request_lease(req, identities).await?;
+        self.approve_lease(&rec.id, approver, identities).await
+    }
+
+    /// `id` is an identity of `identities`, active at `now`.
+    fn present<'a>(
+        &self,
+        identities: &'a [Identity],
+        id: &prov_core::IdentityId,
+        now: chrono::DateTime<chrono::Utc>,
+        what: &str,
+    ) -> Result<&'a Identity, LeaseError> {
+        let who = identities
+            .iter()
+            .find(|i| &i.id == id)
+            .ok_or_else(|| LeaseError::Policy(format!("{what} `{id}` is not in the sources")))?;
+        if self.policy.resolve(who, now).state == LifecycleState::Terminated {
+            return Err(LeaseError::Policy(format!("{what} `{id}` has left")));
+        }
+        Ok(who)
+    }
+
+    /// Whether `approver` may approve `rec` now (see [`approve_lease`](Self::approve_lease)).
+    fn may_approve(
+        &self,
+        rec: &LeaseRecord,
+        approver: &str,
+        identities: &[Identity],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), LeaseError> {
+        let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+        if same(approver, &rec.request.requested_by) {
+            return Err(LeaseError::Policy(format!(
+                "`{approver}` asked for lease `{}` and cannot also approve it: another approver must",
+                rec.id
+            )));
+        }
+        if same(approver, rec.request.identity.as_str()) {
+            return Err(LeaseError::Policy(format!(
+                "`{approver}` gets the access of lease `{}` and cannot approve it",
+                rec.id
+            )));
+        }
+        self.present(
+            identities,
+            &rec.request.identity,
+            now,
+            "the lease's identity",
+        )?;
+        let who = self.present(identities, &approver.into(), now, "approver")?;
+        self.policy
+            .may_approve(&rec.request.role, who, now)
+            .map_err(LeaseError::Policy)
     }
 
     /// Rejects a request.

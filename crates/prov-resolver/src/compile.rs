@@ -12,6 +12,10 @@ use crate::error::{PolicyError, PolicyErrors};
 use crate::expr::{self, BUILTINS, Compiled, Fast, Lit};
 use crate::policy::{AccountWhen, Assignment, AttrType, Lease, Leaver, Policy};
 
+/// The longest grace period a leaver's account may be kept before deletion
+/// (ten years): a longer one is a policy error, not an overflow.
+pub const MAX_GRACE_DAYS: u32 = 3_660;
+
 /// A policy checked and compiled for resolving: ids interned, role
 /// closures precomputed, equality rules indexed by attribute value.
 ///
@@ -56,6 +60,10 @@ pub(crate) struct RoleInfo {
     /// Entitlements of the whole closure, sorted.
     pub(crate) all_entitlements: Vec<u32>,
     pub(crate) max_lease_days: Option<u32>,
+    /// Identities who may approve its leases.
+    pub(crate) approvers: Vec<String>,
+    /// Roles whose holders may approve its leases.
+    pub(crate) approver_roles: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -309,6 +317,16 @@ impl Policy {
                     );
                 }
             }
+            if t.leaver.grace_days > MAX_GRACE_DAYS {
+                ck.error(
+                    format!("targets.{tid}.leaver.grace_days"),
+                    None,
+                    format!(
+                        "{} days is longer than the {MAX_GRACE_DAYS}-day maximum",
+                        t.leaver.grace_days
+                    ),
+                );
+            }
             targets.push(TargetInfo {
                 id: TargetId::new(tid),
                 when,
@@ -374,6 +392,26 @@ impl Policy {
             }
             direct.sort_unstable();
             direct.dedup();
+            let mut approver_roles = Vec::new();
+            for approver in &role.approver_roles {
+                match role_index.get(approver) {
+                    Some(&a) => approver_roles.push(a),
+                    None => ck.error(
+                        format!("roles.{rid}.approver_roles"),
+                        Some(approver),
+                        format!("names unknown role `{approver}`"),
+                    ),
+                }
+            }
+            for approver in &role.approvers {
+                if approver.trim().is_empty() {
+                    ck.error(
+                        format!("roles.{rid}.approvers"),
+                        None,
+                        "an approver is an identity id and cannot be empty".to_owned(),
+                    );
+                }
+            }
             roles.push(RoleInfo {
                 id: rid.clone(),
                 description: role.description.clone(),
@@ -382,6 +420,8 @@ impl Policy {
                 closure: Vec::new(),
                 all_entitlements: Vec::new(),
                 max_lease_days: role.max_lease_days,
+                approvers: role.approvers.clone(),
+                approver_roles,
             });
         }
         for cycle in find_cycles(&roles) {

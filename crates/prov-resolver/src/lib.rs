@@ -47,7 +47,7 @@ mod expr;
 mod policy;
 mod resolve;
 
-pub use compile::CompiledPolicy;
+pub use compile::{CompiledPolicy, MAX_GRACE_DAYS};
 pub use error::{PolicyError, PolicyErrors};
 pub use policy::{
     AccountWhen, Assignment, AttrType, Lease, Leaver, LeaverAction, Policy, Role, Rule, SodRule,

@@ -45,6 +45,14 @@ pub struct Role {
     /// The longest a lease of this role may last, in days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lease_days: Option<u32>,
+    /// Identities (by id) who may approve a lease of this role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// Roles whose holders (by the policy's rules and assignments, leases
+    /// apart) may approve a lease of this role. With neither this nor
+    /// `approvers`, no one may: a lease of the role is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approver_roles: Vec<String>,
 }
 
 impl Role {

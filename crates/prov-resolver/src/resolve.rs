@@ -986,6 +986,71 @@ impl CompiledPolicy {
         check_lease(lease, &self.role_index, &self.roles)
     }
 
+    /// Whether the resolution holds `role` (given by a rule, an assignment
+    /// or a lease, directly or through inheritance).
+    pub fn holds_role(&self, res: &Resolution, role: &str) -> bool {
+        let Some(&r) = self.role_index.get(role) else {
+            return false;
+        };
+        res.grants.iter().any(|g| {
+            self.roles
+                .get(g.role as usize)
+                .is_some_and(|info| info.closure.binary_search(&r).is_ok())
+        })
+    }
+
+    /// Whether `approver` may approve a lease of `role` at `now`: named in
+    /// the role's `approvers`, or holding one of its `approver_roles` by
+    /// the policy's own rules and assignments (a lease never makes an
+    /// approver), and active. The error says why not, for the person
+    /// refused. Who asked, and who gets the access, are the engine's to
+    /// compare: neither may approve.
+    pub fn may_approve(
+        &self,
+        role: &str,
+        approver: &Identity,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let Some(info) = self
+            .role_index
+            .get(role)
+            .and_then(|&r| self.roles.get(r as usize))
+        else {
+            return Err(format!("unknown role `{role}`"));
+        };
+        if info.approvers.is_empty() && info.approver_roles.is_empty() {
+            return Err(format!(
+                "role `{role}` names no approvers (set `approvers` or `approver_roles` in the policy)"
+            ));
+        }
+        let res = self.resolve(approver, now);
+        if res.state == LifecycleState::Terminated {
+            return Err(format!("approver `{}` has left", approver.id));
+        }
+        if info.approvers.iter().any(|a| a == approver.id.as_str()) {
+            return Ok(());
+        }
+        let holds = info.approver_roles.iter().any(|&a| {
+            self.roles
+                .get(a as usize)
+                .is_some_and(|r| self.holds_role(&res, &r.id))
+        });
+        if holds {
+            return Ok(());
+        }
+        let mut who: Vec<String> = info.approvers.iter().map(|a| format!("`{a}`")).collect();
+        who.extend(info.approver_roles.iter().filter_map(|&a| {
+            self.roles
+                .get(a as usize)
+                .map(|r| format!("holders of role `{}`", r.id))
+        }));
+        Err(format!(
+            "`{}` may not approve leases of role `{role}` (approvers: {})",
+            approver.id,
+            who.join(", ")
+        ))
+    }
+
     /// Sizes of the compiled form, for diagnostics and benchmarks.
     pub fn stats(&self) -> PolicyStats {
         PolicyStats {
@@ -1070,7 +1135,9 @@ fn leaver_plan(identity: &Identity, leaver: Leaver) -> LeaverPlan {
         .then(|| {
             identity
                 .end_date
-                .map(|d| d + chrono::Days::new(u64::from(leaver.grace_days)))
+                // Past the last representable date: never deleted (the
+                // policy bounds grace_days, so only a far end date gets here).
+                .and_then(|d| d.checked_add_days(chrono::Days::new(u64::from(leaver.grace_days))))
         })
         .flatten();
     LeaverPlan {

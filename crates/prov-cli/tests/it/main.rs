@@ -11,6 +11,7 @@ account = "always"
 grants.ldap = ["staff"]
 [roles.oncall]
 max_lease_days = 7
+approvers = ["e2"]
 grants.ldap = ["oncall"]
 [rules.all]
 when = "true"
@@ -228,7 +229,7 @@ fn config_policy_and_source_errors_name_file_line_and_field() {
     let (code, _, err) = prov(&dir, &["plan"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("policy.toml:11: rules.all.roles: unknown role `staf`"),
+        err.contains("policy.toml:12: rules.all.roles: unknown role `staf`"),
         "{err}"
     );
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
@@ -285,8 +286,34 @@ fn leases_from_the_command_line() {
     assert!(out.contains("Requested"), "{out}");
     let (_, out, _) = prov(&dir, &["plan"]);
     assert_eq!(out, "no changes\n", "no access before approval");
+    // Four eyes: the one who gets the access, and a name the policy does
+    // not give, are refused.
+    let (code, _, err) = prov(&dir, &["lease", "approve", &id, "--approver", "e1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("gets the access"), "{err}");
+    let (code, _, err) = prov(&dir, &["lease", "approve", &id, "--approver", "e0"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("`e0` may not approve leases of role `oncall`"),
+        "{err}"
+    );
+    let (code, _, err) = prov(
+        &dir,
+        &[
+            "lease",
+            "request",
+            "e1",
+            "oncall",
+            "--duration",
+            "100000000d",
+            "--reason",
+            "x",
+        ],
+    );
+    assert_eq!(code, 1, "refused, not aborted: {err}");
+    assert!(err.contains("a lease lasts at most 366d"), "{err}");
     assert_eq!(
-        prov(&dir, &["lease", "approve", &id, "--approver", "boss"]).0,
+        prov(&dir, &["lease", "approve", &id, "--approver", "e2"]).0,
         0
     );
     let (_, out, _) = prov(&dir, &["plan"]);
@@ -521,7 +548,7 @@ fn decisions_race(dir: &Path, rounds: usize) {
                 .spawn()
                 .unwrap()
         };
-        let a = spawn(&["lease", "approve", &id, "--approver", "boss"]);
+        let a = spawn(&["lease", "approve", &id, "--approver", "e2"]);
         let r = spawn(&["lease", "reject", &id, "--by", "security", "--note", "no"]);
         let (a, r) = (a.wait_with_output().unwrap(), r.wait_with_output().unwrap());
         let won = [a.status.success(), r.status.success()];
@@ -549,14 +576,14 @@ fn decisions_race(dir: &Path, rounds: usize) {
 
 #[test]
 fn an_approve_and_a_reject_at_once_never_both_succeed_on_sqlite() {
-    let dir = setup(2);
+    let dir = setup(3);
     decisions_race(&dir, 8);
 }
 
 #[test]
 #[ignore = "needs PostgreSQL: run ./scripts/test.sh, which starts one"]
 fn an_approve_and_a_reject_at_once_never_both_succeed_on_postgres() {
-    let dir = setup(2);
+    let dir = setup(3);
     use_store(&dir, &pg_database("prov_cli_race"));
     decisions_race(&dir, 8);
 }

@@ -17,7 +17,13 @@ const POLICY: &str = r#"
 grants.aws = ["ReadOnly"]
 [roles.oncall]
 max_lease_days = 7
+approvers = ["boss", "manager-7"]
+approver_roles = ["security-lead"]
 grants.aws = ["PowerUser"]
+[roles.security-lead]
+[rules.security]
+when = 'department == "Security"'
+roles = ["security-lead"]
 [rules.all]
 when = "true"
 roles = ["staff"]
@@ -57,6 +63,18 @@ fn ada() -> Identity {
     Identity::new("e1")
 }
 
+/// Everyone the sources know: Ada, the two named approvers, a security
+/// lead (an approver by role), and Eve, who may approve nothing.
+fn people() -> Vec<Identity> {
+    vec![
+        ada(),
+        Identity::new("boss"),
+        Identity::new("manager-7"),
+        Identity::new("sec-1").with("department", "Security"),
+        Identity::new("eve").with("department", "Sales"),
+    ]
+}
+
 async fn has_power(s: &Setup) -> bool {
     let accts = s.aws.list_all_accounts().await.unwrap();
     accts
@@ -78,7 +96,10 @@ async fn a_request_longer_than_the_role_allows_is_refused_naming_the_maximum() {
     let s = setup();
     let err = s
         .engine
-        .request_lease(LeaseRequest::new("e1", "oncall", 8 * DAY, "e1", "incident"))
+        .request_lease(
+            LeaseRequest::new("e1", "oncall", 8 * DAY, "e1", "incident"),
+            &people(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, LeaseError::Policy(_)));
@@ -89,7 +110,7 @@ async fn a_request_longer_than_the_role_allows_is_refused_naming_the_maximum() {
     );
     let err = s
         .engine
-        .request_lease(LeaseRequest::new("e1", "root", DAY, "e1", "x"))
+        .request_lease(LeaseRequest::new("e1", "root", DAY, "e1", "x"), &people())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("unknown role `root`"), "{err}");
@@ -102,13 +123,17 @@ async fn access_starts_at_approval_not_at_the_request_and_ends_by_itself() {
     sync(&s).await;
     let req =
         LeaseRequest::new("e1", "oncall", 2 * DAY, "e1", "on call this week").waiting(4 * HOUR);
-    let rec = s.engine.request_lease(req).await.unwrap();
+    let rec = s.engine.request_lease(req, &people()).await.unwrap();
     assert_eq!(rec.state, LeaseState::Requested);
     sync(&s).await;
     assert!(!has_power(&s).await, "no access while waiting for approval");
 
     s.clock.advance(3 * HOUR);
-    let approved = s.engine.approve_lease(&rec.id, "manager-7").await.unwrap();
+    let approved = s
+        .engine
+        .approve_lease(&rec.id, "manager-7", &people())
+        .await
+        .unwrap();
     let approved_at = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
     assert_eq!(
         approved.valid_from,
@@ -158,21 +183,35 @@ async fn a_request_not_decided_in_time_lapses_and_a_future_start_is_kept() {
     let s = setup();
     let rec = s
         .engine
-        .request_lease(LeaseRequest::new("e1", "oncall", DAY, "e1", "x").waiting(HOUR))
+        .request_lease(
+            LeaseRequest::new("e1", "oncall", DAY, "e1", "x").waiting(HOUR),
+            &people(),
+        )
         .await
         .unwrap();
     s.clock.advance(2 * HOUR);
-    let err = s.engine.approve_lease(&rec.id, "boss").await.unwrap_err();
+    let err = s
+        .engine
+        .approve_lease(&rec.id, "boss", &people())
+        .await
+        .unwrap_err();
     assert!(matches!(err, LeaseError::Lapsed { .. }));
     assert!(err.to_string().contains("request it again"), "{err}");
 
     let start = s.clock.now() + chrono::Duration::days(3);
     let rec = s
         .engine
-        .request_lease(LeaseRequest::new("e1", "oncall", DAY, "e1", "next week").starting(start))
+        .request_lease(
+            LeaseRequest::new("e1", "oncall", DAY, "e1", "next week").starting(start),
+            &people(),
+        )
         .await
         .unwrap();
-    let ok = s.engine.approve_lease(&rec.id, "boss").await.unwrap();
+    let ok = s
+        .engine
+        .approve_lease(&rec.id, "boss", &people())
+        .await
+        .unwrap();
     assert_eq!(
         ok.valid_from,
         Some(start),
@@ -199,12 +238,17 @@ async fn revoking_one_of_two_overlapping_leases_keeps_access() {
         .grant_lease(
             LeaseRequest::new("e1", "oncall", 3 * DAY, "e1", "a"),
             "boss",
+            &people(),
         )
         .await
         .unwrap();
     let b = s
         .engine
-        .grant_lease(LeaseRequest::new("e1", "oncall", DAY, "e1", "b"), "boss")
+        .grant_lease(
+            LeaseRequest::new("e1", "oncall", DAY, "e1", "b"),
+            "boss",
+            &people(),
+        )
         .await
         .unwrap();
     sync(&s).await;
@@ -217,7 +261,7 @@ async fn revoking_one_of_two_overlapping_leases_keeps_access() {
     assert!(!has_power(&s).await, "the last lease gone, the access goes");
     let rejected = s
         .engine
-        .request_lease(LeaseRequest::new("e1", "oncall", DAY, "e1", "c"))
+        .request_lease(LeaseRequest::new("e1", "oncall", DAY, "e1", "c"), &people())
         .await
         .unwrap();
     let r = s
@@ -234,7 +278,7 @@ async fn revoking_one_of_two_overlapping_leases_keeps_access() {
         Err(LeaseError::State { .. })
     ));
     assert!(matches!(
-        s.engine.approve_lease("nope", "x").await,
+        s.engine.approve_lease("nope", "x", &people()).await,
         Err(LeaseError::NotFound(_))
     ));
 }
@@ -247,6 +291,7 @@ async fn a_plan_made_under_a_lease_is_refused_once_the_lease_has_ended() {
         .grant_lease(
             LeaseRequest::new("e1", "oncall", HOUR, "e1", "incident"),
             "boss",
+            &people(),
         )
         .await
         .unwrap();
@@ -264,4 +309,154 @@ async fn a_plan_made_under_a_lease_is_refused_once_the_lease_has_ended() {
         "{text}"
     );
     assert!(!has_power(&s).await, "the ended lease gave nothing");
+}
+
+fn refused(r: Result<prov_engine::leases::LeaseRecord, LeaseError>, says: &str) {
+    match r {
+        Err(LeaseError::Policy(m)) => assert!(m.contains(says), "{m}"),
+        other => panic!("expected a refusal saying `{says}`, got {other:?}"),
+    }
+}
+
+/// Issue 13 item 6: before, a requester approved their own request, a
+/// made-up approver was accepted, and a lease went to an identity the
+/// sources lack.
+#[tokio::test]
+async fn leases_need_four_eyes_and_an_approver_the_policy_names() {
+    let s = setup();
+    let ask = |by: &str| LeaseRequest::new("e1", "oncall", DAY, by, "incident");
+    let rec = s
+        .engine
+        .request_lease(ask("boss"), &people())
+        .await
+        .unwrap();
+    refused(
+        s.engine.approve_lease(&rec.id, "boss", &people()).await,
+        "cannot also approve",
+    );
+    refused(
+        s.engine.approve_lease(&rec.id, " BOSS", &people()).await,
+        "cannot also approve",
+    );
+    refused(
+        s.engine.approve_lease(&rec.id, "e1", &people()).await,
+        "gets the access",
+    );
+    refused(
+        s.engine.approve_lease(&rec.id, "the-cfo", &people()).await,
+        "approver `the-cfo` is not in the sources",
+    );
+    refused(
+        s.engine.approve_lease(&rec.id, "eve", &people()).await,
+        "`eve` may not approve leases of role `oncall`",
+    );
+    // A grant by one person alone is refused before anything is recorded.
+    let before = s.engine.leases().await.unwrap().len();
+    refused(
+        s.engine.grant_lease(ask("boss"), "boss", &people()).await,
+        "cannot also approve",
+    );
+    assert_eq!(s.engine.leases().await.unwrap().len(), before);
+    // A named approver and a holder of an approver role may.
+    let ok = s
+        .engine
+        .approve_lease(&rec.id, "manager-7", &people())
+        .await;
+    assert_eq!(ok.unwrap().state, LeaseState::Approved);
+    let other = s.engine.request_lease(ask("e1"), &people()).await.unwrap();
+    let ok = s.engine.approve_lease(&other.id, "sec-1", &people()).await;
+    assert_eq!(ok.unwrap().decided_by.as_deref(), Some("sec-1"));
+    // An approver who has left may not.
+    let mut gone = people();
+    gone[1].state = prov_core::LifecycleState::Terminated;
+    let third = s.engine.request_lease(ask("e1"), &gone).await.unwrap();
+    refused(
+        s.engine.approve_lease(&third.id, "boss", &gone).await,
+        "approver `boss` has left",
+    );
+    // The identity must be in the sources and active.
+    refused(
+        s.engine
+            .request_lease(
+                LeaseRequest::new("ghost", "oncall", DAY, "boss", "x"),
+                &people(),
+            )
+            .await,
+        "`ghost` is not in the sources",
+    );
+    let mut left = people();
+    left[0].state = prov_core::LifecycleState::Terminated;
+    refused(
+        s.engine.request_lease(ask("boss"), &left).await,
+        "`e1` has left",
+    );
+    // A role that names no approvers cannot be leased to anyone.
+    let staff = s
+        .engine
+        .request_lease(LeaseRequest::new("e1", "staff", DAY, "e1", "x"), &people())
+        .await
+        .unwrap();
+    refused(
+        s.engine.approve_lease(&staff.id, "boss", &people()).await,
+        "names no approvers",
+    );
+}
+
+/// Issue 13 item 6: `--duration 100000000d` aborted the process with a
+/// chrono overflow; an ended lease listed as approved; durations were
+/// `{secs, nanos}` in JSON.
+#[tokio::test]
+async fn lease_times_are_bounded_checked_and_written_as_people_write_them() {
+    let s = setup();
+    let huge = Duration::from_secs(100_000_000 * 86_400);
+    refused(
+        s.engine
+            .request_lease(
+                LeaseRequest::new("e1", "oncall", huge, "e1", "x"),
+                &people(),
+            )
+            .await,
+        "a lease lasts at most 366d",
+    );
+    refused(
+        s.engine
+            .request_lease(
+                LeaseRequest::new("e1", "oncall", DAY, "e1", "x").waiting(Duration::MAX),
+                &people(),
+            )
+            .await,
+        "waits at most 30d",
+    );
+    let at_the_end = chrono::DateTime::<Utc>::MAX_UTC - chrono::Duration::hours(1);
+    refused(
+        s.engine
+            .request_lease(
+                LeaseRequest::new("e1", "oncall", DAY, "e1", "x").starting(at_the_end),
+                &people(),
+            )
+            .await,
+        "the duration is too long",
+    );
+    let rec = s
+        .engine
+        .grant_lease(
+            LeaseRequest::new("e1", "oncall", 2 * DAY, "e1", "x"),
+            "boss",
+            &people(),
+        )
+        .await
+        .unwrap();
+    use prov_engine::leases::LeaseStatus;
+    assert_eq!(rec.status(s.clock.now()), LeaseStatus::Active);
+    s.clock.advance(3 * DAY);
+    assert_eq!(rec.status(s.clock.now()), LeaseStatus::Expired);
+    let json = serde_json::to_value(&rec.request).unwrap();
+    assert_eq!(
+        (json["duration"].as_str(), json["wait"].as_str()),
+        (Some("2d"), Some("1d"))
+    );
+    let mut old = json.clone();
+    old["duration"] = serde_json::json!({"secs": 7200, "nanos": 0});
+    let back: LeaseRequest = serde_json::from_value(old).unwrap();
+    assert_eq!(back.duration, 2 * HOUR, "records stored before still read");
 }

@@ -210,3 +210,30 @@ fn policy_files_load_by_extension_and_name_the_file() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 13 item 6: a `grace_days` near u32::MAX overflowed the date
+/// arithmetic; an approver role must exist.
+#[test]
+fn a_grace_period_past_the_maximum_and_an_unknown_approver_role_are_named() {
+    let e = errors(
+        r#"
+[targets.ldap]
+leaver = { action = "delete", grace_days = 4294967295 }
+
+[roles.oncall]
+approver_roles = ["sre-leads"]
+"#,
+    );
+    let text = e.to_string();
+    assert_eq!(e.errors.len(), 2, "{text}");
+    assert!(
+        e.mentions(
+            "targets.ldap.leaver.grace_days: 4294967295 days is longer than the 3660-day maximum"
+        ),
+        "{text}"
+    );
+    assert!(
+        e.mentions("roles.oncall.approver_roles: names unknown role `sre-leads`"),
+        "{text}"
+    );
+}

@@ -109,9 +109,10 @@ pub(crate) struct TargetConfig {
     /// The deletion safeguard: most removals in number.
     #[serde(default)]
     pub(crate) max_removals: Option<usize>,
-    /// Correlation rules as `account_field = "identity_field"` (default: by login).
-    #[serde(default)]
-    pub(crate) correlate: BTreeMap<String, String>,
+    /// Correlation rules as `account_field = "identity_field"`, tried in
+    /// the order written (default: by login).
+    #[serde(default, deserialize_with = "in_order")]
+    pub(crate) correlate: Vec<(String, String)>,
     /// Whether linked (not created) accounts may be deleted.
     #[serde(default)]
     pub(crate) delete_linked: bool,
@@ -268,6 +269,29 @@ impl TargetConfig {
 }
 
 /// A config error: the file, the line and what is wrong.
+/// A table's entries in the order the file writes them (the TOML parser
+/// keeps it: the `preserve_order` feature), where a map would sort them.
+fn in_order<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    struct Pairs;
+    impl<'de> serde::de::Visitor<'de> for Pairs {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a table of account_field = \"identity_field\"")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                out.push((k, v));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Pairs)
+}
+
 pub(crate) fn load(path: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
@@ -307,5 +331,34 @@ impl Config {
             opts.targets.insert(prov_core::TargetId::new(id), o);
         }
         opts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// Issue 13 item 2: the rules were sorted by account field (`login`
+    /// before `mail`), not tried in the order written.
+    #[test]
+    fn correlation_rules_keep_the_order_written() {
+        let text = "policy = \"p.toml\"\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\n\n[targets.ldap]\nkind = \"file\"\npath = \"t.json\"\n[targets.ldap.correlate]\nmail = \"email\"\nlogin = \"login\"\nemployeeNumber = \"id\"\n";
+        let cfg: Config = toml::from_str(text).unwrap();
+        let opts = cfg.plan_options();
+        let rules: Vec<(&str, &str)> = opts.targets[&prov_core::TargetId::new("ldap")]
+            .correlation
+            .iter()
+            .map(|r| (r.account_field.as_str(), r.identity_field.as_str()))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("mail", "email"),
+                ("login", "login"),
+                ("employeeNumber", "id")
+            ]
+        );
     }
 }

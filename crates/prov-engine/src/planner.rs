@@ -669,6 +669,26 @@ fn plan_targets<'t>(
             ctx.by_attribute = attribute_indexes(accounts, &ctx.opts.correlation);
             ctx.link_of_account = link_of_account();
         }
+        // A rule on an attribute no listed account has matches nothing,
+        // whoever it is for: most likely a typo (`mial`), which would
+        // otherwise make duplicates in silence. Reported on a complete
+        // listing that has accounts; the scan stops at the first holder.
+        if !input.partial && !accounts.is_empty() {
+            let mut seen = BTreeSet::new();
+            for rule in &ctx.opts.correlation {
+                let field = rule.account_field.as_str();
+                if field != "login"
+                    && seen.insert(field)
+                    && !accounts.iter().any(|a| a.attributes.contains_key(field))
+                {
+                    problems.push(format!(
+                        "{target}: correlation rule {field} = {}: none of the {} listed accounts has attribute `{field}`, so the rule matches nothing",
+                        rule.identity_field,
+                        accounts.len()
+                    ));
+                }
+            }
+        }
         // Each account held by a link is hashed for the fingerprint when
         // its holder is planned; accounts held by no one are hashed here,
         // and one held twice (two links to it) is taken away again.

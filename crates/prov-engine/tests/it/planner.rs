@@ -780,3 +780,36 @@ fn a_plan_carries_the_fingerprint_of_its_inputs_whatever_their_shape() {
         full.fingerprint
     );
 }
+
+/// Issue 13 item 2: a rule on an attribute no listed account has (a typo
+/// such as `mial`) matched nothing in silence and led to duplicates.
+#[tokio::test]
+async fn a_correlation_rule_on_an_attribute_no_account_has_is_reported() {
+    let p = policy();
+    let world = World::new();
+    let ldap = &world.targets[&TargetId::new("ldap")];
+    let mut a = Account::new("x1", "someone");
+    a.attributes.insert("mail".into(), "x@example.com".into());
+    ldap.insert_account(a).unwrap();
+    let mut opts = PlanOptions::default();
+    let mut t = TargetOptions::default();
+    t.correlation = vec![Correlation::new("mial", "email"), Correlation::login()];
+    opts.targets.insert(TargetId::new("ldap"), t);
+    let plan = world.plan(&p, &people(), now(), &opts).await;
+    assert!(
+        plan.problems.iter().any(|m| m
+            == "ldap: correlation rule mial = email: none of the 1 listed accounts has attribute `mial`, so the rule matches nothing"),
+        "{:#?}",
+        plan.problems
+    );
+    // Spelled right, nothing to report.
+    let mut t = TargetOptions::default();
+    t.correlation = vec![Correlation::new("mail", "email"), Correlation::login()];
+    opts.targets.insert(TargetId::new("ldap"), t);
+    let plan = world.plan(&p, &people(), now(), &opts).await;
+    assert!(
+        !plan.problems.iter().any(|m| m.contains("correlation rule")),
+        "{:#?}",
+        plan.problems
+    );
+}

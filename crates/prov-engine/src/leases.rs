@@ -401,7 +401,7 @@ pub mod human {
         }
     }
 
-    /// Serialises as [`format`] gives.
+    /// Serialises as [`format()`] gives.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format(*d))
     }

@@ -439,14 +439,19 @@ impl Engine {
     ) -> Result<(Plan, ApplyReport), EngineError> {
         self.claimed(|run| async move {
             let the_plan = self.plan(identities).await?;
-            let report = self
-                .executor
-                .apply_in(run, &the_plan, self.store.as_ref())
-                .await
-                .map_err(EngineError::Apply)?;
-            Ok((the_plan, report))
+            self.applied(run, the_plan).await
         })
         .await
+    }
+
+    /// Applies a plan just made in this run, returning it with its report.
+    async fn applied(&self, run: String, plan: Plan) -> Result<(Plan, ApplyReport), EngineError> {
+        let report = self
+            .executor
+            .apply_in(run, &plan, self.store.as_ref())
+            .await
+            .map_err(EngineError::Apply)?;
+        Ok((plan, report))
     }
 
     /// Sets `who`'s secret attributes on `target` again, computed now from
@@ -556,12 +561,7 @@ impl Engine {
         event: Event,
     ) -> Result<(Plan, ApplyReport), EngineError> {
         let the_plan = self.plan_event(&event).await?;
-        let report = self
-            .executor
-            .apply_in(run, &the_plan, self.store.as_ref())
-            .await
-            .map_err(EngineError::Apply)?;
-        Ok((the_plan, report))
+        self.applied(run, the_plan).await
     }
 
     /// The plan an event makes now (after [`recover`](Self::recover)),
@@ -898,7 +898,7 @@ impl Engine {
     ) -> Result<LeaseRecord, LeaseError> {
         let mut rec = self.lease(id).await?;
         let now = self.clock.now();
-        self.may_approve(&rec, approver, identities, now)?;
+        self.may_approve(&rec.id, &rec.request, approver, identities, now)?;
         leases::approve(&mut rec, approver, now)?;
         let outcome = format!(
             "approved; access from {} until {}",
@@ -921,8 +921,7 @@ impl Engine {
     ) -> Result<LeaseRecord, LeaseError> {
         let now = self.clock.now();
         leases::check_request(&self.policy, &req, now)?;
-        let probe = leases::new_record(String::new(), req.clone(), now)?;
-        self.may_approve(&probe, approver, identities, now)?;
+        self.may_approve("(new)", &req, approver, identities, now)?;
         let rec = self.request_lease(req, identities).await?;
         self.approve_lease(&rec.id, approver, identities).await
     }
@@ -945,36 +944,33 @@ impl Engine {
         Ok(who)
     }
 
-    /// Whether `approver` may approve `rec` now (see [`approve_lease`](Self::approve_lease)).
+    /// Whether `approver` may approve lease `id`, asked for as `req`, now
+    /// (see [`approve_lease`](Self::approve_lease)).
     fn may_approve(
         &self,
-        rec: &LeaseRecord,
+        id: &str,
+        req: &LeaseRequest,
         approver: &str,
         identities: &[Identity],
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), LeaseError> {
         let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
-        if same(approver, &rec.request.requested_by) {
+        if same(approver, &req.requested_by) {
             return Err(LeaseError::Policy(format!(
                 "`{approver}` asked for lease `{}` and cannot also approve it: another approver must",
-                rec.id
+                id
             )));
         }
-        if same(approver, rec.request.identity.as_str()) {
+        if same(approver, req.identity.as_str()) {
             return Err(LeaseError::Policy(format!(
                 "`{approver}` gets the access of lease `{}` and cannot approve it",
-                rec.id
+                id
             )));
         }
-        self.present(
-            identities,
-            &rec.request.identity,
-            now,
-            "the lease's identity",
-        )?;
+        self.present(identities, &req.identity, now, "the lease's identity")?;
         let who = self.present(identities, &approver.into(), now, "approver")?;
         self.policy
-            .may_approve(&rec.request.role, who, now)
+            .may_approve(&req.role, who, now)
             .map_err(LeaseError::Policy)
     }
 

@@ -367,17 +367,24 @@ impl Policy {
         // Roles.
         let mut roles = Vec::with_capacity(self.roles.len());
         for (rid, role) in &self.roles {
-            let mut inherits = Vec::new();
-            for parent in &role.inherits {
-                match role_index.get(parent) {
-                    Some(&p) => inherits.push(p),
-                    None => ck.error(
-                        format!("roles.{rid}.inherits"),
-                        Some(parent),
-                        format!("inherits unknown role `{parent}`"),
-                    ),
+            // Roles a role names (its parents, its approvers' roles), each
+            // unknown one an error at its field.
+            let mut known = |field: &str, names: &[String], says: &str| -> Vec<u32> {
+                let mut out = Vec::new();
+                for name in names {
+                    match role_index.get(name) {
+                        Some(&r) => out.push(r),
+                        None => ck.error(
+                            format!("roles.{rid}.{field}"),
+                            Some(name),
+                            format!("{says} unknown role `{name}`"),
+                        ),
+                    }
                 }
-            }
+                out
+            };
+            let mut inherits = known("inherits", &role.inherits, "inherits");
+            let approver_roles = known("approver_roles", &role.approver_roles, "names");
             inherits.sort_unstable();
             inherits.dedup();
             let mut direct: Vec<u32> = Vec::new();
@@ -392,17 +399,6 @@ impl Policy {
             }
             direct.sort_unstable();
             direct.dedup();
-            let mut approver_roles = Vec::new();
-            for approver in &role.approver_roles {
-                match role_index.get(approver) {
-                    Some(&a) => approver_roles.push(a),
-                    None => ck.error(
-                        format!("roles.{rid}.approver_roles"),
-                        Some(approver),
-                        format!("names unknown role `{approver}`"),
-                    ),
-                }
-            }
             for approver in &role.approvers {
                 if approver.trim().is_empty() {
                     ck.error(

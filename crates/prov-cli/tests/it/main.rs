@@ -246,41 +246,34 @@ fn config_policy_and_source_errors_name_file_line_and_field() {
     );
 }
 
-#[test]
-fn leases_from_the_command_line() {
-    let dir = setup(3);
-    assert_eq!(prov(&dir, &["apply", "--yes"]).0, 0);
-    let (code, _, err) = prov(
-        &dir,
+/// `prov lease request e1 oncall` for `duration`, as the config's actor.
+fn request_oncall(dir: &Path, duration: &str, reason: &str) -> (i32, String, String) {
+    prov(
+        dir,
         &[
             "lease",
             "request",
             "e1",
             "oncall",
             "--duration",
-            "8d",
+            duration,
             "--reason",
-            "x",
+            reason,
         ],
-    );
+    )
+}
+
+#[test]
+fn leases_from_the_command_line() {
+    let dir = setup(3);
+    assert_eq!(prov(&dir, &["apply", "--yes"]).0, 0);
+    let (code, _, err) = request_oncall(&dir, "8d", "x");
     assert_eq!(code, 1);
     assert!(
         err.contains("longer than the 7-day maximum of role `oncall`"),
         "{err}"
     );
-    let (code, out, _) = prov(
-        &dir,
-        &[
-            "lease",
-            "request",
-            "e1",
-            "oncall",
-            "--duration",
-            "2d",
-            "--reason",
-            "incident",
-        ],
-    );
+    let (code, out, _) = request_oncall(&dir, "2d", "incident");
     assert_eq!(code, 0);
     let id = out.split_whitespace().next().unwrap().to_owned();
     assert!(out.contains("Requested"), "{out}");
@@ -297,19 +290,7 @@ fn leases_from_the_command_line() {
         err.contains("`e0` may not approve leases of role `oncall`"),
         "{err}"
     );
-    let (code, _, err) = prov(
-        &dir,
-        &[
-            "lease",
-            "request",
-            "e1",
-            "oncall",
-            "--duration",
-            "100000000d",
-            "--reason",
-            "x",
-        ],
-    );
+    let (code, _, err) = request_oncall(&dir, "100000000d", "x");
     assert_eq!(code, 1, "refused, not aborted: {err}");
     assert!(err.contains("a lease lasts at most 366d"), "{err}");
     assert_eq!(

@@ -1,0 +1,106 @@
+//! Correlation: which existing account an identity with no link holds.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use prov_core::{Account, AccountId, Identity, Value};
+use prov_resolver::AccountView;
+
+use super::Correlation;
+use super::index::{FastMap, MultiIndex};
+use super::target::TargetCtx;
+
+/// The value `rule` looks for on accounts for `who`, whose login is
+/// `login`: none when the identity has no such value (or an empty one).
+/// The planner and the event's lookups both take it from here.
+pub(crate) fn correlation_key(rule: &Correlation, who: &Identity, login: &str) -> Option<String> {
+    let key = match rule.identity_field.as_str() {
+        "login" => Some(login.to_owned()),
+        "id" => Some(who.id.as_str().to_owned()),
+        attr => who.attributes.get(attr).and_then(value_text),
+    };
+    key.filter(|k| !k.is_empty())
+}
+
+pub(super) enum Correlated<'a> {
+    None,
+    One(usize, &'a Account),
+    Many(Vec<AccountId>),
+}
+
+pub(super) fn correlate<'a>(
+    ctx: &TargetCtx<'a>,
+    who: &Identity,
+    want: AccountView<'_>,
+    claimed: &[bool],
+) -> Correlated<'a> {
+    for rule in &ctx.opts.correlation {
+        let Some(key) = correlation_key(rule, who, want.login) else {
+            continue;
+        };
+        let mut found: Vec<usize> = if rule.account_field == "login" {
+            ctx.by_login.get(&key)
+        } else {
+            ctx.by_attribute
+                .get(rule.account_field.as_str())
+                .map(|values| values.get(&key))
+                .unwrap_or_default()
+        };
+        // An account linked to someone else, or claimed this run, is theirs.
+        found.retain(|i| {
+            !claimed.get(*i).copied().unwrap_or(false)
+                && ctx
+                    .link_of_account
+                    .get(*i)
+                    .copied()
+                    .flatten()
+                    .is_none_or(|(owner, _)| owner == &who.id)
+        });
+        let mut found: Vec<(usize, &'a Account)> = found
+            .into_iter()
+            .filter_map(|i| ctx.accounts.get(i).map(|a| (i, a)))
+            .collect();
+        found.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+        match found.as_slice() {
+            [] => continue,
+            [(i, one)] => return Correlated::One(*i, one),
+            many => return Correlated::Many(many.iter().map(|(_, a)| a.id.clone()).collect()),
+        }
+    }
+    Correlated::None
+}
+
+/// Each correlation rule's account attribute, indexed by value ignoring
+/// ASCII case (a number by its text).
+pub(super) fn attribute_indexes<'a>(
+    accounts: &'a [Account],
+    rules: &'a [Correlation],
+) -> FastMap<&'a str, MultiIndex<'a>> {
+    let fields: BTreeSet<&str> = rules
+        .iter()
+        .map(|r| r.account_field.as_str())
+        .filter(|f| *f != "login")
+        .collect();
+    fields
+        .into_iter()
+        .map(|field| {
+            let values = accounts
+                .iter()
+                .map(|a| match a.attributes.get(field) {
+                    Some(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+                    Some(Value::Int(i)) => Some(Cow::Owned(i.to_string())),
+                    _ => None,
+                })
+                .collect();
+            (field, MultiIndex::new(values, true))
+        })
+        .collect()
+}
+
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}

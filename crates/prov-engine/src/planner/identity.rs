@@ -1,0 +1,256 @@
+//! Planning one identity on one target: find its account, then create,
+//! update, grant, revoke, enable, disable or delete.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use prov_core::{Account, AccountId, EntitlementId, Identity, LifecycleState, TargetId};
+use prov_resolver::{CompiledPolicy, LeaverAction, Resolution};
+
+use super::correlate::{Correlated, correlate};
+use super::diff::{attribute_delta, differs};
+use super::target::{IdentityOutcome, TargetCtx};
+use crate::ledger::LinkOrigin;
+use crate::plan::{AccountRef, Conflict, OpKind, PlannedOp};
+
+pub(super) fn plan_identity<'a>(
+    policy: &CompiledPolicy,
+    who: &'a Identity,
+    res: &Resolution,
+    now: DateTime<Utc>,
+    ctx: &TargetCtx<'a>,
+    held: Option<(usize, LinkOrigin)>,
+    claimed: &[bool],
+) -> IdentityOutcome {
+    let mut out = IdentityOutcome::default();
+    let target = ctx.target;
+    let view = policy.targets_of(res).find(|v| v.target == Some(target));
+    let desired_account = view.as_ref().and_then(|v| v.account);
+    let op = |kind: OpKind, reasons: Vec<String>| {
+        PlannedOp::new(target.clone(), Some(who.id.clone()), kind, reasons)
+    };
+
+    // Find the identity's account: a link first, then correlation.
+    let linked = held;
+    let mut current: Option<(usize, &Account, LinkOrigin)> =
+        linked.and_then(|(i, origin)| ctx.accounts.get(i).map(|a| (i, a, origin)));
+    if current.is_none()
+        && let Some(want) = desired_account
+    {
+        match correlate(ctx, who, want, claimed) {
+            Correlated::One(i, acct) => {
+                let mut link = op(
+                    OpKind::Link {
+                        account: acct.id.clone(),
+                    },
+                    vec![format!(
+                        "correlated: existing account {} matches",
+                        acct.login
+                    )],
+                );
+                link.account_login = Some(acct.login.clone());
+                out.ops.push(link);
+                current = Some((i, acct, LinkOrigin::Linked));
+            }
+            Correlated::Many(ids) => {
+                out.conflicts.push(Conflict {
+                    target: target.clone(),
+                    identity: who.id.clone(),
+                    message:
+                        "several existing accounts match the correlation rules; link one by hand"
+                            .to_owned(),
+                    accounts: ids,
+                });
+                return out;
+            }
+            Correlated::None => {}
+        }
+    }
+    out.claimed = current.map(|(i, _, _)| i);
+
+    let state_reason = || match res.state {
+        LifecycleState::Terminated => format!("leaver: {} is terminated", who.id),
+        LifecycleState::Suspended => format!("{} is suspended", who.id),
+        LifecycleState::PreHire => {
+            format!("joiner: {} starts later; account prepared disabled", who.id)
+        }
+        _ => format!("{} is active", who.id),
+    };
+
+    match (desired_account, current) {
+        (None, None) => {}
+        (Some(want), None) => {
+            if res.state == LifecycleState::Terminated {
+                return out; // never create an account for a leaver
+            }
+            let taken = ctx.by_login.get(want.login);
+            if !taken.is_empty() {
+                let ids: Vec<AccountId> = taken
+                    .iter()
+                    .filter_map(|&i| ctx.accounts.get(i))
+                    .map(|a| a.id.clone())
+                    .collect();
+                out.conflicts.push(Conflict {
+                    target: target.clone(),
+                    identity: who.id.clone(),
+                    message: format!(
+                        "login {} is taken by an account linked to someone else",
+                        want.login
+                    ),
+                    accounts: ids,
+                });
+                return out;
+            }
+            let login = want.login.to_owned();
+            out.ops.push(op(
+                OpKind::Create {
+                    login: login.clone(),
+                    attributes: want.attributes.clone(),
+                    enabled: want.enabled,
+                    secret: want.secrets.keys().cloned().collect(),
+                },
+                vec![format!(
+                    "joiner: {} should have an account on {target}",
+                    who.id
+                )],
+            ));
+            let acct = AccountRef::New { login };
+            for e in view.iter().flat_map(|v| v.entitlements()) {
+                out.ops.push(op(
+                    OpKind::Grant {
+                        account: acct.clone(),
+                        entitlement: e.clone(),
+                    },
+                    reasons(policy, res, target, e),
+                ));
+            }
+        }
+        (want, Some((_, acct, origin))) => {
+            let aref = || AccountRef::Existing {
+                id: acct.id.clone(),
+            };
+            let mut mine: Vec<PlannedOp> = Vec::new();
+            if let Some(want) = want
+                && differs(&ctx.managed_attributes, want, acct)
+            {
+                let mut delta = attribute_delta(&ctx.managed_attributes, want, acct);
+                if let Some(new_login) = delta.login.take_if(|_| !ctx.opts.can_rename) {
+                    out.problems.push(format!(
+                        "{target}: {}'s login should change from {} to {new_login}, and the target cannot rename accounts",
+                        who.id, acct.login
+                    ));
+                }
+                let why = if delta.login.is_some() {
+                    "the login template gives a new login"
+                } else {
+                    "the account template changed"
+                };
+                if !delta.is_empty() {
+                    mine.push(op(
+                        OpKind::Update {
+                            account: aref(),
+                            delta,
+                            secret: BTreeSet::new(),
+                        },
+                        vec![format!("{why} for {}", who.id)],
+                    ));
+                }
+            }
+            // Entitlements: both sides are sorted by id, so one merge walk
+            // finds what to grant and what to revoke, with no allocation when
+            // nothing differs. What the policy never mentions is not the
+            // engine's to take.
+            let mut desired = view.iter().flat_map(|v| v.entitlements()).peekable();
+            let mut held = acct.entitlements.iter().peekable();
+            loop {
+                match (desired.peek(), held.peek()) {
+                    (None, None) => break,
+                    (Some(d), Some(h)) if d == h => {
+                        desired.next();
+                        held.next();
+                    }
+                    (Some(d), h) if h.is_none_or(|h| d < h) => {
+                        mine.push(op(
+                            OpKind::Grant {
+                                account: aref(),
+                                entitlement: (*d).clone(),
+                            },
+                            reasons(policy, res, target, d),
+                        ));
+                        desired.next();
+                    }
+                    (_, Some(h)) => {
+                        if policy.manages(target, h) {
+                            let why = format!(
+                                "no rule, assignment or lease gives it any more ({})",
+                                state_reason()
+                            );
+                            mine.push(op(
+                                OpKind::Revoke {
+                                    account: aref(),
+                                    entitlement: (*h).clone(),
+                                },
+                                vec![why],
+                            ));
+                        }
+                        held.next();
+                    }
+                    (Some(_), None) => break,
+                }
+            }
+            let enabled = want.is_some_and(|w| w.enabled);
+            if acct.enabled != enabled && !ctx.opts.can_disable {
+                if !enabled {
+                    out.problems.push(format!(
+                        "{target}: {}'s account {} should be disabled, and the target cannot disable accounts; its access is revoked, the account stays enabled",
+                        who.id, acct.login
+                    ));
+                }
+            } else if acct.enabled != enabled {
+                let why = match want {
+                    Some(_) => state_reason(),
+                    None => format!("{} is no longer entitled to an account on {target}", who.id),
+                };
+                mine.push(op(
+                    OpKind::SetEnabled {
+                        account: aref(),
+                        enabled,
+                    },
+                    vec![why],
+                ));
+            }
+            if let Some(plan) = want.and_then(|w| w.leaver)
+                && plan.action == LeaverAction::Delete
+                && plan.delete_after.is_some_and(|d| d <= now.date_naive())
+                && (origin == LinkOrigin::Created || ctx.opts.delete_linked)
+                && ctx.opts.can_delete
+            {
+                let when = plan.delete_after.map(|d| d.to_string()).unwrap_or_default();
+                mine.push(op(
+                    OpKind::Delete {
+                        account: acct.id.clone(),
+                    },
+                    vec![format!("leaver: grace period ended {when}")],
+                ));
+            }
+            for mut o in mine {
+                o.account_login = Some(acct.login.clone());
+                out.ops.push(o);
+            }
+        }
+    }
+    out
+}
+
+fn reasons(
+    policy: &CompiledPolicy,
+    res: &Resolution,
+    target: &TargetId,
+    e: &EntitlementId,
+) -> Vec<String> {
+    policy
+        .chains(res, target, e)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}

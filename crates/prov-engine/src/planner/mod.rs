@@ -1,0 +1,204 @@
+//! The planner: desired state (from the resolver) against actual state
+//! (from the targets' listings and the store's links) gives a [`Plan`].
+//!
+//! Files by concept: `options` (what a caller sets), `target` (one
+//! target: links, indexes, orphans), `identity` (one identity on one
+//! target), `correlate`, `diff`, `safety` (the deletion safeguard),
+//! `fingerprint` and `index` (the hash indexes the rest use).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use prov_core::{Account, Identity, TargetId};
+use prov_resolver::{CompiledPolicy, Extra, Resolution};
+
+use crate::ledger::Link;
+use crate::plan::{Conflict, OpKind, PLAN_VERSION, Plan, PlannedOp};
+
+mod correlate;
+mod diff;
+mod fingerprint;
+mod identity;
+mod index;
+mod options;
+mod safety;
+mod target;
+
+pub(crate) use correlate::correlation_key;
+pub use fingerprint::fingerprint;
+use fingerprint::{SetDigest, fingerprint_of};
+pub use options::{Correlation, OrphanPolicy, PlanOptions, Safety, TargetOptions};
+use safety::safety_blocks;
+use target::plan_targets;
+
+/// What a plan is made from.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct PlanInput<'a> {
+    /// The compiled policy.
+    pub policy: &'a CompiledPolicy,
+    /// Every identity the sources know.
+    pub identities: &'a [Identity],
+    /// The time to plan for (leases, end dates, grace periods).
+    pub now: DateTime<Utc>,
+    /// Each target's accounts as listed now, with their entitlements.
+    pub actual: &'a BTreeMap<TargetId, Vec<Account>>,
+    /// The ownership ledger.
+    pub links: &'a [Link],
+    /// Assignments and leases from the store.
+    pub extra: Extra<'a>,
+    /// The listing covers only these identities' accounts (an event, not a
+    /// full reconcile): no orphans are reported, and the safeguard counts
+    /// removals without a share of a total it does not know. Each link
+    /// given must have been looked up: one whose account a listed target
+    /// lacks is dead and forgotten, as in a full plan.
+    pub partial: bool,
+}
+
+impl<'a> PlanInput<'a> {
+    /// Plan input with no extra assignments or leases.
+    pub fn new(
+        policy: &'a CompiledPolicy,
+        identities: &'a [Identity],
+        now: DateTime<Utc>,
+        actual: &'a BTreeMap<TargetId, Vec<Account>>,
+        links: &'a [Link],
+    ) -> Self {
+        PlanInput {
+            policy,
+            identities,
+            now,
+            actual,
+            links,
+            extra: Extra::default(),
+            partial: false,
+        }
+    }
+
+    /// Marks the listing as covering only these identities' accounts (builder style).
+    pub fn partial(mut self) -> Self {
+        self.partial = true;
+        self
+    }
+
+    /// Adds assignments and leases from the store (builder style).
+    pub fn with_extra(mut self, extra: Extra<'a>) -> Self {
+        self.extra = extra;
+        self
+    }
+}
+
+/// Makes a plan. Pure: the same input gives the same plan, byte for byte.
+/// Resolves every identity (on every core), then [`plan_resolved`].
+pub fn plan(input: &PlanInput<'_>, options: &PlanOptions) -> Plan {
+    use rayon::prelude::*;
+    let resolutions: Vec<Resolution> = input
+        .identities
+        .par_iter()
+        .with_min_len(256)
+        .map(|who| input.policy.resolve_with(who, input.now, input.extra))
+        .collect();
+    plan_resolved(input, &resolutions, options)
+}
+
+/// Makes a plan from resolutions already made (`resolutions[i]` is
+/// `input.identities[i]` resolved at `input.now` with `input.extra`).
+/// Identities with a linked account are planned on every core; the rest,
+/// which may need correlation, one by one.
+pub fn plan_resolved(
+    input: &PlanInput<'_>,
+    resolutions: &[Resolution],
+    options: &PlanOptions,
+) -> Plan {
+    use rayon::prelude::*;
+    // The fingerprint's digests of identities and links run beside the
+    // planning, as does the gathering of the resolver's problems; the
+    // accounts' digests are made by the planning itself, each account
+    // hashed while it is at hand (a second pass over a million accounts'
+    // strings costs as much again in memory traffic).
+    let (((identities, links), mut problems), (planned, accounts)) = rayon::join(
+        || {
+            rayon::join(
+                || {
+                    rayon::join(
+                        || SetDigest::of(input.identities),
+                        || SetDigest::of(input.links),
+                    )
+                },
+                || -> Vec<String> {
+                    resolutions
+                        .par_iter()
+                        .with_min_len(4096)
+                        .flat_map_iter(|r| r.problems().iter().map(ToString::to_string))
+                        .collect()
+                },
+            )
+        },
+        || plan_targets(input, resolutions, options),
+    );
+    let fingerprint = fingerprint_of(input, identities, &accounts, links);
+    let (mut ops, mut conflicts, orphans, limits) = planned;
+    problems.extend(limits);
+    ops.par_sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let blocked = safety_blocks(&ops, (!input.partial).then_some(input.actual), options);
+    conflicts.sort_by(|a: &Conflict, b: &Conflict| {
+        (&a.target, &a.identity).cmp(&(&b.target, &b.identity))
+    });
+    problems.sort();
+    let secrets = secrets_of(input, resolutions, &ops);
+    Plan {
+        version: PLAN_VERSION,
+        planned_for: input.now,
+        fingerprint,
+        ops,
+        orphans,
+        conflicts,
+        blocked,
+        problems,
+        digest: String::new(),
+        secrets,
+    }
+}
+
+/// The values of the creates' secret attributes, by operation id, from the
+/// resolutions (kept out of the operations themselves).
+fn secrets_of(
+    input: &PlanInput<'_>,
+    resolutions: &[Resolution],
+    ops: &[PlannedOp],
+) -> BTreeMap<String, prov_core::SecretAttributes> {
+    let mut out = BTreeMap::new();
+    let wanted: Vec<&PlannedOp> = ops
+        .iter()
+        .filter(|o| matches!(&o.kind, OpKind::Create { secret, .. } if !secret.is_empty()))
+        .collect();
+    if wanted.is_empty() {
+        return out;
+    }
+    let position: HashMap<&str, usize> = input
+        .identities
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.id.as_str(), i))
+        .collect();
+    for op in wanted {
+        let Some(res) = op
+            .identity
+            .as_ref()
+            .and_then(|who| position.get(who.as_str()))
+            .and_then(|&i| resolutions.get(i))
+        else {
+            continue;
+        };
+        let values = input
+            .policy
+            .targets_of(res)
+            .find(|v| v.target == Some(&op.target))
+            .and_then(|v| v.account)
+            .map(|a| a.secrets.clone());
+        if let Some(values) = values {
+            out.insert(op.id.clone(), values);
+        }
+    }
+    out
+}

@@ -1,0 +1,126 @@
+//! Planning options: correlation rules, orphan handling, the deletion
+//! safeguard, per target.
+
+use std::collections::BTreeMap;
+
+use prov_core::TargetId;
+use serde::{Deserialize, Serialize};
+
+/// A correlation rule: an existing account belongs to an identity when the
+/// account's field equals the identity's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Correlation {
+    /// `login` or an account attribute (`mail`, `employeeNumber`).
+    pub account_field: String,
+    /// `login` (the desired login), `id` (the identity id) or an identity attribute.
+    pub identity_field: String,
+}
+
+impl Correlation {
+    /// `account_field` on the account equals `identity_field` on the identity.
+    pub fn new(account_field: impl Into<String>, identity_field: impl Into<String>) -> Self {
+        Correlation {
+            account_field: account_field.into(),
+            identity_field: identity_field.into(),
+        }
+    }
+
+    /// The account's login equals the login the policy gives the identity.
+    pub fn login() -> Self {
+        Self::new("login", "login")
+    }
+}
+
+/// What happens to accounts no identity explains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OrphanPolicy {
+    /// Reported, left alone (the default).
+    #[default]
+    Report,
+    /// Disabled.
+    Disable,
+    /// Deleted when the engine created them; disabled otherwise.
+    Delete,
+}
+
+/// The deletion safeguard: a plan that would disable or delete more than
+/// this on one target is blocked until explicitly allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Safety {
+    /// Most removals as a share of the target's accounts (default 0.2, as
+    /// Okta's import safeguard).
+    pub max_share: f64,
+    /// Most removals in absolute numbers, if set.
+    pub max_count: Option<usize>,
+    /// Removals always allowed whatever the share, so that one leaver on a
+    /// small target is not blocked (default 5).
+    pub always_allowed: usize,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety {
+            max_share: 0.2,
+            max_count: None,
+            always_allowed: 5,
+        }
+    }
+}
+
+/// Per-target planning options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TargetOptions {
+    /// Correlation rules, tried in order (default: by login).
+    pub correlation: Vec<Correlation>,
+    /// Orphan handling.
+    pub orphans: OrphanPolicy,
+    /// The deletion safeguard.
+    pub safety: Safety,
+    /// Whether accounts the engine linked but did not create may be
+    /// deleted (leavers past their grace period, orphans); default no.
+    pub delete_linked: bool,
+    /// Whether the target can disable accounts (from its capabilities; the
+    /// `Engine` sets these three). When it cannot, leavers lose their access
+    /// and the plan says their accounts stay enabled.
+    pub can_disable: bool,
+    /// Whether the target can delete accounts.
+    pub can_delete: bool,
+    /// Whether the target can change a login (rename).
+    pub can_rename: bool,
+}
+
+impl Default for TargetOptions {
+    fn default() -> Self {
+        TargetOptions {
+            correlation: vec![Correlation::login()],
+            orphans: OrphanPolicy::Report,
+            safety: Safety::default(),
+            delete_linked: false,
+            can_disable: true,
+            can_delete: true,
+            can_rename: true,
+        }
+    }
+}
+
+/// Planning options.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PlanOptions {
+    /// Options per target; targets not named get `default`.
+    pub targets: BTreeMap<TargetId, TargetOptions>,
+    /// Options for targets not named.
+    pub default: TargetOptions,
+}
+
+impl PlanOptions {
+    /// The options of `t`.
+    pub(crate) fn for_target(&self, t: &TargetId) -> &TargetOptions {
+        self.targets.get(t).unwrap_or(&self.default)
+    }
+}

@@ -113,6 +113,11 @@ pub(crate) struct TargetConfig {
     /// the order written (default: by login).
     #[serde(default, deserialize_with = "in_order")]
     pub(crate) correlate: Vec<(String, String)>,
+    /// Whether an existing account no link holds is taken as someone's on
+    /// the strength of its login alone: `none` (default: such a match is a
+    /// conflict for a person) or `login`.
+    #[serde(default)]
+    pub(crate) adopt: Option<prov_engine::Adopt>,
     /// Whether linked (not created) accounts may be deleted.
     #[serde(default)]
     pub(crate) delete_linked: bool,
@@ -328,6 +333,9 @@ impl Config {
                     .collect();
             }
             o.delete_linked = t.delete_linked;
+            if let Some(a) = t.adopt {
+                o.adopt = a;
+            }
             opts.targets.insert(prov_core::TargetId::new(id), o);
         }
         opts

@@ -119,6 +119,26 @@ enum Command {
     },
     /// Checks that every target and the store can be reached.
     Check,
+    /// Links an existing account to an identity by hand (how a conflict
+    /// such as "an existing account has the login ..." is decided); audited.
+    /// Example: prov link ldap E1001 jsmith
+    Link {
+        /// The target.
+        target: String,
+        /// The identity's id.
+        identity: String,
+        /// The account: its id on the target, or its login.
+        account: String,
+    },
+    /// Forgets an account's link by hand (the target is not touched; the
+    /// account is an orphan to the next plan); audited.
+    /// Example: prov unlink ldap uid=jsmith,ou=people,dc=example,dc=org
+    Unlink {
+        /// The target.
+        target: String,
+        /// The account: its id on the target, or its login.
+        account: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -205,7 +225,7 @@ impl From<EngineError> for Fail {
             EngineError::Tampered(_) => 7,
             EngineError::Busy { .. } => 9,
             EngineError::Apply(ApplyError::Blocked(_)) => 3,
-            EngineError::Apply(_) | EngineError::Reset(_) => 2,
+            EngineError::Apply(_) | EngineError::Reset(_) | EngineError::Refused(_) => 2,
             EngineError::Target { .. } | EngineError::Store(_) => 5,
             _ => 1,
         };
@@ -658,6 +678,46 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             }
             if !report.is_success() {
                 return Err(Fail(1, "the reset did not complete".to_owned()));
+            }
+        }
+        Command::Link {
+            target,
+            identity,
+            account,
+        } => {
+            let engine = ctx.engine.with_actor(ctx.actor.clone());
+            let link = engine
+                .link_account(
+                    &TargetId::new(target.as_str()),
+                    &prov_core::IdentityId::new(identity.as_str()),
+                    account,
+                    &ctx.identities,
+                )
+                .await?;
+            if ctx.json {
+                println!("{}", json(&link)?);
+            } else {
+                println!(
+                    "linked {}: {} [{}]",
+                    link.target, link.account, link.identity
+                );
+            }
+        }
+        Command::Unlink { target, account } => {
+            let engine = ctx.engine.with_actor(ctx.actor.clone());
+            let link = engine
+                .unlink_account(&TargetId::new(target.as_str()), account)
+                .await?;
+            if ctx.json {
+                println!("{}", json(&link)?);
+            } else {
+                println!(
+                    "unlinked {}: {} (was {}'s, {})",
+                    link.target,
+                    link.account,
+                    link.identity,
+                    link.origin.as_str()
+                );
             }
         }
         Command::Explain {

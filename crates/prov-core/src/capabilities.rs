@@ -78,6 +78,12 @@ pub struct Capabilities {
     pub max_concurrency: usize,
     /// Attribute names `ListRequest::filter` may use; empty when filtering is unsupported.
     pub filter_attributes: Vec<String>,
+    /// The target compares logins ignoring ASCII case (LDAP's `uid`, SCIM's
+    /// `userName`, Active Directory's `sAMAccountName`): `JSmith` and
+    /// `jsmith` are one login, so the planner matches them and never
+    /// plans a create the target would refuse as taken, nor a rename that
+    /// changes only case.
+    pub login_case_insensitive: bool,
 }
 
 impl Default for Capabilities {
@@ -99,13 +105,24 @@ impl Default for Capabilities {
             rate_limit: None,
             max_concurrency: 1,
             filter_attributes: Vec::new(),
+            login_case_insensitive: false,
         }
     }
 }
 
 impl Capabilities {
+    /// Whether `a` and `b` are one login on this target (ASCII case
+    /// ignored when [`login_case_insensitive`](Self::login_case_insensitive)).
+    pub fn same_login(&self, a: &str, b: &str) -> bool {
+        if self.login_case_insensitive {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    }
+
     /// Everything on, with the given batch limit: what a full read-write
-    /// connector (LDAP, SCIM) offers.
+    /// connector (LDAP, SCIM) offers, logins compared ignoring case.
     pub fn full(max_batch: usize) -> Self {
         Capabilities {
             create: true,
@@ -124,6 +141,7 @@ impl Capabilities {
             rate_limit: None,
             max_concurrency: 4,
             filter_attributes: vec!["login".to_owned()],
+            login_case_insensitive: true,
         }
     }
 }

@@ -429,15 +429,15 @@ pub trait ConnectorExt: Connector {
         }
     }
 
-    /// The accounts whose login is exactly `login`, following pages to the
-    /// end: filtered by the target when its capabilities list `login` among
-    /// `filter_attributes`, otherwise by reading every account.
+    /// The accounts whose login is `login` as the target compares logins
+    /// (ignoring ASCII case when [`Capabilities::login_case_insensitive`],
+    /// exactly otherwise), following pages to the end: filtered by the
+    /// target when its capabilities list `login` among `filter_attributes`,
+    /// otherwise by reading every account.
     async fn accounts_with_login(&self, login: &str) -> Result<Vec<Account>> {
-        let filtered = self
-            .capabilities()
-            .filter_attributes
-            .iter()
-            .any(|a| a == "login");
+        let caps = self.capabilities();
+        let filtered = caps.filter_attributes.iter().any(|a| a == "login");
+        let same = |a: &Account| caps.same_login(&a.login, login);
         let mut req = ListRequest::first();
         if filtered {
             req = req.with_filter("login", login);
@@ -445,7 +445,7 @@ pub trait ConnectorExt: Connector {
         let mut out = Vec::new();
         loop {
             let page = self.list_accounts(req).await?;
-            out.extend(page.items.into_iter().filter(|a| a.login == login));
+            out.extend(page.items.into_iter().filter(|a| same(a)));
             match page.next {
                 Some(cursor) => {
                     req = ListRequest::after(cursor);
@@ -462,7 +462,8 @@ pub trait ConnectorExt: Connector {
     /// ASCII case (a number by its text), as correlation compares them,
     /// following pages to the end: filtered by the target when its
     /// capabilities list the attribute among `filter_attributes`, otherwise
-    /// by reading every account. `login` is the login, compared exactly.
+    /// by reading every account. `login` is the login, compared as
+    /// [`accounts_with_login`](Self::accounts_with_login) does.
     async fn accounts_where(&self, attribute: &str, value: &str) -> Result<Vec<Account>> {
         if attribute == "login" {
             return self.accounts_with_login(value).await;

@@ -439,6 +439,14 @@ pub struct Plan {
     pub blocked: Vec<SafetyBlock>,
     /// Problems resolving identities (an expression failed on someone's data).
     pub problems: Vec<String>,
+    /// Changes held back because a value the policy reads is missing or
+    /// empty in the source (a blank HR cell, a renamed column): an
+    /// identity's changes on a target whose account condition cannot be
+    /// evaluated, a create or rename whose login cannot be computed, an
+    /// attribute left as it is. Never turned into removals; each names the
+    /// target, the identity and the value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
     /// A digest of the plan's content (see [`Plan::content_digest`]), set by
     /// [`Plan::seal`]: the id audit records name the plan by, and how
     /// `Engine::apply` sees that a saved plan was edited. Empty until sealed.
@@ -468,8 +476,8 @@ impl Plan {
     }
 
     /// A digest of what the plan would do and why: its version,
-    /// operations (with their reasons), orphans, conflicts, safety blocks and
-    /// problems, in a canonical form. The time it was made and the fingerprint
+    /// operations (with their reasons), orphans, conflicts, safety blocks,
+    /// problems and held changes, in a canonical form. The time it was made and the fingerprint
     /// of its inputs are not part of it, so two plans that would do exactly
     /// the same have the same digest.
     pub fn content_digest(&self) -> String {
@@ -481,6 +489,8 @@ impl Plan {
             conflicts: &'a [Conflict],
             blocked: &'a [SafetyBlock],
             problems: &'a [String],
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            held: &'a [String],
         }
         let content = Content {
             version: self.version,
@@ -489,6 +499,7 @@ impl Plan {
             conflicts: &self.conflicts,
             blocked: &self.blocked,
             problems: &self.problems,
+            held: &self.held,
         };
         let mut h = Sha256::new();
         // Field order is fixed by the structs and maps are ordered, so the JSON is canonical.
@@ -562,6 +573,13 @@ impl Plan {
                 "problems: the plan has {} where planning now gives {}",
                 list(&self.problems),
                 list(&other.problems)
+            ));
+        }
+        if self.held != other.held {
+            return Some(format!(
+                "held changes: the plan has {} where planning now gives {}",
+                list(&self.held),
+                list(&other.held)
             ));
         }
         if self.conflicts != other.conflicts {

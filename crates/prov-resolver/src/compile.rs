@@ -39,6 +39,9 @@ pub struct CompiledPolicy {
     pub(crate) rule_index: Vec<(String, FastMap<String, Vec<u32>>)>,
     /// Rules the index cannot pick: evaluated for everyone.
     pub(crate) unindexed_rules: Vec<u32>,
+    /// Every identity value some rule's condition reads, sorted: an
+    /// identity lacking none of them has no rule gap to look for.
+    pub(crate) rule_vars: Vec<String>,
     pub(crate) assignments: Vec<Assignment>,
     pub(crate) assignments_by_identity: HashMap<IdentityId, Vec<u32>>,
     pub(crate) leases: Vec<Lease>,
@@ -74,6 +77,8 @@ pub(crate) struct TargetInfo {
     pub(crate) attributes: Vec<(String, Template)>,
     /// Names of the attributes that are secret, sorted.
     pub(crate) secret: Vec<String>,
+    /// Names of the attributes an empty input clears, sorted.
+    pub(crate) empty_clears: Vec<String>,
     pub(crate) leaver: Leaver,
 }
 
@@ -90,6 +95,45 @@ pub(crate) struct Template {
     pub(crate) source: String,
     pub(crate) compiled: Compiled,
     pub(crate) vars: Vec<String>,
+}
+
+/// Whether `identity` lacks value `var` or has it empty (an empty string
+/// or list).
+pub(crate) fn lacks(identity: &Identity, var: &str) -> bool {
+    let mut scratch = None;
+    match crate::expr::lookup(identity, &mut scratch, var) {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.trim().is_empty(),
+        Some(Value::List(l)) => l.is_empty(),
+        Some(_) => false,
+    }
+}
+
+impl Template {
+    /// The identity values this expression reads that `identity` lacks or
+    /// has empty (an empty string or list): what a blank HR cell or a
+    /// renamed column looks like.
+    pub(crate) fn missing(&self, identity: &Identity) -> Vec<&str> {
+        self.vars
+            .iter()
+            .filter(|v| lacks(identity, v))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Why a result of this expression cannot be trusted for `identity`, if
+    /// it reads a missing or empty value: "`email` reads email, which E1 lacks (missing or empty)".
+    pub(crate) fn gap(&self, identity: &Identity) -> Option<String> {
+        let missing = self.missing(identity);
+        (!missing.is_empty()).then(|| {
+            format!(
+                "`{}` reads {}, which {} lacks (missing or empty in the source)",
+                self.source,
+                missing.join(", "),
+                identity.id
+            )
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -308,13 +352,15 @@ impl Policy {
                     attributes.push((name.clone(), tpl));
                 }
             }
-            for name in &t.secret {
-                if !t.attributes.contains_key(name) {
-                    ck.error(
-                        format!("targets.{tid}.secret"),
-                        Some(name),
-                        format!("`{name}` is not one of the target's attributes"),
-                    );
+            for (key, names) in [("secret", &t.secret), ("empty_clears", &t.empty_clears)] {
+                for name in names {
+                    if !t.attributes.contains_key(name) {
+                        ck.error(
+                            format!("targets.{tid}.{key}"),
+                            Some(name),
+                            format!("`{name}` is not one of the target's attributes"),
+                        );
+                    }
                 }
             }
             if t.leaver.grace_days > MAX_GRACE_DAYS {
@@ -333,6 +379,7 @@ impl Policy {
                 login,
                 attributes,
                 secret: t.secret.iter().cloned().collect(),
+                empty_clears: t.empty_clears.iter().cloned().collect(),
                 leaver: t.leaver,
             });
         }
@@ -494,6 +541,12 @@ impl Policy {
             }
         }
         let rule_index: Vec<(String, FastMap<String, Vec<u32>>)> = by_attr.into_iter().collect();
+        let rule_vars: Vec<String> = rules
+            .iter()
+            .flat_map(|r| r.when.vars.iter().cloned())
+            .collect::<BTreeSet<String>>()
+            .into_iter()
+            .collect();
 
         // Assignments and leases.
         let mut assignments = self.assignments.clone();
@@ -599,6 +652,7 @@ impl Policy {
             rules,
             rule_index,
             unindexed_rules,
+            rule_vars,
             assignments,
             assignments_by_identity,
             leases,

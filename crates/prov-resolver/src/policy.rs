@@ -280,6 +280,13 @@ pub struct TargetPolicy {
     /// re-set by later plans, since they cannot be read back.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub secret: BTreeSet<String>,
+    /// Attributes (of `attributes`) that an empty or missing input clears
+    /// on the target. Any other attribute whose expression cannot be
+    /// evaluated because a value it reads is missing or empty is left as
+    /// it is on the target (neither set nor removed) and reported: a blank
+    /// HR cell never erases directory data.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub empty_clears: BTreeSet<String>,
     /// What leavers' accounts become.
     #[serde(default)]
     pub leaver: Leaver,

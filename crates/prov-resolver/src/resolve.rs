@@ -67,12 +67,20 @@ pub struct Resolution {
     pub(crate) entitlements: Vec<u32>,
     pub(crate) violations: Vec<(u32, Vec<u32>, Vec<u32>)>,
     pub(crate) problems: Vec<Problem>,
+    /// Rules that did not give their roles because a value their condition
+    /// reads is missing or empty: whether they apply cannot be told, so no
+    /// access may be taken away on the strength of them. (rule, why).
+    pub(crate) gaps: Vec<(u32, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TargetState {
     pub(crate) target: u32,
     pub(crate) account: Option<AccountState>,
+    /// Why whether the identity should have an account here cannot be
+    /// told (the account condition reads a missing value): every change
+    /// on this target is held.
+    pub(crate) held: Option<String>,
     /// This target's slice of [`Resolution::entitlements`].
     pub(crate) range: (u32, u32),
 }
@@ -88,6 +96,14 @@ pub(crate) struct AccountState {
     pub(crate) secrets: prov_core::SecretAttributes,
     pub(crate) enabled: bool,
     pub(crate) leaver: Option<LeaverPlan>,
+    /// Why the login cannot be computed (a value it reads is missing, or
+    /// the expression failed): no account is made or matched by it, and
+    /// an existing one keeps its login.
+    pub(crate) login_held: Option<String>,
+    /// Attributes left as they are on the target, each with why: their
+    /// expression reads a missing value (and the policy does not say that
+    /// clears them) or failed.
+    pub(crate) kept: Vec<(String, String)>,
 }
 
 thread_local! {
@@ -105,6 +121,15 @@ impl Resolution {
     /// identity's data); the affected attribute or account is left out.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
+    }
+
+    /// Birthright rules that did not give their roles because a value
+    /// their condition reads is missing or empty (a blank HR cell): whether
+    /// they apply cannot be told, so a planner takes away none of the
+    /// access those rules could give (see [`CompiledPolicy::gap_for`]).
+    /// Each names the rule, its condition and the value.
+    pub fn gaps(&self) -> impl Iterator<Item = &str> {
+        self.gaps.iter().map(|(_, why)| why.as_str())
     }
 
     /// Whether any segregation-of-duties rule is violated.
@@ -221,6 +246,11 @@ pub struct DesiredTarget {
     /// while any source remains (one lease ending never removes what a rule
     /// or another lease still gives).
     pub entitlements: BTreeMap<EntitlementId, Vec<Source>>,
+    /// What is held on this target because a value the policy reads is
+    /// missing or empty: every change (the account condition), the login,
+    /// or an attribute left as it is (`mail: ...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
 }
 
 /// A segregation-of-duties violation.
@@ -257,6 +287,10 @@ pub struct DesiredState {
     /// Problems met while resolving.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// Rules that could not be evaluated for a missing or empty value
+    /// ([`Resolution::gaps`]): no access is taken away while any is listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<String>,
 }
 
 /// One way an identity comes to hold an entitlement.
@@ -319,9 +353,11 @@ impl CompiledPolicy {
             entitlements: Vec::new(),
             violations: Vec::new(),
             problems: Vec::new(),
+            gaps: Vec::new(),
         };
         if state != LifecycleState::Terminated {
             self.collect_grants(identity, now, extra, &mut res);
+            self.rule_gaps(identity, &mut res);
         }
         res.grants.sort_unstable();
         res.grants.dedup();
@@ -338,35 +374,50 @@ impl CompiledPolicy {
             let rest = ents.get(at..).unwrap_or_default();
             let n = rest.partition_point(|&e| e < end);
             let t = crate::compile::index(t);
+            // A leaver keeps the account (disabled) until the leaver policy
+            // removes it, whatever the condition says.
+            let leaving =
+                state == LifecycleState::Terminated && info.leaver.action != LeaverAction::Keep;
+            let mut held = None;
             let wanted = match &info.when {
                 When::Never => false,
                 When::Always => true,
                 When::Entitled => n > 0,
+                When::If(_) if leaving => true,
+                // A condition that is not true because a value it reads is
+                // missing says nothing: the target's changes are held, never
+                // turned into "no longer entitled".
                 When::If(tpl) => match self.eval_bool(tpl, identity) {
-                    Ok(b) => b,
+                    Ok(true) => true,
+                    Ok(false) => {
+                        held = tpl.gap(identity);
+                        false
+                    }
                     Err(msg) => {
-                        res.problems.push(problem(
-                            identity,
-                            format!("targets.{}.account", info.id),
-                            msg,
-                        ));
+                        if tpl.gap(identity).is_none() {
+                            res.problems.push(problem(
+                                identity,
+                                format!("targets.{}.account", info.id),
+                                msg.clone(),
+                            ));
+                        }
+                        held = Some(tpl.gap(identity).unwrap_or(msg));
                         false
                     }
                 },
             };
-            // A leaver keeps the account (disabled) until the leaver policy removes it.
-            let wanted = wanted
-                || state == LifecycleState::Terminated && info.leaver.action != LeaverAction::Keep;
-            let account = if wanted {
+            let held = held.map(|why| format!("the account condition {why}"));
+            let account = if wanted || leaving {
                 self.account(identity, state, info, &mut res)
             } else {
                 None
             };
-            if account.is_some() || n > 0 {
+            if account.is_some() || n > 0 || held.is_some() {
                 let range = (crate::compile::index(at), crate::compile::index(at + n));
                 res.targets.push(TargetState {
                     target: t,
                     account,
+                    held,
                     range,
                 });
             }
@@ -543,6 +594,28 @@ impl CompiledPolicy {
         }
     }
 
+    /// Records the rules that did not fire for `identity` because a value
+    /// their condition reads is missing or empty. Costs a lookup per rule
+    /// value when nothing is missing (the usual case).
+    fn rule_gaps(&self, identity: &Identity, res: &mut Resolution) {
+        if !self
+            .rule_vars
+            .iter()
+            .any(|v| crate::compile::lacks(identity, v))
+        {
+            return;
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            let i = crate::compile::index(i);
+            if res.grants.iter().any(|g| g.source == Src::Rule(i)) {
+                continue;
+            }
+            if let Some(gap) = rule.when.gap(identity) {
+                res.gaps.push((i, format!("rule {} {gap}", rule.id)));
+            }
+        }
+    }
+
     fn check_sod(&self, grants: &[Grant], ents: &[u32]) -> Vec<(u32, Vec<u32>, Vec<u32>)> {
         let mut violations = Vec::new();
         let mut closure: Vec<u32> = Vec::new();
@@ -580,30 +653,56 @@ impl CompiledPolicy {
         info: &crate::compile::TargetInfo,
         res: &mut Resolution,
     ) -> Option<AccountState> {
+        // A login that cannot be computed holds what needs it (a create, a
+        // match by login, a rename); it never means "no account".
+        let mut login_held = None;
         let login = match &info.login {
             None => None,
             Some(tpl) => match self.eval(tpl, identity) {
-                Ok(Value::String(s)) if !s.is_empty() => Some(s),
-                Ok(other) => {
-                    let msg = format!(
-                        "the login must be a non-empty string, `{}` gave {other:?}",
-                        tpl.source
-                    );
-                    res.problems
-                        .push(problem(identity, format!("targets.{}.login", info.id), msg));
-                    return None;
-                }
-                Err(msg) => {
-                    res.problems
-                        .push(problem(identity, format!("targets.{}.login", info.id), msg));
-                    return None;
+                Ok(Value::String(s)) if !s.trim().is_empty() => Some(s),
+                other => {
+                    let msg = match other {
+                        Ok(v) => format!(
+                            "the login must be a non-empty string, `{}` gave {v:?}",
+                            tpl.source
+                        ),
+                        Err(msg) => msg,
+                    };
+                    let why = match tpl.gap(identity) {
+                        Some(gap) => gap,
+                        None => {
+                            res.problems.push(problem(
+                                identity,
+                                format!("targets.{}.login", info.id),
+                                msg.clone(),
+                            ));
+                            msg
+                        }
+                    };
+                    login_held = Some(format!("the login {why}"));
+                    None
                 }
             },
         };
         let mut attributes = Attributes::new();
         let mut secrets = prov_core::SecretAttributes::new();
+        let mut kept = Vec::new();
         for (name, tpl) in &info.attributes {
-            match self.eval(tpl, identity) {
+            let value = self.eval(tpl, identity);
+            let empty = match &value {
+                Ok(Value::Null) | Err(_) => true,
+                Ok(Value::String(s)) => s.trim().is_empty(),
+                Ok(_) => false,
+            };
+            // Empty because an input is missing: left as it is, unless the
+            // policy says an empty input clears it.
+            if empty && let Some(gap) = tpl.gap(identity) {
+                if info.empty_clears.binary_search(name).is_err() {
+                    kept.push((name.clone(), gap));
+                }
+                continue;
+            }
+            match value {
                 Ok(Value::Null) => {}
                 Ok(v) if info.secret.binary_search(name).is_ok() => {
                     secrets.insert(name.clone(), prov_core::SecretValue::new(v));
@@ -611,11 +710,16 @@ impl CompiledPolicy {
                 Ok(v) => {
                     attributes.insert(name.clone(), v);
                 }
-                Err(msg) => res.problems.push(problem(
-                    identity,
-                    format!("targets.{}.attributes.{name}", info.id),
-                    msg,
-                )),
+                // A failing expression is a policy problem, and the value
+                // on the target is kept, not removed.
+                Err(msg) => {
+                    res.problems.push(problem(
+                        identity,
+                        format!("targets.{}.attributes.{name}", info.id),
+                        msg.clone(),
+                    ));
+                    kept.push((name.clone(), msg));
+                }
             }
         }
         let leaver =
@@ -631,6 +735,8 @@ impl CompiledPolicy {
             secrets,
             enabled,
             leaver,
+            login_held,
+            kept,
         })
     }
 
@@ -764,13 +870,29 @@ impl CompiledPolicy {
                 self.target_id(ts.target),
                 DesiredTarget {
                     account: ts.account.as_ref().map(|a| DesiredAccount {
-                        login: a.login.clone().unwrap_or_else(|| res.identity.to_string()),
+                        login: match (&a.login, &a.login_held) {
+                            (_, Some(_)) => String::new(),
+                            (Some(l), None) => l.clone(),
+                            (None, None) => res.identity.to_string(),
+                        },
                         attributes: a.attributes.clone(),
                         secret: a.secrets.keys().cloned().collect(),
                         enabled: a.enabled,
                         leaver: a.leaver,
                     }),
                     entitlements,
+                    held: ts
+                        .held
+                        .iter()
+                        .cloned()
+                        .chain(ts.account.iter().flat_map(|a| {
+                            a.login_held.iter().cloned().chain(
+                                a.kept
+                                    .iter()
+                                    .map(|(name, why)| format!("{name} is left as it is: {why}")),
+                            )
+                        }))
+                        .collect(),
                 },
             );
         }
@@ -800,6 +922,7 @@ impl CompiledPolicy {
             targets,
             violations,
             problems: res.problems.clone(),
+            gaps: res.gaps().map(str::to_owned).collect(),
         }
     }
 
@@ -888,17 +1011,69 @@ impl CompiledPolicy {
         res.targets.iter().map(move |ts| TargetView {
             target: self.targets.get(ts.target as usize).map(|t| &t.id),
             account: ts.account.as_ref().map(|a| AccountView {
-                login: a.login.as_deref().unwrap_or(res.identity.as_str()),
+                login: match (&a.login, &a.login_held) {
+                    (_, Some(_)) => "",
+                    (Some(l), None) => l.as_str(),
+                    (None, None) => res.identity.as_str(),
+                },
                 attributes: &a.attributes,
                 secrets: &a.secrets,
                 enabled: a.enabled,
                 leaver: a.leaver,
+                login_held: a.login_held.as_deref(),
+                kept: &a.kept,
             }),
+            held: ts.held.as_deref(),
             entitlements: res
                 .entitlements
                 .get(ts.range.0 as usize..ts.range.1 as usize)
                 .unwrap_or_default(),
             policy: self,
+        })
+    }
+
+    /// Why taking `entitlement` on `target` away from `res`'s identity
+    /// cannot be decided: a rule whose roles could give it was not
+    /// evaluated for a missing value ([`Resolution::gaps`]). `None` when
+    /// no such rule could give it.
+    pub fn gap_for<'r>(
+        &self,
+        res: &'r Resolution,
+        target: &TargetId,
+        entitlement: &EntitlementId,
+    ) -> Option<&'r str> {
+        if res.gaps.is_empty() {
+            return None;
+        }
+        let t = *self.target_index.get(target.as_str())?;
+        let e = *self.entitlement_index.get(&(t, entitlement.clone()))?;
+        self.gap_where(res, |ents| ents.binary_search(&e).is_ok())
+    }
+
+    /// Why whether `res`'s identity is still entitled to an account on
+    /// `target` cannot be decided: a rule whose roles give something there
+    /// was not evaluated for a missing value.
+    pub fn gap_on<'r>(&self, res: &'r Resolution, target: &TargetId) -> Option<&'r str> {
+        if res.gaps.is_empty() {
+            return None;
+        }
+        let t = *self.target_index.get(target.as_str())? as usize;
+        let start = match t.checked_sub(1) {
+            Some(p) => self.target_ends.get(p).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.target_ends.get(t).copied().unwrap_or(0);
+        self.gap_where(res, |ents| ents.iter().any(|&e| e >= start && e < end))
+    }
+
+    fn gap_where<'r>(&self, res: &'r Resolution, hits: impl Fn(&[u32]) -> bool) -> Option<&'r str> {
+        res.gaps.iter().find_map(|(rule, why)| {
+            let rule = self.rules.get(*rule as usize)?;
+            rule.roles
+                .iter()
+                .filter_map(|&r| self.roles.get(r as usize))
+                .any(|role| hits(&role.all_entitlements))
+                .then_some(why.as_str())
         })
     }
 
@@ -1071,6 +1246,10 @@ pub struct TargetView<'a> {
     pub target: Option<&'a TargetId>,
     /// The account, when one should exist.
     pub account: Option<AccountView<'a>>,
+    /// Why every change on this target is held for the identity: whether it
+    /// should have an account cannot be told (its condition reads a
+    /// missing or empty value). `account` is then `None`, meaning unknown.
+    pub held: Option<&'a str>,
     entitlements: &'a [u32],
     policy: &'a CompiledPolicy,
 }
@@ -1104,6 +1283,12 @@ pub struct AccountView<'a> {
     pub enabled: bool,
     /// For leavers: what happens to it.
     pub leaver: Option<LeaverPlan>,
+    /// Why the login cannot be computed: `login` is then empty, and no
+    /// account may be created, matched by login or renamed.
+    pub login_held: Option<&'a str>,
+    /// Managed attributes to leave as they are on the target (neither set
+    /// nor removed), each with why.
+    pub kept: &'a [(String, String)],
 }
 
 /// Sizes of a compiled policy.

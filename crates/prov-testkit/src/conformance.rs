@@ -501,6 +501,55 @@ pub async fn duplicate_create_is_already_exists(
     .await
 }
 
+/// Logins compare as [`Capabilities::login_case_insensitive`] says: on a
+/// target that ignores case, the login in other case finds the account
+/// (`accounts_with_login`) and a create of it is `AlreadyExists`; on one
+/// that does not, it finds nothing.
+pub async fn logins_compare_as_capabilities_say(
+    conn: &dyn Connector,
+    ns: &Namespace,
+    opts: &SuiteOptions,
+) -> Outcome {
+    let ctx = &Ctx::new(conn, ns, opts);
+    need!(ctx, create, delete);
+    let fold = ctx.caps.login_case_insensitive;
+    with_accounts(ctx, &["case"], |made| async move {
+        let first = &made[0];
+        let other = first.login.to_ascii_uppercase();
+        let found = ok(
+            Operation::ListAccounts,
+            &other,
+            conn.accounts_with_login(&other).await,
+        )?;
+        let ids: Vec<&AccountId> = found.iter().map(|a| &a.id).collect();
+        let want: Vec<&AccountId> = if fold { vec![&first.id] } else { vec![] };
+        if ids != want {
+            return Err(fail(
+                Operation::ListAccounts,
+                &other,
+                format!("accounts {want:?} (login_case_insensitive = {fold})"),
+                format!("{ids:?}"),
+            ));
+        }
+        if fold {
+            let again = conn
+                .create_account(CreateAccount::new(other.clone(), (opts.attributes)(&other)))
+                .await;
+            if let Ok(second) = &again {
+                let _ = conn.delete_account(&second.id).await;
+            }
+            expect_kind(
+                Operation::CreateAccount,
+                &other,
+                again,
+                ErrorKind::AlreadyExists,
+            )?;
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// A create's marker comes back with the account from `create_account`,
 /// `get_account` and `list_accounts`; an account created without one has none.
 pub async fn create_marker_is_kept(
@@ -1185,6 +1234,7 @@ pub async fn run_all(conn: &dyn Connector, ns: &Namespace, opts: &SuiteOptions) 
     cases!(
         create_get_delete,
         duplicate_create_is_already_exists,
+        logins_compare_as_capabilities_say,
         create_marker_is_kept,
         missing_account_is_not_found,
         update_is_a_delta,

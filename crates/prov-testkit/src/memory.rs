@@ -32,6 +32,11 @@ pub struct MemoryLimits {
     pub rename: bool,
     /// Whether creates keep their marker (`Capabilities::create_marker`).
     pub create_marker: bool,
+    /// Whether logins compare ignoring ASCII case, as LDAP and SCIM
+    /// compare them (`Capabilities::login_case_insensitive`; default yes):
+    /// `JSmith` is then taken for a create of `jsmith`, and a filter on
+    /// `jsmith` finds it.
+    pub login_case_insensitive: bool,
 }
 
 impl Default for MemoryLimits {
@@ -44,6 +49,7 @@ impl Default for MemoryLimits {
             delete: true,
             rename: true,
             create_marker: true,
+            login_case_insensitive: true,
         }
     }
 }
@@ -75,6 +81,9 @@ struct State {
     /// as at ten.
     #[serde(skip)]
     logins: HashMap<String, BTreeSet<AccountId>>,
+    /// Logins are indexed in ASCII lowercase (a case-insensitive target).
+    #[serde(skip)]
+    fold_case: bool,
 }
 
 impl State {
@@ -83,11 +92,20 @@ impl State {
         self.log.push((self.seq, change));
     }
 
+    /// The login index's key for `login`.
+    fn key(&self, login: &str) -> String {
+        if self.fold_case {
+            login.to_ascii_lowercase()
+        } else {
+            login.to_owned()
+        }
+    }
+
     fn reindex(&mut self) {
         let mut logins: HashMap<String, BTreeSet<AccountId>> = HashMap::new();
         for a in self.accounts.values() {
             logins
-                .entry(a.login.clone())
+                .entry(self.key(&a.login))
                 .or_default()
                 .insert(a.id.clone());
         }
@@ -100,8 +118,9 @@ impl State {
             let (id, login) = (old.id.clone(), old.login.clone());
             self.unindex(&login, &id);
         }
+        let key = self.key(&account.login);
         self.logins
-            .entry(account.login.clone())
+            .entry(key)
             .or_default()
             .insert(account.id.clone());
         self.accounts.insert(account.id.clone(), account);
@@ -114,10 +133,11 @@ impl State {
     }
 
     fn unindex(&mut self, login: &str, id: &AccountId) {
-        if let Some(ids) = self.logins.get_mut(login) {
+        let key = self.key(login);
+        if let Some(ids) = self.logins.get_mut(&key) {
             ids.remove(id);
             if ids.is_empty() {
-                self.logins.remove(login);
+                self.logins.remove(&key);
             }
         }
     }
@@ -125,14 +145,14 @@ impl State {
     /// Whether an account other than `except` has `login`.
     fn login_taken(&self, login: &str, except: Option<&AccountId>) -> bool {
         self.logins
-            .get(login)
+            .get(&self.key(login))
             .is_some_and(|ids| ids.iter().any(|id| Some(id) != except))
     }
 
     /// The accounts with `login`, by id.
     fn with_login<'a>(&'a self, login: &str) -> impl Iterator<Item = &'a Account> + 'a {
         self.logins
-            .get(login)
+            .get(&self.key(login))
             .into_iter()
             .flatten()
             .filter_map(|id| self.accounts.get(id))
@@ -180,7 +200,10 @@ impl MemoryConnector {
     pub fn with_limits(limits: MemoryLimits) -> Self {
         MemoryConnector {
             inner: Arc::new(Mutex::new(Inner {
-                state: State::default(),
+                state: State {
+                    fold_case: limits.login_case_insensitive,
+                    ..State::default()
+                },
                 stats: MemoryStats::default(),
                 window: (DateTime::<Utc>::UNIX_EPOCH, 0),
             })),
@@ -209,6 +232,7 @@ impl MemoryConnector {
                 )
             })?;
             let mut state = state;
+            state.fold_case = conn.limits.login_case_insensitive;
             state.reindex();
             conn.lock().state = state;
         }
@@ -419,6 +443,7 @@ impl Connector for MemoryConnector {
         caps.delete = self.limits.delete;
         caps.rename = self.limits.rename;
         caps.create_marker = self.limits.create_marker;
+        caps.login_case_insensitive = self.limits.login_case_insensitive;
         caps
     }
 
@@ -530,10 +555,11 @@ impl Connector for MemoryConnector {
             let snapshot = acct.clone();
             if let Some((old, new)) = renamed {
                 inner.state.unindex(&old, &req.id);
+                let key = inner.state.key(&new);
                 inner
                     .state
                     .logins
-                    .entry(new)
+                    .entry(key)
                     .or_default()
                     .insert(req.id.clone());
             }

@@ -859,3 +859,51 @@ fn a_store_that_stops_recording_mid_apply_exits_6_and_recovery_records_the_rest(
     assert_eq!(creates, accounts, "one record per create");
     assert_eq!(prov(&dir, &["audit", "verify"]).0, 0);
 }
+
+/// An account with someone's login that no link holds (here: the store
+/// that linked it is gone) is a conflict, never taken over; `prov link`
+/// decides it, audited, and `prov unlink` undoes it.
+#[test]
+fn an_account_with_someones_login_is_a_conflict_until_linked_by_hand() {
+    let dir = setup(2);
+    let (code, _, err) = prov(&dir, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    for f in ["prov.db", "prov.db-wal", "prov.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let (code, out, err) = prov(&dir, &["plan"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("CONFLICT ldap e0: an existing account has the login e0")
+            && out.contains("not taken over")
+            && !out.contains("ORPHAN")
+            && out.ends_with("no changes\n"),
+        "{out}"
+    );
+    let (code, out, err) = prov(&dir, &["link", "ldap", "e0", "e0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("linked ldap: "), "{out}");
+    // Linking it to someone else now is refused, naming the holder.
+    let (code, _, err) = prov(&dir, &["link", "ldap", "e1", "e0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("is linked to `e0`"), "{err}");
+    let (code, _, err) = prov(&dir, &["link", "ldap", "e9", "e1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`e9` is not in the sources"), "{err}");
+    let (_, out, _) = prov(&dir, &["plan"]);
+    assert!(!out.contains("CONFLICT ldap e0"), "{out}");
+    assert!(out.contains("CONFLICT ldap e1"), "{out}");
+    let (code, out, _) = prov(&dir, &["--json", "audit", "export"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines().any(|l| l.contains("\"operation\":\"link\"")
+            && l.contains("\"actor\":\"tester")
+            && l.contains("linked by hand")),
+        "{out}"
+    );
+    let (code, out, err) = prov(&dir, &["unlink", "ldap", "e0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("was e0's, linked"), "{out}");
+    let (_, out, _) = prov(&dir, &["plan"]);
+    assert!(out.contains("CONFLICT ldap e0"), "{out}");
+}

@@ -739,7 +739,7 @@ impl Executor {
             ErrorKind::Conflict,
             format!(
                 "the reply to the create of {login} was lost ({lost}) and account {} has that login, \
-                 but {why}: it is not adopted as created; the next plan correlates it (linked) or reports it",
+                 but {why}: it is not adopted as created; the next plan reports it for a person to decide",
                 found.id
             ),
         ))
@@ -766,7 +766,11 @@ impl Executor {
                 .call(rt.limiter.as_ref(), || rt.conn.list_accounts(req.clone()))
                 .await;
             let page = page?;
-            if let Some(a) = page.items.into_iter().find(|a| a.login == login) {
+            if let Some(a) = page
+                .items
+                .into_iter()
+                .find(|a| rt.caps.same_login(&a.login, login))
+            {
                 return Ok(Some(a));
             }
             match page.next {

@@ -3,12 +3,12 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use prov_core::{Account, AccountId, Identity, Value};
+use prov_core::{Account, Identity, Value};
 use prov_resolver::AccountView;
 
-use super::Correlation;
 use super::index::{FastMap, MultiIndex};
 use super::target::TargetCtx;
+use super::{Adopt, Correlation, TargetOptions};
 
 /// The value `rule` looks for on accounts for `who`, whose login is
 /// `login`: none when the identity has no such value (or an empty one).
@@ -22,10 +22,28 @@ pub(crate) fn correlation_key(rule: &Correlation, who: &Identity, login: &str) -
     key.filter(|k| !k.is_empty())
 }
 
+/// The rules a target correlates with, in order: the configured ones, and
+/// the planned login last when no rule names it, so that an account with
+/// that login is always seen (linked under [`Adopt::Login`], a conflict
+/// otherwise) and never met as a create the target refuses. The planner
+/// and the event's lookups both take them from here.
+pub(crate) fn correlation_rules(
+    opts: &TargetOptions,
+) -> impl Iterator<Item = Cow<'_, Correlation>> {
+    let implicit = (!opts.correlation.iter().any(Correlation::is_login))
+        .then(|| Cow::Owned(Correlation::login()));
+    opts.correlation.iter().map(Cow::Borrowed).chain(implicit)
+}
+
 pub(super) enum Correlated<'a> {
     None,
-    One(usize, &'a Account),
-    Many(Vec<AccountId>),
+    /// One account matches this rule.
+    One(usize, &'a Account, Correlation),
+    /// Several accounts match one rule (their positions, by id).
+    Many(Vec<usize>),
+    /// Only the planned login matches, on accounts no link holds, and the
+    /// target does not adopt by login (their positions, by id).
+    LoginOnly(Vec<usize>),
 }
 
 pub(super) fn correlate<'a>(
@@ -34,8 +52,9 @@ pub(super) fn correlate<'a>(
     want: AccountView<'_>,
     claimed: &[bool],
 ) -> Correlated<'a> {
-    for rule in &ctx.opts.correlation {
-        let Some(key) = correlation_key(rule, who, want.login) else {
+    let mut login_only = Vec::new();
+    for rule in correlation_rules(ctx.opts) {
+        let Some(key) = correlation_key(&rule, who, want.login) else {
             continue;
         };
         let mut found: Vec<usize> = if rule.account_field == "login" {
@@ -61,13 +80,28 @@ pub(super) fn correlate<'a>(
             .filter_map(|i| ctx.accounts.get(i).map(|a| (i, a)))
             .collect();
         found.sort_by(|a, b| a.1.id.cmp(&b.1.id));
-        match found.as_slice() {
-            [] => continue,
-            [(i, one)] => return Correlated::One(*i, one),
-            many => return Correlated::Many(many.iter().map(|(_, a)| a.id.clone()).collect()),
+        if found.is_empty() {
+            continue;
         }
+        // The planned login alone does not say whose an account is: a
+        // later rule on an attribute may still say it; if none does, it
+        // is a conflict (unless the target adopts by login).
+        if rule.is_login() && ctx.opts.adopt != Adopt::Login {
+            if login_only.is_empty() {
+                login_only = found.iter().map(|(i, _)| *i).collect();
+            }
+            continue;
+        }
+        return match found.as_slice() {
+            [(i, one)] => Correlated::One(*i, one, rule.into_owned()),
+            many => Correlated::Many(many.iter().map(|(i, _)| *i).collect()),
+        };
     }
-    Correlated::None
+    if login_only.is_empty() {
+        Correlated::None
+    } else {
+        Correlated::LoginOnly(login_only)
+    }
 }
 
 /// Each correlation rule's account attribute, indexed by value ignoring

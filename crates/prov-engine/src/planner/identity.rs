@@ -24,6 +24,7 @@ pub(super) fn plan_identity<'a>(
 ) -> IdentityOutcome {
     let mut out = IdentityOutcome::default();
     let target = ctx.target;
+    let fold = ctx.opts.login_case_insensitive;
     let view = policy.targets_of(res).find(|v| v.target == Some(target));
     let desired_account = view.as_ref().and_then(|v| v.account);
     let op = |kind: OpKind, reasons: Vec<String>| {
@@ -34,31 +35,75 @@ pub(super) fn plan_identity<'a>(
     let linked = held;
     let mut current: Option<(usize, &Account, LinkOrigin)> =
         linked.and_then(|(i, origin)| ctx.accounts.get(i).map(|a| (i, a, origin)));
+    // Whether the identity should have an account here cannot be told (its
+    // condition reads a missing value): nothing changes on this target, and
+    // its account stays its own (not an orphan).
+    if let Some(why) = view.as_ref().and_then(|v| v.held) {
+        out.claimed = current.map(|(i, _, _)| i);
+        if let Some((_, acct, _)) = current {
+            out.held.push(format!(
+                "{target}: {}'s changes are held (account {}): {why}",
+                who.id, acct.login
+            ));
+        }
+        return out;
+    }
+    // No login: no account can be made or matched for it.
+    if current.is_none()
+        && let Some(why) = desired_account.and_then(|w| w.login_held)
+    {
+        if res.state != LifecycleState::Terminated {
+            out.held.push(format!(
+                "{target}: no account is made or matched for {}: {why}",
+                who.id
+            ));
+        }
+        return out;
+    }
     if current.is_none()
         && let Some(want) = desired_account
     {
         match correlate(ctx, who, want, claimed) {
-            Correlated::One(i, acct) => {
+            Correlated::One(i, acct, rule) => {
                 let mut link = op(
                     OpKind::Link {
                         account: acct.id.clone(),
                     },
                     vec![format!(
-                        "correlated: existing account {} matches",
-                        acct.login
+                        "correlated: existing account {} matches rule {} = {}",
+                        acct.login, rule.account_field, rule.identity_field
                     )],
                 );
                 link.account_login = Some(acct.login.clone());
                 out.ops.push(link);
                 current = Some((i, acct, LinkOrigin::Linked));
             }
-            Correlated::Many(ids) => {
+            Correlated::Many(found) => {
+                let ids = ids_of(ctx, &found);
+                out.disputed = found;
                 out.conflicts.push(Conflict {
                     target: target.clone(),
                     identity: who.id.clone(),
                     message:
                         "several existing accounts match the correlation rules; link one by hand"
                             .to_owned(),
+                    accounts: ids,
+                });
+                return out;
+            }
+            Correlated::LoginOnly(found) => {
+                let ids = ids_of(ctx, &found);
+                out.disputed = found;
+                out.conflicts.push(Conflict {
+                    target: target.clone(),
+                    identity: who.id.clone(),
+                    message: format!(
+                        "an existing account has the login {} the policy gives {}, and no link or \
+                         correlation rule says it is theirs, so it is not taken over: link it by \
+                         hand (prov link), add a correlation rule that matches it, or set \
+                         adopt = \"login\" on the target",
+                        want.login, who.id
+                    ),
                     accounts: ids,
                 });
                 return out;
@@ -94,12 +139,18 @@ pub(super) fn plan_identity<'a>(
                     target: target.clone(),
                     identity: who.id.clone(),
                     message: format!(
-                        "login {} is taken by an account linked to someone else",
+                        "login {} is taken by an account another identity holds",
                         want.login
                     ),
                     accounts: ids,
                 });
                 return out;
+            }
+            for (name, why) in want.kept {
+                out.held.push(format!(
+                    "{target}: {}'s account is created without {name}: {why}",
+                    who.id
+                ));
             }
             let login = want.login.to_owned();
             out.ops.push(op(
@@ -130,10 +181,26 @@ pub(super) fn plan_identity<'a>(
                 id: acct.id.clone(),
             };
             let mut mine: Vec<PlannedOp> = Vec::new();
+            if let Some(want) = want {
+                if let Some(why) = want.login_held {
+                    out.held.push(format!(
+                        "{target}: {}'s login stays {}: {why}",
+                        who.id, acct.login
+                    ));
+                }
+                for (name, why) in want.kept {
+                    if acct.attributes.contains_key(name) {
+                        out.held.push(format!(
+                            "{target}: {}'s {name} is left as it is: {why}",
+                            who.id
+                        ));
+                    }
+                }
+            }
             if let Some(want) = want
-                && differs(&ctx.managed_attributes, want, acct)
+                && differs(&ctx.managed_attributes, fold, want, acct)
             {
-                let mut delta = attribute_delta(&ctx.managed_attributes, want, acct);
+                let mut delta = attribute_delta(&ctx.managed_attributes, fold, want, acct);
                 if let Some(new_login) = delta.login.take_if(|_| !ctx.opts.can_rename) {
                     out.problems.push(format!(
                         "{target}: {}'s login should change from {} to {new_login}, and the target cannot rename accounts",
@@ -180,7 +247,14 @@ pub(super) fn plan_identity<'a>(
                         desired.next();
                     }
                     (_, Some(h)) => {
-                        if policy.manages(target, h) {
+                        if policy.manages(target, h)
+                            && let Some(gap) = policy.gap_for(res, target, h)
+                        {
+                            // A rule that might still give it could not be
+                            // evaluated: the access stays until it can be.
+                            out.held
+                                .push(format!("{target}: {}'s {h} is not revoked: {gap}", who.id));
+                        } else if policy.manages(target, h) {
                             let why = format!(
                                 "no rule, assignment or lease gives it any more ({})",
                                 state_reason()
@@ -206,6 +280,14 @@ pub(super) fn plan_identity<'a>(
                         who.id, acct.login
                     ));
                 }
+            } else if acct.enabled
+                && want.is_none()
+                && let Some(gap) = policy.gap_on(res, target)
+            {
+                out.held.push(format!(
+                    "{target}: {}'s account {} is not disabled: {gap}",
+                    who.id, acct.login
+                ));
             } else if acct.enabled != enabled {
                 let why = match want {
                     Some(_) => state_reason(),
@@ -252,5 +334,14 @@ fn reasons(
         .chains(res, target, e)
         .iter()
         .map(ToString::to_string)
+        .collect()
+}
+
+/// The ids of the accounts at `positions`.
+fn ids_of(ctx: &TargetCtx<'_>, positions: &[usize]) -> Vec<AccountId> {
+    positions
+        .iter()
+        .filter_map(|&i| ctx.accounts.get(i))
+        .map(|a| a.id.clone())
         .collect()
 }

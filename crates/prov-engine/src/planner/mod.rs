@@ -24,10 +24,10 @@ mod options;
 mod safety;
 mod target;
 
-pub(crate) use correlate::correlation_key;
+pub(crate) use correlate::{correlation_key, correlation_rules};
 pub use fingerprint::fingerprint;
 use fingerprint::{SetDigest, fingerprint_of};
-pub use options::{Correlation, OrphanPolicy, PlanOptions, Safety, TargetOptions};
+pub use options::{Adopt, Correlation, OrphanPolicy, PlanOptions, Safety, TargetOptions};
 use safety::safety_blocks;
 use target::plan_targets;
 
@@ -137,8 +137,15 @@ pub fn plan_resolved(
         || plan_targets(input, resolutions, options),
     );
     let fingerprint = fingerprint_of(input, identities, &accounts, links);
-    let (mut ops, mut conflicts, orphans, limits) = planned;
+    let target::Planned {
+        mut ops,
+        mut conflicts,
+        orphans,
+        problems: limits,
+        mut held,
+    } = planned;
     problems.extend(limits);
+    held.sort();
     ops.par_sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let blocked = safety_blocks(&ops, (!input.partial).then_some(input.actual), options);
     conflicts.sort_by(|a: &Conflict, b: &Conflict| {
@@ -155,6 +162,7 @@ pub fn plan_resolved(
         conflicts,
         blocked,
         problems,
+        held,
         digest: String::new(),
         secrets,
     }

@@ -30,6 +30,33 @@ impl Correlation {
     pub fn login() -> Self {
         Self::new("login", "login")
     }
+
+    /// Whether this is the rule [`login`](Self::login) makes.
+    pub fn is_login(&self) -> bool {
+        self.account_field == "login" && self.identity_field == "login"
+    }
+}
+
+/// Which existing accounts, held by no link, the planner may take as an
+/// identity's own on the strength of their login alone.
+///
+/// An account with the login the policy gives someone may belong to
+/// someone else (a former employee's `jsmith`, a service account): linking
+/// it would re-enable it, overwrite its attributes and grant it access.
+/// So by default such a match is a [`Conflict`](crate::Conflict) for a
+/// person to decide; correlation rules on attributes (`mail = email`,
+/// `employeeNumber = id`) still link, since they say whose account it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Adopt {
+    /// A login match is a conflict, never a link (the default).
+    #[default]
+    None,
+    /// A login match links the account (a target whose existing accounts
+    /// are known to be their holders', such as one being taken over from
+    /// another tool).
+    Login,
 }
 
 /// What happens to accounts no identity explains.
@@ -75,8 +102,12 @@ impl Default for Safety {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TargetOptions {
-    /// Correlation rules, tried in order (default: by login).
+    /// Correlation rules, tried in order (default: by login). A rule on
+    /// `login` links only under [`Adopt::Login`]; otherwise its match is a
+    /// conflict.
     pub correlation: Vec<Correlation>,
+    /// Whether a login match alone links an account (default: no).
+    pub adopt: Adopt,
     /// Orphan handling.
     pub orphans: OrphanPolicy,
     /// The deletion safeguard.
@@ -92,18 +123,25 @@ pub struct TargetOptions {
     pub can_delete: bool,
     /// Whether the target can change a login (rename).
     pub can_rename: bool,
+    /// Whether the target compares logins ignoring ASCII case (from
+    /// [`Capabilities::login_case_insensitive`](prov_core::Capabilities);
+    /// the `Engine` sets it): logins that differ only in case are then the
+    /// same login, for correlation, for "taken", and for renames.
+    pub login_case_insensitive: bool,
 }
 
 impl Default for TargetOptions {
     fn default() -> Self {
         TargetOptions {
             correlation: vec![Correlation::login()],
+            adopt: Adopt::None,
             orphans: OrphanPolicy::Report,
             safety: Safety::default(),
             delete_linked: false,
             can_disable: true,
             can_delete: true,
             can_rename: true,
+            login_case_insensitive: false,
         }
     }
 }

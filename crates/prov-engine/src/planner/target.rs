@@ -39,12 +39,26 @@ pub(super) struct IdentityOutcome {
     pub(super) conflicts: Vec<Conflict>,
     /// What the target cannot do that the policy asks for.
     pub(super) problems: Vec<String>,
+    /// Changes held because a value the policy reads is missing.
+    pub(super) held: Vec<String>,
     /// The account it holds (linked or correlated), by index.
     pub(super) claimed: Option<usize>,
+    /// Accounts a conflict of its names (by index): a person decides whose
+    /// they are, so they are not orphans meanwhile (an orphan policy of
+    /// `disable` must not act on them).
+    pub(super) disputed: Vec<usize>,
 }
 
-/// What planning the targets gives: operations, conflicts, orphans and problems.
-pub(super) type Planned = (Vec<PlannedOp>, Vec<Conflict>, Vec<Orphan>, Vec<String>);
+/// What planning the targets gives.
+#[derive(Default)]
+pub(super) struct Planned {
+    pub(super) ops: Vec<PlannedOp>,
+    pub(super) conflicts: Vec<Conflict>,
+    pub(super) orphans: Vec<Orphan>,
+    pub(super) problems: Vec<String>,
+    /// Changes held for a missing source value ([`Plan::held`](crate::Plan)).
+    pub(super) held: Vec<String>,
+}
 
 /// Plans every target, and digests each listed target's accounts for the
 /// fingerprint on the way (in `input.actual`'s order).
@@ -59,6 +73,7 @@ pub(super) fn plan_targets<'t>(
     let mut ops: Vec<PlannedOp> = Vec::new();
     let mut conflicts = Vec::new();
     let mut problems = Vec::new();
+    let mut held_back = Vec::new();
     let mut orphans = Vec::new();
     let mut digests = Vec::new();
     // Who the sources know: needed only to name orphans' former owners, so built on first use.
@@ -188,7 +203,7 @@ pub(super) fn plan_targets<'t>(
                     .iter()
                     .map(|a| Some(Cow::Borrowed(a.login.as_str())))
                     .collect(),
-                false,
+                ctx.opts.login_case_insensitive,
             );
             ctx.by_attribute = attribute_indexes(accounts, &ctx.opts.correlation);
             ctx.link_of_account = link_of_account();
@@ -299,7 +314,11 @@ pub(super) fn plan_targets<'t>(
                 || (Vec::new(), 0u64),
                 |(mut kept, sum), (i, c)| {
                     let o = plan_one(i, &[]);
-                    if !o.ops.is_empty() || !o.conflicts.is_empty() || !o.problems.is_empty() {
+                    if !o.ops.is_empty()
+                        || !o.conflicts.is_empty()
+                        || !o.problems.is_empty()
+                        || !o.held.is_empty()
+                    {
                         kept.push(o);
                     }
                     let h = accounts.get(c).map_or(0, SetDigest::hash);
@@ -317,6 +336,7 @@ pub(super) fn plan_targets<'t>(
         if listed.is_some() {
             digests.push((target, digest));
         }
+        let mut disputed: Vec<usize> = Vec::new();
         let mut take = |o: IdentityOutcome, claimed: &mut Vec<bool>| {
             if let Some(c) = o.claimed.and_then(|c| claimed.get_mut(c)) {
                 *c = true;
@@ -324,6 +344,8 @@ pub(super) fn plan_targets<'t>(
             ops.extend(o.ops);
             conflicts.extend(o.conflicts);
             problems.extend(o.problems);
+            held_back.extend(o.held);
+            disputed.extend(o.disputed);
         };
         for o in outcomes {
             take(o, &mut claimed);
@@ -337,8 +359,10 @@ pub(super) fn plan_targets<'t>(
         if input.partial {
             continue;
         }
+        disputed.sort_unstable();
         let mut unclaimed: Vec<usize> = (0..accounts.len())
             .filter(|&i| !claimed.get(i).copied().unwrap_or(true))
+            .filter(|i| disputed.binary_search(i).is_err())
             .collect();
         if unclaimed.is_empty() {
             continue;
@@ -409,5 +433,14 @@ pub(super) fn plan_targets<'t>(
             }
         }
     }
-    ((ops, conflicts, orphans, problems), digests)
+    (
+        Planned {
+            ops,
+            conflicts,
+            orphans,
+            problems,
+            held: held_back,
+        },
+        digests,
+    )
 }

@@ -264,8 +264,17 @@ async fn an_account_someone_made_meanwhile_is_not_adopted_as_created() {
         ldap_links_of(&world, "e1").await.is_empty(),
         "the person's account is not the engine's"
     );
-    // The next plan correlates it, as linked: never deleted as prov's own.
+    // The next plan does not take it over: a conflict for a person; a
+    // target that adopts by login links it, as linked (never deleted as
+    // prov's own).
     let next = world.plan(&p, who, now(), &PlanOptions::default()).await;
+    assert!(
+        next.conflicts.iter().any(|c| c.target == ldap()) && lines(&next).is_empty(),
+        "{next:#?}"
+    );
+    let mut adopt = PlanOptions::default();
+    adopt.default.adopt = prov_engine::Adopt::Login;
+    let next = world.plan(&p, who, now(), &adopt).await;
     assert!(
         lines(&next)
             .iter()

@@ -7,8 +7,8 @@ use prov_core::{
     LifecycleState, MembershipChange, TargetId,
 };
 use prov_engine::{
-    AccountRef, ApplyOptions, Correlation, Executor, MemoryStore, OpKind, OrphanPolicy, Plan,
-    PlanInput, PlanOptions, Store, TargetOptions, plan,
+    AccountRef, Adopt, ApplyOptions, Correlation, Executor, MemoryStore, OpKind, OrphanPolicy,
+    Plan, PlanInput, PlanOptions, Store, TargetOptions, plan,
 };
 use prov_resolver::{CompiledPolicy, Policy};
 use prov_testkit::MemoryConnector;
@@ -148,6 +148,16 @@ impl World {
     ) -> Plan {
         let actual = self.actual().await;
         let links = self.store.links().await.unwrap();
+        // As the engine plans: each target's options as its connector can
+        // honour them (logins compared as the target compares them).
+        let opts = &prov_engine::Engine::new(
+            Arc::clone(policy),
+            self.connectors(),
+            Arc::new(MemoryStore::new()),
+        )
+        .with_plan_options(opts.clone())
+        .plan_options()
+        .clone();
         let full = plan(&PlanInput::new(policy, who, at, &actual, &links), opts);
         self.events_agree(policy, who, at, opts, &full).await;
         full
@@ -439,9 +449,11 @@ async fn existing_accounts_are_linked_not_duplicated_and_ambiguity_is_reported()
     let p = policy();
     let world = World::new();
     let ldap = &world.targets[&TargetId::new("ldap")];
-    // Ada's account exists already (made by hand), with an extra group the policy does not know.
+    // Ada's account exists already (made by hand, its login in another
+    // case, as the directory compares logins ignoring it), with an extra
+    // group the policy does not know.
     let ada = ldap
-        .create_account(CreateAccount::new("ada.lovelace", Default::default()))
+        .create_account(CreateAccount::new("Ada.Lovelace", Default::default()))
         .await
         .unwrap();
     ldap.grant(MembershipChange::new(
@@ -450,10 +462,48 @@ async fn existing_accounts_are_linked_not_duplicated_and_ambiguity_is_reported()
     ))
     .await
     .unwrap();
+    // By default a login match alone is no proof of whose the account is:
+    // a conflict, and nothing planned for Ada there (no link, no update,
+    // no create the target would refuse as taken).
     let plan = world
         .plan(&p, &people(), now(), &PlanOptions::default())
         .await;
     let got = lines(&plan);
+    assert!(
+        !got.iter().any(|l| l.starts_with("link    ldap")
+            || (l.contains("ldap: ada.lovelace") || l.contains("ldap: Ada.Lovelace"))),
+        "{got:#?}"
+    );
+    let conflict = plan
+        .conflicts
+        .iter()
+        .find(|c| c.identity.as_str() == "e1" && c.target.as_str() == "ldap")
+        .expect("a conflict for Ada on ldap");
+    assert_eq!(conflict.accounts, std::slice::from_ref(&ada.id));
+    assert!(
+        conflict.message.contains("not taken over") && conflict.message.contains("adopt"),
+        "{}",
+        conflict.message
+    );
+    assert!(
+        plan.orphans.iter().all(|o| o.account != ada.id),
+        "an account in dispute is no orphan (orphans = disable must not touch it): {:?}",
+        plan.orphans
+    );
+    // A target that adopts by login links it, renames nothing (the case
+    // differs only), and brings it in line.
+    let mut adopt = PlanOptions::default();
+    adopt.default.adopt = Adopt::Login;
+    let plan = world.plan(&p, &people(), now(), &adopt).await;
+    let got = lines(&plan);
+    assert!(
+        !got.iter().any(|l| l.contains("rename")),
+        "a login that differs only in case is the same login: {got:#?}"
+    );
+    let got: Vec<String> = got
+        .iter()
+        .map(|l| l.replace("Ada.Lovelace", "ada.lovelace"))
+        .collect();
     assert!(
         got.iter()
             .any(|l| l == &format!("link    ldap: ada.lovelace ({}) [e1]", ada.id)),
@@ -486,6 +536,7 @@ async fn existing_accounts_are_linked_not_duplicated_and_ambiguity_is_reported()
     let mut opts = PlanOptions::default();
     let mut t = TargetOptions::default();
     t.correlation = vec![Correlation::new("mail", "email"), Correlation::login()];
+    t.adopt = Adopt::Login;
     opts.targets.insert(TargetId::new("ldap"), t);
     let plan = world.plan(&p, &people(), now(), &opts).await;
     assert_eq!(plan.conflicts.len(), 1, "{:?}", plan.conflicts);
@@ -811,5 +862,111 @@ async fn a_correlation_rule_on_an_attribute_no_account_has_is_reported() {
         !plan.problems.iter().any(|m| m.contains("correlation rule")),
         "{:#?}",
         plan.problems
+    );
+}
+
+/// The test policy with `from` replaced by `to`.
+fn policy_with(from: &str, to: &str) -> Arc<CompiledPolicy> {
+    assert!(POLICY.contains(from), "{from}");
+    Arc::new(
+        Policy::from_toml(&POLICY.replace(from, to))
+            .and_then(|p| p.compile())
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+}
+
+#[tokio::test]
+async fn a_blank_hr_cell_holds_changes_and_never_disables_or_erases() {
+    let p = policy();
+    let mut world = World::new();
+    world.converge(&p, &people()).await;
+    let ada_ops = |plan: &Plan| -> Vec<String> {
+        lines(plan)
+            .into_iter()
+            .filter(|l| l.contains("[e1]"))
+            .collect()
+    };
+    let held = |plan: &Plan, start: &str| {
+        assert!(
+            plan.held.iter().any(|h| h.starts_with(start)),
+            "`{start}` not in {:#?}",
+            plan.held
+        );
+    };
+    // Ada's email cell is blank: her GitHub login (the email) and her
+    // directory mail cannot be computed. Nothing is disabled, renamed or
+    // removed; both are held and say why.
+    let mut who = people();
+    who[0].attributes.remove("email");
+    let plan = world.plan(&p, &who, now(), &PlanOptions::default()).await;
+    assert_eq!(ada_ops(&plan), Vec::<String>::new());
+    held(
+        &plan,
+        "ldap: e1's mail is left as it is: `email` reads email, which e1 lacks",
+    );
+    held(&plan, "github: e1's login stays ada@example.com: the login");
+    // A blank department: the rules that read it cannot be evaluated, so
+    // nothing they might still give is revoked, and no account is disabled
+    // as no longer entitled.
+    who[0].attributes.remove("department");
+    let plan = world.plan(&p, &who, now(), &PlanOptions::default()).await;
+    assert_eq!(ada_ops(&plan), Vec::<String>::new());
+    held(
+        &plan,
+        "ldap: e1's eng is not revoked: rule eng `department == \"Engineering\"` reads department",
+    );
+    held(
+        &plan,
+        "github: e1's account ada@example.com is not disabled",
+    );
+    // A joiner without the values her login needs gets no account yet.
+    let mut newcomer = person("e4", "Dee", "Dale", "Engineering");
+    newcomer.attributes.remove("email");
+    who.push(newcomer);
+    let plan = world.plan(&p, &who, now(), &PlanOptions::default()).await;
+    held(
+        &plan,
+        "github: no account is made or matched for e4: the login",
+    );
+    assert!(
+        !lines(&plan).iter().any(|l| l.starts_with("create  github")),
+        "{:#?}",
+        lines(&plan)
+    );
+    who.pop();
+    // An account condition that reads the blank value holds every change
+    // on that target (here: the department decides the directory account).
+    let cond = policy_with(
+        "account = \"always\"",
+        "account = 'department == \"Engineering\" || department == \"Sales\"'",
+    );
+    let plan = world
+        .plan(&cond, &who, now(), &PlanOptions::default())
+        .await;
+    assert!(
+        !ada_ops(&plan).iter().any(|l| l.contains("ldap")),
+        "{:#?}",
+        ada_ops(&plan)
+    );
+    held(
+        &plan,
+        "ldap: e1's changes are held (account ada.lovelace): the account condition",
+    );
+    // Where the policy says an empty input clears an attribute, it does.
+    let clears = policy_with(
+        "[targets.ldap.attributes]",
+        "empty_clears = [\"mail\"]\n[targets.ldap.attributes]",
+    );
+    let mut who = people();
+    who[0].attributes.remove("email");
+    let plan = world
+        .plan(&clears, &who, now(), &PlanOptions::default())
+        .await;
+    assert_eq!(
+        ada_ops(&plan)
+            .iter()
+            .filter(|l| l.contains("ldap"))
+            .collect::<Vec<_>>(),
+        ["update  ldap: ada.lovelace (remove mail) [e1]"]
     );
 }

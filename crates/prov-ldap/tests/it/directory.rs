@@ -729,3 +729,57 @@ async fn a_create_writes_its_secret_and_keeps_its_marker() {
         "prov:run-1:op-9"
     );
 }
+
+/// The engine's lookups for correlation go through the directory's own
+/// filters, which compare `uid` and `mail` ignoring case: `JSmith` is found
+/// for `jsmith` and its mail in other case, a hostile value finds nothing,
+/// and the capabilities say logins ignore case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_by_login_and_attribute_ignore_case_as_the_directory_does() {
+    let server = slapd();
+    let conn = connector(&server, Dialect::OpenLdap);
+    assert!(conn.capabilities().login_case_insensitive);
+    let mut attrs = person("Smith");
+    attrs.insert("mail".to_owned(), Value::from("John.Smith@Example.COM"));
+    let id = conn
+        .create_account(CreateAccount::new("JSmith", attrs))
+        .await
+        .unwrap()
+        .id;
+    create(&conn, "other").await;
+    let ids = |found: Vec<prov_core::Account>| -> Vec<String> {
+        found.into_iter().map(|a| a.id.to_string()).collect()
+    };
+    let id = id.to_string();
+    assert_eq!(
+        ids(conn.accounts_with_login("jsmith").await.unwrap()),
+        [id.as_str()]
+    );
+    assert_eq!(
+        ids(conn
+            .accounts_where("mail", "john.smith@example.com")
+            .await
+            .unwrap()),
+        [id.as_str()]
+    );
+    assert_eq!(
+        ids(conn.accounts_where("login", "JSMITH").await.unwrap()),
+        [id.as_str()]
+    );
+    for hostile in HOSTILE {
+        assert!(
+            conn.accounts_where("mail", hostile)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{hostile:?}"
+        );
+    }
+    let again = conn
+        .create_account(CreateAccount::new("jsmith", person("Smith")))
+        .await;
+    assert_eq!(
+        again.map(|a| a.id).unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+}

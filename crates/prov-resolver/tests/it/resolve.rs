@@ -312,26 +312,33 @@ fn extra_assignments_resolve_like_policy_ones_and_bad_ones_are_problems() {
 }
 
 #[test]
-fn failing_expressions_are_problems_naming_identity_and_field() {
+fn a_missing_value_holds_the_login_and_never_drops_the_account() {
     let p = policy();
-    // No given_name: the login template fails on null, and the account is left out.
+    // No given_name: the login template cannot be computed. The account is
+    // not left out (that would read as "no longer entitled" and disable
+    // it): its login is held, naming the value, and it is a gap in the
+    // data, not a policy problem.
     let mut nameless = person("e7", "X", "Y", "Sales");
     nameless.attributes.remove("given_name");
     let d = p.desired(&nameless, now());
-    assert!(
-        d.targets
-            .get(&t("ldap"))
-            .is_some_and(|l| l.account.is_none())
-    );
-    assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
-    let text = d.problems[0].to_string();
-    assert!(
-        text.starts_with("identity e7: targets.ldap.login: "),
-        "{text}"
-    );
-    assert!(text.contains("the identity has no given_name"), "{text}");
-    // Only the account is left out: the identity's access is resolved as usual.
     let ldap = &d.targets[&t("ldap")];
+    let account = ldap.account.as_ref().expect("the account stays wanted");
+    assert_eq!(account.login, "");
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    assert_eq!(ldap.held.len(), 2, "{:?}", ldap.held);
+    assert!(
+        ldap.held[0].starts_with("the login `")
+            && ldap.held[0].contains("reads given_name, which e7 lacks"),
+        "{}",
+        ldap.held[0]
+    );
+    // So is the attribute that reads it: left as it is on the target.
+    assert!(
+        ldap.held[1].starts_with("cn is left as it is: `given_name + "),
+        "{}",
+        ldap.held[1]
+    );
+    // The identity's access is resolved as usual.
     assert!(
         ldap.entitlements.contains_key(&e("cn=staff")),
         "{:?}",

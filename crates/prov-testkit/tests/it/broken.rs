@@ -31,6 +31,8 @@ enum Flaw {
     WholeBatchFails,
     /// Claims to keep create markers but reads them back as none.
     MarkerDropped,
+    /// Claims to compare logins ignoring case, but filters on them exactly.
+    CaseSensitiveLogins,
 }
 
 #[derive(Debug)]
@@ -49,7 +51,12 @@ impl Connector for Broken {
         c
     }
     async fn list_accounts(&self, req: ListRequest) -> Result<Page<Account>> {
-        let page = self.inner.list_accounts(req.clone()).await?;
+        let mut page = self.inner.list_accounts(req.clone()).await?;
+        if self.flaw == Flaw::CaseSensitiveLogins
+            && let Some((_, login)) = &req.filter
+        {
+            page.items.retain(|a| &a.login == login);
+        }
         if self.flaw == Flaw::PagesOverlap
             && let Some(c) = req.cursor
         {
@@ -230,6 +237,11 @@ async fn each_contract_violation_is_caught_with_a_message_that_says_what_to_fix(
             Flaw::MarkerDropped,
             "create_marker_is_kept",
             &["get_account(", "marker prov-conformance:", "None"],
+        ),
+        (
+            Flaw::CaseSensitiveLogins,
+            "logins_compare_as_capabilities_say",
+            &["(login_case_insensitive = true)", "got []"],
         ),
         (
             Flaw::WholeBatchFails,

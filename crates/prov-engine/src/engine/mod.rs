@@ -18,6 +18,8 @@ use crate::plan::Plan;
 use crate::planner::{PlanInput, PlanOptions, plan};
 use crate::store::{Claim, Holder, Store};
 
+mod links;
+
 /// What went wrong at the engine level.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -67,6 +69,9 @@ pub enum EngineError {
     /// A reset of secret attributes had nothing to act on (no single linked
     /// account, or no secret attribute for it); nothing was done.
     Reset(String),
+    /// A request the engine refuses as it stands (a hand link to an account
+    /// someone else holds, an unknown target or account); nothing was done.
+    Refused(String),
 }
 
 impl fmt::Display for EngineError {
@@ -106,6 +111,7 @@ impl fmt::Display for EngineError {
                 waited.as_secs()
             ),
             EngineError::Reset(why) => write!(f, "nothing was reset: {why}"),
+            EngineError::Refused(why) => write!(f, "nothing was done: {why}"),
             EngineError::Changed(difference) => write!(
                 f,
                 "planning now does not give what the plan says ({difference}); a time-bound fact \
@@ -179,7 +185,8 @@ impl Event {
 }
 
 /// Plan options limited to what each connector can do (disable, delete,
-/// rename), so that plans never ask a target for what it cannot do.
+/// rename), so that plans never ask a target for what it cannot do, and
+/// comparing logins as each target does.
 fn capped(
     mut options: PlanOptions,
     connectors: &BTreeMap<TargetId, Arc<dyn Connector>>,
@@ -193,6 +200,7 @@ fn capped(
         o.can_disable &= caps.disable;
         o.can_delete &= caps.delete;
         o.can_rename &= caps.rename;
+        o.login_case_insensitive = caps.login_case_insensitive;
     }
     options
 }
@@ -258,6 +266,13 @@ impl Engine {
     pub fn with_plan_options(mut self, options: PlanOptions) -> Self {
         self.plan_options = capped(options, &self.connectors);
         self
+    }
+
+    /// The options plans are made with: those given to
+    /// [`with_plan_options`](Self::with_plan_options), limited by what each
+    /// connector can do and comparing logins as each target does.
+    pub fn plan_options(&self) -> &PlanOptions {
+        &self.plan_options
     }
 
     /// Sets apply options (builder style).
@@ -537,6 +552,7 @@ impl Engine {
             conflicts: Vec::new(),
             blocked: Vec::new(),
             problems: Vec::new(),
+            held: Vec::new(),
             digest: String::new(),
         };
         the_plan.seal();
@@ -626,12 +642,14 @@ impl Engine {
                 .policy
                 .targets_of(&res)
                 .find(|v| v.target == Some(t))
-                .and_then(|v| v.account.map(|a| a.login.to_owned()));
+                .and_then(|v| v.account.filter(|a| a.login_held.is_none()))
+                .map(|a| a.login.to_owned());
             if let (true, Some(login)) = (accounts.is_empty(), want) {
                 // No live linked account: every account a correlation
                 // rule could match, in the rules' order, each once.
-                for rule in &self.plan_options.for_target(t).correlation {
-                    let Some(key) = crate::planner::correlation_key(rule, &who, &login) else {
+                let opts = self.plan_options.for_target(t);
+                for rule in crate::planner::correlation_rules(opts) {
+                    let Some(key) = crate::planner::correlation_key(&rule, &who, &login) else {
                         continue;
                     };
                     let found = if rule.account_field == "login" {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use prov_engine::{Correlation, OrphanPolicy, PlanOptions, Safety, TargetOptions};
+use prov_engine::{Correlation, Exclude, OrphanPolicy, PlanOptions, Safety, TargetOptions};
 use prov_sources::Mapping;
 use serde::Deserialize;
 
@@ -103,8 +103,19 @@ pub(crate) struct TargetConfig {
     /// Orphan handling: `report` (default), `disable` or `delete`.
     #[serde(default)]
     pub(crate) orphans: Option<OrphanPolicy>,
-    /// The deletion safeguard: most removals as a share of the target (default 0.2).
+    /// Whether `orphans` also acts on accounts no link holds (the engine
+    /// neither created nor linked them); default no: they are reported.
     #[serde(default)]
+    pub(crate) orphans_unlinked: bool,
+    /// Accounts left alone unless linked (never correlated, never
+    /// orphans), as `FIELD=VALUE` with an optional final `*`:
+    /// `["login=svc-*", "employeeType=service"]`.
+    #[serde(default, deserialize_with = "exclusions")]
+    pub(crate) exclude: Vec<Exclude>,
+    /// The deletion safeguard: most removals as a share of the target, and
+    /// most revokes as a share of an entitlement's holders (default 0.2;
+    /// more than 0, at most 1).
+    #[serde(default, deserialize_with = "share")]
     pub(crate) max_removal_share: Option<f64>,
     /// The deletion safeguard: most removals in number.
     #[serde(default)]
@@ -273,9 +284,30 @@ impl TargetConfig {
     }
 }
 
-/// A config error: the file, the line and what is wrong.
 /// A table's entries in the order the file writes them (the TOML parser
 /// keeps it: the `preserve_order` feature), where a map would sort them.
+/// A share of a target (more than 0, at most 1): `20` or `nan` would
+/// switch the safeguard off.
+fn share<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v: f64 = serde::Deserialize::deserialize(d)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(Some(v))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "max_removal_share must be a share: more than 0 and at most 1 (0.2 is 20%), not {v}"
+        )))
+    }
+}
+
+/// `FIELD=VALUE` exclusions.
+fn exclusions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Exclude>, D::Error> {
+    let items: Vec<String> = serde::Deserialize::deserialize(d)?;
+    items
+        .iter()
+        .map(|s| Exclude::parse(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
 fn in_order<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
     struct Pairs;
     impl<'de> serde::de::Visitor<'de> for Pairs {
@@ -319,6 +351,8 @@ impl Config {
             if let Some(p) = t.orphans {
                 o.orphans = p;
             }
+            o.orphans_unlinked = t.orphans_unlinked;
+            o.exclude = t.exclude.clone();
             let mut safety = Safety::default();
             if let Some(share) = t.max_removal_share {
                 safety.max_share = share;
@@ -368,5 +402,50 @@ mod tests {
                 ("employeeNumber", "id")
             ]
         );
+    }
+
+    /// Issue 13 item 7: `20` (meant as 20%) switched the share check off,
+    /// and `nan` never fired; both are config errors naming the line.
+    #[test]
+    fn a_removal_share_that_is_not_a_share_is_refused_with_its_line() {
+        let dir = std::env::temp_dir().join(format!("prov-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = "policy = \"p.toml\"\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\n\n[targets.ldap]\nkind = \"file\"\npath = \"t.json\"\n";
+        for (value, ok) in [
+            ("20", false),
+            ("nan", false),
+            ("0", false),
+            ("-0.1", false),
+            ("0.5", true),
+            ("1", true),
+        ] {
+            let path = dir.join("prov.toml");
+            std::fs::write(
+                &path,
+                format!("{base}max_removal_share = {value}\nexclude = [\"login=svc-*\"]\n"),
+            )
+            .unwrap();
+            match load(&path) {
+                Ok(cfg) => {
+                    assert!(ok, "{value} was accepted");
+                    let t = &cfg.plan_options().targets[&prov_core::TargetId::new("ldap")];
+                    assert_eq!(t.exclude, [Exclude::new("login", "svc-*")]);
+                }
+                Err(e) => {
+                    assert!(!ok, "{value}: {e}");
+                    assert!(
+                        e.contains(":11:") && e.contains("must be a share"),
+                        "{value}: {e}"
+                    );
+                }
+            }
+        }
+        std::fs::write(
+            dir.join("prov.toml"),
+            format!("{base}exclude = [\"svc\"]\n"),
+        )
+        .unwrap();
+        let e = load(&dir.join("prov.toml")).unwrap_err();
+        assert!(e.contains("is not FIELD=VALUE"), "{e}");
     }
 }

@@ -43,6 +43,9 @@ const EXIT_CODES: &str = "Exit codes:
   8  prov apply without a plan file was not confirmed (no terminal and no --yes,
      or the answer was not `yes`); nothing was applied
   9  another run holds a target (waited 30 s; the message names it): try again
+  10 applied, but some changes were held because a value the policy reads is
+     missing or empty in the source (each HELD line names it): nothing was
+     disabled, revoked or erased for it; fix the source and apply again
   prov plan --detailed-exitcode: 0 no changes, 2 changes pending, 3 blocked
   130, 143  stopped by SIGINT or SIGTERM: operations not yet sent were skipped,
      those in flight finished and were recorded (a second signal, or 30 s
@@ -310,15 +313,16 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
     let policy = Policy::load(base.join(&cfg.policy))
         .and_then(|p| p.compile())
         .map_err(|e| usage(e.to_string()))?;
+    // Every attribute the policy reads must come from the source: a
+    // renamed column fails the load instead of reading as blank for everyone.
+    let mapping = cfg
+        .source
+        .mapping
+        .clone()
+        .expect(policy.identity_attributes());
     let source: Box<dyn Source> = match cfg.source.kind.as_str() {
-        "csv" => Box::new(CsvSource::new(
-            base.join(&cfg.source.path),
-            cfg.source.mapping.clone(),
-        )),
-        "jsonl" => Box::new(JsonLinesSource::new(
-            base.join(&cfg.source.path),
-            cfg.source.mapping.clone(),
-        )),
+        "csv" => Box::new(CsvSource::new(base.join(&cfg.source.path), mapping)),
+        "jsonl" => Box::new(JsonLinesSource::new(base.join(&cfg.source.path), mapping)),
         other => {
             return Err(usage(format!(
                 "{}: source.kind: `{other}` is not a source kind (csv, jsonl)",
@@ -413,6 +417,27 @@ fn print_plan(plan: &Plan) {
             println!("    because {r}");
         }
     }
+    print_notes(plan);
+    for b in &plan.blocked {
+        println!("BLOCKED {b}");
+    }
+    let counts: Vec<String> = plan
+        .counts()
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    if plan.is_empty() {
+        println!("no changes");
+    } else {
+        print_table(plan);
+        let s = if plan.ops.len() == 1 { "" } else { "s" };
+        println!("{} operation{s}: {}", plan.ops.len(), counts.join(", "));
+    }
+}
+
+/// What a plan reports besides its operations: conflicts, orphans,
+/// problems and held changes (printed by `plan` and by `apply`).
+fn print_notes(plan: &Plan) {
     for c in &plan.conflicts {
         println!(
             "CONFLICT {} {}: {} ({:?})",
@@ -431,20 +456,8 @@ fn print_plan(plan: &Plan) {
     for p in &plan.problems {
         println!("PROBLEM {p}");
     }
-    for b in &plan.blocked {
-        println!("BLOCKED {b}");
-    }
-    let counts: Vec<String> = plan
-        .counts()
-        .iter()
-        .map(|(k, n)| format!("{n} {k}"))
-        .collect();
-    if plan.is_empty() {
-        println!("no changes");
-    } else {
-        print_table(plan);
-        let s = if plan.ops.len() == 1 { "" } else { "s" };
-        println!("{} operation{s}: {}", plan.ops.len(), counts.join(", "));
+    for h in &plan.held {
+        println!("HELD {h}");
     }
 }
 
@@ -597,30 +610,48 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                     tick.set_length(total as u64);
                     tick.set_position(done as u64);
                 }));
-            let report = match plan {
+            let applied = match plan {
                 Some(p) => {
                     let text = std::fs::read_to_string(p)
                         .map_err(|e| usage(format!("{}: cannot read: {e}", p.display())))?;
                     let saved = serde_json::from_str::<Plan>(&text)
                         .map_err(|e| usage(format!("{}: not a plan: {e}", p.display())))?;
-                    engine.apply(&saved, &ctx.identities).await
+                    engine
+                        .apply(&saved, &ctx.identities)
+                        .await
+                        .map(|r| (saved, r))
                 }
                 // Planned and applied under one claim on the targets: a run
                 // at the same time waits its turn, then plans afresh.
-                None if *yes => engine.reconcile(&ctx.identities).await.map(|(_, r)| r),
+                None if *yes => engine.reconcile(&ctx.identities).await,
                 None => {
                     let fresh = engine.plan(&ctx.identities).await?;
                     if !fresh.is_empty() {
                         confirm(&fresh, ctx.json)?;
                     }
-                    engine.apply(&fresh, &ctx.identities).await
+                    engine
+                        .apply(&fresh, &ctx.identities)
+                        .await
+                        .map(|r| (fresh, r))
                 }
             };
             bar.finish_and_clear();
-            let report = report?;
+            let (applied, report) = applied?;
             if ctx.json {
-                println!("{}", json(&report)?);
+                // The report, with what the plan reported besides its operations.
+                let mut out = serde_json::to_value(&report).map_err(|e| Fail(1, e.to_string()))?;
+                if let Some(map) = out.as_object_mut() {
+                    for (key, value) in [
+                        ("conflicts", serde_json::to_value(&applied.conflicts)),
+                        ("problems", serde_json::to_value(&applied.problems)),
+                        ("held", serde_json::to_value(&applied.held)),
+                    ] {
+                        map.insert(key.to_owned(), value.map_err(|e| Fail(1, e.to_string()))?);
+                    }
+                }
+                println!("{}", json(&out)?);
             } else {
+                print_notes(&applied);
                 for f in report.failures() {
                     println!("{f}");
                 }
@@ -652,6 +683,16 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                     format!(
                         "{} operations did not complete",
                         report.outcomes.len() - report.done()
+                    ),
+                ));
+            }
+            if !applied.held.is_empty() {
+                return Err(Fail(
+                    10,
+                    format!(
+                        "{} changes were held for missing or empty source values (each HELD line names \
+                         the identity, the target and the value); fix the source and apply again",
+                        applied.held.len()
                     ),
                 ));
             }

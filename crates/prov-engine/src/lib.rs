@@ -50,8 +50,8 @@ pub use executor::{
 pub use ledger::{LedgerChange, Link, LinkOrigin};
 pub use plan::{AccountRef, Conflict, OpKind, Orphan, PLAN_VERSION, Plan, PlannedOp, SafetyBlock};
 pub use planner::{
-    Adopt, Correlation, OrphanPolicy, PlanInput, PlanOptions, Safety, TargetOptions, fingerprint,
-    plan, plan_resolved,
+    Adopt, Correlation, Exclude, OrphanPolicy, PlanInput, PlanOptions, Safety, TargetOptions,
+    fingerprint, plan, plan_resolved,
 };
 #[cfg(feature = "postgres")]
 pub use store::PostgresStore;

@@ -387,7 +387,15 @@ pub struct SafetyBlock {
     /// Links the plan would forget (their accounts are not listed).
     #[serde(default)]
     pub unlink: usize,
-    /// Accounts on the target now.
+    /// For a block on one entitlement: which (its revokes are counted
+    /// against its holders, so a glitch that takes one group from everyone
+    /// is caught).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<EntitlementId>,
+    /// Revokes of `entitlement` the plan would make.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revoke: usize,
+    /// Accounts on the target now (holders of `entitlement`, for a block on one).
     pub total: usize,
     /// The threshold, for the message.
     pub threshold: String,
@@ -395,8 +403,20 @@ pub struct SafetyBlock {
     pub ops: Vec<String>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl fmt::Display for SafetyBlock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(e) = &self.entitlement {
+            return write!(
+                f,
+                "{}: the plan would revoke {e} from {} of its {} holders, more than {}; review \
+                 the operations and apply with --allow-destructive if this is intended",
+                self.target, self.revoke, self.total, self.threshold
+            );
+        }
         write!(
             f,
             "{}: the plan would disable {} and delete {} of {} accounts",

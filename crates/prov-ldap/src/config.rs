@@ -404,7 +404,12 @@ impl LdapConfig {
                     AccountsConfig {
                         base: users.clone(),
                         more_bases: Vec::new(),
-                        filter: "(&(objectCategory=person)(objectClass=user))".to_owned(),
+                        // Built-in and protected objects (Administrator, krbtgt,
+                        // members of the protected groups) are never the
+                        // engine's: never listed, so never orphans, never matched.
+                        filter: "(&(objectCategory=person)(objectClass=user)\
+                                 (!(isCriticalSystemObject=TRUE))(!(adminCount=1)))"
+                            .to_owned(),
                         login_attribute: "sAMAccountName".to_owned(),
                         rdn_attribute: "cn".to_owned(),
                         object_classes: strings(&["top", "person", "organizationalPerson", "user"]),
@@ -506,5 +511,24 @@ impl LdapConfig {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Dialect, LdapConfig};
+
+    #[test]
+    fn the_active_directory_preset_never_lists_built_in_or_protected_objects() {
+        let cfg = LdapConfig::new(
+            Dialect::ActiveDirectory,
+            "ldaps://dc.corp.example",
+            "DC=corp,DC=example",
+        );
+        let f = &cfg.accounts.filter;
+        assert_eq!(
+            f,
+            "(&(objectCategory=person)(objectClass=user)(!(isCriticalSystemObject=TRUE))(!(adminCount=1)))"
+        );
     }
 }

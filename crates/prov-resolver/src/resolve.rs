@@ -1,6 +1,6 @@
 //! `resolve`, `describe` and `explain`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use prov_core::{Attributes, EntitlementId, Identity, IdentityId, LifecycleState, TargetId, Value};
@@ -1030,6 +1030,30 @@ impl CompiledPolicy {
                 .unwrap_or_default(),
             policy: self,
         })
+    }
+
+    /// The identity attributes the policy's expressions read (birthright
+    /// rules, account conditions, logins, account attributes), sorted, the
+    /// built-in fields (`id`, `state`, `manager`, `start_date`,
+    /// `end_date`) apart: what a source must be able to give. A source
+    /// that cannot give one (a renamed column) should fail to load rather
+    /// than read as blank for everyone.
+    pub fn identity_attributes(&self) -> Vec<&str> {
+        let mut templates: Vec<&crate::compile::Template> =
+            self.rules.iter().map(|r| &r.when).collect();
+        for t in &self.targets {
+            if let crate::compile::When::If(tpl) = &t.when {
+                templates.push(tpl);
+            }
+            templates.extend(&t.login);
+            templates.extend(t.attributes.iter().map(|(_, tpl)| tpl));
+        }
+        let out: BTreeSet<&str> = templates
+            .into_iter()
+            .flat_map(|t| t.vars.iter().map(String::as_str))
+            .filter(|v| !crate::expr::BUILTINS.contains(v))
+            .collect();
+        out.into_iter().collect()
     }
 
     /// Why taking `entitlement` on `target` away from `res`'s identity

@@ -128,6 +128,18 @@ impl Source for CsvSource {
                 );
             }
         }
+        for attr in self.mapping.unsourced(|c| columns.contains(&c)) {
+            loader.error(
+                1,
+                Some(attr),
+                format!(
+                    "the policy reads attribute `{attr}`, which no column gives: the mapping \
+                     does not map it and the header has no column `{attr}` (it has: {}); \
+                     a renamed column would otherwise read as blank for everyone",
+                    columns.join(", ")
+                ),
+            );
+        }
         if loader.total > 0 {
             return loader.finish();
         }
@@ -196,6 +208,8 @@ impl Source for JsonLinesSource {
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| SourceErrors::file(&file, format!("cannot read: {e}")))?;
         let mut loader = Loader::new(&file);
+        let mut seen: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut records = 0usize;
         for (i, raw) in text.lines().enumerate() {
             let line = u64::try_from(i + 1).unwrap_or(u64::MAX);
             if raw.trim().is_empty() {
@@ -213,9 +227,30 @@ impl Source for JsonLinesSource {
                 }
             };
             let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+            for k in &keys {
+                if !seen.contains(*k) {
+                    seen.insert((*k).to_owned());
+                }
+            }
+            records += 1;
             let get = |k: &str| obj.get(k).and_then(json_text);
             let result = self.mapping.identity(&get, &keys);
             loader.record(line, &self.mapping.id, result);
+        }
+        // JSON Lines has no header, and a record may leave out a key it has
+        // no value for; but a key the policy reads that no record has
+        // stands for a renamed one (it would read as blank everywhere).
+        if records > 0 {
+            for attr in self.mapping.unsourced(|k| seen.contains(k)) {
+                loader.error(
+                    0,
+                    Some(attr),
+                    format!(
+                        "the policy reads attribute `{attr}`, which no key gives: no record \
+                         has the key the mapping reads it from (or, unmapped, a key `{attr}`)"
+                    ),
+                );
+            }
         }
         loader.finish()
     }

@@ -164,6 +164,11 @@ pub struct Mapping {
     /// Source values for states beyond the standard names (`A = "active"`, `T = "terminated"`).
     #[serde(default)]
     pub state_values: BTreeMap<String, LifecycleState>,
+    /// The state a blank state cell stands for. Without it a blank state
+    /// cell is an error naming the record: guessing "active" would give
+    /// access to someone who may have left.
+    #[serde(default)]
+    pub state_default: Option<LifecycleState>,
     /// The start date column.
     #[serde(default)]
     pub start_date: Option<String>,
@@ -183,6 +188,13 @@ pub struct Mapping {
     /// under their own names (default: yes, so a plain export works unmapped).
     #[serde(default = "yes")]
     pub other_columns: bool,
+    /// Attributes something downstream reads (the policy's expressions;
+    /// see [`expect`](Self::expect)): each must come from a mapped column
+    /// or, with `other_columns`, a column of that name, or loading fails
+    /// naming it. A renamed column then stops the run instead of reading
+    /// as a blank cell for everyone.
+    #[serde(skip)]
+    pub expected: std::collections::BTreeSet<String>,
 }
 
 fn yes() -> bool {
@@ -196,12 +208,14 @@ impl Mapping {
             id: id.into(),
             state: None,
             state_values: BTreeMap::new(),
+            state_default: None,
             start_date: None,
             end_date: None,
             date_format: default_date_format(),
             manager: None,
             attributes: BTreeMap::new(),
             other_columns: true,
+            expected: std::collections::BTreeSet::new(),
         }
     }
 
@@ -234,6 +248,38 @@ impl Mapping {
     pub fn attribute(mut self, name: impl Into<String>, column: Column) -> Self {
         self.attributes.insert(name.into(), column);
         self
+    }
+
+    /// Sets the state a blank state cell stands for (builder style).
+    pub fn state_default(mut self, state: LifecycleState) -> Self {
+        self.state_default = Some(state);
+        self
+    }
+
+    /// Names attributes something downstream reads, such as
+    /// `CompiledPolicy::identity_attributes` (builder style): loading fails,
+    /// naming each, when the source cannot give it.
+    pub fn expect<I, S>(mut self, attributes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.expected.extend(attributes.into_iter().map(Into::into));
+        self
+    }
+
+    /// The expected attributes no column gives, given `has_column(name)`:
+    /// neither the column the mapping maps them from nor, unmapped under
+    /// `other_columns`, a column of their own name.
+    pub(crate) fn unsourced(&self, has_column: impl Fn(&str) -> bool) -> Vec<&str> {
+        self.expected
+            .iter()
+            .map(String::as_str)
+            .filter(|a| match self.attributes.get(*a) {
+                Some(c) => !has_column(&c.column),
+                None => !(self.other_columns && has_column(a)),
+            })
+            .collect()
     }
 
     /// Drops columns the mapping does not name (builder style).
@@ -274,12 +320,17 @@ impl Mapping {
             }
         };
         let mut who = Identity::new(id.as_str());
-        if let Some(col) = &self.state
-            && let Some(v) = text(col)
-        {
-            match self.state_values.get(&v).copied().or_else(|| LifecycleState::parse(&v)) {
-                Some(s) => who.state = s,
-                None => errors.push(RowError::new(col, format!("unknown state `{v}` (use pre_hire, active, suspended, terminated, or map it in state_values)"))),
+        if let Some(col) = &self.state {
+            match (text(col), self.state_default) {
+                (Some(v), _) => match self.state_values.get(&v).copied().or_else(|| LifecycleState::parse(&v)) {
+                    Some(s) => who.state = s,
+                    None => errors.push(RowError::new(col, format!("unknown state `{v}` (use pre_hire, active, suspended, terminated, or map it in state_values)"))),
+                },
+                (None, Some(s)) => who.state = s,
+                (None, None) => errors.push(RowError::new(
+                    col,
+                    "the state is blank (set state_default in the mapping to read blank cells as a state)",
+                )),
             }
         }
         let date = |col: &Option<String>, errors: &mut Vec<RowError>| -> Option<NaiveDate> {

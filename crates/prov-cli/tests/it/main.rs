@@ -907,3 +907,61 @@ fn an_account_with_someones_login_is_a_conflict_until_linked_by_hand() {
     let (_, out, _) = prov(&dir, &["plan"]);
     assert!(out.contains("CONFLICT ldap e0"), "{out}");
 }
+
+/// The example config and data in a temp dir (dir/cli/prov.toml, dir/data/).
+fn example() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let dir = std::env::temp_dir().join(format!(
+        "prov-cli-example-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(dir.join("cli")).unwrap();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::copy(root.join("cli/prov.toml"), dir.join("cli/prov.toml")).unwrap();
+    for f in ["hr.csv", "policy.toml"] {
+        std::fs::copy(root.join("data").join(f), dir.join("data").join(f)).unwrap();
+    }
+    dir
+}
+
+/// One blank email cell never disables anyone nor erases their mail: the
+/// changes are held, printed as HELD, and apply exits 10. A renamed column
+/// stops the run before anything is planned.
+#[test]
+fn a_blank_hr_cell_is_held_not_obeyed_and_a_renamed_column_stops_the_run() {
+    let dir = example();
+    let cli = dir.join("cli");
+    let (code, _, err) = prov(&cli, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    let hr = dir.join("data/hr.csv");
+    let text = std::fs::read_to_string(&hr).unwrap();
+    std::fs::write(&hr, text.replace("grace.hopper@example.com", "")).unwrap();
+    let (code, out, err) = prov(&cli, &["plan"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.ends_with("no changes\n"),
+        "nothing disabled or removed: {out}"
+    );
+    assert!(
+        out.contains(
+            "HELD ldap: E1002's mail is left as it is: `email` reads email, which E1002 lacks"
+        ),
+        "{out}"
+    );
+    let (code, out, err) = prov(&cli, &["apply", "--yes"]);
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(
+        out.contains("HELD "),
+        "apply prints what plan prints: {out}"
+    );
+    assert!(err.contains("changes were held"), "{err}");
+    // The column renamed in the export: a source error, exit 2, nothing planned.
+    std::fs::write(&hr, text.replacen(",email,", ",mail,", 1)).unwrap();
+    let (code, _, err) = prov(&cli, &["plan"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the policy reads attribute `email`, which no column gives"),
+        "{err}"
+    );
+}

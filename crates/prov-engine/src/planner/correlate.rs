@@ -65,9 +65,11 @@ pub(super) fn correlate<'a>(
                 .map(|values| values.get(&key))
                 .unwrap_or_default()
         };
-        // An account linked to someone else, or claimed this run, is theirs.
+        // An account linked to someone else, or claimed this run, is
+        // theirs; one the target excludes is no one's to correlate.
         found.retain(|i| {
             !claimed.get(*i).copied().unwrap_or(false)
+                && !ctx.excluded.get(*i).copied().unwrap_or(false)
                 && ctx
                     .link_of_account
                     .get(*i)

@@ -27,8 +27,8 @@ mod target;
 pub(crate) use correlate::{correlation_key, correlation_rules};
 pub use fingerprint::fingerprint;
 use fingerprint::{SetDigest, fingerprint_of};
-pub use options::{Adopt, Correlation, OrphanPolicy, PlanOptions, Safety, TargetOptions};
-use safety::safety_blocks;
+pub use options::{Adopt, Correlation, Exclude, OrphanPolicy, PlanOptions, Safety, TargetOptions};
+use safety::{safety_blocks, safety_problems};
 use target::plan_targets;
 
 /// What a plan is made from.
@@ -148,6 +148,7 @@ pub fn plan_resolved(
     held.sort();
     ops.par_sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let blocked = safety_blocks(&ops, (!input.partial).then_some(input.actual), options);
+    problems.extend(safety_problems(&ops, options));
     conflicts.sort_by(|a: &Conflict, b: &Conflict| {
         (&a.target, &a.identity).cmp(&(&b.target, &b.identity))
     });

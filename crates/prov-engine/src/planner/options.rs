@@ -59,6 +59,60 @@ pub enum Adopt {
     Login,
 }
 
+/// Accounts a target's planning leaves alone: `field` (`login` or an
+/// account attribute) equal to `pattern` ignoring ASCII case, or starting
+/// with what precedes a final `*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Exclude {
+    /// `login` or an account attribute.
+    pub field: String,
+    /// The value, or a prefix followed by `*`.
+    pub pattern: String,
+}
+
+impl Exclude {
+    /// Accounts whose `field` matches `pattern`.
+    pub fn new(field: impl Into<String>, pattern: impl Into<String>) -> Self {
+        Exclude {
+            field: field.into(),
+            pattern: pattern.into(),
+        }
+    }
+
+    /// Parses `field=pattern` (as the `prov` config writes it).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.split_once('=') {
+            Some((f, p)) if !f.trim().is_empty() && !p.trim().is_empty() => {
+                Ok(Self::new(f.trim(), p.trim()))
+            }
+            _ => Err(format!(
+                "`{text}` is not FIELD=VALUE (such as login=svc-* or employeeType=service)"
+            )),
+        }
+    }
+
+    /// Whether `account` matches.
+    pub fn matches(&self, account: &prov_core::Account) -> bool {
+        let value = match self.field.as_str() {
+            "login" => Some(std::borrow::Cow::Borrowed(account.login.as_str())),
+            attr => match account.attributes.get(attr) {
+                Some(prov_core::Value::String(s)) => Some(std::borrow::Cow::Borrowed(s.as_str())),
+                Some(prov_core::Value::Int(i)) => Some(std::borrow::Cow::Owned(i.to_string())),
+                Some(prov_core::Value::Bool(b)) => Some(std::borrow::Cow::Owned(b.to_string())),
+                _ => None,
+            },
+        };
+        let Some(value) = value else { return false };
+        match self.pattern.strip_suffix('*') {
+            Some(prefix) => value
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix)),
+            None => value.eq_ignore_ascii_case(&self.pattern),
+        }
+    }
+}
+
 /// What happens to accounts no identity explains.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -110,6 +164,13 @@ pub struct TargetOptions {
     pub adopt: Adopt,
     /// Orphan handling.
     pub orphans: OrphanPolicy,
+    /// Whether the orphan policy also disables or deletes accounts no link
+    /// holds (the engine neither created nor linked them: an administrator,
+    /// a service account). Default no: they are reported only.
+    pub orphans_unlinked: bool,
+    /// Accounts the planner leaves alone unless linked: never correlated
+    /// to anyone, never orphans (`login = "svc-*"`, `employeeType = "service"`).
+    pub exclude: Vec<Exclude>,
     /// The deletion safeguard.
     pub safety: Safety,
     /// Whether accounts the engine linked but did not create may be
@@ -135,6 +196,8 @@ impl Default for TargetOptions {
         TargetOptions {
             correlation: vec![Correlation::login()],
             adopt: Adopt::None,
+            orphans_unlinked: false,
+            exclude: Vec::new(),
             orphans: OrphanPolicy::Report,
             safety: Safety::default(),
             delete_linked: false,

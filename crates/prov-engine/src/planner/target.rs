@@ -30,6 +30,9 @@ pub(super) struct TargetCtx<'a> {
     /// when correlation or orphans need it, empty before.
     pub(super) link_of_account: Vec<Option<(&'a IdentityId, LinkOrigin)>>,
     pub(super) managed_attributes: Vec<&'a str>,
+    /// Accounts the target's `exclude` rules match, by position (empty
+    /// when it has none): never correlated, never orphans.
+    pub(super) excluded: Vec<bool>,
 }
 
 /// What planning one identity on one target gives.
@@ -195,7 +198,15 @@ pub(super) fn plan_targets<'t>(
             by_attribute: FastMap::default(),
             link_of_account: Vec::new(),
             managed_attributes: policy.managed_attributes(target),
+            excluded: Vec::new(),
         };
+        if !ctx.opts.exclude.is_empty() {
+            ctx.excluded = accounts
+                .par_iter()
+                .with_min_len(4096)
+                .map(|a| ctx.opts.exclude.iter().any(|x| x.matches(a)))
+                .collect();
+        }
         let unlinked: Vec<usize> = (0..n).filter(|&i| account_held(i).is_none()).collect();
         if !unlinked.is_empty() {
             ctx.by_login = MultiIndex::new(
@@ -363,6 +374,7 @@ pub(super) fn plan_targets<'t>(
         let mut unclaimed: Vec<usize> = (0..accounts.len())
             .filter(|&i| !claimed.get(i).copied().unwrap_or(true))
             .filter(|i| disputed.binary_search(i).is_err())
+            .filter(|&i| !ctx.excluded.get(i).copied().unwrap_or(false))
             .collect();
         if unclaimed.is_empty() {
             continue;
@@ -398,7 +410,14 @@ pub(super) fn plan_targets<'t>(
                 }
                 None => "orphan: no identity explains this account".to_owned(),
             };
-            let op = match ctx.opts.orphans {
+            // An account no link holds was never the engine's: reported,
+            // and acted on only where the target opts in.
+            let policy = if link.is_none() && !ctx.opts.orphans_unlinked {
+                OrphanPolicy::Report
+            } else {
+                ctx.opts.orphans
+            };
+            let op = match policy {
                 OrphanPolicy::Report => None,
                 OrphanPolicy::Delete
                     if ctx.opts.can_delete

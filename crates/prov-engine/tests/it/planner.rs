@@ -669,7 +669,7 @@ async fn orphans_are_reported_and_handled_per_target_policy() {
     let mut opts = PlanOptions::default();
     let mut t = TargetOptions::default();
     t.orphans = OrphanPolicy::Delete;
-    opts.targets.insert(TargetId::new("ldap"), t);
+    opts.targets.insert(TargetId::new("ldap"), t.clone());
     let plan = world.plan(&p, fewer, now(), &opts).await;
     let got = lines(&plan);
     assert!(
@@ -678,9 +678,90 @@ async fn orphans_are_reported_and_handled_per_target_policy() {
         "owned orphan deleted: {got:#?}"
     );
     assert!(
-        got.iter().any(|l| l == "disable ldap: old.admin"),
-        "unowned orphan only disabled: {got:#?}"
+        !got.iter().any(|l| l.contains("old.admin")),
+        "an account no link holds was never the engine's: reported only: {got:#?}"
     );
+    // Where the target opts in, it is disabled (never deleted: not created by prov).
+    t.orphans_unlinked = true;
+    opts.targets.insert(TargetId::new("ldap"), t.clone());
+    let plan = world.plan(&p, fewer, now(), &opts).await;
+    assert!(
+        lines(&plan).iter().any(|l| l == "disable ldap: old.admin"),
+        "unowned orphan only disabled: {:#?}",
+        lines(&plan)
+    );
+    // An excluded account is no orphan at all, and nobody's to correlate.
+    t.exclude = vec![prov_engine::Exclude::parse("login=OLD.*").unwrap()];
+    opts.targets.insert(TargetId::new("ldap"), t);
+    let plan = world.plan(&p, fewer, now(), &opts).await;
+    assert!(
+        !lines(&plan).iter().any(|l| l.contains("old.admin"))
+            && !plan.orphans.iter().any(|o| o.login == "old.admin"),
+        "{:#?}",
+        lines(&plan)
+    );
+}
+
+#[tokio::test]
+async fn one_entitlement_revoked_from_many_is_blocked_and_bad_shares_block_everything() {
+    let p = policy();
+    let mut world = World::new();
+    let many: Vec<Identity> = (0..10)
+        .map(|i| person(&format!("e{i}"), &format!("P{i}"), "Q", "Engineering"))
+        .collect();
+    world.converge(&p, &many).await;
+    // A glitch in the rule takes `eng` from every engineer, who all stay.
+    let glitch = policy_with(
+        "when = 'department == \"Engineering\"'",
+        "when = 'department == \"Enginering\"'",
+    );
+    let plan = world
+        .plan(&glitch, &many, now(), &PlanOptions::default())
+        .await;
+    let block = plan
+        .blocked
+        .iter()
+        .find(|b| b.target.as_str() == "ldap" && b.entitlement.is_some())
+        .unwrap_or_else(|| panic!("no revoke block: {:#?}", plan.blocked));
+    assert_eq!(
+        (
+            block.entitlement.as_ref().map(|e| e.as_str()),
+            block.revoke,
+            block.total
+        ),
+        (Some("eng"), 10, 10)
+    );
+    assert!(
+        block.to_string().starts_with(
+            "ldap: the plan would revoke eng from 10 of its 10 holders, more than 20%"
+        ),
+        "{block}"
+    );
+    // A share that is not one (20 meant as 20%, or NaN) blocks rather than
+    // switching the check off.
+    for bad in [0.0, 20.0, f64::NAN] {
+        let mut opts = PlanOptions::default();
+        opts.default.safety.max_share = bad;
+        let mut few = many.clone();
+        for who in few.iter_mut().take(6) {
+            who.state = LifecycleState::Terminated;
+        }
+        let plan = world.plan(&p, &few, now(), &opts).await;
+        assert!(
+            plan.blocked.iter().any(|b| b.disable == 6),
+            "{bad}: {:#?} {:#?} {:?}",
+            plan.blocked,
+            lines(&plan),
+            plan.problems
+        );
+        assert!(
+            plan.problems
+                .iter()
+                .any(|p| p.contains("is not a share (0 < share <= 1)")),
+            "{bad}: {:?}",
+            plan.problems
+        );
+    }
 }
 
 #[tokio::test]

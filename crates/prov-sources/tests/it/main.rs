@@ -188,3 +188,72 @@ fn mappings_read_from_config_text() {
             .contains("unknown type `float`")
     );
 }
+
+/// A mapping for files with only a few columns.
+fn small() -> Mapping {
+    Mapping::new("employee_id")
+        .state("status")
+        .attribute("given_name", Column::string("first"))
+}
+
+#[test]
+fn a_blank_state_is_an_error_unless_the_mapping_gives_a_default() {
+    let text = "employee_id,first,status\nE1,Ada,active\nE2,Bob,\n";
+    let p = file("blank-state.csv", text);
+    let err = CsvSource::new(&p, small()).load().unwrap_err();
+    let f = p.display().to_string();
+    assert_eq!(err.errors.len(), 1, "{err}");
+    assert!(
+        err.errors[0]
+            .to_string()
+            .starts_with(&format!("{f}:3: field `status`: the state is blank")),
+        "{err}"
+    );
+    let people = CsvSource::new(&p, small().state_default(LifecycleState::Suspended))
+        .load()
+        .unwrap();
+    assert_eq!(people[1].state, LifecycleState::Suspended);
+}
+
+#[test]
+fn an_attribute_the_policy_reads_that_no_column_gives_fails_the_load() {
+    // The export renamed `email` to `mail`: every identity would lack it.
+    let text = "employee_id,first,status,mail\nE1,Ada,active,ada@example.com\n";
+    let p = file("renamed.csv", text);
+    let expecting = || small().expect(["email", "given_name", "location"]);
+    let err = CsvSource::new(&p, expecting()).load().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("field `email`: the policy reads attribute `email`, which no column gives")
+            && text.contains("field `location`")
+            && !text.contains("field `given_name`:"),
+        "{text}"
+    );
+    // A mapped attribute or a column of the attribute's name is enough.
+    let ok = small()
+        .attribute("email", Column::string("mail"))
+        .expect(["email", "given_name"]);
+    assert_eq!(CsvSource::new(&p, ok).load().unwrap().len(), 1);
+    // Without `other_columns`, a column of that name is not read.
+    let only = small().only_mapped().expect(["mail"]);
+    assert!(CsvSource::new(&p, only).load().is_err());
+    // JSON Lines: a key no record has.
+    let j = file(
+        "renamed.jsonl",
+        "{\"employee_id\": \"E1\", \"first\": \"Ada\", \"status\": \"active\", \"mail\": \"a@x\"}\n",
+    );
+    let err = JsonLinesSource::new(&j, expecting()).load().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("field `email`: the policy reads attribute `email`, which no key gives"),
+        "{err}"
+    );
+    // A mapped key no record has is absent, not an error, unless the
+    // policy reads the attribute.
+    let optional = small().attribute("title", Column::string("job"));
+    assert!(JsonLinesSource::new(&j, optional.clone()).load().is_ok());
+    let err = JsonLinesSource::new(&j, optional.expect(["title"]))
+        .load()
+        .unwrap_err();
+    assert!(err.to_string().contains("field `title`"), "{err}");
+}

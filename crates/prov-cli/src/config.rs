@@ -103,6 +103,11 @@ pub(crate) struct TargetConfig {
     /// Orphan handling: `report` (default), `disable` or `delete`.
     #[serde(default)]
     pub(crate) orphans: Option<OrphanPolicy>,
+    /// What an identity gone from the source means here: `leaver`
+    /// (default: disabled now, deleted after the grace period, under the
+    /// deletion safeguard) or `ignore` (its accounts are orphans).
+    #[serde(default)]
+    pub(crate) absent: Option<prov_engine::Absent>,
     /// Whether `orphans` also acts on accounts no link holds (the engine
     /// neither created nor linked them); default no: they are reported.
     #[serde(default)]
@@ -352,6 +357,9 @@ impl Config {
                 o.orphans = p;
             }
             o.orphans_unlinked = t.orphans_unlinked;
+            if let Some(a) = t.absent {
+                o.absent = a;
+            }
             o.exclude = t.exclude.clone();
             let mut safety = Safety::default();
             if let Some(share) = t.max_removal_share {

@@ -120,6 +120,12 @@ enum Command {
         #[command(subcommand)]
         command: LeaseCommand,
     },
+    /// Leavers the engine remembers (a leaver event, first seen terminated
+    /// without an end date, or gone from the source).
+    Leaver {
+        #[command(subcommand)]
+        command: LeaverCommand,
+    },
     /// Checks that every target and the store can be reached.
     Check,
     /// Links an existing account to an identity by hand (how a conflict
@@ -141,6 +147,19 @@ enum Command {
         target: String,
         /// The account: its id on the target, or its login.
         account: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LeaverCommand {
+    /// Every remembered leaver: identity, how and when they left.
+    List,
+    /// Forgets a leaver record (a leaver event sent by mistake); the next
+    /// plan follows the source again. Audited.
+    /// Example: prov leaver clear E1002
+    Clear {
+        /// The identity's id.
+        identity: String,
     },
 }
 
@@ -876,6 +895,39 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             }
         }
         Command::Lease { command } => lease(&ctx, command).await?,
+        Command::Leaver { command } => match command {
+            LeaverCommand::List => {
+                let all = ctx.engine.leavers().await?;
+                if ctx.json {
+                    println!("{}", json(&all)?);
+                } else {
+                    for l in &all {
+                        println!(
+                            "{}  {:<10} left {}  (recorded by {})",
+                            l.identity,
+                            l.why.as_str(),
+                            l.left_at.to_rfc3339(),
+                            l.by
+                        );
+                    }
+                }
+            }
+            LeaverCommand::Clear { identity } => {
+                let engine = ctx.engine.with_actor(ctx.actor.clone());
+                let record = engine
+                    .clear_leaver(&prov_core::IdentityId::new(identity.as_str()))
+                    .await?;
+                if ctx.json {
+                    println!("{}", json(&record)?);
+                } else {
+                    println!(
+                        "cleared leaver {} ({})",
+                        record.identity,
+                        record.why.as_str()
+                    );
+                }
+            }
+        },
         Command::Check => {
             let results = ctx.engine.check().await;
             let bad = results.iter().filter(|(_, r)| r.is_err()).count();

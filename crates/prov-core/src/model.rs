@@ -63,6 +63,12 @@ pub struct Identity {
     /// The manager's identity id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager: Option<IdentityId>,
+    /// The moment the identity left, when known to the second (a leaver
+    /// event, or when the engine first saw it terminated or gone from the
+    /// sources): it is a leaver from then on, and grace periods count from
+    /// it. Sources leave it unset; the engine fills it from its store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Typed attributes (`given_name`, `department`, `email`, ...).
     #[serde(default)]
     pub attributes: Attributes,
@@ -77,6 +83,7 @@ impl Identity {
             start_date: None,
             end_date: None,
             manager: None,
+            left_at: None,
             attributes: Attributes::new(),
         }
     }

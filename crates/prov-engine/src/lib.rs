@@ -35,6 +35,7 @@ pub mod audit;
 mod engine;
 mod executor;
 pub mod leases;
+pub mod leavers;
 mod ledger;
 mod plan;
 mod planner;
@@ -50,8 +51,8 @@ pub use executor::{
 pub use ledger::{LedgerChange, Link, LinkOrigin};
 pub use plan::{AccountRef, Conflict, OpKind, Orphan, PLAN_VERSION, Plan, PlannedOp, SafetyBlock};
 pub use planner::{
-    Adopt, Correlation, Exclude, OrphanPolicy, PlanInput, PlanOptions, Safety, TargetOptions,
-    fingerprint, plan, plan_resolved,
+    Absent, Adopt, Correlation, Exclude, OrphanPolicy, PlanInput, PlanOptions, Safety,
+    TargetOptions, fingerprint, plan, plan_resolved,
 };
 #[cfg(feature = "postgres")]
 pub use store::PostgresStore;

@@ -56,4 +56,5 @@ pub use policy::{
 pub use resolve::{
     AccountView, Chain, DesiredAccount, DesiredState, DesiredTarget, Extra, LeaverPlan,
     PolicyStats, Problem, Resolution, RoleGrant, SodViolation, Source, TargetView, effective_state,
+    leaving_moment,
 };

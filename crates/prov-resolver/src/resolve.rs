@@ -163,9 +163,13 @@ pub struct DesiredAccount {
 pub struct LeaverPlan {
     /// The target's leaver action.
     pub action: LeaverAction,
-    /// For `delete`: the first day deletion is allowed (end date plus grace).
+    /// For `delete`: the moment deletion is allowed: the moment of
+    /// leaving plus the grace period. The moment of leaving is
+    /// `Identity::left_at` when known, else the end of the end date (the
+    /// last working day); unknown without either (never deleted until the
+    /// engine has recorded when it saw the identity leave).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delete_after: Option<chrono::NaiveDate>,
+    pub delete_after: Option<DateTime<Utc>>,
 }
 
 /// A problem met while resolving one identity.
@@ -355,9 +359,18 @@ impl CompiledPolicy {
             problems: Vec::new(),
             gaps: Vec::new(),
         };
+        // A leaver holds nothing, except on targets whose leaver action is
+        // `keep`: there it keeps what the birthright rules still give it
+        // (a rule on `state == "terminated"`, say); assignments and leases end.
+        let keeps_somewhere = self
+            .targets
+            .iter()
+            .any(|t| t.leaver.action == LeaverAction::Keep);
         if state != LifecycleState::Terminated {
-            self.collect_grants(identity, now, extra, &mut res);
+            self.collect_grants(identity, now, extra, false, &mut res);
             self.rule_gaps(identity, &mut res);
+        } else if keeps_somewhere {
+            self.collect_grants(identity, now, extra, true, &mut res);
         }
         res.grants.sort_unstable();
         res.grants.dedup();
@@ -372,18 +385,21 @@ impl CompiledPolicy {
         for (t, info) in self.targets.iter().enumerate() {
             let end = self.target_ends.get(t).copied().unwrap_or(u32::MAX);
             let rest = ents.get(at..).unwrap_or_default();
-            let n = rest.partition_point(|&e| e < end);
+            let span = rest.partition_point(|&e| e < end);
             let t = crate::compile::index(t);
+            let terminated = state == LifecycleState::Terminated;
             // A leaver keeps the account (disabled) until the leaver policy
-            // removes it, whatever the condition says.
-            let leaving =
-                state == LifecycleState::Terminated && info.leaver.action != LeaverAction::Keep;
+            // removes it, whatever the condition says; where the action is
+            // `keep`, the account stays enabled with what the rules still give.
+            let leaving = terminated && info.leaver.action != LeaverAction::Keep;
+            let keeps = terminated && info.leaver.action == LeaverAction::Keep;
+            let n = if leaving { 0 } else { span };
             let mut held = None;
             let wanted = match &info.when {
                 When::Never => false,
                 When::Always => true,
+                When::Entitled | When::If(_) if leaving || keeps => true,
                 When::Entitled => n > 0,
-                When::If(_) if leaving => true,
                 // A condition that is not true because a value it reads is
                 // missing says nothing: the target's changes are held, never
                 // turned into "no longer entitled".
@@ -421,7 +437,7 @@ impl CompiledPolicy {
                     range,
                 });
             }
-            at += n;
+            at += span;
         }
         res.entitlements = ents;
         res
@@ -491,11 +507,14 @@ impl CompiledPolicy {
         })
     }
 
+    /// Roles from the birthright rules, then (unless `rules_only`) from
+    /// assignments and leases.
     fn collect_grants(
         &self,
         identity: &Identity,
         now: DateTime<Utc>,
         extra: Extra<'_>,
+        rules_only: bool,
         res: &mut Resolution,
     ) {
         let fire = |rule: u32, res: &mut Resolution| {
@@ -540,6 +559,9 @@ impl CompiledPolicy {
             }
         }
 
+        if rules_only {
+            return;
+        }
         let own_assignments = self
             .assignments_by_identity
             .get(&identity.id)
@@ -1342,11 +1364,10 @@ fn problem(identity: &Identity, path: String, message: String) -> Problem {
 fn leaver_plan(identity: &Identity, leaver: Leaver) -> LeaverPlan {
     let delete_after = (leaver.action == LeaverAction::Delete)
         .then(|| {
-            identity
-                .end_date
-                // Past the last representable date: never deleted (the
+            leaving_moment(identity)
+                // Past the last representable moment: never deleted (the
                 // policy bounds grace_days, so only a far end date gets here).
-                .and_then(|d| d.checked_add_days(chrono::Days::new(u64::from(leaver.grace_days))))
+                .and_then(|t| t.checked_add_days(chrono::Days::new(u64::from(leaver.grace_days))))
         })
         .flatten();
     LeaverPlan {
@@ -1355,12 +1376,24 @@ fn leaver_plan(identity: &Identity, leaver: Leaver) -> LeaverPlan {
     }
 }
 
-/// The state in effect at `now`: a past end date makes a leaver; a future
-/// start date keeps an active identity pre-hire.
+/// When `identity` left: `left_at` when recorded, else the end of its end
+/// date (the last working day), else unknown.
+pub fn leaving_moment(identity: &Identity) -> Option<DateTime<Utc>> {
+    identity.left_at.or_else(|| {
+        identity
+            .end_date
+            .and_then(|d| d.succ_opt())
+            .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+    })
+}
+
+/// The state in effect at `now`: a past end date or leaving moment makes a
+/// leaver; a future start date keeps an active identity pre-hire.
 pub fn effective_state(identity: &Identity, now: DateTime<Utc>) -> LifecycleState {
     let today = now.date_naive();
     match identity.state {
         LifecycleState::Terminated => LifecycleState::Terminated,
+        _ if identity.left_at.is_some_and(|t| t <= now) => LifecycleState::Terminated,
         _ if identity.end_date.is_some_and(|end| end < today) => LifecycleState::Terminated,
         LifecycleState::Active if identity.start_date.is_some_and(|s| s > today) => {
             LifecycleState::PreHire

@@ -207,3 +207,48 @@ impl Engine {
         e
     }
 }
+
+impl Engine {
+    /// The leavers the engine remembers ([`crate::leavers`]), by identity.
+    pub async fn leavers(&self) -> Result<Vec<crate::leavers::LeaverRecord>, EngineError> {
+        self.store.leavers().await.map_err(EngineError::Store)
+    }
+
+    /// Forgets `identity`'s leaver record, as a person's decision (a leaver
+    /// event sent by mistake), with an audit record; the next plan follows
+    /// the sources again. Refused when there is none.
+    pub async fn clear_leaver(
+        &self,
+        identity: &IdentityId,
+    ) -> Result<crate::leavers::LeaverRecord, EngineError> {
+        let record = self
+            .store
+            .leaver(identity)
+            .await
+            .map_err(EngineError::Store)?
+            .ok_or_else(|| {
+                EngineError::Refused(format!("the engine remembers no leaver `{identity}`"))
+            })?;
+        self.store
+            .remove_leaver(identity)
+            .await
+            .map_err(EngineError::Store)?;
+        let mut e = AuditEvent::new(
+            self.clock.now(),
+            self.executor.actor(),
+            "leaver.clear",
+            format!(
+                "leaver record cleared by hand ({} at {})",
+                record.why.as_str(),
+                record.left_at.to_rfc3339()
+            ),
+            "done",
+        );
+        e.identity = Some(identity.clone());
+        self.store
+            .append_audit(vec![e])
+            .await
+            .map_err(EngineError::Store)?;
+        Ok(record)
+    }
+}

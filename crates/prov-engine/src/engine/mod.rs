@@ -133,6 +133,17 @@ fn humantime_secs(secs: u64) -> String {
     }
 }
 
+/// A leaver event's identity: terminated, and, when the source gives no
+/// end date, leaving at the event's moment (grace periods count from it).
+fn leaving(mut who: Identity, now: chrono::DateTime<chrono::Utc>) -> Identity {
+    who.state = LifecycleState::Terminated;
+    if who.end_date.is_none() && who.left_at.is_none() {
+        who.left_at = Some(now);
+        who.end_date = Some(now.date_naive());
+    }
+    who
+}
+
 /// The heartbeat loop never ends: its branch of the select cannot win.
 fn unreachable_heartbeat<T>() -> Result<T, EngineError> {
     Err(EngineError::Store(prov_core::Error::new(
@@ -370,16 +381,54 @@ impl Engine {
     }
 
     /// A full plan for everyone the sources know (after [`recover`](Self::recover)).
+    ///
+    /// The identities are first adjusted by the leavers the store
+    /// remembers ([`crate::leavers`]): a leaver recorded by an event stays
+    /// terminated whatever the export says (until it shows the
+    /// termination, a re-hire, or a person clears the record), and each
+    /// linked identity gone from the sources is planned as a leaver.
     pub async fn plan(&self, identities: &[Identity]) -> Result<Plan, EngineError> {
+        Ok(self.plan_departures(identities).await?.0)
+    }
+
+    /// [`plan`](Self::plan), with the leaver records an apply of it writes.
+    async fn plan_departures(
+        &self,
+        identities: &[Identity],
+    ) -> Result<(Plan, crate::leavers::Departures), EngineError> {
         self.recover().await?;
         let actual = self.actual().await?;
         let links = self.store.links().await.map_err(EngineError::Store)?;
         let leases = self.active_leases().await?;
-        let input = PlanInput::new(&self.policy, identities, self.clock.now(), &actual, &links)
+        let records = self.store.leavers().await.map_err(EngineError::Store)?;
+        let now = self.clock.now();
+        let mut departures =
+            crate::leavers::departures(identities, &records, &links, now, self.executor.actor());
+        let planned = std::mem::take(&mut departures.identities);
+        let input = PlanInput::new(&self.policy, &planned, now, &actual, &links)
             .with_extra(Extra::new(&[], &leases));
         let mut the_plan = plan(&input, &self.plan_options);
         the_plan.seal();
-        Ok(the_plan)
+        Ok((the_plan, departures))
+    }
+
+    /// Writes what an applied plan learnt about leavers: new records (first
+    /// seen terminated without a date, or gone from the sources), and
+    /// removes records that no longer apply (a re-hire, a return).
+    async fn record_departures(
+        &self,
+        departures: &crate::leavers::Departures,
+    ) -> Result<(), EngineError> {
+        for r in &departures.new {
+            self.store.put_leaver(r).await.map_err(EngineError::Store)?;
+        }
+        for id in &departures.stale {
+            self.store
+                .remove_leaver(id)
+                .await
+                .map_err(EngineError::Store)?;
+        }
+        Ok(())
     }
 
     /// Applies a plan made by [`plan`](Self::plan) from `identities`,
@@ -431,7 +480,7 @@ impl Engine {
                 max_age: self.max_plan_age,
             });
         }
-        let fresh = self.plan(identities).await?;
+        let (fresh, departures) = self.plan_departures(identities).await?;
         if fresh.fingerprint != saved.fingerprint {
             return Err(EngineError::Stale {
                 planned: saved.fingerprint.clone(),
@@ -441,10 +490,13 @@ impl Engine {
         if let Some(difference) = saved.first_difference(&fresh) {
             return Err(EngineError::Changed(difference));
         }
-        self.executor
+        let report = self
+            .executor
             .apply_in(run, &fresh, self.store.as_ref())
             .await
-            .map_err(EngineError::Apply)
+            .map_err(EngineError::Apply)?;
+        self.record_departures(&departures).await?;
+        Ok(report)
     }
 
     /// Plans and applies for everyone: a full reconcile.
@@ -453,8 +505,10 @@ impl Engine {
         identities: &[Identity],
     ) -> Result<(Plan, ApplyReport), EngineError> {
         self.claimed(|run| async move {
-            let the_plan = self.plan(identities).await?;
-            self.applied(run, the_plan).await
+            let (the_plan, departures) = self.plan_departures(identities).await?;
+            let applied = self.applied(run, the_plan).await?;
+            self.record_departures(&departures).await?;
+            Ok(applied)
         })
         .await
     }
@@ -576,6 +630,23 @@ impl Engine {
         run: String,
         event: Event,
     ) -> Result<(Plan, ApplyReport), EngineError> {
+        // A leaver is remembered before anything is sent: a later export
+        // that still says active does not give the access back.
+        if let Event::Leaver(who) = &event {
+            let now = self.clock.now();
+            let who = leaving(who.clone(), now);
+            let left_at = prov_resolver::leaving_moment(&who).map_or(now, |t| t.min(now));
+            let record = crate::leavers::LeaverRecord::new(
+                who.id.clone(),
+                left_at,
+                crate::leavers::Departure::Event,
+                self.executor.actor(),
+            );
+            self.store
+                .put_leaver(&record)
+                .await
+                .map_err(EngineError::Store)?;
+        }
         let the_plan = self.plan_event(&event).await?;
         self.applied(run, the_plan).await
     }
@@ -596,9 +667,27 @@ impl Engine {
             Event::Joiner(i) | Event::Mover(i) | Event::Leaver(i) => i.clone(),
         };
         let now = self.clock.now();
-        if kind == "leaver" && who.state != LifecycleState::Terminated {
-            who.state = LifecycleState::Terminated;
-            who.end_date = who.end_date.or(Some(now.date_naive()));
+        if kind == "leaver" {
+            who = leaving(who, now);
+        }
+        // The leaver record, if any, decides as in a full plan.
+        let record = self
+            .store
+            .leaver(&who.id)
+            .await
+            .map_err(EngineError::Store)?;
+        let records: Vec<_> = record.into_iter().collect();
+        if let Some(adjusted) = crate::leavers::departures(
+            std::slice::from_ref(&who),
+            &records,
+            &[],
+            now,
+            self.executor.actor(),
+        )
+        .identities
+        .pop()
+        {
+            who = adjusted;
         }
         // Only this identity's links and leases: an event costs the same
         // whether the store holds ten identities or a million. Read beside

@@ -22,6 +22,29 @@ pub(super) fn plan_identity<'a>(
     held: Option<(usize, LinkOrigin)>,
     claimed: &[bool],
 ) -> IdentityOutcome {
+    let absent = who.attributes.contains_key(crate::leavers::ABSENT);
+    if absent && ctx.opts.absent == super::Absent::Ignore {
+        // Its accounts are left to the orphan report, as if no one held them.
+        return IdentityOutcome::default();
+    }
+    let mut out = plan_present(policy, who, res, now, ctx, held, claimed);
+    // Gone from the sources: there is no value to fix, so nothing is held
+    // for one (its login and attributes stay as they are).
+    if absent {
+        out.held.clear();
+    }
+    out
+}
+
+fn plan_present<'a>(
+    policy: &CompiledPolicy,
+    who: &'a Identity,
+    res: &Resolution,
+    now: DateTime<Utc>,
+    ctx: &TargetCtx<'a>,
+    held: Option<(usize, LinkOrigin)>,
+    claimed: &[bool],
+) -> IdentityOutcome {
     let mut out = IdentityOutcome::default();
     let target = ctx.target;
     let fold = ctx.opts.login_case_insensitive;
@@ -303,11 +326,14 @@ pub(super) fn plan_identity<'a>(
             }
             if let Some(plan) = want.and_then(|w| w.leaver)
                 && plan.action == LeaverAction::Delete
-                && plan.delete_after.is_some_and(|d| d <= now.date_naive())
+                && plan.delete_after.is_some_and(|d| d <= now)
                 && (origin == LinkOrigin::Created || ctx.opts.delete_linked)
                 && ctx.opts.can_delete
             {
-                let when = plan.delete_after.map(|d| d.to_string()).unwrap_or_default();
+                let when = plan
+                    .delete_after
+                    .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default();
                 mine.push(op(
                     OpKind::Delete {
                         account: acct.id.clone(),

@@ -27,7 +27,9 @@ mod target;
 pub(crate) use correlate::{correlation_key, correlation_rules};
 pub use fingerprint::fingerprint;
 use fingerprint::{SetDigest, fingerprint_of};
-pub use options::{Adopt, Correlation, Exclude, OrphanPolicy, PlanOptions, Safety, TargetOptions};
+pub use options::{
+    Absent, Adopt, Correlation, Exclude, OrphanPolicy, PlanOptions, Safety, TargetOptions,
+};
 use safety::{safety_blocks, safety_problems};
 use target::plan_targets;
 

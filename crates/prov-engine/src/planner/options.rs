@@ -113,6 +113,21 @@ impl Exclude {
     }
 }
 
+/// What an identity's disappearance from the sources means on a target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Absent {
+    /// A leaver: its accounts are disabled now and deleted after the grace
+    /// period, under the deletion safeguard (so a truncated export is
+    /// blocked rather than obeyed). The default.
+    #[default]
+    Leaver,
+    /// Nothing: its accounts are orphans (reported, or handled by the
+    /// orphan policy).
+    Ignore,
+}
+
 /// What happens to accounts no identity explains.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -162,6 +177,8 @@ pub struct TargetOptions {
     pub correlation: Vec<Correlation>,
     /// Whether a login match alone links an account (default: no).
     pub adopt: Adopt,
+    /// What an identity gone from the sources means here (default: a leaver).
+    pub absent: Absent,
     /// Orphan handling.
     pub orphans: OrphanPolicy,
     /// Whether the orphan policy also disables or deletes accounts no link
@@ -196,6 +213,7 @@ impl Default for TargetOptions {
         TargetOptions {
             correlation: vec![Correlation::login()],
             adopt: Adopt::None,
+            absent: Absent::Leaver,
             orphans_unlinked: false,
             exclude: Vec::new(),
             orphans: OrphanPolicy::Report,

@@ -169,7 +169,13 @@ pub(super) fn plan_targets<'t>(
         }
         drop(by_identity);
         // Identity i's account (position); with its link's origin.
+        // On a target that ignores identities gone from the sources, theirs
+        // are held by no one here: orphans, as without the leaver records.
+        let ignore_absent = options.for_target(target).absent == super::Absent::Ignore;
         let account_held = |i: usize| -> Option<usize> {
+            if ignore_absent && identities.get(i).is_some_and(is_absent) {
+                return None;
+            }
             let j = *link_of_identity.get(i)? as usize;
             let c = *account_of_link.get(j)?;
             (c != u32::MAX).then_some(c as usize)
@@ -392,8 +398,14 @@ pub(super) fn plan_targets<'t>(
             let Some(a) = accounts.get(i) else { continue };
             let link = ctx.link_of_account.get(i).copied().flatten();
             let owned = link.is_some_and(|(_, o)| o == LinkOrigin::Created);
-            let known =
-                known.get_or_insert_with(|| input.identities.iter().map(|i| &i.id).collect());
+            let known = known.get_or_insert_with(|| {
+                input
+                    .identities
+                    .iter()
+                    .filter(|i| !is_absent(i))
+                    .map(|i| &i.id)
+                    .collect()
+            });
             let former = link
                 .map(|(who, _)| who.clone())
                 .filter(|who| !known.contains(who));
@@ -462,4 +474,9 @@ pub(super) fn plan_targets<'t>(
         },
         digests,
     )
+}
+
+/// Whether the engine made `who` up for an identity gone from the sources.
+fn is_absent(who: &prov_core::Identity) -> bool {
+    who.attributes.contains_key(crate::leavers::ABSENT)
 }

@@ -9,6 +9,7 @@ use prov_core::{AccountId, IdentityId, Result, TargetId};
 use super::{Claim, Completion, Holder, OutboxEntry, Store};
 use crate::audit::{AuditEvent, AuditKey, AuditRecord};
 use crate::leases::{LeaseRecord, LeaseState};
+use crate::leavers::LeaverRecord;
 use crate::ledger::{LedgerChange, Link};
 
 #[derive(Debug, Default)]
@@ -20,6 +21,7 @@ struct State {
     outbox: BTreeMap<(String, String), OutboxEntry>,
     leases: BTreeMap<String, LeaseRecord>,
     claims: BTreeMap<TargetId, Claim>,
+    leavers: BTreeMap<IdentityId, LeaverRecord>,
 }
 
 impl State {
@@ -272,5 +274,25 @@ impl Store for MemoryStore {
 
     async fn leases(&self) -> Result<Vec<LeaseRecord>> {
         Ok(self.lock().leases.values().cloned().collect())
+    }
+
+    async fn put_leaver(&self, leaver: &LeaverRecord) -> Result<()> {
+        self.lock()
+            .leavers
+            .entry(leaver.identity.clone())
+            .or_insert_with(|| leaver.clone());
+        Ok(())
+    }
+
+    async fn remove_leaver(&self, identity: &IdentityId) -> Result<bool> {
+        Ok(self.lock().leavers.remove(identity).is_some())
+    }
+
+    async fn leavers(&self) -> Result<Vec<LeaverRecord>> {
+        Ok(self.lock().leavers.values().cloned().collect())
+    }
+
+    async fn leaver(&self, identity: &IdentityId) -> Result<Option<LeaverRecord>> {
+        Ok(self.lock().leavers.get(identity).cloned())
     }
 }

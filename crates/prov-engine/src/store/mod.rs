@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::leases::{LeaseRecord, LeaseState};
+use crate::leavers::LeaverRecord;
 use crate::ledger::{LedgerChange, Link};
 use crate::plan::PlannedOp;
 
@@ -256,4 +257,17 @@ pub trait Store: Send + Sync {
 
     /// Every lease, by id.
     async fn leases(&self) -> Result<Vec<LeaseRecord>>;
+
+    /// Remembers a leaver; an identity already recorded keeps its record
+    /// (the first moment of leaving stands).
+    async fn put_leaver(&self, leaver: &LeaverRecord) -> Result<()>;
+
+    /// Forgets a leaver record; returns whether there was one.
+    async fn remove_leaver(&self, identity: &IdentityId) -> Result<bool>;
+
+    /// Every leaver record, by identity.
+    async fn leavers(&self) -> Result<Vec<LeaverRecord>>;
+
+    /// One identity's leaver record, if any.
+    async fn leaver(&self, identity: &IdentityId) -> Result<Option<LeaverRecord>>;
 }

@@ -64,6 +64,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         until_ms BIGINT NOT NULL
     );
     CREATE INDEX prov_claims_by_run ON prov_claims (run);",
+    // 7: leavers the engine remembers (an event, first seen terminated or gone).
+    "CREATE TABLE prov_leavers (
+        identity TEXT PRIMARY KEY,
+        record   TEXT NOT NULL
+    );",
 ];
 
 pub(crate) fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -658,6 +663,44 @@ macro_rules! sql_store {
                     .await
                     .map_err(|e| crate::store::sql::db_error($name, "read leases", e))?;
                 Self::lease_rows(rows)
+            }
+
+            async fn put_leaver(&self, leaver: &crate::leavers::LeaverRecord) -> prov_core::Result<()> {
+                let text = crate::store::sql::encode($name, "a leaver", leaver)?;
+                sqlx::query("INSERT INTO prov_leavers (identity, record) VALUES ($1, $2) ON CONFLICT (identity) DO NOTHING")
+                    .bind(leaver.identity.as_str())
+                    .bind(text)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "write leaver", e))?;
+                Ok(())
+            }
+
+            async fn remove_leaver(&self, identity: &prov_core::IdentityId) -> prov_core::Result<bool> {
+                let n = sqlx::query("DELETE FROM prov_leavers WHERE identity = $1")
+                    .bind(identity.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "remove leaver", e))?
+                    .rows_affected();
+                Ok(n > 0)
+            }
+
+            async fn leavers(&self) -> prov_core::Result<Vec<crate::leavers::LeaverRecord>> {
+                let rows: Vec<(String,)> = sqlx::query_as("SELECT record FROM prov_leavers ORDER BY identity")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read leavers", e))?;
+                rows.iter().map(|(text,)| crate::store::sql::decode($name, "a leaver", text)).collect()
+            }
+
+            async fn leaver(&self, identity: &prov_core::IdentityId) -> prov_core::Result<Option<crate::leavers::LeaverRecord>> {
+                let rows: Vec<(String,)> = sqlx::query_as("SELECT record FROM prov_leavers WHERE identity = $1")
+                    .bind(identity.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read leaver", e))?;
+                rows.iter().map(|(text,)| crate::store::sql::decode($name, "a leaver", text)).next().transpose()
             }
         }
     };

@@ -178,6 +178,21 @@ impl Store for FailingStore {
     async fn leases(&self) -> prov_core::Result<Vec<LeaseRecord>> {
         self.inner.leases().await
     }
+    async fn put_leaver(&self, r: &prov_engine::leavers::LeaverRecord) -> prov_core::Result<()> {
+        self.inner.put_leaver(r).await
+    }
+    async fn remove_leaver(&self, i: &IdentityId) -> prov_core::Result<bool> {
+        self.inner.remove_leaver(i).await
+    }
+    async fn leavers(&self) -> prov_core::Result<Vec<prov_engine::leavers::LeaverRecord>> {
+        self.inner.leavers().await
+    }
+    async fn leaver(
+        &self,
+        i: &IdentityId,
+    ) -> prov_core::Result<Option<prov_engine::leavers::LeaverRecord>> {
+        self.inner.leaver(i).await
+    }
 }
 
 pub(crate) fn engine_over(world: &World, store: Arc<dyn Store>) -> Engine {

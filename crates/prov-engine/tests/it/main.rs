@@ -6,6 +6,7 @@ mod crash;
 mod engine;
 mod executor;
 mod leases;
+mod leavers;
 mod ledger;
 mod planner;
 mod review;

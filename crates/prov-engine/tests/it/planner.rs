@@ -440,7 +440,7 @@ async fn leavers_are_cut_off_at_once_and_deleted_after_the_grace_period() {
     );
     assert_eq!(
         plan.ops[0].reasons,
-        ["leaver: grace period ended 2026-12-22"]
+        ["leaver: grace period ended 2026-12-23 00:00 UTC"]
     );
 }
 
@@ -1049,5 +1049,33 @@ async fn a_blank_hr_cell_holds_changes_and_never_disables_or_erases() {
             .filter(|l| l.contains("ldap"))
             .collect::<Vec<_>>(),
         ["update  ldap: ada.lovelace (remove mail) [e1]"]
+    );
+}
+
+#[tokio::test]
+async fn a_keep_leaver_action_keeps_the_account_enabled_with_what_the_rules_still_give() {
+    let keep = policy_with(
+        "leaver = { action = \"disable\" }",
+        "leaver = { action = \"keep\" }",
+    );
+    let mut world = World::new();
+    world.converge(&keep, &people()).await;
+    let mut who = people();
+    who[0].state = LifecycleState::Terminated;
+    let plan = world
+        .plan(&keep, &who, now(), &PlanOptions::default())
+        .await;
+    let github: Vec<String> = lines(&plan)
+        .into_iter()
+        .filter(|l| l.contains("github") && l.ends_with("[e1]"))
+        .collect();
+    assert_eq!(github, Vec::<String>::new(), "kept as it is");
+    // Elsewhere she is a leaver as usual.
+    assert!(
+        lines(&plan)
+            .iter()
+            .any(|l| l == "disable ldap: ada.lovelace [e1]"),
+        "{:#?}",
+        lines(&plan)
     );
 }

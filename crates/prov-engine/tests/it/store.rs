@@ -126,6 +126,45 @@ async fn behaves(store: Arc<dyn Store>) {
             .is_empty()
     );
 
+    // Leaver records: the first moment of leaving stands.
+    use prov_engine::leavers::{Departure, LeaverRecord};
+    let at = |h| chrono::Utc.with_ymd_and_hms(2026, 11, 22, h, 0, 0).unwrap();
+    let gone = |id: &str, h, why| LeaverRecord::new(IdentityId::new(id), at(h), why, "tester");
+    store
+        .put_leaver(&gone("e9", 9, Departure::Event))
+        .await
+        .unwrap();
+    store
+        .put_leaver(&gone("e9", 10, Departure::Absent))
+        .await
+        .unwrap();
+    store
+        .put_leaver(&gone("e8", 11, Departure::Absent))
+        .await
+        .unwrap();
+    let all = store.leavers().await.unwrap();
+    assert_eq!(
+        all,
+        [
+            gone("e8", 11, Departure::Absent),
+            gone("e9", 9, Departure::Event)
+        ]
+    );
+    assert_eq!(
+        store.leaver(&IdentityId::new("e9")).await.unwrap(),
+        Some(gone("e9", 9, Departure::Event))
+    );
+    assert!(store.remove_leaver(&IdentityId::new("e8")).await.unwrap());
+    assert!(!store.remove_leaver(&IdentityId::new("e8")).await.unwrap());
+    assert!(
+        store
+            .leaver(&IdentityId::new("e8"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.remove_leaver(&IdentityId::new("e9")).await.unwrap());
+
     // Per-identity and per-account lookups.
     let of_e1 = store.links_of(&IdentityId::new("e1")).await.unwrap();
     assert_eq!(of_e1, [link("aws", "z", "e1", LinkOrigin::Created)]);

@@ -170,9 +170,11 @@ fn leavers_lose_all_access_and_get_the_leaver_plan() {
     assert_eq!(acct.map(|a| a.enabled), Some(false));
     let plan = acct.and_then(|a| a.leaver);
     assert_eq!(plan.map(|p| p.action), Some(LeaverAction::Delete));
+    // The grace period counts from the moment of leaving: the end of the
+    // last working day (2026-11-20), not its start.
     assert_eq!(
         plan.and_then(|p| p.delete_after),
-        NaiveDate::from_ymd_opt(2026, 12, 20)
+        Utc.with_ymd_and_hms(2026, 12, 21, 0, 0, 0).single()
     );
     let gh = &d.targets[&t("github")];
     assert_eq!(gh.account.as_ref().map(|a| a.enabled), Some(false));

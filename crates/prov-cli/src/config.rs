@@ -30,6 +30,11 @@ pub(crate) struct Config {
     /// (default `24h`). `prov apply plan.json` refuses an older plan.
     #[serde(default)]
     pub(crate) max_plan_age: Option<String>,
+    /// The longest `Retry-After` a target may ask an apply to wait: `15m`
+    /// (the default), `1h`. A target asking for more fails the call as
+    /// retryable, for a later run.
+    #[serde(default)]
+    pub(crate) max_retry_after: Option<String>,
     /// The key that seals the audit chain (HMAC-SHA256), from
     /// `{ env = "VAR" }` or `{ file = "PATH" }`, at least 16 bytes. Once
     /// set, records are sealed with it, and `prov audit verify` needs it.
@@ -134,6 +139,10 @@ pub(crate) struct TargetConfig {
     /// conflict for a person) or `login`.
     #[serde(default)]
     pub(crate) adopt: Option<prov_engine::Adopt>,
+    /// How long one apply may spend on this target: `1h` (the default),
+    /// `20m`. What is not sent by then fails as retryable, recorded.
+    #[serde(default)]
+    pub(crate) apply_deadline: Option<String>,
     /// Whether linked (not created) accounts may be deleted.
     #[serde(default)]
     pub(crate) delete_linked: bool,

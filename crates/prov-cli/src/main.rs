@@ -261,6 +261,8 @@ fn usage(msg: impl Into<String>) -> Fail {
 
 struct Ctx {
     engine: Engine,
+    /// The apply options from the config (retry cap, deadlines).
+    apply: ApplyOptions,
     identities: Vec<Identity>,
     /// Who acts, as audit records name them: the config's actor and the OS user.
     actor: String,
@@ -414,13 +416,39 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
         })?,
         None => prov_engine::DEFAULT_MAX_PLAN_AGE,
     };
+    let mut apply = ApplyOptions::default();
+    if let Some(text) = &cfg.max_retry_after {
+        apply.retry.max_retry_after = parse_duration(text).map_err(|Fail(code, msg)| {
+            Fail(
+                code,
+                format!("{}: max_retry_after: {msg}", cli.config.display()),
+            )
+        })?;
+    }
+    for (id, t) in &cfg.targets {
+        if let Some(text) = &t.apply_deadline {
+            let mut limits = prov_engine::TargetLimits::default();
+            limits.deadline = Some(parse_duration(text).map_err(|Fail(code, msg)| {
+                Fail(
+                    code,
+                    format!(
+                        "{}: targets.{id}.apply_deadline: {msg}",
+                        cli.config.display()
+                    ),
+                )
+            })?);
+            apply.targets.insert(TargetId::new(id.as_str()), limits);
+        }
+    }
     let engine = Engine::new(Arc::clone(&policy), connectors, store)
+        .with_apply_options(apply.clone())
         .with_max_plan_age(max_plan_age)
         .with_plan_options(cfg.plan_options())
         .with_clock(Arc::new(SystemClock))
         .with_actor(actor.clone());
     Ok(Ctx {
         engine,
+        apply,
         identities,
         actor,
         person,
@@ -609,7 +637,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             allow_destructive,
             yes,
         } => {
-            let mut opts = ApplyOptions::default();
+            let mut opts = ctx.apply.clone();
             opts.allow_destructive = *allow_destructive;
             // A progress bar on standard error, drawn only on a terminal and not for --json.
             let bar = if ctx.json {

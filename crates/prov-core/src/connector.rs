@@ -62,6 +62,55 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Most pages one listing follows: a million accounts at the smallest
+/// useful page size of ten is 100,000 pages.
+pub const MAX_PAGES: usize = 100_000;
+
+/// Guards a pagination loop: a cursor the target gives twice (a loop in
+/// its paging), or more than [`MAX_PAGES`] pages, ends the listing with an
+/// error instead of looping for ever. Every loop over pages uses one.
+#[derive(Debug, Default)]
+pub struct PageGuard {
+    seen: std::collections::HashSet<u64>,
+}
+
+impl PageGuard {
+    /// A guard for one listing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `cursor`, the next page's, of the listing `what` (for the
+    /// message): an error if it was given before or the budget is spent.
+    pub fn next(&mut self, cursor: &str, what: &str) -> Result<()> {
+        self.next_bytes(cursor.as_bytes(), what)
+    }
+
+    /// [`next`](Self::next) for a binary cursor (an LDAP paging cookie).
+    pub fn next_bytes(&mut self, cursor: &[u8], what: &str) -> Result<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        if self.seen.len() >= MAX_PAGES {
+            return Err(Error::new(
+                crate::ErrorKind::Unexpected,
+                format!(
+                    "{what}: more than {MAX_PAGES} pages; stopped (is the target paging in a loop?)"
+                ),
+            ));
+        }
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(cursor);
+        if !self.seen.insert(h) {
+            let shown: String = String::from_utf8_lossy(cursor).chars().take(80).collect();
+            return Err(Error::new(
+                crate::ErrorKind::Unexpected,
+                format!(
+                    "{what}: the target gave the page cursor `{shown}` twice; the listing would never end"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl<T> Page<T> {
     /// A page with a cursor to the next one.
     pub fn new(items: Vec<T>, next: Option<String>) -> Self {
@@ -419,11 +468,15 @@ pub trait ConnectorExt: Connector {
     async fn list_all_accounts(&self) -> Result<Vec<Account>> {
         let mut out = Vec::new();
         let mut req = ListRequest::first();
+        let mut guard = PageGuard::new();
         loop {
             let page = self.list_accounts(req).await?;
             out.extend(page.items);
             match page.next {
-                Some(cursor) => req = ListRequest::after(cursor),
+                Some(cursor) => {
+                    guard.next(&cursor, "listing accounts")?;
+                    req = ListRequest::after(cursor);
+                }
                 None => return Ok(out),
             }
         }
@@ -443,11 +496,13 @@ pub trait ConnectorExt: Connector {
             req = req.with_filter("login", login);
         }
         let mut out = Vec::new();
+        let mut guard = PageGuard::new();
         loop {
             let page = self.list_accounts(req).await?;
             out.extend(page.items.into_iter().filter(|a| same(a)));
             match page.next {
                 Some(cursor) => {
+                    guard.next(&cursor, "looking up a login")?;
                     req = ListRequest::after(cursor);
                     if filtered {
                         req = req.with_filter("login", login);
@@ -483,11 +538,13 @@ pub trait ConnectorExt: Connector {
             req = req.with_filter(attribute, value);
         }
         let mut out = Vec::new();
+        let mut guard = PageGuard::new();
         loop {
             let page = self.list_accounts(req).await?;
             out.extend(page.items.into_iter().filter(|a| matches(a)));
             match page.next {
                 Some(cursor) => {
+                    guard.next(&cursor, "looking up an attribute")?;
                     req = ListRequest::after(cursor);
                     if filtered {
                         req = req.with_filter(attribute, value);
@@ -502,11 +559,15 @@ pub trait ConnectorExt: Connector {
     async fn list_all_entitlements(&self) -> Result<Vec<Entitlement>> {
         let mut out = Vec::new();
         let mut req = ListRequest::first();
+        let mut guard = PageGuard::new();
         loop {
             let page = self.list_entitlements(req).await?;
             out.extend(page.items);
             match page.next {
-                Some(cursor) => req = ListRequest::after(cursor),
+                Some(cursor) => {
+                    guard.next(&cursor, "listing entitlements")?;
+                    req = ListRequest::after(cursor);
+                }
                 None => return Ok(out),
             }
         }
@@ -516,11 +577,15 @@ pub trait ConnectorExt: Connector {
     async fn list_all_members(&self, entitlement: &EntitlementId) -> Result<Vec<AccountId>> {
         let mut out = Vec::new();
         let mut req = ListRequest::first();
+        let mut guard = PageGuard::new();
         loop {
             let page = self.list_members(entitlement, req).await?;
             out.extend(page.items);
             match page.next {
-                Some(cursor) => req = ListRequest::after(cursor),
+                Some(cursor) => {
+                    guard.next(&cursor, "listing members")?;
+                    req = ListRequest::after(cursor);
+                }
                 None => return Ok(out),
             }
         }

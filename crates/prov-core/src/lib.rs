@@ -34,7 +34,7 @@ pub use capabilities::{Capabilities, RateLimit};
 pub use clock::{Clock, SystemClock};
 pub use connector::{
     AttributeDelta, BatchOutcome, Change, ChangeSet, Connector, ConnectorExt, CreateAccount,
-    ListRequest, MemberFailure, MembershipChange, Page, UpdateAccount,
+    ListRequest, MAX_PAGES, MemberFailure, MembershipChange, Page, PageGuard, UpdateAccount,
 };
 pub use error::{BackendDetail, Error, ErrorKind, Operation, Result};
 pub use ids::{AccountId, EntitlementId, IdentityId, TargetId};

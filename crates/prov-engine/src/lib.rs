@@ -45,8 +45,8 @@ mod store;
 
 pub use engine::{DEFAULT_LOCK_WAIT, DEFAULT_MAX_PLAN_AGE, Engine, EngineError, Event};
 pub use executor::{
-    ApplyError, ApplyOptions, ApplyReport, Executor, OpOutcome, OpStatus, Progress, RetryPolicy,
-    TargetLimits,
+    ApplyError, ApplyOptions, ApplyReport, DEFAULT_DEADLINE, Executor, OpOutcome, OpStatus,
+    Progress, RetryPolicy, TargetLimits,
 };
 pub use ledger::{LedgerChange, Link, LinkOrigin};
 pub use plan::{AccountRef, Conflict, OpKind, Orphan, PLAN_VERSION, Plan, PlannedOp, SafetyBlock};

@@ -385,11 +385,17 @@ impl Conn {
     ) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         let mut cookie = Vec::new();
+        let mut guard = prov_core::PageGuard::new();
         loop {
             let (entries, next) = self.search_page(op, s, page_size, cookie).await?;
             out.extend(entries);
             match next {
-                Some(c) => cookie = c,
+                Some(c) => {
+                    guard
+                        .next_bytes(&c, "an LDAP search")
+                        .map_err(|e| e.with_operation(op))?;
+                    cookie = c;
+                }
                 None => return Ok(out),
             }
         }

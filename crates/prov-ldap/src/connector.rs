@@ -309,11 +309,33 @@ impl Inner {
             .iter()
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .collect();
-        let mut next = ranged(e, attr).and_then(|(values, end)| {
-            out.extend(values);
-            end
-        });
+        let bad = |why: String| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("reading the members of {}: {why}", e.dn),
+            )
+            .with_operation(op)
+        };
+        let mut next = match ranged(e, attr) {
+            Some((values, end)) => {
+                out.extend(values);
+                end.map_err(bad)?
+            }
+            None => None,
+        };
+        // Each range must start past the last one, within a budget of
+        // rounds: a directory that repeats a range cannot loop us for ever.
+        let mut rounds = 0usize;
+        let mut last = None;
         while let Some(from) = next {
+            rounds += 1;
+            if last.is_some_and(|l| from <= l) || rounds > prov_core::MAX_PAGES {
+                return Err(bad(format!(
+                    "the directory's ranges do not advance (range {from} after {}, round {rounds})",
+                    last.unwrap_or_default()
+                )));
+            }
+            last = Some(from);
             let want = vec![format!("{attr};range={from}-*")];
             let Some(more) = self.conn.read(op, &e.dn, "(objectClass=*)", &want).await? else {
                 return Err(not_found(op, format!("group {}", e.dn)));
@@ -321,7 +343,7 @@ impl Inner {
             next = match ranged(&more, attr) {
                 Some((values, end)) => {
                     out.extend(values);
-                    end
+                    end.map_err(bad)?
                 }
                 None => None,
             };
@@ -705,8 +727,10 @@ impl Inner {
 }
 
 /// Values from an AD ranged attribute (`member;range=0-1499`) and where the
-/// next range starts (`None` after the last, whose end is `*`).
-fn ranged(e: &Entry, attr: &str) -> Option<(Vec<String>, Option<u64>)> {
+/// next range starts (`None` after the last, whose end is `*`; an error
+/// for an end that is not a number or has no successor).
+#[allow(clippy::type_complexity)] // values, and where to go on: one use
+fn ranged(e: &Entry, attr: &str) -> Option<(Vec<String>, Result<Option<u64>, String>)> {
     let prefix = format!("{};range=", attr.to_ascii_lowercase());
     let (name, values) = e
         .attrs
@@ -719,9 +743,15 @@ fn ranged(e: &Entry, attr: &str) -> Option<(Vec<String>, Option<u64>)> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .collect();
     let next = if end == "*" {
-        None
+        Ok(None)
     } else {
-        Some(end.parse::<u64>().ok()? + 1)
+        end.parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_add(1))
+            .map(Some)
+            .ok_or_else(|| {
+                format!("the range `{name}` ends at no number a next range can start after")
+            })
     };
     Some((values, next))
 }
@@ -969,6 +999,9 @@ impl Inner {
                 }
             }
         };
+        // Empty pages are skipped here; a server that sends them for ever
+        // (the same cookie again, or no end) is stopped by the guard.
+        let mut guard = prov_core::PageGuard::new();
         loop {
             let Some((base, _)) = self.bases.get(base_ix) else {
                 return Ok(Page::last(Vec::new()));
@@ -993,12 +1026,14 @@ impl Inner {
                 None if base_ix + 1 < self.bases.len() => Some(format!("{}:", base_ix + 1)),
                 None => None,
             };
-            if items.is_empty() && cursor.is_some() {
+            if items.is_empty()
+                && let Some(next) = cursor.as_deref()
+            {
                 // An empty page (another base, or a server that pages oddly): go on.
-                let (b, c) = cursor
-                    .as_deref()
-                    .and_then(parse_cursor)
-                    .unwrap_or((usize::MAX, Vec::new()));
+                guard
+                    .next(next, "listing accounts")
+                    .map_err(|e| e.with_operation(op))?;
+                let (b, c) = parse_cursor(next).unwrap_or((usize::MAX, Vec::new()));
                 base_ix = b;
                 cookie = c;
                 continue;
@@ -1588,16 +1623,24 @@ mod tests {
         ));
         assert_eq!(
             ranged(&e, "member"),
-            Some((vec!["cn=a".to_owned(), "cn=b".to_owned()], Some(1500)))
+            Some((vec!["cn=a".to_owned(), "cn=b".to_owned()], Ok(Some(1500))))
         );
         let mut last = Entry::default();
         last.attrs
             .push(("member;range=1500-*".to_owned(), vec![b"cn=c".to_vec()]));
         assert_eq!(
             ranged(&last, "member"),
-            Some((vec!["cn=c".to_owned()], None))
+            Some((vec!["cn=c".to_owned()], Ok(None)))
         );
         assert_eq!(ranged(&Entry::default(), "member"), None);
+        // The largest end has no successor: an error, not an overflow.
+        for end in ["18446744073709551615", "x", "-1"] {
+            let mut huge = Entry::default();
+            huge.attrs
+                .push((format!("member;range=0-{end}"), vec![b"cn=a".to_vec()]));
+            let (_, next) = ranged(&huge, "member").unwrap();
+            assert!(next.is_err(), "{end}: {next:?}");
+        }
     }
 
     #[test]

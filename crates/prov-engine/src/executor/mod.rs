@@ -51,7 +51,14 @@ pub struct TargetLimits {
     pub concurrency: Option<usize>,
     /// Requests per period (default: the capabilities' `rate_limit`).
     pub rate_limit: Option<RateLimit>,
+    /// How long one apply may spend on this target (default
+    /// [`DEFAULT_DEADLINE`]): past it, operations not yet sent fail as
+    /// retryable, recorded, for the next run.
+    pub deadline: Option<std::time::Duration>,
 }
+
+/// How long one apply may spend on a target by default: one hour.
+pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// How to apply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,6 +77,7 @@ struct Runtime {
     caps: Capabilities,
     limiter: Option<DefaultDirectRateLimiter>,
     concurrency: usize,
+    deadline: std::time::Duration,
 }
 
 /// Applies plans through connectors.
@@ -185,6 +193,8 @@ struct Run<'s> {
     /// The plan's secret values, by operation id (see `Plan::secrets`).
     secrets: BTreeMap<String, prov_core::SecretAttributes>,
     total: usize,
+    /// When the run began sending (targets' deadlines count from it).
+    started: tokio::time::Instant,
 }
 
 impl Executor {
@@ -202,6 +212,7 @@ impl Executor {
                     limiter: rate.and_then(limiter),
                     concurrency,
                     caps,
+                    deadline: limits.deadline.unwrap_or(DEFAULT_DEADLINE),
                 };
                 (t, rt)
             })
@@ -254,12 +265,22 @@ impl Executor {
     }
 
     /// Why an operation begun but not yet sent must not be sent now: a
-    /// stop, or a store that can no longer record what is sent.
-    fn halted(&self, run: &Run<'_>) -> Option<OpStatus> {
+    /// stop, a store that can no longer record what is sent, or the
+    /// target's apply deadline.
+    fn halted(&self, run: &Run<'_>, rt: &Runtime) -> Option<OpStatus> {
         if self.stopped() {
             return Some(skipped("stopped before it was sent"));
         }
-        run.journal.error().map(not_sent)
+        if let Some(msg) = run.journal.error() {
+            return Some(not_sent(msg));
+        }
+        (run.started.elapsed() > rt.deadline).then(|| OpStatus::Failed {
+            kind: ErrorKind::Timeout,
+            message: format!(
+                "not sent: the apply's deadline on this target ({}s) passed; the next run sends it",
+                rt.deadline.as_secs()
+            ),
+        })
     }
 
     /// A new run id: the time, the process, a counter and a random part,
@@ -314,6 +335,7 @@ impl Executor {
             finished: AtomicUsize::new(0),
             total: plan.ops.len(),
             secrets: plan.secrets.clone(),
+            started: tokio::time::Instant::now(),
         };
         if plan.ops.len() <= CHUNK {
             let all: Vec<&PlannedOp> = plan.ops.iter().collect();
@@ -545,7 +567,7 @@ impl Executor {
         }
         stream::iter(chunk.iter().copied())
             .map(|op| async move {
-                if let Some(status) = self.halted(run) {
+                if let Some(status) = self.halted(run, rt) {
                     let o = outcome(op, None, status, 0);
                     self.done(run, op, &o, None).await;
                     return (o, made_none(op));
@@ -578,7 +600,7 @@ impl Executor {
             .map(|group| async move {
                 let mut v = Vec::with_capacity(group.len());
                 for op in group {
-                    let (o, ledger) = match self.halted(run) {
+                    let (o, ledger) = match self.halted(run, rt) {
                         Some(status) => (outcome(op, None, status, 0), None),
                         None => self.single(run, rt, op, created).await,
                     };
@@ -760,6 +782,7 @@ impl Executor {
             }
         };
         let mut req = with_filter(ListRequest::first());
+        let mut guard = prov_core::PageGuard::new();
         loop {
             let (page, _) = self
                 .retrier
@@ -774,7 +797,10 @@ impl Executor {
                 return Ok(Some(a));
             }
             match page.next {
-                Some(c) => req = with_filter(ListRequest::after(c)),
+                Some(c) => {
+                    guard.next(&c, "looking up a login")?;
+                    req = with_filter(ListRequest::after(c));
+                }
                 None => return Ok(None),
             }
         }
@@ -943,7 +969,7 @@ impl Executor {
             }
             let sends = stream::iter(group)
                 .map(|(ent, grant, chunk)| async move {
-                    let outcomes = match self.halted(run) {
+                    let outcomes = match self.halted(run, rt) {
                         Some(status) => chunk
                             .iter()
                             .map(|(op, id)| outcome(op, Some(id.clone()), status.clone(), 0))

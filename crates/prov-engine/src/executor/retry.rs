@@ -22,8 +22,14 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// The first backoff's ceiling (default 100 ms); it doubles per attempt.
     pub base_delay: Duration,
-    /// The longest backoff (default 30 s); a longer `Retry-After` is still honoured.
+    /// The longest backoff (default 30 s); a longer `Retry-After` is still
+    /// honoured, up to `max_retry_after`.
     pub max_delay: Duration,
+    /// The longest `Retry-After` waited for (default 15 minutes). A target
+    /// asking for more is not obeyed: the call fails at once as retryable
+    /// (rate limited), for a later run, instead of parking the apply for
+    /// the server's chosen time.
+    pub max_retry_after: Duration,
     /// Retries earned per first attempt (default 0.2: at most one retry in
     /// five calls once the reserve is spent).
     pub budget_ratio: f64,
@@ -44,6 +50,7 @@ impl Default for RetryPolicy {
             max_attempts: 6,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(15 * 60),
             budget_ratio: 0.2,
             budget_reserve: 20,
             seed,
@@ -114,6 +121,24 @@ impl Retrier {
             self.count(attempt > 1);
             match f().await {
                 Ok(v) => return (Ok(v), attempt),
+                Err(e) if e.retry_after().is_some_and(|w| w > policy.max_retry_after) => {
+                    let wait = e.retry_after().unwrap_or_default();
+                    let message = format!(
+                        "{} (the target asked to wait {}s, more than the {}s this apply waits; a later run retries)",
+                        e.message(),
+                        wait.as_secs(),
+                        policy.max_retry_after.as_secs()
+                    );
+                    let mut bounded =
+                        prov_core::Error::new(e.kind(), message).with_retry_after(wait);
+                    if let Some(t) = e.target() {
+                        bounded = bounded.with_target(t.clone());
+                    }
+                    if let Some(op) = e.operation() {
+                        bounded = bounded.with_operation(op);
+                    }
+                    return (Err(bounded), attempt);
+                }
                 // A rate-limit answer that says how long to wait is obeyed, not
                 // charged to the budget: waiting as asked is not hammering.
                 Err(e)

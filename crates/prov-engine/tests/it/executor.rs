@@ -348,3 +348,120 @@ async fn progress_is_reported_up_to_the_total() {
     assert_eq!(seen.load(Ordering::Relaxed), the_plan.ops.len());
     assert!(calls.load(Ordering::Relaxed) > 1);
 }
+
+/// Issue 13 item 8: a `Retry-After` of an hour parked the apply for an
+/// hour; past the cap the operation fails at once as retryable.
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_past_the_cap_fails_the_call_instead_of_parking_the_apply() {
+    let world = World::new();
+    let who = crowd(4);
+    let faults = FaultConfig::seeded(2).rate_limit_storm(1.0, Duration::from_secs(3600));
+    let started = tokio::time::Instant::now();
+    let (report, _) = apply_faulty(&world, &who, faults, 1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "waited {:?}",
+        started.elapsed()
+    );
+    let failure = report.failures().next().expect("every call is refused");
+    let text = failure.to_string();
+    assert!(
+        text.contains("asked to wait 3600s, more than the 900s"),
+        "{text}"
+    );
+    assert!(
+        matches!(&failure.status, OpStatus::Failed { kind, .. } if kind.is_retryable()),
+        "{text}"
+    );
+}
+
+/// Each target has an apply deadline: past it, what was not sent fails as
+/// retryable (and is recorded), instead of an apply that never ends.
+#[tokio::test(start_paused = true)]
+async fn operations_past_a_targets_deadline_are_not_sent_and_are_recorded() {
+    let p = policy();
+    let world = World::new();
+    let who = crowd(30);
+    let the_plan = world.plan(&p, &who, now(), &PlanOptions::default()).await;
+    // Every call waits two seconds (a slow target); the deadline is ten.
+    let faults = FaultConfig::seeded(4).rate_limit_storm(1.0, Duration::from_secs(2));
+    let mut conns: BTreeMap<TargetId, Arc<dyn Connector>> = BTreeMap::new();
+    for (t, c) in &world.targets {
+        let mut f = faults.clone();
+        f.rate_limited = 0.5;
+        conns.insert(t.clone(), Arc::new(FaultyConnector::new(c.clone(), f)));
+    }
+    let mut opts = retry(3);
+    let mut limits = prov_engine::TargetLimits::default();
+    limits.deadline = Some(Duration::from_secs(10));
+    limits.concurrency = Some(1);
+    opts.targets.insert(TargetId::new("ldap"), limits);
+    let report = Executor::new(conns, opts)
+        .apply(&the_plan, &world.store)
+        .await
+        .unwrap();
+    let late: Vec<_> = report
+        .failures()
+        .filter(|o| {
+            o.to_string()
+                .contains("deadline on this target (10s) passed")
+        })
+        .collect();
+    assert!(
+        !late.is_empty(),
+        "{:#?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    assert!(late.iter().all(|o| o.target.as_str() == "ldap"));
+    let log = world.store.audit_log().await.unwrap();
+    assert_eq!(
+        log.len(),
+        report.outcomes.len(),
+        "every operation is recorded, sent or not"
+    );
+    assert!(
+        log.iter()
+            .any(|r| r.event.outcome.contains("deadline on this target"))
+    );
+}
+
+/// A connector whose listing hands out the same cursor for ever.
+#[derive(Debug)]
+struct Looping;
+
+#[prov_core::async_trait]
+impl Connector for Looping {
+    fn capabilities(&self) -> prov_core::Capabilities {
+        prov_core::Capabilities::default()
+    }
+    async fn list_accounts(
+        &self,
+        _req: prov_core::ListRequest,
+    ) -> prov_core::Result<prov_core::Page<prov_core::Account>> {
+        Ok(prov_core::Page::new(Vec::new(), Some("again".to_owned())))
+    }
+    async fn get_account(
+        &self,
+        id: &prov_core::AccountId,
+    ) -> prov_core::Result<prov_core::Account> {
+        Err(prov_core::Error::not_found(id.to_string()))
+    }
+}
+
+#[tokio::test]
+async fn a_listing_that_repeats_its_cursor_ends_with_an_error_naming_the_target() {
+    let err = Looping.list_all_accounts().await.unwrap_err();
+    assert!(
+        err.to_string().contains("page cursor `again` twice"),
+        "{err}"
+    );
+    let mut conns: BTreeMap<TargetId, Arc<dyn Connector>> = BTreeMap::new();
+    conns.insert(TargetId::new("hr-app"), Arc::new(Looping));
+    let engine = prov_engine::Engine::new(policy(), conns, Arc::new(MemoryStore::new()));
+    let err = engine.plan(&people()).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("cannot list target hr-app: ")
+            && err.to_string().contains("twice"),
+        "{err}"
+    );
+}

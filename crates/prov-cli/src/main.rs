@@ -506,6 +506,9 @@ fn print_notes(plan: &Plan) {
     for h in &plan.held {
         println!("HELD {h}");
     }
+    for s in &plan.sod {
+        println!("SOD {s}");
+    }
 }
 
 /// Operations per target and kind, as a table.
@@ -692,6 +695,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                         ("conflicts", serde_json::to_value(&applied.conflicts)),
                         ("problems", serde_json::to_value(&applied.problems)),
                         ("held", serde_json::to_value(&applied.held)),
+                        ("sod", serde_json::to_value(&applied.sod)),
                     ] {
                         map.insert(key.to_owned(), value.map_err(|e| Fail(1, e.to_string()))?);
                     }

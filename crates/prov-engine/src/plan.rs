@@ -467,6 +467,11 @@ pub struct Plan {
     /// target, the identity and the value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<String>,
+    /// Separation of duties: each rule an identity breaks (`identity E1:
+    /// rule payments (prevent): roles ...`), and each grant held because it
+    /// would complete a rule enforced as `prevent`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sod: Vec<String>,
     /// A digest of the plan's content (see [`Plan::content_digest`]), set by
     /// [`Plan::seal`]: the id audit records name the plan by, and how
     /// `Engine::apply` sees that a saved plan was edited. Empty until sealed.
@@ -511,6 +516,8 @@ impl Plan {
             problems: &'a [String],
             #[serde(skip_serializing_if = "<[String]>::is_empty")]
             held: &'a [String],
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            sod: &'a [String],
         }
         let content = Content {
             version: self.version,
@@ -520,6 +527,7 @@ impl Plan {
             blocked: &self.blocked,
             problems: &self.problems,
             held: &self.held,
+            sod: &self.sod,
         };
         let mut h = Sha256::new();
         // Field order is fixed by the structs and maps are ordered, so the JSON is canonical.
@@ -593,6 +601,13 @@ impl Plan {
                 "problems: the plan has {} where planning now gives {}",
                 list(&self.problems),
                 list(&other.problems)
+            ));
+        }
+        if self.sod != other.sod {
+            return Some(format!(
+                "separation of duties: the plan has {} where planning now gives {}",
+                list(&self.sod),
+                list(&other.sod)
             ));
         }
         if self.held != other.held {

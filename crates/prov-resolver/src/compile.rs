@@ -147,6 +147,7 @@ pub(crate) struct RuleInfo {
 pub(crate) struct SodInfo {
     pub(crate) id: String,
     pub(crate) description: Option<String>,
+    pub(crate) enforce: crate::policy::Enforce,
     pub(crate) roles: Vec<u32>,
     pub(crate) entitlements: Vec<u32>,
 }
@@ -623,6 +624,7 @@ impl Policy {
             sod.push(SodInfo {
                 id: id.clone(),
                 description: rule.description.clone(),
+                enforce: rule.enforce,
                 roles: rs,
                 entitlements: es,
             });

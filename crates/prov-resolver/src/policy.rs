@@ -306,6 +306,35 @@ pub struct SodRule {
     /// Entitlements that must not meet, as `target:entitlement`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entitlements: Vec<String>,
+    /// What a plan does about it: `prevent` (the default: a grant that
+    /// would complete the conflict is held and reported, and a lease that
+    /// would is refused) or `report` (reported only).
+    #[serde(default)]
+    pub enforce: Enforce,
+}
+
+/// How a segregation-of-duties rule is enforced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Enforce {
+    /// A grant that would complete the conflict is held and reported;
+    /// access already held on both sides is reported and left alone; a
+    /// lease that would complete it is refused.
+    #[default]
+    Prevent,
+    /// Reported only.
+    Report,
+}
+
+impl Enforce {
+    /// `prevent` or `report`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforce::Prevent => "prevent",
+            Enforce::Report => "report",
+        }
+    }
 }
 
 /// A whole policy as written. Load it with [`Policy::from_toml`],

@@ -270,6 +270,8 @@ pub struct SodViolation {
     pub roles: Vec<String>,
     /// The conflicting entitlements, as `target:entitlement`.
     pub entitlements: Vec<String>,
+    /// How the rule is enforced.
+    pub enforce: crate::policy::Enforce,
 }
 
 /// An identity's desired state with names and reasons: serialisable, and
@@ -918,25 +920,7 @@ impl CompiledPolicy {
                 },
             );
         }
-        let violations = res
-            .violations
-            .iter()
-            .map(|(i, rs, es)| {
-                let rule = self.sod.get(*i as usize);
-                SodViolation {
-                    rule: rule.map(|r| r.id.clone()).unwrap_or_default(),
-                    description: rule.and_then(|r| r.description.clone()),
-                    roles: rs.iter().map(|&r| self.role_name(r)).collect(),
-                    entitlements: es
-                        .iter()
-                        .map(|&e| {
-                            let (t, id) = self.entitlement_name(e);
-                            format!("{t}:{id}")
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
+        let violations = self.sod_violations(res);
         DesiredState {
             identity: res.identity.clone(),
             state: res.state,
@@ -1076,6 +1060,60 @@ impl CompiledPolicy {
             .filter(|v| !crate::expr::BUILTINS.contains(v))
             .collect();
         out.into_iter().collect()
+    }
+
+    /// The segregation-of-duties rules `res`'s identity breaks, named.
+    pub fn sod_violations(&self, res: &Resolution) -> Vec<SodViolation> {
+        res.violations
+            .iter()
+            .map(|(i, rs, es)| {
+                let rule = self.sod.get(*i as usize);
+                SodViolation {
+                    rule: rule.map(|r| r.id.clone()).unwrap_or_default(),
+                    description: rule.and_then(|r| r.description.clone()),
+                    enforce: rule.map(|r| r.enforce).unwrap_or_default(),
+                    roles: rs.iter().map(|&r| self.role_name(r)).collect(),
+                    entitlements: es
+                        .iter()
+                        .map(|&e| {
+                            let (t, id) = self.entitlement_name(e);
+                            format!("{t}:{id}")
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// The segregation-of-duties rule enforced as `prevent` that giving
+    /// `entitlement` on `target` to `res`'s identity is part of breaking:
+    /// the identity would hold two or more of its roles or entitlements,
+    /// and this entitlement is one of them or given by one of them. The
+    /// rule's id and description, for the message.
+    pub fn sod_conflict<'p>(
+        &'p self,
+        res: &Resolution,
+        target: &TargetId,
+        entitlement: &EntitlementId,
+    ) -> Option<(&'p str, Option<&'p str>)> {
+        if res.violations.is_empty() {
+            return None;
+        }
+        let t = *self.target_index.get(target.as_str())?;
+        let e = *self.entitlement_index.get(&(t, entitlement.clone()))?;
+        res.violations.iter().find_map(|(rule, roles, ents)| {
+            let info = self.sod.get(*rule as usize)?;
+            if info.enforce != crate::policy::Enforce::Prevent {
+                return None;
+            }
+            let part = ents.contains(&e)
+                || roles.iter().any(|&r| {
+                    self.roles
+                        .get(r as usize)
+                        .is_some_and(|role| role.all_entitlements.binary_search(&e).is_ok())
+                });
+            part.then_some((info.id.as_str(), info.description.as_deref()))
+        })
     }
 
     /// Why taking `entitlement` on `target` away from `res`'s identity

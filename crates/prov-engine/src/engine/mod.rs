@@ -607,6 +607,7 @@ impl Engine {
             blocked: Vec::new(),
             problems: Vec::new(),
             held: Vec::new(),
+            sod: Vec::new(),
             digest: String::new(),
         };
         the_plan.seal();
@@ -949,7 +950,8 @@ impl Engine {
     ) -> Result<LeaseRecord, LeaseError> {
         let now = self.clock.now();
         leases::check_request(&self.policy, &req, now)?;
-        self.present(identities, &req.identity, now, "the lease's identity")?;
+        let who = self.present(identities, &req.identity, now, "the lease's identity")?;
+        self.sod_refusal(who, &req.role, now).await?;
         // A readable, stable id; two requests alike in every field at the
         // same instant still get different ids.
         let taken: std::collections::BTreeSet<String> = self
@@ -1006,6 +1008,13 @@ impl Engine {
         let mut rec = self.lease(id).await?;
         let now = self.clock.now();
         self.may_approve(&rec.id, &rec.request, approver, identities, now)?;
+        let who = self.present(
+            identities,
+            &rec.request.identity,
+            now,
+            "the lease's identity",
+        )?;
+        self.sod_refusal(who, &rec.request.role, now).await?;
         leases::approve(&mut rec, approver, now)?;
         let outcome = format!(
             "approved; access from {} until {}",
@@ -1029,6 +1038,8 @@ impl Engine {
         let now = self.clock.now();
         leases::check_request(&self.policy, &req, now)?;
         self.may_approve("(new)", &req, approver, identities, now)?;
+        let who = self.present(identities, &req.identity, now, "the lease's identity")?;
+        self.sod_refusal(who, &req.role, now).await?;
         let rec = self.request_lease(req, identities).await?;
         self.approve_lease(&rec.id, approver, identities).await
     }
@@ -1079,6 +1090,53 @@ impl Engine {
         self.policy
             .may_approve(&req.role, who, now)
             .map_err(LeaseError::Policy)
+    }
+
+    /// Refuses a lease of `role` for `who` that would complete a
+    /// separation-of-duties rule enforced as `prevent` (one the identity
+    /// does not break already), naming the rule.
+    async fn sod_refusal(
+        &self,
+        who: &Identity,
+        role: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), LeaseError> {
+        let held = granting(
+            &self
+                .store
+                .leases_of(&who.id)
+                .await
+                .map_err(|e| LeaseError::Store(e.to_string()))?,
+        );
+        let broken = |leases: &[Lease]| -> Vec<prov_resolver::SodViolation> {
+            let res = self.policy.resolve_with(who, now, Extra::new(&[], leases));
+            self.policy
+                .sod_violations(&res)
+                .into_iter()
+                .filter(|v| v.enforce == prov_resolver::Enforce::Prevent)
+                .collect()
+        };
+        let before: Vec<String> = broken(&held).into_iter().map(|v| v.rule).collect();
+        let mut with = held;
+        with.push(Lease::new(
+            "sod-check",
+            who.id.clone(),
+            role,
+            now,
+            now + chrono::TimeDelta::minutes(1),
+        ));
+        match broken(&with)
+            .into_iter()
+            .find(|v| !before.contains(&v.rule))
+        {
+            None => Ok(()),
+            Some(v) => Err(LeaseError::Policy(format!(
+                "a lease of role `{role}` for `{}` would complete separation-of-duties rule {}{}; refused",
+                who.id,
+                v.rule,
+                v.description.map(|d| format!(" ({d})")).unwrap_or_default()
+            ))),
+        }
     }
 
     /// Rejects a request.

@@ -190,6 +190,10 @@ fn plan_present<'a>(
             ));
             let acct = AccountRef::New { login };
             for e in view.iter().flat_map(|v| v.entitlements()) {
+                if let Some(line) = sod_hold(policy, res, target, who, e) {
+                    out.sod.push(line);
+                    continue;
+                }
                 out.ops.push(op(
                     OpKind::Grant {
                         account: acct.clone(),
@@ -260,6 +264,11 @@ fn plan_present<'a>(
                         held.next();
                     }
                     (Some(d), h) if h.is_none_or(|h| d < h) => {
+                        if let Some(line) = sod_hold(policy, res, target, who, d) {
+                            out.sod.push(line);
+                            desired.next();
+                            continue;
+                        }
                         mine.push(op(
                             OpKind::Grant {
                                 account: aref(),
@@ -370,4 +379,22 @@ fn ids_of(ctx: &TargetCtx<'_>, positions: &[usize]) -> Vec<AccountId> {
         .filter_map(|&i| ctx.accounts.get(i))
         .map(|a| a.id.clone())
         .collect()
+}
+
+/// The reason `e`'s grant to `who` on `target` is held, when it would
+/// complete a separation-of-duties rule enforced as `prevent`.
+fn sod_hold(
+    policy: &CompiledPolicy,
+    res: &Resolution,
+    target: &TargetId,
+    who: &Identity,
+    e: &EntitlementId,
+) -> Option<String> {
+    let (rule, description) = policy.sod_conflict(res, target, e)?;
+    Some(format!(
+        "{target}: {}'s grant of {e} is held: it would complete separation-of-duties rule {rule}{}; \
+         a person decides",
+        who.id,
+        description.map(|d| format!(" ({d})")).unwrap_or_default()
+    ))
 }

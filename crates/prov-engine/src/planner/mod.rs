@@ -145,9 +145,36 @@ pub fn plan_resolved(
         orphans,
         problems: limits,
         mut held,
+        sod: sod_held,
     } = planned;
     problems.extend(limits);
     held.sort();
+    // Every rule broken, then the grants held for it.
+    let mut sod: Vec<String> = resolutions
+        .iter()
+        .flat_map(|r| {
+            input.policy.sod_violations(r).into_iter().map(move |v| {
+                let mut parts = v
+                    .roles
+                    .iter()
+                    .map(|r| format!("role {r}"))
+                    .collect::<Vec<_>>();
+                parts.extend(v.entitlements.iter().cloned());
+                format!(
+                    "{} breaks rule {} ({}{}): {}",
+                    r.identity,
+                    v.rule,
+                    v.enforce.as_str(),
+                    v.description.map(|d| format!(", {d}")).unwrap_or_default(),
+                    parts.join(" + ")
+                )
+            })
+        })
+        .collect();
+    sod.sort();
+    let mut sod_held = sod_held;
+    sod_held.sort();
+    sod.extend(sod_held);
     ops.par_sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let blocked = safety_blocks(&ops, (!input.partial).then_some(input.actual), options);
     problems.extend(safety_problems(&ops, options));
@@ -166,6 +193,7 @@ pub fn plan_resolved(
         blocked,
         problems,
         held,
+        sod,
         digest: String::new(),
         secrets,
     }

@@ -44,6 +44,8 @@ pub(super) struct IdentityOutcome {
     pub(super) problems: Vec<String>,
     /// Changes held because a value the policy reads is missing.
     pub(super) held: Vec<String>,
+    /// Grants held for separation of duties.
+    pub(super) sod: Vec<String>,
     /// The account it holds (linked or correlated), by index.
     pub(super) claimed: Option<usize>,
     /// Accounts a conflict of its names (by index): a person decides whose
@@ -61,6 +63,8 @@ pub(super) struct Planned {
     pub(super) problems: Vec<String>,
     /// Changes held for a missing source value ([`Plan::held`](crate::Plan)).
     pub(super) held: Vec<String>,
+    /// Grants held for separation of duties ([`Plan::sod`](crate::Plan)).
+    pub(super) sod: Vec<String>,
 }
 
 /// Plans every target, and digests each listed target's accounts for the
@@ -77,6 +81,7 @@ pub(super) fn plan_targets<'t>(
     let mut conflicts = Vec::new();
     let mut problems = Vec::new();
     let mut held_back = Vec::new();
+    let mut sod_held = Vec::new();
     let mut orphans = Vec::new();
     let mut digests = Vec::new();
     // Who the sources know: needed only to name orphans' former owners, so built on first use.
@@ -335,6 +340,7 @@ pub(super) fn plan_targets<'t>(
                         || !o.conflicts.is_empty()
                         || !o.problems.is_empty()
                         || !o.held.is_empty()
+                        || !o.sod.is_empty()
                     {
                         kept.push(o);
                     }
@@ -362,6 +368,7 @@ pub(super) fn plan_targets<'t>(
             conflicts.extend(o.conflicts);
             problems.extend(o.problems);
             held_back.extend(o.held);
+            sod_held.extend(o.sod);
             disputed.extend(o.disputed);
         };
         for o in outcomes {
@@ -471,6 +478,7 @@ pub(super) fn plan_targets<'t>(
             orphans,
             problems,
             held: held_back,
+            sod: sod_held,
         },
         digests,
     )

@@ -40,7 +40,11 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let policy = Policy::from_toml(POLICY)
+    setup_with(POLICY)
+}
+
+fn setup_with(policy: &str) -> Setup {
+    let policy = Policy::from_toml(policy)
         .and_then(|p| p.compile())
         .unwrap_or_else(|e| panic!("{e}"));
     let aws = MemoryConnector::new().with_entitlements(["ReadOnly", "PowerUser"]);
@@ -459,4 +463,62 @@ async fn lease_times_are_bounded_checked_and_written_as_people_write_them() {
     old["duration"] = serde_json::json!({"secs": 7200, "nanos": 0});
     let back: LeaseRequest = serde_json::from_value(old).unwrap();
     assert_eq!(back.duration, 2 * HOUR, "records stored before still read");
+}
+
+/// Issue 13 item 5: a lease completing a conflict was approved without a
+/// word; a rule enforced as `prevent` refuses it, naming the rule.
+#[tokio::test]
+async fn a_lease_that_would_complete_a_separation_of_duties_conflict_is_refused() {
+    let s = setup_with(&format!(
+        "{POLICY}\n[sod.watch]\ndescription = \"who watches the watchers\"\nroles = [\"oncall\", \"security-lead\"]\n"
+    ));
+    let err = s
+        .engine
+        .request_lease(
+            LeaseRequest::new("sec-1", "oncall", DAY, "sec-1", "incident"),
+            &people(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LeaseError::Policy(_)), "{err}");
+    assert!(
+        err.to_string().contains(
+            "would complete separation-of-duties rule watch (who watches the watchers); refused"
+        ),
+        "{err}"
+    );
+    // The same grant in one step is refused too; Ada, no security lead, may have it.
+    assert!(
+        s.engine
+            .grant_lease(
+                LeaseRequest::new("sec-1", "oncall", DAY, "boss", "incident"),
+                "boss",
+                &people(),
+            )
+            .await
+            .is_err()
+    );
+    let ok = s
+        .engine
+        .request_lease(
+            LeaseRequest::new("e1", "oncall", DAY, "e1", "incident"),
+            &people(),
+        )
+        .await
+        .unwrap();
+    s.engine
+        .approve_lease(&ok.id, "boss", &people())
+        .await
+        .unwrap();
+    // `report` only reports.
+    let s = setup_with(&format!(
+        "{POLICY}\n[sod.watch]\nroles = [\"oncall\", \"security-lead\"]\nenforce = \"report\"\n"
+    ));
+    s.engine
+        .request_lease(
+            LeaseRequest::new("sec-1", "oncall", DAY, "sec-1", "incident"),
+            &people(),
+        )
+        .await
+        .unwrap();
 }

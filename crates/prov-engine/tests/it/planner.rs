@@ -1079,3 +1079,62 @@ async fn a_keep_leaver_action_keeps_the_account_enabled_with_what_the_rules_stil
         lines(&plan)
     );
 }
+
+/// Issue 13 item 5: separation of duties was only reported; a rule
+/// enforced as `prevent` holds the grants that would complete a conflict.
+#[tokio::test]
+async fn a_grant_that_would_complete_a_separation_of_duties_conflict_is_held() {
+    let rule = "[rules.all]";
+    let prevent = policy_with(
+        rule,
+        "[sod.split]\ndescription = \"code and org apart\"\nentitlements = [\"ldap:eng\", \"github:org:eng\"]\n\n[rules.all]",
+    );
+    let world = World::new();
+    let plan = world
+        .plan(&prevent, &people(), now(), &PlanOptions::default())
+        .await;
+    let got = lines(&plan);
+    assert!(
+        !got.iter()
+            .any(|l| l.contains(": eng for") || l.contains("org:eng")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("grant   ldap: staff for (new) ada.lovelace")),
+        "the rest is granted: {got:#?}"
+    );
+    assert!(
+        plan.sod.iter().any(|l| l
+            == "e1 breaks rule split (prevent, code and org apart): ldap:eng + github:org:eng"),
+        "{:#?}",
+        plan.sod
+    );
+    assert!(
+        plan.sod.iter().any(|l| l.starts_with(
+            "ldap: e1's grant of eng is held: it would complete separation-of-duties rule split (code and org apart)"
+        )),
+        "{:#?}",
+        plan.sod
+    );
+    // `report` grants and reports.
+    let report = policy_with(
+        rule,
+        "[sod.split]\nentitlements = [\"ldap:eng\", \"github:org:eng\"]\nenforce = \"report\"\n\n[rules.all]",
+    );
+    let plan = world
+        .plan(&report, &people(), now(), &PlanOptions::default())
+        .await;
+    assert!(
+        lines(&plan)
+            .iter()
+            .any(|l| l.starts_with("grant   ldap: eng for (new) ada.lovelace"))
+    );
+    assert_eq!(
+        plan.sod,
+        [
+            "e1 breaks rule split (report): ldap:eng + github:org:eng",
+            "e3 breaks rule split (report): ldap:eng + github:org:eng"
+        ]
+    );
+}

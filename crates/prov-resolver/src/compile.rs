@@ -148,6 +148,7 @@ pub(crate) struct SodInfo {
     pub(crate) id: String,
     pub(crate) description: Option<String>,
     pub(crate) enforce: crate::policy::Enforce,
+    pub(crate) exceptions: Vec<crate::policy::SodException>,
     pub(crate) roles: Vec<u32>,
     pub(crate) entitlements: Vec<u32>,
 }
@@ -621,10 +622,25 @@ impl Policy {
                     "a segregation-of-duties rule needs at least two roles or entitlements",
                 );
             }
+            for x in &rule.exceptions {
+                let ok_approver = rule.approvers.iter().any(|a| a == &x.approver);
+                if !ok_approver || x.approver == x.identity.as_str() || x.reason.trim().is_empty() {
+                    ck.error(
+                        format!("sod.{id}.exceptions"),
+                        Some(x.identity.as_str()),
+                        format!(
+                            "the exception for `{}` needs a reason and an approver among the rule's approvers ({}), not the identity itself",
+                            x.identity,
+                            rule.approvers.join(", ")
+                        ),
+                    );
+                }
+            }
             sod.push(SodInfo {
                 id: id.clone(),
                 description: rule.description.clone(),
                 enforce: rule.enforce,
+                exceptions: rule.exceptions.clone(),
                 roles: rs,
                 entitlements: es,
             });

@@ -51,7 +51,7 @@ pub use compile::{CompiledPolicy, MAX_GRACE_DAYS};
 pub use error::{PolicyError, PolicyErrors};
 pub use policy::{
     AccountWhen, Assignment, AttrType, Enforce, Lease, Leaver, LeaverAction, Policy, Role, Rule,
-    SodRule, TargetPolicy,
+    SodException, SodRule, TargetPolicy,
 };
 pub use resolve::{
     AccountView, Chain, DesiredAccount, DesiredState, DesiredTarget, Extra, LeaverPlan,

@@ -311,6 +311,28 @@ pub struct SodRule {
     /// would is refused) or `report` (reported only).
     #[serde(default)]
     pub enforce: Enforce,
+    /// Who may approve an exception to the rule (identity ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// Identities allowed to break the rule, each approved by one of
+    /// `approvers` (never by themselves) with a reason: their grants are
+    /// planned, each operation's reasons (and so its audit record) naming
+    /// the exception.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<SodException>,
+}
+
+/// An approved exception to a segregation-of-duties rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SodException {
+    /// Who may break the rule.
+    pub identity: IdentityId,
+    /// Who approved it: one of the rule's `approvers`.
+    pub approver: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// How a segregation-of-duties rule is enforced.

@@ -71,6 +71,9 @@ pub struct Resolution {
     /// reads is missing or empty: whether they apply cannot be told, so no
     /// access may be taken away on the strength of them. (rule, why).
     pub(crate) gaps: Vec<(u32, String)>,
+    /// Separation-of-duties rules the identity breaks under an approved
+    /// exception: (rule, exception).
+    pub(crate) excepted: Vec<(u32, u32)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,6 +363,7 @@ impl CompiledPolicy {
             violations: Vec::new(),
             problems: Vec::new(),
             gaps: Vec::new(),
+            excepted: Vec::new(),
         };
         // A leaver holds nothing, except on targets whose leaver action is
         // `keep`: there it keeps what the birthright rules still give it
@@ -380,6 +384,22 @@ impl CompiledPolicy {
         let ents = self.union_entitlements(&res.grants);
         if !self.sod.is_empty() && !res.grants.is_empty() {
             res.violations = self.check_sod(&res.grants, &ents);
+            // An approved exception lifts the rule for this identity; the
+            // exception stays on record for the plan's reasons.
+            let excepted = |rule: u32| {
+                self.sod
+                    .get(rule as usize)
+                    .and_then(|r| r.exceptions.iter().position(|x| x.identity == identity.id))
+            };
+            res.excepted = res
+                .violations
+                .iter()
+                .filter_map(|(rule, _, _)| {
+                    excepted(*rule).map(|x| (*rule, crate::compile::index(x)))
+                })
+                .collect();
+            res.violations
+                .retain(|(rule, _, _)| excepted(*rule).is_none());
         }
 
         // Split the sorted entitlements by target (they are sorted by target first).
@@ -1113,6 +1133,39 @@ impl CompiledPolicy {
                         .is_some_and(|role| role.all_entitlements.binary_search(&e).is_ok())
                 });
             part.then_some((info.id.as_str(), info.description.as_deref()))
+        })
+    }
+
+    /// The approved exception under which `res`'s identity gets
+    /// `entitlement` on `target` although it breaks a separation-of-duties
+    /// rule: "separation-of-duties rule payments: exception approved by
+    /// E1001 (month-end cover)", for the grant's reasons.
+    pub fn sod_exception(
+        &self,
+        res: &Resolution,
+        target: &TargetId,
+        entitlement: &EntitlementId,
+    ) -> Option<String> {
+        if res.excepted.is_empty() {
+            return None;
+        }
+        let t = *self.target_index.get(target.as_str())?;
+        let e = *self.entitlement_index.get(&(t, entitlement.clone()))?;
+        res.excepted.iter().find_map(|&(rule, x)| {
+            let info = self.sod.get(rule as usize)?;
+            let exception = info.exceptions.get(x as usize)?;
+            let part = info.entitlements.contains(&e)
+                || info.roles.iter().any(|&r| {
+                    self.roles
+                        .get(r as usize)
+                        .is_some_and(|role| role.all_entitlements.binary_search(&e).is_ok())
+                });
+            part.then(|| {
+                format!(
+                    "separation-of-duties rule {}: exception approved by {} ({})",
+                    info.id, exception.approver, exception.reason
+                )
+            })
         })
     }
 

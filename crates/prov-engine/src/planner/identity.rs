@@ -369,6 +369,7 @@ fn reasons(
         .chains(res, target, e)
         .iter()
         .map(ToString::to_string)
+        .chain(policy.sod_exception(res, target, e))
         .collect()
 }
 

@@ -1117,6 +1117,53 @@ async fn a_grant_that_would_complete_a_separation_of_duties_conflict_is_held() {
         "{:#?}",
         plan.sod
     );
+    // An exception a named approver recorded lifts the rule for one
+    // person; the grants say so (and so do their audit records).
+    let excepted = policy_with(
+        rule,
+        "[sod.split]\nentitlements = [\"ldap:eng\", \"github:org:eng\"]\napprovers = [\"e9\"]\nexceptions = [{ identity = \"e1\", approver = \"e9\", reason = \"month-end cover\" }]\n\n[rules.all]",
+    );
+    let plan = world
+        .plan(&excepted, &people(), now(), &PlanOptions::default())
+        .await;
+    let grant = plan
+        .ops
+        .iter()
+        .find(|o| {
+            o.identity.as_ref().is_some_and(|i| i.as_str() == "e1")
+                && matches!(&o.kind, OpKind::Grant { entitlement, .. } if entitlement.as_str() == "eng")
+        })
+        .unwrap_or_else(|| panic!("{:#?}", lines(&plan)));
+    assert!(
+        grant
+            .reasons
+            .iter()
+            .any(|r| r
+                == "separation-of-duties rule split: exception approved by e9 (month-end cover)"),
+        "{:?}",
+        grant.reasons
+    );
+    assert!(
+        plan.sod
+            .iter()
+            .any(|l| l.starts_with("ldap: e3's grant of eng is held")),
+        "{:#?}",
+        plan.sod
+    );
+    // Approving one's own exception, or by someone the rule does not name, is refused.
+    for bad in ["approver = \"e1\"", "approver = \"e7\""] {
+        let text = POLICY.replace(
+            rule,
+            &format!("[sod.split]\nentitlements = [\"ldap:eng\", \"github:org:eng\"]\napprovers = [\"e9\", \"e1\"]\nexceptions = [{{ identity = \"e1\", {bad}, reason = \"x\" }}]\n\n[rules.all]"),
+        );
+        let err = Policy::from_toml(&text)
+            .and_then(|p| p.compile())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("sod.split.exceptions"),
+            "{bad}: {err}"
+        );
+    }
     // `report` grants and reports.
     let report = policy_with(
         rule,

@@ -30,6 +30,8 @@ identity = "e2"
 role = "pay-approve"
 [sod.payments]
 roles = ["pay-init", "pay-approve"]
+# Reported, not prevented: e2 holds both sides, and the review flags it.
+enforce = "report"
 "#;
 
 #[tokio::test]

@@ -129,17 +129,37 @@ pub(super) fn safety_blocks(
         if n <= safety.always_allowed {
             continue;
         }
-        let holders = actual.map(|a| {
-            a.get(target).map_or(0, |accounts| {
-                accounts
-                    .iter()
-                    .filter(|acct| acct.entitlements.contains(entitlement))
-                    .count()
+        // The holders are counted only as far as it takes to know the
+        // share is not passed (`n / share` of them): a plan over a million
+        // accounts revoking a few from each of many groups must not scan
+        // every account once per group. Past that, the count is exact.
+        let enough = {
+            let share = allowed_share(&safety);
+            if share > 0.0 {
+                ((n as f64 / share).floor() as usize).saturating_add(1)
+            } else {
+                usize::MAX
+            }
+        };
+        let count = |limit: usize| {
+            actual.map(|a| {
+                a.get(target).map_or(0, |accounts| {
+                    accounts
+                        .iter()
+                        .filter(|acct| acct.entitlements.contains(entitlement))
+                        .take(limit)
+                        .count()
+                })
             })
-        });
+        };
+        let mut holders = count(enough);
         let Some(threshold) = over(&safety, n, holders, "revokes") else {
             continue;
         };
+        if holders == Some(enough) {
+            // Blocked by the count, not the share: the message gives the exact total.
+            holders = count(usize::MAX);
+        }
         out.push(SafetyBlock {
             target: target.clone(),
             disable: 0,

@@ -126,6 +126,12 @@ impl Resolution {
         &self.problems
     }
 
+    /// Whether the identity breaks a segregation-of-duties rule (one
+    /// without an approved exception for it).
+    pub fn breaks_sod(&self) -> bool {
+        !self.violations.is_empty()
+    }
+
     /// Birthright rules that did not give their roles because a value
     /// their condition reads is missing or empty (a blank HR cell): whether
     /// they apply cannot be told, so a planner takes away none of the

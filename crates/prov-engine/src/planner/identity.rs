@@ -36,6 +36,7 @@ pub(super) fn plan_identity<'a>(
     out
 }
 
+#[inline]
 fn plan_present<'a>(
     policy: &CompiledPolicy,
     who: &'a Identity,

@@ -151,8 +151,10 @@ pub fn plan_resolved(
     held.sort();
     // Every rule broken, then the grants held for it.
     let mut sod: Vec<String> = resolutions
-        .iter()
-        .flat_map(|r| {
+        .par_iter()
+        .with_min_len(4096)
+        .filter(|r| r.breaks_sod())
+        .flat_map_iter(|r| {
             input.policy.sod_violations(r).into_iter().map(move |v| {
                 let mut parts = v
                     .roles

@@ -489,28 +489,7 @@ pub trait ConnectorExt: Connector {
     /// otherwise by reading every account.
     async fn accounts_with_login(&self, login: &str) -> Result<Vec<Account>> {
         let caps = self.capabilities();
-        let filtered = caps.filter_attributes.iter().any(|a| a == "login");
-        let same = |a: &Account| caps.same_login(&a.login, login);
-        let mut req = ListRequest::first();
-        if filtered {
-            req = req.with_filter("login", login);
-        }
-        let mut out = Vec::new();
-        let mut guard = PageGuard::new();
-        loop {
-            let page = self.list_accounts(req).await?;
-            out.extend(page.items.into_iter().filter(|a| same(a)));
-            match page.next {
-                Some(cursor) => {
-                    guard.next(&cursor, "looking up a login")?;
-                    req = ListRequest::after(cursor);
-                    if filtered {
-                        req = req.with_filter("login", login);
-                    }
-                }
-                None => return Ok(out),
-            }
-        }
+        accounts_matching(self, "login", login, |a| caps.same_login(&a.login, login)).await
     }
 
     /// The accounts whose attribute `attribute` equals `value` ignoring
@@ -523,36 +502,14 @@ pub trait ConnectorExt: Connector {
         if attribute == "login" {
             return self.accounts_with_login(value).await;
         }
-        let filtered = self
-            .capabilities()
-            .filter_attributes
-            .iter()
-            .any(|a| a == attribute);
-        let matches = |a: &Account| match a.attributes.get(attribute) {
-            Some(crate::Value::String(s)) => s.eq_ignore_ascii_case(value),
-            Some(crate::Value::Int(i)) => i.to_string() == value,
-            _ => false,
-        };
-        let mut req = ListRequest::first();
-        if filtered {
-            req = req.with_filter(attribute, value);
-        }
-        let mut out = Vec::new();
-        let mut guard = PageGuard::new();
-        loop {
-            let page = self.list_accounts(req).await?;
-            out.extend(page.items.into_iter().filter(|a| matches(a)));
-            match page.next {
-                Some(cursor) => {
-                    guard.next(&cursor, "looking up an attribute")?;
-                    req = ListRequest::after(cursor);
-                    if filtered {
-                        req = req.with_filter(attribute, value);
-                    }
-                }
-                None => return Ok(out),
+        accounts_matching(self, attribute, value, |a| {
+            match a.attributes.get(attribute) {
+                Some(crate::Value::String(s)) => s.eq_ignore_ascii_case(value),
+                Some(crate::Value::Int(i)) => i.to_string() == value,
+                _ => false,
             }
-        }
+        })
+        .await
     }
 
     /// Every entitlement in scope, following pages to the end.
@@ -593,3 +550,41 @@ pub trait ConnectorExt: Connector {
 }
 
 impl<C: Connector + ?Sized> ConnectorExt for C {}
+
+/// The accounts `keep` accepts, following pages to the end under a
+/// [`PageGuard`]: asked of the target with a filter `field = value` when
+/// its capabilities list `field`, otherwise read whole (`keep` checks
+/// either way, as a target's filter may compare more loosely).
+async fn accounts_matching<C: Connector + ?Sized>(
+    conn: &C,
+    field: &str,
+    value: &str,
+    keep: impl Fn(&Account) -> bool + Send,
+) -> Result<Vec<Account>> {
+    let filtered = conn
+        .capabilities()
+        .filter_attributes
+        .iter()
+        .any(|a| a == field);
+    let request = |req: ListRequest| {
+        if filtered {
+            req.with_filter(field, value)
+        } else {
+            req
+        }
+    };
+    let mut req = request(ListRequest::first());
+    let mut out = Vec::new();
+    let mut guard = PageGuard::new();
+    loop {
+        let page = conn.list_accounts(req).await?;
+        out.extend(page.items.into_iter().filter(|a| keep(a)));
+        match page.next {
+            Some(cursor) => {
+                guard.next(&cursor, &format!("looking up accounts by {field}"))?;
+                req = request(ListRequest::after(cursor));
+            }
+            None => return Ok(out),
+        }
+    }
+}

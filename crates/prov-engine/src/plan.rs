@@ -596,26 +596,18 @@ impl Plan {
                 show(&other.blocked)
             ));
         }
-        if self.problems != other.problems {
-            return Some(format!(
-                "problems: the plan has {} where planning now gives {}",
-                list(&self.problems),
-                list(&other.problems)
-            ));
-        }
-        if self.sod != other.sod {
-            return Some(format!(
-                "separation of duties: the plan has {} where planning now gives {}",
-                list(&self.sod),
-                list(&other.sod)
-            ));
-        }
-        if self.held != other.held {
-            return Some(format!(
-                "held changes: the plan has {} where planning now gives {}",
-                list(&self.held),
-                list(&other.held)
-            ));
+        for (what, mine, now) in [
+            ("problems", &self.problems, &other.problems),
+            ("separation of duties", &self.sod, &other.sod),
+            ("held changes", &self.held, &other.held),
+        ] {
+            if mine != now {
+                return Some(format!(
+                    "{what}: the plan has {} where planning now gives {}",
+                    list(mine),
+                    list(now)
+                ));
+            }
         }
         if self.conflicts != other.conflicts {
             let show = |c: &[Conflict]| {

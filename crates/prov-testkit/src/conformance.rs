@@ -468,6 +468,23 @@ pub async fn create_get_delete(
     }
 }
 
+/// A create of `login` answers `AlreadyExists` (an account it makes anyway
+/// is deleted again).
+async fn taken(conn: &dyn Connector, opts: &SuiteOptions, login: &str) -> CaseResult {
+    let again = conn
+        .create_account(CreateAccount::new(login, (opts.attributes)(login)))
+        .await;
+    if let Ok(second) = &again {
+        let _ = conn.delete_account(&second.id).await;
+    }
+    expect_kind(
+        Operation::CreateAccount,
+        login,
+        again,
+        ErrorKind::AlreadyExists,
+    )
+}
+
 /// Creating a login that exists is `AlreadyExists`, and leaves the first account alone.
 pub async fn duplicate_create_is_already_exists(
     conn: &dyn Connector,
@@ -477,19 +494,7 @@ pub async fn duplicate_create_is_already_exists(
     let ctx = &Ctx::new(conn, ns, opts);
     need!(ctx, create, delete);
     with_accounts(ctx, &["dup"], |made| async move {
-        let login = ns.login("dup");
-        let again = conn
-            .create_account(CreateAccount::new(login.clone(), (opts.attributes)(&login)))
-            .await;
-        if let Ok(second) = &again {
-            let _ = conn.delete_account(&second.id).await;
-        }
-        expect_kind(
-            Operation::CreateAccount,
-            &login,
-            again,
-            ErrorKind::AlreadyExists,
-        )?;
+        taken(conn, opts, &ns.login("dup")).await?;
         let first = &made[0];
         ok(
             Operation::GetAccount,
@@ -532,18 +537,7 @@ pub async fn logins_compare_as_capabilities_say(
             ));
         }
         if fold {
-            let again = conn
-                .create_account(CreateAccount::new(other.clone(), (opts.attributes)(&other)))
-                .await;
-            if let Ok(second) = &again {
-                let _ = conn.delete_account(&second.id).await;
-            }
-            expect_kind(
-                Operation::CreateAccount,
-                &other,
-                again,
-                ErrorKind::AlreadyExists,
-            )?;
+            taken(conn, opts, &other).await?;
         }
         Ok(())
     })

@@ -70,20 +70,15 @@ impl Engine {
                 identity.clone(),
                 LinkOrigin::Linked,
             );
-            let mut event = self.hand_event(
+            let event = self.hand_event(
                 target,
                 &acct.id,
                 Some(identity),
                 "link",
                 format!("linked by hand: account {} is {identity}'s", acct.login),
             );
-            event.run = Some(run.clone());
-            let mut done = Completion::new(run, "link", event);
-            done.ledger = Some(LedgerChange::Put(link.clone()));
-            self.store
-                .complete(vec![done])
-                .await
-                .map_err(EngineError::Store)?;
+            self.record_by_hand(run, "link", event, LedgerChange::Put(link.clone()))
+                .await?;
             Ok(link)
         })
         .await
@@ -124,7 +119,7 @@ impl Engine {
                         })?
                 }
             };
-            let mut event = self.hand_event(
+            let event = self.hand_event(
                 target,
                 &link.account,
                 Some(&link.identity),
@@ -136,19 +131,33 @@ impl Engine {
                     link.origin.as_str()
                 ),
             );
-            event.run = Some(run.clone());
-            let mut done = Completion::new(run, "unlink", event);
-            done.ledger = Some(LedgerChange::Remove {
+            let forget = LedgerChange::Remove {
                 target: target.clone(),
                 account: link.account.clone(),
-            });
-            self.store
-                .complete(vec![done])
-                .await
-                .map_err(EngineError::Store)?;
+            };
+            self.record_by_hand(run, "unlink", event, forget).await?;
             Ok(link)
         })
         .await
+    }
+
+    /// Writes a change made by hand, as run `run`: the ledger change and
+    /// its audit record in one transaction.
+    async fn record_by_hand(
+        &self,
+        run: String,
+        op: &str,
+        mut event: AuditEvent,
+        change: LedgerChange,
+    ) -> Result<(), EngineError> {
+        event.run = Some(run.clone());
+        let mut done = Completion::new(run, op, event);
+        done.ledger = Some(change);
+        self.store
+            .complete(vec![done])
+            .await
+            .map_err(EngineError::Store)?;
+        Ok(())
     }
 
     /// The account on `target` whose id, or else whose login, is `account`.

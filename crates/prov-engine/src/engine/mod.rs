@@ -885,14 +885,7 @@ impl Engine {
         action: &'static str,
         outcome: String,
     ) -> Result<(), LeaseError> {
-        let mut event = AuditEvent::new(
-            self.clock.now(),
-            actor,
-            format!("lease.{action} {} {}", rec.id, rec.request.role),
-            rec.request.reason.clone(),
-            outcome,
-        );
-        event.identity = Some(rec.request.identity.clone());
+        let event = self.lease_event(rec, actor, action, outcome);
         let changed = self
             .store
             .decide_lease(rec, expected, event)
@@ -914,6 +907,25 @@ impl Engine {
         })
     }
 
+    /// The audit record of a lease decision (`lease.approve ID ROLE`).
+    fn lease_event(
+        &self,
+        rec: &LeaseRecord,
+        actor: &str,
+        action: &str,
+        outcome: String,
+    ) -> AuditEvent {
+        let mut event = AuditEvent::new(
+            self.clock.now(),
+            actor,
+            format!("lease.{action} {} {}", rec.id, rec.request.role),
+            rec.request.reason.clone(),
+            outcome,
+        );
+        event.identity = Some(rec.request.identity.clone());
+        event
+    }
+
     async fn save_lease(
         &self,
         rec: &LeaseRecord,
@@ -925,14 +937,7 @@ impl Engine {
             .put_lease(rec)
             .await
             .map_err(|e| LeaseError::Store(e.to_string()))?;
-        let mut event = AuditEvent::new(
-            self.clock.now(),
-            actor,
-            format!("lease.{action} {} {}", rec.id, rec.request.role),
-            rec.request.reason.clone(),
-            outcome,
-        );
-        event.identity = Some(rec.request.identity.clone());
+        let event = self.lease_event(rec, actor, action, outcome);
         self.store
             .append_audit(vec![event])
             .await

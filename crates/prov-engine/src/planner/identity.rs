@@ -22,30 +22,6 @@ pub(super) fn plan_identity<'a>(
     held: Option<(usize, LinkOrigin)>,
     claimed: &[bool],
 ) -> IdentityOutcome {
-    let absent = who.attributes.contains_key(crate::leavers::ABSENT);
-    if absent && ctx.opts.absent == super::Absent::Ignore {
-        // Its accounts are left to the orphan report, as if no one held them.
-        return IdentityOutcome::default();
-    }
-    let mut out = plan_present(policy, who, res, now, ctx, held, claimed);
-    // Gone from the sources: there is no value to fix, so nothing is held
-    // for one (its login and attributes stay as they are).
-    if absent {
-        out.held.clear();
-    }
-    out
-}
-
-#[inline]
-fn plan_present<'a>(
-    policy: &CompiledPolicy,
-    who: &'a Identity,
-    res: &Resolution,
-    now: DateTime<Utc>,
-    ctx: &TargetCtx<'a>,
-    held: Option<(usize, LinkOrigin)>,
-    claimed: &[bool],
-) -> IdentityOutcome {
     let mut out = IdentityOutcome::default();
     let target = ctx.target;
     let fold = ctx.opts.login_case_insensitive;

@@ -320,8 +320,20 @@ pub(super) fn plan_targets<'t>(
                         ..IdentityOutcome::default()
                     }
                 }
+                // Gone from the sources, on a target that ignores that: its
+                // accounts are left to the orphan report.
+                (Some(who), Some(_)) if ignore_absent && is_absent(who) => {
+                    IdentityOutcome::default()
+                }
                 (Some(who), Some(res)) => {
-                    plan_identity(policy, who, res, input.now, &ctx, held(i), claimed)
+                    let mut out =
+                        plan_identity(policy, who, res, input.now, &ctx, held(i), claimed);
+                    // Gone from the sources: there is no value to fix, so
+                    // nothing is held for one (login and attributes stay).
+                    if is_absent(who) {
+                        out.held.clear();
+                    }
+                    out
                 }
                 _ => IdentityOutcome::default(),
             }

@@ -8,13 +8,20 @@ use prov_testkit::{ManualClock, MemoryConnector};
 
 use crate::planner::{people, person, policy};
 
-struct Setup {
-    engine: Engine,
-    targets: BTreeMap<TargetId, MemoryConnector>,
-    store: Arc<MemoryStore>,
+pub(crate) struct Setup {
+    pub(crate) engine: Engine,
+    pub(crate) targets: BTreeMap<TargetId, MemoryConnector>,
+    pub(crate) store: Arc<MemoryStore>,
+    pub(crate) clock: Arc<ManualClock>,
 }
 
 fn setup() -> Setup {
+    setup_with(prov_engine::PlanOptions::default())
+}
+
+/// Two memory targets (ldap, github), a memory store and a manual clock
+/// at 2026-11-22 09:00, planning with `opts`.
+pub(crate) fn setup_with(opts: prov_engine::PlanOptions) -> Setup {
     let mut targets = BTreeMap::new();
     targets.insert(
         TargetId::new("ldap"),
@@ -29,11 +36,14 @@ fn setup() -> Setup {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
     ));
-    let engine = Engine::new(policy(), conns, store.clone()).with_clock(clock);
+    let engine = Engine::new(policy(), conns, store.clone())
+        .with_clock(clock.clone())
+        .with_plan_options(opts);
     Setup {
         engine,
         targets,
         store,
+        clock,
     }
 }
 

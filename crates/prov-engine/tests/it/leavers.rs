@@ -2,49 +2,17 @@
 //! identity gone from the sources is a leaver, grace periods count from
 //! the moment of leaving.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use prov_core::{Clock, ConnectorExt, Identity, TargetId};
 use prov_engine::leavers::Departure;
-use prov_engine::{Absent, EngineError, Event, MemoryStore, OpKind, PlanOptions, TargetOptions};
-use prov_testkit::{ManualClock, MemoryConnector};
+use prov_engine::{Absent, EngineError, Event, OpKind, PlanOptions, TargetOptions};
 
-use crate::planner::{lines, people, person, policy};
+use crate::engine::{Setup, setup_with as setup};
+use crate::planner::{lines, people, person};
 
 const DAY: Duration = Duration::from_secs(86_400);
-
-struct Setup {
-    engine: prov_engine::Engine,
-    targets: BTreeMap<TargetId, MemoryConnector>,
-    clock: Arc<ManualClock>,
-}
-
-fn setup(opts: PlanOptions) -> Setup {
-    let mut targets = BTreeMap::new();
-    targets.insert(
-        TargetId::new("ldap"),
-        MemoryConnector::new().with_entitlements(["staff", "eng", "sales"]),
-    );
-    targets.insert(
-        TargetId::new("github"),
-        MemoryConnector::new().with_entitlements(["org:eng"]),
-    );
-    let conns = crate::planner::connectors(&targets);
-    let clock = Arc::new(ManualClock::new(
-        Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
-    ));
-    let engine = prov_engine::Engine::new(policy(), conns, Arc::new(MemoryStore::new()))
-        .with_clock(clock.clone())
-        .with_plan_options(opts);
-    Setup {
-        engine,
-        targets,
-        clock,
-    }
-}
 
 async fn enabled(s: &Setup, target: &str, login: &str) -> Option<bool> {
     s.targets[&TargetId::new(target)]

@@ -3,7 +3,8 @@
 //! what it may disable or delete; the executor and recovery write it; the
 //! store keeps it.
 
-use prov_core::{AccountId, IdentityId, TargetId};
+use chrono::{DateTime, Utc};
+use prov_core::{AccountId, EntitlementId, IdentityId, TargetId};
 use serde::{Deserialize, Serialize};
 
 /// How the engine came to manage an account: the ownership ledger.
@@ -104,4 +105,87 @@ pub enum LedgerChange {
         /// The id after.
         to: AccountId,
     },
+}
+
+/// When the engine granted an entitlement to an account: the grant ledger,
+/// kept beside the ownership ledger so that "the newer of two grants" can
+/// be told (a separation-of-duties rule with `resolve = "remove_newer"`).
+/// Access the engine did not grant has no record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct GrantRecord {
+    /// The target.
+    pub target: TargetId,
+    /// The account.
+    pub account: AccountId,
+    /// The entitlement granted.
+    pub entitlement: EntitlementId,
+    /// When the grant was recorded as done (for a grant found applied by
+    /// recovery: when recovery found it, which is later than the grant).
+    pub granted_at: DateTime<Utc>,
+}
+
+impl GrantRecord {
+    /// A grant record.
+    pub fn new(
+        target: TargetId,
+        account: AccountId,
+        entitlement: EntitlementId,
+        granted_at: DateTime<Utc>,
+    ) -> Self {
+        GrantRecord {
+            target,
+            account,
+            entitlement,
+            granted_at,
+        }
+    }
+}
+
+/// A change to the grant ledger that an operation's completion makes, in
+/// the same store transaction as its audit record. A deleted account's
+/// records go with its link ([`LedgerChange::Remove`]), a renamed one's
+/// move with it ([`LedgerChange::Move`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "change")]
+#[non_exhaustive]
+pub enum GrantChange {
+    /// A grant was done: records (or renews) its time.
+    Granted(GrantRecord),
+    /// A revoke was done: forgets the record.
+    Revoked {
+        /// The target.
+        target: TargetId,
+        /// The account.
+        account: AccountId,
+        /// The entitlement revoked.
+        entitlement: EntitlementId,
+    },
+}
+
+impl GrantChange {
+    /// The change a done grant or revoke of `kind` on `account` makes, at
+    /// `at`; `None` for other operations.
+    pub(crate) fn of(
+        target: &TargetId,
+        kind: &crate::plan::OpKind,
+        account: &AccountId,
+        at: DateTime<Utc>,
+    ) -> Option<Self> {
+        use crate::plan::OpKind;
+        match kind {
+            OpKind::Grant { entitlement, .. } => Some(GrantChange::Granted(GrantRecord::new(
+                target.clone(),
+                account.clone(),
+                entitlement.clone(),
+                at,
+            ))),
+            OpKind::Revoke { entitlement, .. } => Some(GrantChange::Revoked {
+                target: target.clone(),
+                account: account.clone(),
+                entitlement: entitlement.clone(),
+            }),
+            _ => None,
+        }
+    }
 }

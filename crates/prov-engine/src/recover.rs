@@ -20,7 +20,7 @@ use prov_core::{Account, AccountId, Connector, ErrorKind};
 use crate::audit::AuditEvent;
 use crate::engine::{Engine, EngineError};
 use crate::executor::{create_marker, operation_name};
-use crate::ledger::{LedgerChange, Link, LinkOrigin};
+use crate::ledger::{GrantChange, LedgerChange, Link, LinkOrigin};
 use crate::plan::{AccountRef, OpKind};
 use crate::store::{Completion, OutboxEntry};
 
@@ -29,6 +29,7 @@ struct Finding {
     outcome: String,
     account: Option<AccountId>,
     ledger: Option<LedgerChange>,
+    applied: bool,
 }
 
 impl Finding {
@@ -37,6 +38,7 @@ impl Finding {
             outcome: format!("recovered: applied before the crash ({how})"),
             account: Some(account),
             ledger: None,
+            applied: true,
         }
     }
 
@@ -47,6 +49,7 @@ impl Finding {
             ),
             account,
             ledger: None,
+            applied: false,
         }
     }
 }
@@ -102,6 +105,7 @@ impl Engine {
                     ),
                     account: op.existing_account().cloned(),
                     ledger: None,
+                    applied: false,
                 },
             };
             let mut event = AuditEvent::new(
@@ -124,10 +128,17 @@ impl Engine {
             );
             event.identity.clone_from(&op.identity);
             event.target = Some(op.target.clone());
+            // A grant found applied is dated when it was found.
+            let grant = finding
+                .account
+                .as_ref()
+                .filter(|_| finding.applied)
+                .and_then(|a| GrantChange::of(&op.target, &op.kind, a, event.time));
             event.account = finding.account;
             event.run = Some(run.clone());
             let mut c = Completion::new(entry.run.clone(), op.id.clone(), event);
             c.ledger = finding.ledger;
+            c.grant = grant;
             // Another process recovering the same entry at once: one record.
             c.if_open = true;
             done.push(c);
@@ -206,6 +217,7 @@ impl Engine {
                     ),
                     account: Some(a.id),
                     ledger: None,
+                    applied: false,
                 },
                 None => Finding::not_applied(None, "no account has its login"),
             },
@@ -291,6 +303,7 @@ impl Engine {
                 ),
                 account: op.existing_account().cloned(),
                 ledger: None,
+                applied: false,
             },
             OpKind::Update { account, delta, .. } => {
                 if let Some(new_login) = &delta.login {

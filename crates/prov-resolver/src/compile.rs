@@ -148,6 +148,7 @@ pub(crate) struct SodInfo {
     pub(crate) id: String,
     pub(crate) description: Option<String>,
     pub(crate) enforce: crate::policy::Enforce,
+    pub(crate) resolve: crate::policy::Resolve,
     pub(crate) exceptions: Vec<crate::policy::SodException>,
     pub(crate) roles: Vec<u32>,
     pub(crate) entitlements: Vec<u32>,
@@ -622,6 +623,15 @@ impl Policy {
                     "a segregation-of-duties rule needs at least two roles or entitlements",
                 );
             }
+            if rule.resolve == crate::policy::Resolve::RemoveNewer
+                && rule.enforce != crate::policy::Enforce::Prevent
+            {
+                ck.error(
+                    format!("sod.{id}.resolve"),
+                    None,
+                    "resolve = \"remove_newer\" takes access away, and needs enforce = \"prevent\"",
+                );
+            }
             for x in &rule.exceptions {
                 let ok_approver = rule.approvers.iter().any(|a| a == &x.approver);
                 if !ok_approver || x.approver == x.identity.as_str() || x.reason.trim().is_empty() {
@@ -640,6 +650,7 @@ impl Policy {
                 id: id.clone(),
                 description: rule.description.clone(),
                 enforce: rule.enforce,
+                resolve: rule.resolve,
                 exceptions: rule.exceptions.clone(),
                 roles: rs,
                 entitlements: es,

@@ -50,8 +50,8 @@ mod resolve;
 pub use compile::{CompiledPolicy, MAX_GRACE_DAYS};
 pub use error::{PolicyError, PolicyErrors};
 pub use policy::{
-    AccountWhen, Assignment, AttrType, Enforce, Lease, Leaver, LeaverAction, Policy, Role, Rule,
-    SodException, SodRule, TargetPolicy,
+    AccountWhen, Assignment, AttrType, Enforce, Lease, Leaver, LeaverAction, Policy, Resolve, Role,
+    Rule, SodException, SodRule, TargetPolicy,
 };
 pub use resolve::{
     AccountView, Chain, DesiredAccount, DesiredState, DesiredTarget, Extra, LeaverPlan,

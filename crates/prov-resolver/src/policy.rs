@@ -311,6 +311,13 @@ pub struct SodRule {
     /// would is refused) or `report` (reported only).
     #[serde(default)]
     pub enforce: Enforce,
+    /// What a `prevent` rule does about access already held on both
+    /// sides: `leave` it (the default: reported, a person decides) or
+    /// `remove_newer`: revoke the side granted last, when the engine's
+    /// grant ledger dates every grant involved (access granted outside
+    /// prov has no date, and is then reported and left alone).
+    #[serde(default, skip_serializing_if = "Resolve::is_leave")]
+    pub resolve: Resolve,
     /// Who may approve an exception to the rule (identity ids).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
@@ -341,12 +348,42 @@ pub struct SodException {
 #[non_exhaustive]
 pub enum Enforce {
     /// A grant that would complete the conflict is held and reported;
-    /// access already held on both sides is reported and left alone; a
-    /// lease that would complete it is refused.
+    /// access already held on both sides is reported and left alone
+    /// (unless [`SodRule::resolve`] says to remove the newer); a lease
+    /// that would complete it is refused.
     #[default]
     Prevent,
     /// Reported only.
     Report,
+}
+
+/// What a `prevent` segregation-of-duties rule does about access
+/// already held on both of its sides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Resolve {
+    /// Reported and left alone: a person decides.
+    #[default]
+    Leave,
+    /// The side granted last is revoked (and then held, as any grant that
+    /// would complete the rule), when every grant involved has a date in
+    /// the grant ledger; otherwise reported and left alone.
+    RemoveNewer,
+}
+
+impl Resolve {
+    /// `leave` or `remove_newer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolve::Leave => "leave",
+            Resolve::RemoveNewer => "remove_newer",
+        }
+    }
+
+    fn is_leave(&self) -> bool {
+        *self == Resolve::Leave
+    }
 }
 
 impl Enforce {

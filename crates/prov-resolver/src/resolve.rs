@@ -1142,6 +1142,52 @@ impl CompiledPolicy {
         })
     }
 
+    /// Whether `res`'s identity breaks a rule with `resolve =
+    /// "remove_newer"` (whose decision needs the grant ledger's dates).
+    pub fn breaks_remove_newer(&self, res: &Resolution) -> bool {
+        res.violations.iter().any(|(rule, _, _)| {
+            self.sod.get(*rule as usize).is_some_and(|info| {
+                info.enforce == crate::policy::Enforce::Prevent
+                    && info.resolve == crate::policy::Resolve::RemoveNewer
+            })
+        })
+    }
+
+    /// For a rule with `resolve = "remove_newer"` that `res`'s identity
+    /// breaks, the side of it that `entitlement` on `target` belongs to:
+    /// the rule's id and the side, `role NAME` or `TARGET:ENTITLEMENT` (an
+    /// entitlement the rule names is its own side; one a role gives
+    /// belongs to that role's side). The first such rule, in the policy's order.
+    pub fn sod_side<'p>(
+        &'p self,
+        res: &Resolution,
+        target: &TargetId,
+        entitlement: &EntitlementId,
+    ) -> Option<(&'p str, String)> {
+        if res.violations.is_empty() {
+            return None;
+        }
+        let t = *self.target_index.get(target.as_str())?;
+        let e = *self.entitlement_index.get(&(t, entitlement.clone()))?;
+        res.violations.iter().find_map(|(rule, roles, ents)| {
+            let info = self.sod.get(*rule as usize)?;
+            if info.enforce != crate::policy::Enforce::Prevent
+                || info.resolve != crate::policy::Resolve::RemoveNewer
+            {
+                return None;
+            }
+            if ents.contains(&e) {
+                return Some((info.id.as_str(), format!("{target}:{entitlement}")));
+            }
+            roles.iter().find_map(|&r| {
+                self.roles
+                    .get(r as usize)
+                    .filter(|role| role.all_entitlements.binary_search(&e).is_ok())
+                    .map(|_| (info.id.as_str(), format!("role {}", self.role_name(r))))
+            })
+        })
+    }
+
     /// The approved exception under which `res`'s identity gets
     /// `entitlement` on `target` although it breaks a separation-of-duties
     /// rule: "separation-of-duties rule payments: exception approved by

@@ -15,7 +15,7 @@ use crate::audit::AuditEvent;
 use crate::executor::{ApplyError, ApplyOptions, ApplyReport, Executor};
 use crate::leases::{self, LeaseError, LeaseRecord, LeaseRequest, LeaseState};
 use crate::plan::Plan;
-use crate::planner::{PlanInput, PlanOptions, plan};
+use crate::planner::{PlanInput, PlanOptions};
 use crate::store::{Claim, Holder, Store};
 
 mod links;
@@ -405,11 +405,43 @@ impl Engine {
         let mut departures =
             crate::leavers::departures(identities, &records, &links, now, self.executor.actor());
         let planned = std::mem::take(&mut departures.identities);
+        let extra = Extra::new(&[], &leases);
+        let resolutions = crate::planner::resolve_all(&self.policy, &planned, now, extra);
+        let grants = self.grants_for(&resolutions, &links).await?;
         let input = PlanInput::new(&self.policy, &planned, now, &actual, &links)
-            .with_extra(Extra::new(&[], &leases));
-        let mut the_plan = plan(&input, &self.plan_options);
+            .with_extra(extra)
+            .with_grants(&grants);
+        let mut the_plan = crate::planner::plan_resolved(&input, &resolutions, &self.plan_options);
         the_plan.seal();
         Ok((the_plan, departures))
+    }
+
+    /// The grant ledger's records of the linked accounts of identities
+    /// that break a rule with `resolve = "remove_newer"` (none when no
+    /// identity does, which is the common case: nothing is read).
+    async fn grants_for(
+        &self,
+        resolutions: &[prov_resolver::Resolution],
+        links: &[crate::ledger::Link],
+    ) -> Result<Vec<crate::ledger::GrantRecord>, EngineError> {
+        let affected: std::collections::HashSet<&prov_core::IdentityId> = resolutions
+            .iter()
+            .filter(|r| r.breaks_sod() && self.policy.breaks_remove_newer(r))
+            .map(|r| &r.identity)
+            .collect();
+        let mut out = Vec::new();
+        if affected.is_empty() {
+            return Ok(out);
+        }
+        for l in links.iter().filter(|l| affected.contains(&l.identity)) {
+            out.extend(
+                self.store
+                    .grants_of(&l.target, &l.account)
+                    .await
+                    .map_err(EngineError::Store)?,
+            );
+        }
+        Ok(out)
     }
 
     /// Writes what an applied plan learnt about leavers: new records (first
@@ -770,9 +802,11 @@ impl Engine {
             actual.insert(t.clone(), accounts);
         }
         let who = [who];
+        let grants = self.grants_for(std::slice::from_ref(&res), &links).await?;
         let input = PlanInput::new(&self.policy, &who, now, &actual, &links)
             .partial()
-            .with_extra(extra);
+            .with_extra(extra)
+            .with_grants(&grants);
         let mut the_plan = crate::planner::plan_resolved(&input, &[res], &self.plan_options);
         for op in &mut the_plan.ops {
             op.reasons.push(format!("{kind} event"));

@@ -30,7 +30,7 @@ use prov_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditEvent;
-use crate::ledger::{LedgerChange, Link, LinkOrigin};
+use crate::ledger::{GrantChange, LedgerChange, Link, LinkOrigin};
 use crate::plan::{AccountRef, OpKind, Plan, PlannedOp};
 use crate::store::{Completion, OutboxEntry, Store};
 
@@ -411,8 +411,20 @@ impl Executor {
         o: &OpOutcome,
         ledger: Option<LedgerChange>,
     ) {
-        let mut c = Completion::new(run.id.clone(), op.id.clone(), self.audit_event(run, op, o));
+        let event = self.audit_event(run, op, o);
+        // A grant that found the access already there was not the
+        // engine's: it gets no date.
+        let grant = match (&o.status, &o.account) {
+            (OpStatus::Done, Some(account))
+                if o.unchanged.is_none() || matches!(op.kind, OpKind::Revoke { .. }) =>
+            {
+                GrantChange::of(&op.target, &op.kind, account, event.time)
+            }
+            _ => None,
+        };
+        let mut c = Completion::new(run.id.clone(), op.id.clone(), event);
         c.ledger = ledger;
+        c.grant = grant;
         run.journal.finish(c).await;
         let done = run
             .finished

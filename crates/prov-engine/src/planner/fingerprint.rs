@@ -65,6 +65,9 @@ pub(super) fn fingerprint_of(
     let mut leases: Vec<_> = input.extra.leases.iter().collect();
     leases.sort();
     put("leases", &serde_json::to_vec(&leases).unwrap_or_default());
+    if !input.grants.is_empty() {
+        put("grants", &SetDigest::of(input.grants).bytes());
+    }
     hex(&h.finalize())
 }
 

@@ -9,6 +9,7 @@ use prov_resolver::{CompiledPolicy, LeaverAction, Resolution};
 
 use super::correlate::{Correlated, correlate};
 use super::diff::{attribute_delta, differs};
+use super::sod::BothHeld;
 use super::target::{IdentityOutcome, TargetCtx};
 use crate::ledger::LinkOrigin;
 use crate::plan::{AccountRef, Conflict, OpKind, PlannedOp};
@@ -237,6 +238,19 @@ pub(super) fn plan_identity<'a>(
                 match (desired.peek(), held.peek()) {
                     (None, None) => break,
                     (Some(d), Some(h)) if d == h => {
+                        if res.breaks_sod()
+                            && let Some((rule, side)) = policy.sod_side(res, target, d)
+                        {
+                            out.both_held.push(BothHeld {
+                                identity: who.id.clone(),
+                                rule: rule.to_owned(),
+                                side,
+                                target: target.clone(),
+                                account: acct.id.clone(),
+                                login: acct.login.clone(),
+                                entitlement: (*d).clone(),
+                            });
+                        }
                         desired.next();
                         held.next();
                     }

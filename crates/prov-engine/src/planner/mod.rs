@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use prov_core::{Account, Identity, TargetId};
 use prov_resolver::{CompiledPolicy, Extra, Resolution};
 
-use crate::ledger::Link;
+use crate::ledger::{GrantRecord, Link};
 use crate::plan::{Conflict, OpKind, PLAN_VERSION, Plan, PlannedOp};
 
 mod correlate;
@@ -22,6 +22,7 @@ mod identity;
 mod index;
 mod options;
 mod safety;
+mod sod;
 mod target;
 
 pub(crate) use correlate::{correlation_key, correlation_rules};
@@ -55,6 +56,11 @@ pub struct PlanInput<'a> {
     /// given must have been looked up: one whose account a listed target
     /// lacks is dead and forgotten, as in a full plan.
     pub partial: bool,
+    /// The grant ledger's records for the accounts of identities that
+    /// break a rule with `resolve = "remove_newer"` (see
+    /// [`CompiledPolicy::sod_side`]); empty otherwise. Records for other
+    /// accounts are ignored.
+    pub grants: &'a [GrantRecord],
 }
 
 impl<'a> PlanInput<'a> {
@@ -74,7 +80,14 @@ impl<'a> PlanInput<'a> {
             links,
             extra: Extra::default(),
             partial: false,
+            grants: &[],
         }
+    }
+
+    /// Adds the grant ledger's records a `remove_newer` rule needs (builder style).
+    pub fn with_grants(mut self, grants: &'a [GrantRecord]) -> Self {
+        self.grants = grants;
+        self
     }
 
     /// Marks the listing as covering only these identities' accounts (builder style).
@@ -93,14 +106,23 @@ impl<'a> PlanInput<'a> {
 /// Makes a plan. Pure: the same input gives the same plan, byte for byte.
 /// Resolves every identity (on every core), then [`plan_resolved`].
 pub fn plan(input: &PlanInput<'_>, options: &PlanOptions) -> Plan {
+    let resolutions = resolve_all(input.policy, input.identities, input.now, input.extra);
+    plan_resolved(input, &resolutions, options)
+}
+
+/// Every identity resolved at `now` with `extra`, on every core, in order.
+pub(crate) fn resolve_all(
+    policy: &CompiledPolicy,
+    identities: &[Identity],
+    now: DateTime<Utc>,
+    extra: Extra<'_>,
+) -> Vec<Resolution> {
     use rayon::prelude::*;
-    let resolutions: Vec<Resolution> = input
-        .identities
+    identities
         .par_iter()
         .with_min_len(256)
-        .map(|who| input.policy.resolve_with(who, input.now, input.extra))
-        .collect();
-    plan_resolved(input, &resolutions, options)
+        .map(|who| policy.resolve_with(who, now, extra))
+        .collect()
 }
 
 /// Makes a plan from resolutions already made (`resolutions[i]` is
@@ -146,8 +168,11 @@ pub fn plan_resolved(
         problems: limits,
         mut held,
         sod: sod_held,
+        both_held,
     } = planned;
     problems.extend(limits);
+    let (revokes, newer) = sod::remove_newer(both_held, input.grants);
+    ops.extend(revokes);
     held.sort();
     // Every rule broken, then the grants held for it.
     let mut sod: Vec<String> = resolutions
@@ -175,6 +200,7 @@ pub fn plan_resolved(
         .collect();
     sod.sort();
     let mut sod_held = sod_held;
+    sod_held.extend(newer);
     sod_held.sort();
     sod.extend(sod_held);
     ops.par_sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));

@@ -11,6 +11,7 @@ use super::correlate::attribute_indexes;
 use super::fingerprint::SetDigest;
 use super::identity::plan_identity;
 use super::index::{FastMap, KeyIndex, MultiIndex};
+use super::sod::BothHeld;
 use super::{OrphanPolicy, PlanInput, PlanOptions, TargetOptions};
 use crate::ledger::{Link, LinkOrigin};
 use crate::plan::{AccountRef, Conflict, OpKind, Orphan, PlannedOp};
@@ -46,6 +47,8 @@ pub(super) struct IdentityOutcome {
     pub(super) held: Vec<String>,
     /// Grants held for separation of duties.
     pub(super) sod: Vec<String>,
+    /// Entitlements held on both sides of a `remove_newer` rule.
+    pub(super) both_held: Vec<BothHeld>,
     /// The account it holds (linked or correlated), by index.
     pub(super) claimed: Option<usize>,
     /// Accounts a conflict of its names (by index): a person decides whose
@@ -65,6 +68,9 @@ pub(super) struct Planned {
     pub(super) held: Vec<String>,
     /// Grants held for separation of duties ([`Plan::sod`](crate::Plan)).
     pub(super) sod: Vec<String>,
+    /// Entitlements held on both sides of a `remove_newer` rule, for
+    /// [`remove_newer`](super::sod::remove_newer).
+    pub(super) both_held: Vec<BothHeld>,
 }
 
 /// Plans every target, and digests each listed target's accounts for the
@@ -82,6 +88,7 @@ pub(super) fn plan_targets<'t>(
     let mut problems = Vec::new();
     let mut held_back = Vec::new();
     let mut sod_held = Vec::new();
+    let mut both_held = Vec::new();
     let mut orphans = Vec::new();
     let mut digests = Vec::new();
     // Who the sources know: needed only to name orphans' former owners, so built on first use.
@@ -353,6 +360,7 @@ pub(super) fn plan_targets<'t>(
                         || !o.problems.is_empty()
                         || !o.held.is_empty()
                         || !o.sod.is_empty()
+                        || !o.both_held.is_empty()
                     {
                         kept.push(o);
                     }
@@ -381,6 +389,7 @@ pub(super) fn plan_targets<'t>(
             problems.extend(o.problems);
             held_back.extend(o.held);
             sod_held.extend(o.sod);
+            both_held.extend(o.both_held);
             disputed.extend(o.disputed);
         };
         for o in outcomes {
@@ -491,6 +500,7 @@ pub(super) fn plan_targets<'t>(
             problems,
             held: held_back,
             sod: sod_held,
+            both_held,
         },
         digests,
     )

@@ -4,13 +4,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use prov_core::{AccountId, IdentityId, Result, TargetId};
+use chrono::{DateTime, Utc};
+use prov_core::{AccountId, EntitlementId, IdentityId, Result, TargetId};
 
 use super::{Claim, Completion, Holder, OutboxEntry, Store};
 use crate::audit::{AuditEvent, AuditKey, AuditRecord};
 use crate::leases::{LeaseRecord, LeaseState};
 use crate::leavers::LeaverRecord;
-use crate::ledger::{LedgerChange, Link};
+use crate::ledger::{GrantChange, GrantRecord, LedgerChange, Link};
 
 #[derive(Debug, Default)]
 struct State {
@@ -22,6 +23,8 @@ struct State {
     leases: BTreeMap<String, LeaseRecord>,
     claims: BTreeMap<TargetId, Claim>,
     leavers: BTreeMap<IdentityId, LeaverRecord>,
+    /// The grant ledger: each account's entitlements granted by the engine, with when.
+    grants: BTreeMap<(TargetId, AccountId), BTreeMap<EntitlementId, DateTime<Utc>>>,
 }
 
 impl State {
@@ -53,12 +56,42 @@ impl State {
         match change {
             LedgerChange::Put(link) => self.put_link(link),
             LedgerChange::Remove { target, account } => {
-                self.remove_link(&(target.clone(), account.clone()));
+                let key = (target.clone(), account.clone());
+                self.remove_link(&key);
+                self.grants.remove(&key);
             }
             LedgerChange::Move { target, from, to } => {
-                if let Some(mut link) = self.remove_link(&(target.clone(), from.clone())) {
+                let key = (target.clone(), from.clone());
+                if let Some(mut link) = self.remove_link(&key) {
                     link.account = to.clone();
                     self.put_link(&link);
+                }
+                if let Some(grants) = self.grants.remove(&key) {
+                    self.grants.insert((target.clone(), to.clone()), grants);
+                }
+            }
+        }
+    }
+
+    fn apply_grant(&mut self, change: &GrantChange) {
+        match change {
+            GrantChange::Granted(g) => {
+                self.grants
+                    .entry((g.target.clone(), g.account.clone()))
+                    .or_default()
+                    .insert(g.entitlement.clone(), g.granted_at);
+            }
+            GrantChange::Revoked {
+                target,
+                account,
+                entitlement,
+            } => {
+                let key = (target.clone(), account.clone());
+                if let Some(grants) = self.grants.get_mut(&key) {
+                    grants.remove(entitlement);
+                    if grants.is_empty() {
+                        self.grants.remove(&key);
+                    }
                 }
             }
         }
@@ -138,6 +171,22 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn grants_of(&self, target: &TargetId, account: &AccountId) -> Result<Vec<GrantRecord>> {
+        Ok(self
+            .lock()
+            .grants
+            .get(&(target.clone(), account.clone()))
+            .map(|grants| {
+                grants
+                    .iter()
+                    .map(|(e, &at)| {
+                        GrantRecord::new(target.clone(), account.clone(), e.clone(), at)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<Vec<AuditRecord>> {
         Ok(self.lock().seal(events, self.key.as_ref()))
     }
@@ -177,6 +226,9 @@ impl Store for MemoryStore {
             }
             if let Some(change) = &c.ledger {
                 state.apply(change);
+            }
+            if let Some(change) = &c.grant {
+                state.apply_grant(change);
             }
             events.push(c.event);
         }

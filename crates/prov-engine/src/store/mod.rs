@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::leases::{LeaseRecord, LeaseState};
 use crate::leavers::LeaverRecord;
-use crate::ledger::{LedgerChange, Link};
+use crate::ledger::{GrantChange, GrantRecord, LedgerChange, Link};
 use crate::plan::PlannedOp;
 
 mod memory;
@@ -111,6 +111,10 @@ pub struct Completion {
     /// The ledger change the operation makes (a create's link, a delete's
     /// removal, a rename's move), if any.
     pub ledger: Option<LedgerChange>,
+    /// The grant ledger change it makes (a grant's time, a revoke's
+    /// removal), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantChange>,
     /// The audit record's content.
     pub event: AuditEvent,
     /// Written only if its outbox entry is still open (recovery: two
@@ -126,6 +130,7 @@ impl Completion {
             run: run.into(),
             op: op.into(),
             ledger: None,
+            grant: None,
             event,
             if_open: false,
         }
@@ -134,6 +139,12 @@ impl Completion {
     /// With a ledger change (builder style).
     pub fn with_ledger(mut self, change: LedgerChange) -> Self {
         self.ledger = Some(change);
+        self
+    }
+
+    /// With a grant ledger change (builder style).
+    pub fn with_grant(mut self, change: GrantChange) -> Self {
+        self.grant = Some(change);
         self
     }
 }
@@ -145,7 +156,7 @@ impl Completion {
 /// - Writes are durable when the call returns; reads see every write that
 ///   returned before them.
 /// - [`complete`](Store::complete) is atomic: for each completion, the
-///   ledger change, the audit record and the removal of the outbox entry
+///   ledger changes (links and grants), the audit record and the removal of the outbox entry
 ///   happen together or not at all. This is what makes "every call that
 ///   changed a target has exactly one audit record" hold through crashes: an
 ///   entry leaves the outbox only in the transaction that records it.
@@ -175,6 +186,10 @@ pub trait Store: Send + Sync {
     async fn put_link(&self, link: &Link) -> Result<()>;
     /// Forgets a link; forgetting one that is absent is not an error.
     async fn remove_link(&self, target: &TargetId, account: &AccountId) -> Result<()>;
+
+    /// The grant ledger's records for one account: when the engine granted
+    /// each of the entitlements it still holds by the engine's hand.
+    async fn grants_of(&self, target: &TargetId, account: &AccountId) -> Result<Vec<GrantRecord>>;
 
     /// Appends events to the audit log, sealing each into the hash chain,
     /// atomically and in order; returns the sealed records.

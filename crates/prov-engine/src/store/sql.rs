@@ -69,6 +69,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         identity TEXT PRIMARY KEY,
         record   TEXT NOT NULL
     );",
+    // 8: the grant ledger: when the engine granted each entitlement it
+    // still holds on an account (grants before this version have none).
+    "CREATE TABLE prov_grants (
+        target      TEXT NOT NULL,
+        account     TEXT NOT NULL,
+        entitlement TEXT NOT NULL,
+        granted_ms  BIGINT NOT NULL,
+        PRIMARY KEY (target, account, entitlement)
+    );",
 ];
 
 pub(crate) fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -267,18 +276,48 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            /// Records grant times in multi-row upserts (the later of two
+            /// for one row wins).
+            async fn put_grants_in(conn: &mut <$db as sqlx::Database>::Connection, grants: Vec<crate::ledger::GrantRecord>) -> prov_core::Result<()> {
+                if grants.is_empty() {
+                    return Ok(());
+                }
+                let mut merged: std::collections::BTreeMap<(prov_core::TargetId, prov_core::AccountId, prov_core::EntitlementId), i64> = std::collections::BTreeMap::new();
+                for g in grants {
+                    merged.insert((g.target, g.account, g.entitlement), crate::store::sql::millis(g.granted_at));
+                }
+                let all: Vec<_> = merged.into_iter().collect();
+                for chunk in all.chunks(crate::store::sql::ROWS) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO prov_grants (target, account, entitlement, granted_ms) ");
+                    q.push_values(chunk, |mut b, ((t, a, e), ms)| {
+                        b.push_bind(t.as_str().to_owned())
+                            .push_bind(a.as_str().to_owned())
+                            .push_bind(e.as_str().to_owned())
+                            .push_bind(*ms);
+                    });
+                    q.push(" ON CONFLICT (target, account, entitlement) DO UPDATE SET granted_ms = excluded.granted_ms");
+                    q.build().execute(&mut *conn).await.map_err(|e| crate::store::sql::db_error($name, "write grants", e))?;
+                }
+                Ok(())
+            }
+
             async fn ledger_in(conn: &mut <$db as sqlx::Database>::Connection, change: &crate::ledger::LedgerChange) -> prov_core::Result<()> {
                 use crate::ledger::LedgerChange;
                 let err = |e| crate::store::sql::db_error($name, "write link", e);
                 match change {
                     LedgerChange::Put(link) => Self::put_link_in(conn, link).await.map_err(err),
                     LedgerChange::Remove { target, account } => {
-                        sqlx::query("DELETE FROM prov_links WHERE target = $1 AND account = $2")
-                            .bind(target.as_str())
-                            .bind(account.as_str())
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(err)?;
+                        for sql in [
+                            "DELETE FROM prov_links WHERE target = $1 AND account = $2",
+                            "DELETE FROM prov_grants WHERE target = $1 AND account = $2",
+                        ] {
+                            sqlx::query(sql)
+                                .bind(target.as_str())
+                                .bind(account.as_str())
+                                .execute(&mut *conn)
+                                .await
+                                .map_err(err)?;
+                        }
                         Ok(())
                     }
                     LedgerChange::Move { target, from, to } => {
@@ -296,6 +335,19 @@ macro_rules! sql_store {
                                 Self::put_link_in(conn, &link).await.map_err(err)?;
                             }
                         }
+                        sqlx::query("DELETE FROM prov_grants WHERE target = $1 AND account = $2")
+                            .bind(target.as_str())
+                            .bind(to.as_str())
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(err)?;
+                        sqlx::query("UPDATE prov_grants SET account = $3 WHERE target = $1 AND account = $2")
+                            .bind(target.as_str())
+                            .bind(from.as_str())
+                            .bind(to.as_str())
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(err)?;
                         Ok(())
                     }
                 }
@@ -392,6 +444,19 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn grants_of(&self, target: &prov_core::TargetId, account: &prov_core::AccountId) -> prov_core::Result<Vec<crate::ledger::GrantRecord>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as("SELECT entitlement, granted_ms FROM prov_grants WHERE target = $1 AND account = $2 ORDER BY entitlement")
+                    .bind(target.as_str())
+                    .bind(account.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read grants", e))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(e, ms)| crate::ledger::GrantRecord::new(target.clone(), account.clone(), prov_core::EntitlementId::new(e), crate::store::sql::from_millis(ms)))
+                    .collect())
+            }
+
             async fn append_audit(&self, events: Vec<crate::audit::AuditEvent>) -> prov_core::Result<Vec<crate::audit::AuditRecord>> {
                 if events.is_empty() {
                     return Ok(Vec::new());
@@ -459,6 +524,9 @@ macro_rules! sql_store {
                 // Consecutive link puts (a group of creates) go in multi-row
                 // upserts; removals and moves keep their order around them.
                 let mut puts: Vec<crate::ledger::Link> = Vec::new();
+                // Grant records likewise: consecutive grants in one upsert,
+                // flushed before any change that could touch the same rows.
+                let mut granted: Vec<crate::ledger::GrantRecord> = Vec::new();
                 for c in done {
                     if c.if_open {
                         // Recovery: recorded only by whoever closes the entry.
@@ -477,7 +545,22 @@ macro_rules! sql_store {
                         Some(crate::ledger::LedgerChange::Put(link)) => puts.push(link),
                         Some(change) => {
                             Self::put_links_in(&mut *tx, std::mem::take(&mut puts)).await?;
+                            Self::put_grants_in(&mut *tx, std::mem::take(&mut granted)).await?;
                             Self::ledger_in(&mut *tx, &change).await?;
+                        }
+                        None => {}
+                    }
+                    match c.grant {
+                        Some(crate::ledger::GrantChange::Granted(g)) => granted.push(g),
+                        Some(crate::ledger::GrantChange::Revoked { target, account, entitlement }) => {
+                            Self::put_grants_in(&mut *tx, std::mem::take(&mut granted)).await?;
+                            sqlx::query("DELETE FROM prov_grants WHERE target = $1 AND account = $2 AND entitlement = $3")
+                                .bind(target.as_str())
+                                .bind(account.as_str())
+                                .bind(entitlement.as_str())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(err)?;
                         }
                         None => {}
                     }
@@ -485,6 +568,7 @@ macro_rules! sql_store {
                     events.push(c.event);
                 }
                 Self::put_links_in(&mut *tx, puts).await?;
+                Self::put_grants_in(&mut *tx, granted).await?;
                 for (run, ops) in closed {
                     for chunk in ops.chunks(crate::store::sql::ROWS) {
                         let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM prov_outbox WHERE run = ");

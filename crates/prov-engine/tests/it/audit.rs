@@ -114,6 +114,13 @@ impl Store for FailingStore {
     async fn remove_link(&self, t: &TargetId, a: &AccountId) -> prov_core::Result<()> {
         self.inner.remove_link(t, a).await
     }
+    async fn grants_of(
+        &self,
+        t: &TargetId,
+        a: &AccountId,
+    ) -> prov_core::Result<Vec<prov_engine::GrantRecord>> {
+        self.inner.grants_of(t, a).await
+    }
     async fn append_audit(&self, e: Vec<AuditEvent>) -> prov_core::Result<Vec<AuditRecord>> {
         self.inner.append_audit(e).await
     }

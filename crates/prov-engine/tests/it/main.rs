@@ -11,4 +11,5 @@ mod ledger;
 mod planner;
 mod review;
 mod secrets;
+mod sod;
 mod store;

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use prov_core::{AccountId, IdentityId, TargetId};
+use prov_core::{AccountId, EntitlementId, IdentityId, TargetId};
 use prov_engine::audit::{self, AuditEvent};
 use prov_engine::{
-    Completion, LedgerChange, Link, LinkOrigin, MemoryStore, OutboxEntry, SqliteStore, Store,
+    Completion, GrantChange, GrantRecord, LedgerChange, Link, LinkOrigin, MemoryStore, OutboxEntry,
+    SqliteStore, Store,
 };
 
 fn link(t: &str, a: &str, i: &str, o: LinkOrigin) -> Link {
@@ -300,6 +301,72 @@ async fn behaves(store: Arc<dyn Store>) {
         .remove_link(&TargetId::new("ldap"), &AccountId::new("b2"))
         .await
         .unwrap();
+    grants_behave(store.as_ref()).await;
+}
+
+/// The grant ledger: a grant's time recorded with its completion, a revoke
+/// forgets it, a rename moves it, a delete drops the account's records.
+async fn grants_behave(store: &dyn Store) {
+    let ldap = TargetId::new("ldap");
+    let granted = |a: &str, e: &str, n: u32| {
+        Completion::new("r3", format!("g-{a}-{e}"), event(n)).with_grant(GrantChange::Granted(
+            GrantRecord::new(
+                ldap.clone(),
+                AccountId::new(a),
+                EntitlementId::new(e),
+                event(n).time,
+            ),
+        ))
+    };
+    store
+        .complete(vec![
+            granted("x", "eng", 60),
+            granted("x", "sales", 61),
+            granted("y", "eng", 62),
+        ])
+        .await
+        .unwrap();
+    let of = |a: &'static str| {
+        let ldap = ldap.clone();
+        async move {
+            store
+                .grants_of(&ldap, &AccountId::new(a))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|g| (g.entitlement.as_str().to_owned(), g.granted_at))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        of("x").await,
+        [
+            ("eng".to_owned(), event(60).time),
+            ("sales".to_owned(), event(61).time)
+        ]
+    );
+    store
+        .complete(vec![
+            Completion::new("r3", "revoke", event(63)).with_grant(GrantChange::Revoked {
+                target: ldap.clone(),
+                account: AccountId::new("x"),
+                entitlement: EntitlementId::new("sales"),
+            }),
+            Completion::new("r3", "rename", event(64)).with_ledger(LedgerChange::Move {
+                target: ldap.clone(),
+                from: AccountId::new("x"),
+                to: AccountId::new("x2"),
+            }),
+            Completion::new("r3", "delete", event(65)).with_ledger(LedgerChange::Remove {
+                target: ldap.clone(),
+                account: AccountId::new("y"),
+            }),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(of("x").await, []);
+    assert_eq!(of("x2").await, [("eng".to_owned(), event(60).time)]);
+    assert_eq!(of("y").await, []);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,12 +385,20 @@ async fn the_sqlite_store_behaves_and_survives_a_reopen() {
     let again = SqliteStore::open(&path).await.unwrap();
     assert_eq!(again.links().await.unwrap().len(), 2);
     let log = again.audit_log().await.unwrap();
-    assert_eq!(log.len(), 19);
+    assert_eq!(log.len(), 25);
     audit::verify(&log).unwrap();
+    assert_eq!(
+        again
+            .grants_of(&TargetId::new("ldap"), &AccountId::new("x2"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // The chain continues across the reopen.
     let next = again.append_audit(vec![event(99)]).await.unwrap();
-    assert_eq!(next[0].seq, 20);
-    assert_eq!(next[0].prev, log[18].hash);
+    assert_eq!(next[0].seq, 26);
+    assert_eq!(next[0].prev, log[24].hash);
     drop(again);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -396,7 +471,7 @@ async fn the_postgres_store_behaves_and_is_shared_by_processes() {
         t.await.unwrap().unwrap();
     }
     let log = a.audit_log().await.unwrap();
-    assert_eq!(log.len(), 39);
+    assert_eq!(log.len(), 45);
     audit::verify(&log).unwrap();
     assert_eq!(b.links().await.unwrap(), a.links().await.unwrap());
 }

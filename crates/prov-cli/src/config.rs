@@ -465,4 +465,150 @@ mod tests {
         let e = load(&dir.join("prov.toml")).unwrap_err();
         assert!(e.contains("is not FIELD=VALUE"), "{e}");
     }
+
+    /// What serde's derive says a type's keys (a struct's fields) or words
+    /// (an enum's variants) are: a deserializer that records the names it
+    /// is asked for and gives up.
+    fn names_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+        use serde::de::value::Error;
+        use serde::de::{Error as _, Visitor};
+        struct Recorder<'a>(&'a mut &'static [&'static str]);
+        impl<'de> serde::Deserializer<'de> for Recorder<'_> {
+            type Error = Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+                Err(Error::custom("not a struct or an enum"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Error> {
+                *self.0 = fields;
+                Err(Error::custom("recorded"))
+            }
+            fn deserialize_enum<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                variants: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Error> {
+                *self.0 = variants;
+                Err(Error::custom("recorded"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf option unit unit_struct newtype_struct seq tuple
+                tuple_struct map identifier ignored_any
+            }
+        }
+        let mut names: &'static [&'static str] = &[];
+        let _ = T::deserialize(Recorder(&mut names));
+        assert!(
+            !names.is_empty(),
+            "{} has no names",
+            std::any::type_name::<T>()
+        );
+        names
+    }
+
+    /// The lines of `doc` under the heading `heading`, up to the next heading.
+    fn section<'d>(doc: &'d str, heading: &str) -> Vec<&'d str> {
+        let mut lines = doc.lines().skip_while(|l| *l != heading);
+        assert!(
+            lines.next().is_some(),
+            "docs/config.md has no heading `{heading}`"
+        );
+        lines.take_while(|l| !l.starts_with('#')).collect()
+    }
+
+    /// Issue 14 item 3: every key the config, the policy and the source
+    /// mapping take is in docs/config.md, in its section's table (and
+    /// every key a table lists is one the code takes); every word of the
+    /// closed vocabularies (states, orphan policies, ...) is written out.
+    #[test]
+    fn config_reference_lists_every_key() {
+        use prov_resolver::{
+            Assignment, AttrType, Enforce, Lease, Leaver, LeaverAction, Policy, Resolve, Role,
+            Rule, SodException, SodRule, TargetPolicy,
+        };
+        let doc = include_str!("../../../docs/config.md");
+        let tables: [(&str, &[&str]); 15] = [
+            ("## prov.toml", names_of::<Config>()),
+            ("### `[source]`", names_of::<SourceConfig>()),
+            ("### `[source.mapping]`", names_of::<Mapping>()),
+            ("### Column tables", names_of::<prov_sources::ColumnTable>()),
+            (
+                "### `[targets.ID]` in prov.toml",
+                names_of::<TargetConfig>(),
+            ),
+            ("## The policy file", names_of::<Policy>()),
+            (
+                "### `[targets.ID]` in the policy",
+                names_of::<TargetPolicy>(),
+            ),
+            ("### `leaver`", names_of::<Leaver>()),
+            ("### `[roles.ID]`", names_of::<Role>()),
+            ("### `[rules.ID]`", names_of::<Rule>()),
+            ("### `[[assignments]]`", names_of::<Assignment>()),
+            ("### `[[leases]]`", names_of::<Lease>()),
+            ("### `[sod.ID]`", names_of::<SodRule>()),
+            ("### `exceptions`", names_of::<SodException>()),
+            ("### Attribute types", names_of::<AttrType>()),
+        ];
+        let mut missing = Vec::new();
+        let mut stale = Vec::new();
+        for (heading, keys) in tables {
+            let lines = section(doc, heading);
+            let listed: Vec<&str> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("| `"))
+                .filter_map(|l| l.split_once('`').map(|(k, _)| k))
+                .collect();
+            for key in keys {
+                if !listed.contains(key) {
+                    missing.push(format!("{heading}: {key}"));
+                }
+            }
+            for key in &listed {
+                if !keys.contains(key) {
+                    stale.push(format!("{heading}: {key}"));
+                }
+            }
+        }
+        // Closed vocabularies: each word written, in backticks, where its key is.
+        let words: [(&str, &[&str]); 6] = [
+            (
+                "### Lifecycle states",
+                names_of::<prov_core::LifecycleState>(),
+            ),
+            ("### `leaver`", names_of::<LeaverAction>()),
+            ("### `[sod.ID]`", names_of::<Enforce>()),
+            ("### `[sod.ID]`", names_of::<Resolve>()),
+            (
+                "### `[targets.ID]` in prov.toml",
+                names_of::<OrphanPolicy>(),
+            ),
+            (
+                "### `[targets.ID]` in prov.toml",
+                names_of::<prov_engine::Absent>(),
+            ),
+        ];
+        let adopt = names_of::<prov_engine::Adopt>();
+        for (heading, vocabulary) in words
+            .into_iter()
+            .chain([("### `[targets.ID]` in prov.toml", adopt)])
+        {
+            let text = section(doc, heading).join("\n");
+            for word in vocabulary {
+                if !text.contains(&format!("`{word}`")) {
+                    missing.push(format!("{heading}: the word {word}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty() && stale.is_empty(),
+            "docs/config.md lacks {missing:#?} and lists keys the code does not take: {stale:#?}"
+        );
+    }
 }

@@ -67,6 +67,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Plan the changes that bring every target in line with the policy.
+    ///
+    /// Example: prov plan --out plan.json
     Plan {
         /// Also write the plan here, to apply it later.
         #[arg(long)]
@@ -77,6 +79,8 @@ enum Command {
         detailed_exitcode: bool,
     },
     /// Apply a saved plan (refused if stale), or plan and apply at once.
+    ///
+    /// Example: prov apply plan.json
     Apply {
         /// A plan written by `prov plan --out`.
         plan: Option<PathBuf>,
@@ -90,6 +94,8 @@ enum Command {
     },
     /// Sets an identity's secret attributes on a target again, from the
     /// policy (an initial password someone lost); audited, values never shown.
+    ///
+    /// Example: prov reset-secret E1001 ldap
     ResetSecret {
         /// The identity's id.
         identity: String,
@@ -97,11 +103,17 @@ enum Command {
         target: String,
     },
     /// Why an identity has what it has (or one entitlement, as TARGET:ENTITLEMENT).
+    ///
+    /// Example: prov explain E1003 ldap:cn=eng,ou=groups,dc=example,dc=com
     Explain {
+        /// The identity's id.
         identity: String,
+        /// One entitlement, as TARGET:ENTITLEMENT (default: everything).
         entitlement: Option<String>,
     },
     /// An access review of every account: explained, unexplained, orphan, pending.
+    ///
+    /// Example: prov review --format json --out review.json
     Review {
         /// `csv` or `json`.
         #[arg(long, default_value = "csv")]
@@ -111,25 +123,34 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// The audit log.
+    ///
+    /// Example: prov audit verify
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
     /// Time-bound access.
+    ///
+    /// Example: prov lease list
     Lease {
         #[command(subcommand)]
         command: LeaseCommand,
     },
     /// Leavers the engine remembers (a leaver event, first seen terminated
     /// without an end date, or gone from the source).
+    ///
+    /// Example: prov leaver list
     Leaver {
         #[command(subcommand)]
         command: LeaverCommand,
     },
     /// Checks that every target and the store can be reached.
+    ///
+    /// Example: prov check
     Check,
     /// Links an existing account to an identity by hand (how a conflict
     /// such as "an existing account has the login ..." is decided); audited.
+    ///
     /// Example: prov link ldap E1001 jsmith
     Link {
         /// The target.
@@ -141,6 +162,7 @@ enum Command {
     },
     /// Forgets an account's link by hand (the target is not touched; the
     /// account is an orphan to the next plan); audited.
+    ///
     /// Example: prov unlink ldap uid=jsmith,ou=people,dc=example,dc=org
     Unlink {
         /// The target.
@@ -153,9 +175,12 @@ enum Command {
 #[derive(Subcommand)]
 enum LeaverCommand {
     /// Every remembered leaver: identity, how and when they left.
+    ///
+    /// Example: prov leaver list --json
     List,
     /// Forgets a leaver record (a leaver event sent by mistake); the next
     /// plan follows the source again. Audited.
+    ///
     /// Example: prov leaver clear E1002
     Clear {
         /// The identity's id.
@@ -169,6 +194,8 @@ enum AuditCommand {
     /// moved. With `audit_key` configured, also that nothing was re-sealed
     /// without the key; with `--head`, that the log still reaches a head
     /// kept elsewhere (nothing cut off the end).
+    ///
+    /// Example: prov audit verify --head 1204:9f2c...
     Verify {
         /// A head printed by `prov audit head` earlier: SEQ:HASH.
         #[arg(long)]
@@ -176,9 +203,14 @@ enum AuditCommand {
     },
     /// Prints the chain's head (SEQ:HASH): keep it where prov cannot write,
     /// and pass it to `verify --head` later.
+    ///
+    /// Example: prov audit head >> /secure/prov-heads.txt
     Head,
     /// Writes the log as JSON Lines.
+    ///
+    /// Example: prov audit export --out audit.jsonl
     Export {
+        /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -187,12 +219,17 @@ enum AuditCommand {
 #[derive(Subcommand)]
 enum LeaseCommand {
     /// Asks for a role for a while; it waits for approval.
+    ///
+    /// Example: prov lease request E1020 oncall --duration 12h --reason "incident 4711"
     Request {
+        /// Who gets the role.
         identity: String,
+        /// The role (its policy names who may approve it).
         role: String,
-        /// How long access lasts once approved: 30m, 12h, 7d.
+        /// How long access lasts once approved: 30m, 12h, 7d (at most 366d).
         #[arg(long)]
         duration: String,
+        /// Why, for the approver and the audit log.
         #[arg(long)]
         reason: String,
         /// How long the request may wait for a decision (default 1d).
@@ -203,37 +240,59 @@ enum LeaseCommand {
         by: Option<String>,
     },
     /// Requests and approves in one step.
+    ///
+    /// Example: prov lease grant E1020 oncall --duration 2h --reason "incident 4711" --approver E1001
     Grant {
+        /// Who gets the role.
         identity: String,
+        /// The role.
         role: String,
+        /// How long access lasts: 30m, 12h, 7d (at most 366d).
         #[arg(long)]
         duration: String,
+        /// Why, for the audit log.
         #[arg(long)]
         reason: String,
+        /// Who approves: an identity the role's policy allows, never the beneficiary.
         #[arg(long)]
         approver: String,
     },
     /// Approves a request; access starts now.
+    ///
+    /// Example: prov lease approve 3f9a2c --approver E1001
     Approve {
+        /// The lease's id (from `prov lease list`).
         id: String,
+        /// Who approves: an identity the role's policy allows, never the requester.
         #[arg(long)]
         approver: String,
     },
     /// Rejects a request.
+    ///
+    /// Example: prov lease reject 3f9a2c --by E1001 --note "not needed"
     Reject {
+        /// The lease's id.
         id: String,
+        /// Who rejects.
         #[arg(long)]
         by: String,
+        /// Why, for the requester and the audit log.
         #[arg(long)]
         note: String,
     },
     /// Ends a lease now.
+    ///
+    /// Example: prov lease revoke 3f9a2c --by E1001
     Revoke {
+        /// The lease's id.
         id: String,
+        /// Who ends it.
         #[arg(long)]
         by: String,
     },
-    /// Every lease.
+    /// Every lease, with where it stands now.
+    ///
+    /// Example: prov lease list --json
     List,
 }
 
@@ -1132,5 +1191,46 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use clap::CommandFactory;
+
+    /// Issue 14 item 3: every subcommand's `--help` describes each of its
+    /// arguments and shows one example.
+    #[test]
+    fn every_subcommand_describes_its_arguments_and_shows_an_example() {
+        fn walk(cmd: &clap::Command, path: &str, problems: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    problems.push(format!("{path}: argument {id} has no description"));
+                }
+            }
+            let subs: Vec<&clap::Command> = cmd.get_subcommands().collect();
+            if subs.is_empty() {
+                let long = cmd
+                    .get_long_about()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                if !long.contains("Example: prov ") {
+                    problems.push(format!("{path}: no example"));
+                }
+            }
+            for sub in subs {
+                walk(sub, &path, problems);
+            }
+        }
+        let cli = super::Cli::command();
+        let mut problems = Vec::new();
+        for sub in cli.get_subcommands() {
+            walk(sub, "prov", &mut problems);
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 }

@@ -35,7 +35,7 @@ mod mapping;
 
 pub use error::{RowError, SourceError, SourceErrors};
 pub use files::{CsvSource, JsonLinesSource};
-pub use mapping::{Column, ColumnType, Mapping};
+pub use mapping::{Column, ColumnTable, ColumnType, Mapping};
 
 use prov_core::Identity;
 

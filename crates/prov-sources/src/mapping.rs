@@ -63,17 +63,29 @@ pub struct Column {
 #[serde(untagged)]
 enum ColumnSpec {
     Name(String),
-    Full {
-        column: String,
-        #[serde(default, rename = "type")]
-        ty: Option<String>,
-        #[serde(default)]
-        format: Option<String>,
-        #[serde(default)]
-        separator: Option<String>,
-        #[serde(default)]
-        required: bool,
-    },
+    Full(ColumnTable),
+}
+
+/// A [`Column`] written as a table in a config file:
+/// `{ column = "grade", type = "int", required = true }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ColumnTable {
+    /// The column (CSV header) or key (JSON).
+    pub column: String,
+    /// `string` (default), `int`, `bool`, `date` or `list`.
+    #[serde(default, rename = "type")]
+    pub ty: Option<String>,
+    /// For `date`: the format (chrono syntax, default `%Y-%m-%d`).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// For `list`: the separator (default `;`).
+    #[serde(default)]
+    pub separator: Option<String>,
+    /// Whether an empty or missing value is an error.
+    #[serde(default)]
+    pub required: bool,
 }
 
 impl TryFrom<ColumnSpec> for Column {
@@ -82,13 +94,13 @@ impl TryFrom<ColumnSpec> for Column {
     fn try_from(spec: ColumnSpec) -> Result<Self, String> {
         match spec {
             ColumnSpec::Name(column) => Ok(Column::string(column)),
-            ColumnSpec::Full {
+            ColumnSpec::Full(ColumnTable {
                 column,
                 ty,
                 format,
                 separator,
                 required,
-            } => {
+            }) => {
                 let ty = match ty.as_deref().unwrap_or("string") {
                     "string" => ColumnType::String,
                     "int" => ColumnType::Int,

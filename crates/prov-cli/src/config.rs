@@ -343,17 +343,27 @@ fn in_order<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, Strin
     d.deserialize_map(Pairs)
 }
 
-pub(crate) fn load(path: &Path) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+/// Reads the config; an error names the file and the line (kind `config`, exit 2).
+pub(crate) fn load(path: &Path) -> Result<Config, crate::output::Fail> {
+    use crate::output::{Fail, code};
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Fail::new(code::USAGE, format!("{file}: cannot read: {e}"))
+            .kind("config")
+            .file(file.clone())
+    })?;
     toml::from_str(&text).map_err(|e| {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-        match line {
-            Some(l) => format!("{}:{l}: {}", path.display(), e.message()),
-            None => format!("{}: {}", path.display(), e.message()),
-        }
+        let message = match line {
+            Some(l) => format!("{file}:{l}: {}", e.message()),
+            None => format!("{file}: {}", e.message()),
+        };
+        Fail::new(code::USAGE, message)
+            .kind("config")
+            .file(file.clone())
+            .line(line)
     })
 }
 
@@ -449,10 +459,12 @@ mod tests {
                     assert_eq!(t.exclude, [Exclude::new("login", "svc-*")]);
                 }
                 Err(e) => {
-                    assert!(!ok, "{value}: {e}");
+                    assert!(!ok, "{value}: {e:?}");
                     assert!(
-                        e.contains(":11:") && e.contains("must be a share"),
-                        "{value}: {e}"
+                        e.message.contains(":11:")
+                            && e.message.contains("must be a share")
+                            && e.line == Some(11),
+                        "{value}: {e:?}"
                     );
                 }
             }
@@ -463,7 +475,7 @@ mod tests {
         )
         .unwrap();
         let e = load(&dir.join("prov.toml")).unwrap_err();
-        assert!(e.contains("is not FIELD=VALUE"), "{e}");
+        assert!(e.message.contains("is not FIELD=VALUE"), "{e:?}");
     }
 
     /// What serde's derive says a type's keys (a struct's fields) or words

@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout)] // a command prints its results
 
 mod config;
+mod output;
 
 /// mimalloc rather than the system allocator: a plan over a million
 /// accounts takes about half the time (the allocator keeps each size of
@@ -28,6 +29,8 @@ use prov_resolver::Policy;
 use prov_sources::{CsvSource, JsonLinesSource, Source};
 use prov_testkit::{MemoryConnector, MemoryLimits};
 
+use output::{Fail, code, out, outln};
+
 const EXIT_CODES: &str = "Exit codes:
   0  done
   1  some operations failed (each is listed, naming identity, target, account and error)
@@ -46,10 +49,26 @@ const EXIT_CODES: &str = "Exit codes:
   10 applied, but some changes were held because a value the policy reads is
      missing or empty in the source (each HELD line names it): nothing was
      disabled, revoked or erased for it; fix the source and apply again
+  11 not found: something the command names does not exist (a lease id, an
+     identity not in the source, a target, an account, an entitlement no
+     role gives, a leaver record)
+  12 a target or the store refused the credentials (a wrong password or token,
+     or too few rights): fix them, not the network
+  13 refused: the request breaks a rule (four eyes, who may approve,
+     separation of duties, a lease's longest duration or its state, an
+     account linked to someone else); nothing was done
   prov plan --detailed-exitcode: 0 no changes, 2 changes pending, 3 blocked
   130, 143  stopped by SIGINT or SIGTERM: operations not yet sent were skipped,
      those in flight finished and were recorded (a second signal, or 30 s
-     without them finishing, exits at once; the next run records what was left)";
+     without them finishing, exits at once; the next run records what was left)
+
+With --json, results are JSON on standard output, and a failure is one JSON
+object on one line of standard error: exit_code, kind (config, policy,
+source, usage, failed, blocked, stale, unreachable, audit, tampered,
+unconfirmed, busy, held, not_found, unauthenticated, refused, stopped),
+message, and file, line and field where a file is to blame (else null).
+A closed standard output (prov audit export | head -1) ends the output
+quietly; the exit code stays the command's.";
 
 #[derive(Parser)]
 #[command(name = "prov", version, about = "Provision accounts and access from HR data and a policy.", after_help = EXIT_CODES)]
@@ -115,9 +134,9 @@ enum Command {
     ///
     /// Example: prov review --format json --out review.json
     Review {
-        /// `csv` or `json`.
-        #[arg(long, default_value = "csv")]
-        format: String,
+        /// `csv` or `json` (default: `json` with --json, else `csv`).
+        #[arg(long)]
+        format: Option<String>,
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -148,6 +167,17 @@ enum Command {
     ///
     /// Example: prov check
     Check,
+    /// Prints a shell completion script (no config needed).
+    ///
+    /// Example: prov completions bash > /etc/bash_completion.d/prov
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Prints the manual page (roff; no config needed).
+    ///
+    /// Example: prov man > /usr/local/share/man/man1/prov.1
+    Man,
     /// Links an existing account to an identity by hand (how a conflict
     /// such as "an existing account has the login ..." is decided); audited.
     ///
@@ -296,26 +326,52 @@ enum LeaseCommand {
     List,
 }
 
-/// A failure with its exit code.
-struct Fail(u8, String);
-
 impl From<EngineError> for Fail {
     fn from(e: EngineError) -> Self {
-        let code = match &e {
-            EngineError::Stale { .. } | EngineError::Expired { .. } | EngineError::Changed(_) => 4,
-            EngineError::Tampered(_) => 7,
-            EngineError::Busy { .. } => 9,
-            EngineError::Apply(ApplyError::Blocked(_)) => 3,
-            EngineError::Apply(_) | EngineError::Reset(_) | EngineError::Refused(_) => 2,
-            EngineError::Target { .. } | EngineError::Store(_) => 5,
-            _ => 1,
+        let c = match &e {
+            EngineError::Stale { .. } | EngineError::Expired { .. } | EngineError::Changed(_) => {
+                code::STALE
+            }
+            EngineError::Tampered(_) => code::TAMPERED,
+            EngineError::Busy { .. } => code::BUSY,
+            EngineError::Apply(ApplyError::Blocked(_)) => code::BLOCKED,
+            EngineError::Refused(_) => code::REFUSED,
+            EngineError::NotFound(_) => code::NOT_FOUND,
+            EngineError::Apply(_) | EngineError::Reset(_) => code::USAGE,
+            EngineError::Target { error, .. } | EngineError::Store(error) => unreachable(error),
+            _ => code::FAILED,
         };
-        Fail(code, e.to_string())
+        Fail::new(c, e.to_string())
     }
 }
 
+/// The exit code of a target's or the store's error: refused credentials
+/// are not "cannot be reached".
+fn unreachable(error: &prov_core::Error) -> u8 {
+    match error.kind() {
+        prov_core::ErrorKind::Unauthenticated | prov_core::ErrorKind::PermissionDenied => {
+            code::UNAUTHENTICATED
+        }
+        _ => code::UNREACHABLE,
+    }
+}
+
+/// A lease command's error.
+fn lease_fail(err: prov_engine::leases::LeaseError) -> Fail {
+    use prov_engine::leases::LeaseError;
+    let c = match &err {
+        LeaseError::NotFound(_) => code::NOT_FOUND,
+        LeaseError::Policy(_) | LeaseError::State { .. } | LeaseError::Lapsed { .. } => {
+            code::REFUSED
+        }
+        LeaseError::Store(_) => code::UNREACHABLE,
+        _ => code::FAILED,
+    };
+    Fail::new(c, err.to_string())
+}
+
 fn usage(msg: impl Into<String>) -> Fail {
-    Fail(2, msg.into())
+    Fail::new(code::USAGE, msg)
 }
 
 struct Ctx {
@@ -364,7 +420,7 @@ async fn open_store(cfg: &config::Config, base: &Path) -> Result<Arc<dyn Store>,
     if let Some(path) = url.strip_prefix("sqlite:") {
         let mut store = SqliteStore::open(base.join(path))
             .await
-            .map_err(|e| Fail(5, e.to_string()))?;
+            .map_err(|e| Fail::new(unreachable(&e), e.to_string()))?;
         if let Some(k) = key {
             store = store.with_audit_key(k);
         }
@@ -374,7 +430,7 @@ async fn open_store(cfg: &config::Config, base: &Path) -> Result<Arc<dyn Store>,
         // The URL may hold a password: errors never repeat it.
         let mut store = PostgresStore::connect(&url)
             .await
-            .map_err(|e| Fail(5, e.to_string()))?;
+            .map_err(|e| Fail::new(unreachable(&e), e.to_string()))?;
         if let Some(k) = key {
             store = store.with_audit_key(k);
         }
@@ -384,7 +440,15 @@ async fn open_store(cfg: &config::Config, base: &Path) -> Result<Arc<dyn Store>,
 }
 
 async fn context(cli: &Cli) -> Result<Ctx, Fail> {
-    let cfg = config::load(&cli.config).map_err(usage)?;
+    let cfg = config::load(&cli.config)?;
+    let file = cli.config.display().to_string();
+    // A config error naming its field.
+    let bad = |field: String, msg: String| {
+        usage(format!("{file}: {msg}"))
+            .kind("config")
+            .file(file.clone())
+            .field(Some(field))
+    };
     let base = cli
         .config
         .parent()
@@ -392,7 +456,18 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
         .unwrap_or_default();
     let policy = Policy::load(base.join(&cfg.policy))
         .and_then(|p| p.compile())
-        .map_err(|e| usage(e.to_string()))?;
+        .map_err(|e| {
+            let first = e.errors.first();
+            usage(e.to_string())
+                .kind("policy")
+                .file(
+                    first
+                        .and_then(|f| f.file.clone())
+                        .unwrap_or_else(|| base.join(&cfg.policy).display().to_string()),
+                )
+                .line(first.and_then(|f| f.line))
+                .field(first.map(|f| f.path.clone()).filter(|p| !p.is_empty()))
+        })?;
     // Every attribute the policy reads must come from the source: a
     // renamed column fails the load instead of reading as blank for everyone.
     let mapping = cfg
@@ -404,52 +479,70 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
         "csv" => Box::new(CsvSource::new(base.join(&cfg.source.path), mapping)),
         "jsonl" => Box::new(JsonLinesSource::new(base.join(&cfg.source.path), mapping)),
         other => {
-            return Err(usage(format!(
-                "{}: source.kind: `{other}` is not a source kind (csv, jsonl)",
-                cli.config.display()
-            )));
+            return Err(bad(
+                "source.kind".to_owned(),
+                format!("source.kind: `{other}` is not a source kind (csv, jsonl)"),
+            ));
         }
     };
-    let identities = source.load().map_err(|e| usage(e.to_string()))?;
+    let identities = source.load().map_err(|e| {
+        let first = e.errors.first();
+        usage(e.to_string())
+            .kind("source")
+            .file(
+                first
+                    .map(|f| f.file.clone())
+                    .unwrap_or_else(|| base.join(&cfg.source.path).display().to_string()),
+            )
+            .line(
+                first
+                    .map(|f| f.line)
+                    .filter(|&l| l > 0)
+                    .and_then(|l| usize::try_from(l).ok()),
+            )
+            .field(first.and_then(|f| f.field.clone()))
+    })?;
     let mut connectors: BTreeMap<TargetId, Arc<dyn Connector>> = BTreeMap::new();
     for t in policy.target_ids() {
         let Some(tc) = cfg.targets.get(t.as_str()) else {
-            return Err(usage(format!(
-                "{}: the policy has target `{t}`, which the config's [targets] lacks",
-                cli.config.display()
-            )));
+            return Err(bad(
+                format!("targets.{t}"),
+                format!("the policy has target `{t}`, which the config's [targets] lacks"),
+            ));
         };
         if tc.kind != "ldap"
             && let Some(f) = tc.stray_ldap_fields().first()
         {
-            return Err(usage(format!(
-                "{}: targets.{t}.{f} is only for kind `ldap`",
-                cli.config.display()
-            )));
+            return Err(bad(
+                format!("targets.{t}.{f}"),
+                format!("targets.{t}.{f} is only for kind `ldap`"),
+            ));
         }
         let conn: Arc<dyn Connector> = match tc.kind.as_str() {
             "ldap" => {
                 let lc = tc
                     .ldap(t.as_str(), &base)
-                    .map_err(|e| usage(format!("{}: {e}", cli.config.display())))?;
+                    .map_err(|e| bad(format!("targets.{t}"), e))?;
                 Arc::new(prov_ldap::LdapConnector::new(lc).map_err(|e| usage(e.to_string()))?)
             }
             "file" => {
                 let path = tc.path.as_ref().ok_or_else(|| {
-                    usage(format!(
-                        "{}: targets.{t}.path is required for kind `file`",
-                        cli.config.display()
-                    ))
+                    bad(
+                        format!("targets.{t}.path"),
+                        format!("targets.{t}.path is required for kind `file`"),
+                    )
                 })?;
                 let c = MemoryConnector::file_backed(base.join(path), MemoryLimits::default())
                     .map_err(|e| usage(e.to_string()))?;
                 Arc::new(c.with_entitlements(policy.entitlements_on(t).into_iter().cloned()))
             }
             other => {
-                return Err(usage(format!(
-                    "{}: targets.{t}.kind: `{other}` is not a connector kind (known: ldap, file)",
-                    cli.config.display()
-                )));
+                return Err(bad(
+                    format!("targets.{t}.kind"),
+                    format!(
+                        "targets.{t}.kind: `{other}` is not a connector kind (known: ldap, file)"
+                    ),
+                ));
             }
         };
         connectors.insert(t.clone(), conn);
@@ -467,33 +560,30 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
     };
     let policy = Arc::new(policy);
     let max_plan_age = match &cfg.max_plan_age {
-        Some(text) => parse_duration(text).map_err(|Fail(code, msg)| {
-            Fail(
-                code,
-                format!("{}: max_plan_age: {msg}", cli.config.display()),
+        Some(text) => parse_duration(text).map_err(|f| {
+            bad(
+                "max_plan_age".to_owned(),
+                format!("max_plan_age: {}", f.message),
             )
         })?,
         None => prov_engine::DEFAULT_MAX_PLAN_AGE,
     };
     let mut apply = ApplyOptions::default();
     if let Some(text) = &cfg.max_retry_after {
-        apply.retry.max_retry_after = parse_duration(text).map_err(|Fail(code, msg)| {
-            Fail(
-                code,
-                format!("{}: max_retry_after: {msg}", cli.config.display()),
+        apply.retry.max_retry_after = parse_duration(text).map_err(|f| {
+            bad(
+                "max_retry_after".to_owned(),
+                format!("max_retry_after: {}", f.message),
             )
         })?;
     }
     for (id, t) in &cfg.targets {
         if let Some(text) = &t.apply_deadline {
             let mut limits = prov_engine::TargetLimits::default();
-            limits.deadline = Some(parse_duration(text).map_err(|Fail(code, msg)| {
-                Fail(
-                    code,
-                    format!(
-                        "{}: targets.{id}.apply_deadline: {msg}",
-                        cli.config.display()
-                    ),
+            limits.deadline = Some(parse_duration(text).map_err(|f| {
+                bad(
+                    format!("targets.{id}.apply_deadline"),
+                    format!("targets.{id}.apply_deadline: {}", f.message),
                 )
             })?);
             apply.targets.insert(TargetId::new(id.as_str()), limits);
@@ -518,14 +608,14 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
 
 fn print_plan(plan: &Plan) {
     for op in &plan.ops {
-        println!("{op}");
+        outln!("{op}");
         for r in &op.reasons {
-            println!("    because {r}");
+            outln!("    because {r}");
         }
     }
     print_notes(plan);
     for b in &plan.blocked {
-        println!("BLOCKED {b}");
+        outln!("BLOCKED {b}");
     }
     let counts: Vec<String> = plan
         .counts()
@@ -533,11 +623,11 @@ fn print_plan(plan: &Plan) {
         .map(|(k, n)| format!("{n} {k}"))
         .collect();
     if plan.is_empty() {
-        println!("no changes");
+        outln!("no changes");
     } else {
         print_table(plan);
         let s = if plan.ops.len() == 1 { "" } else { "s" };
-        println!("{} operation{s}: {}", plan.ops.len(), counts.join(", "));
+        outln!("{} operation{s}: {}", plan.ops.len(), counts.join(", "));
     }
 }
 
@@ -545,13 +635,16 @@ fn print_plan(plan: &Plan) {
 /// problems and held changes (printed by `plan` and by `apply`).
 fn print_notes(plan: &Plan) {
     for c in &plan.conflicts {
-        println!(
+        outln!(
             "CONFLICT {} {}: {} ({:?})",
-            c.target, c.identity, c.message, c.accounts
+            c.target,
+            c.identity,
+            c.message,
+            c.accounts
         );
     }
     for o in &plan.orphans {
-        println!(
+        outln!(
             "ORPHAN {} {} ({}){}",
             o.target,
             o.login,
@@ -560,13 +653,13 @@ fn print_notes(plan: &Plan) {
         );
     }
     for p in &plan.problems {
-        println!("PROBLEM {p}");
+        outln!("PROBLEM {p}");
     }
     for h in &plan.held {
-        println!("HELD {h}");
+        outln!("HELD {h}");
     }
     for s in &plan.sod {
-        println!("SOD {s}");
+        outln!("SOD {s}");
     }
 }
 
@@ -585,17 +678,17 @@ fn print_table(plan: &Plan) {
         }
     }
     let width = rows.keys().map(|t| t.len()).max().unwrap_or(6).max(6);
-    print!("\n{:<width$}", "target");
+    out!("\n{:<width$}", "target");
     for k in KINDS {
-        print!(" {k:>7}");
+        out!(" {k:>7}");
     }
-    println!();
+    outln!();
     for (t, row) in &rows {
-        print!("{t:<width$}");
+        out!("{t:<width$}");
         for n in row {
-            print!(" {n:>7}");
+            out!(" {n:>7}");
         }
-        println!();
+        outln!();
     }
 }
 
@@ -603,7 +696,7 @@ fn print_table(plan: &Plan) {
 fn confirm(plan: &Plan, json: bool) -> Result<(), Fail> {
     use std::io::{BufRead, IsTerminal, Write};
     if !std::io::stdin().is_terminal() {
-        return Err(Fail(
+        return Err(Fail::new(
             8,
             "prov apply without a plan file shows the plan and asks before applying, and there \
              is no terminal to ask on: pass --yes to apply without asking, or save the plan \
@@ -623,9 +716,12 @@ fn confirm(plan: &Plan, json: bool) -> Result<(), Fail> {
     std::io::stdin()
         .lock()
         .read_line(&mut answer)
-        .map_err(|e| Fail(8, format!("cannot read the answer: {e}")))?;
+        .map_err(|e| Fail::new(8, format!("cannot read the answer: {e}")))?;
     if answer.trim() != "yes" {
-        return Err(Fail(8, "not applied: the answer was not `yes`".to_owned()));
+        return Err(Fail::new(
+            8,
+            "not applied: the answer was not `yes`".to_owned(),
+        ));
     }
     Ok(())
 }
@@ -651,23 +747,46 @@ fn write_or_print(out: Option<&Path>, text: &str) -> Result<(), Fail> {
         Some(p) => {
             write_private(p, text).map_err(|e| usage(format!("{}: cannot write: {e}", p.display())))
         }
-        None => {
-            use std::io::Write as _;
-            match std::io::stdout().lock().write_all(text.as_bytes()) {
-                // `prov audit export | head`: the reader has what it wanted.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                Err(e) => Err(Fail(1, format!("cannot write to standard output: {e}"))),
-                Ok(()) => Ok(()),
-            }
-        }
+        None => output::write_out(text).map_err(|e| {
+            Fail::new(
+                code::FAILED,
+                format!("cannot write to standard output: {e}"),
+            )
+        }),
     }
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, Fail> {
-    serde_json::to_string_pretty(value).map_err(|e| Fail(1, format!("cannot encode JSON: {e}")))
+    serde_json::to_string_pretty(value)
+        .map_err(|e| Fail::new(1, format!("cannot encode JSON: {e}")))
+}
+
+/// The commands that need no config: completions and the manual page.
+fn without_config(command: &Command) -> Option<Result<(), Fail>> {
+    use clap::CommandFactory;
+    match command {
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "prov", &mut buf);
+            Some(write_or_print(None, &String::from_utf8_lossy(&buf)))
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            Some(
+                clap_mangen::Man::new(Cli::command())
+                    .render(&mut buf)
+                    .map_err(|e| Fail::new(code::FAILED, format!("cannot render the manual: {e}")))
+                    .and_then(|()| write_or_print(None, &String::from_utf8_lossy(&buf))),
+            )
+        }
+        _ => None,
+    }
 }
 
 async fn run(cli: Cli) -> Result<(), Fail> {
+    if let Some(done) = without_config(&cli.command) {
+        return done;
+    }
     let ctx = context(&cli).await?;
     match &cli.command {
         Command::Plan {
@@ -679,19 +798,19 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 write_or_print(Some(p), &json(&plan)?)?;
             }
             if ctx.json {
-                println!("{}", json(&plan)?);
+                outln!("{}", json(&plan)?);
             } else {
                 print_plan(&plan);
             }
             if !plan.blocked.is_empty() {
-                return Err(Fail(
+                return Err(Fail::new(
                     3,
                     "the plan is blocked by the deletion safeguard".to_owned(),
                 ));
             }
             if *detailed_exitcode && !plan.is_empty() {
                 // Changes pending: a status, not an error, so no message.
-                return Err(Fail(2, String::new()));
+                return Err(Fail::new(2, String::new()));
             }
         }
         Command::Apply {
@@ -748,7 +867,8 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             let (applied, report) = applied?;
             if ctx.json {
                 // The report, with what the plan reported besides its operations.
-                let mut out = serde_json::to_value(&report).map_err(|e| Fail(1, e.to_string()))?;
+                let mut out =
+                    serde_json::to_value(&report).map_err(|e| Fail::new(1, e.to_string()))?;
                 if let Some(map) = out.as_object_mut() {
                     for (key, value) in [
                         ("conflicts", serde_json::to_value(&applied.conflicts)),
@@ -756,16 +876,19 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                         ("held", serde_json::to_value(&applied.held)),
                         ("sod", serde_json::to_value(&applied.sod)),
                     ] {
-                        map.insert(key.to_owned(), value.map_err(|e| Fail(1, e.to_string()))?);
+                        map.insert(
+                            key.to_owned(),
+                            value.map_err(|e| Fail::new(1, e.to_string()))?,
+                        );
                     }
                 }
-                println!("{}", json(&out)?);
+                outln!("{}", json(&out)?);
             } else {
                 print_notes(&applied);
                 for f in report.failures() {
-                    println!("{f}");
+                    outln!("{f}");
                 }
-                println!(
+                outln!(
                     "{} of {} operations done, {} calls to targets, {} retries",
                     report.done(),
                     report.outcomes.len(),
@@ -774,11 +897,14 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 );
             }
             if let Some(e) = &report.audit_error {
-                return Err(Fail(6, format!("the audit log could not be written: {e}")));
+                return Err(Fail::new(
+                    6,
+                    format!("the audit log could not be written: {e}"),
+                ));
             }
             if report.stopped {
                 let code = signal.load(std::sync::atomic::Ordering::SeqCst);
-                return Err(Fail(
+                return Err(Fail::new(
                     code,
                     format!(
                         "stopped by a signal: {} of {} operations done; the rest were not sent (run prov apply again)",
@@ -788,7 +914,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 ));
             }
             if !report.is_success() {
-                return Err(Fail(
+                return Err(Fail::new(
                     1,
                     format!(
                         "{} operations did not complete",
@@ -797,7 +923,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 ));
             }
             if !applied.held.is_empty() {
-                return Err(Fail(
+                return Err(Fail::new(
                     10,
                     format!(
                         "{} changes were held for missing or empty source values (each HELD line names \
@@ -818,17 +944,20 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 .reset_secrets(who, &TargetId::new(target.as_str()))
                 .await?;
             if ctx.json {
-                println!("{}", json(&report)?);
+                outln!("{}", json(&report)?);
             } else {
                 for o in &report.outcomes {
-                    println!("{o}");
+                    outln!("{o}");
                 }
             }
             if let Some(e) = &report.audit_error {
-                return Err(Fail(6, format!("the audit log could not be written: {e}")));
+                return Err(Fail::new(
+                    6,
+                    format!("the audit log could not be written: {e}"),
+                ));
             }
             if !report.is_success() {
-                return Err(Fail(1, "the reset did not complete".to_owned()));
+                return Err(Fail::new(1, "the reset did not complete".to_owned()));
             }
         }
         Command::Link {
@@ -846,11 +975,13 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 )
                 .await?;
             if ctx.json {
-                println!("{}", json(&link)?);
+                outln!("{}", json(&link)?);
             } else {
-                println!(
+                outln!(
                     "linked {}: {} [{}]",
-                    link.target, link.account, link.identity
+                    link.target,
+                    link.account,
+                    link.identity
                 );
             }
         }
@@ -860,9 +991,9 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 .unlink_account(&TargetId::new(target.as_str()), account)
                 .await?;
             if ctx.json {
-                println!("{}", json(&link)?);
+                outln!("{}", json(&link)?);
             } else {
-                println!(
+                outln!(
                     "unlinked {}: {} (was {}'s, {})",
                     link.target,
                     link.account,
@@ -890,19 +1021,19 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                         .explain(who, &TargetId::new(t), &EntitlementId::new(e))
                         .await?;
                     if ctx.json {
-                        println!("{}", json(&chains)?);
+                        outln!("{}", json(&chains)?);
                     } else if chains.is_empty() {
-                        println!("{identity} does not get {spec} from the policy");
+                        outln!("{identity} does not get {spec} from the policy");
                     } else {
-                        chains.iter().for_each(|c| println!("{c}"));
+                        chains.iter().for_each(|c| outln!("{c}"));
                     }
                 }
                 None => {
                     let desired = ctx.engine.desired(who).await?;
                     if ctx.json {
-                        println!("{}", json(&desired)?);
+                        outln!("{}", json(&desired)?);
                     } else {
-                        println!("{identity} ({})", desired.state.as_str());
+                        outln!("{identity} ({})", desired.state.as_str());
                         for (t, d) in &desired.targets {
                             let acct = d.account.as_ref().map_or("no account".to_owned(), |a| {
                                 format!(
@@ -911,15 +1042,15 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                                     if a.enabled { "" } else { " (disabled)" }
                                 )
                             });
-                            println!("  {t}: {acct}");
+                            outln!("  {t}: {acct}");
                             for (e, sources) in &d.entitlements {
                                 let why: Vec<String> =
                                     sources.iter().map(ToString::to_string).collect();
-                                println!("    {e}  <- {}", why.join(", "));
+                                outln!("    {e}  <- {}", why.join(", "));
                             }
                         }
                         for v in &desired.violations {
-                            println!("  SOD {}: {}", v.rule, v.roles.join(" + "));
+                            outln!("  SOD {}: {}", v.rule, v.roles.join(" + "));
                         }
                     }
                 }
@@ -927,10 +1058,13 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         }
         Command::Review { format, out } => {
             let review = ctx.engine.review(&ctx.identities).await?;
-            let text = match format.as_str() {
+            let format = format
+                .as_deref()
+                .unwrap_or(if ctx.json { "json" } else { "csv" });
+            let text = match format {
                 "csv" => review
                     .to_csv()
-                    .map_err(|e| Fail(1, format!("cannot write CSV: {e}")))?,
+                    .map_err(|e| Fail::new(1, format!("cannot write CSV: {e}")))?,
                 "json" => json(&review)?,
                 other => return Err(usage(format!("--format {other}: use csv or json"))),
             };
@@ -942,7 +1076,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 .store()
                 .audit_log()
                 .await
-                .map_err(|e| Fail(5, e.to_string()))?;
+                .map_err(|e| Fail::new(unreachable(&e), e.to_string()))?;
             match command {
                 AuditCommand::Verify { head } => {
                     let head = head
@@ -960,27 +1094,32 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                             if let Some(h) = &head {
                                 line.push_str(&format!(", reaches head {}", h.seq));
                             }
-                            println!("{line}");
+                            outln!("{line}");
                         }
-                        Err(e) => return Err(Fail(1, e.to_string())),
+                        Err(e) => return Err(Fail::new(1, e.to_string())),
                     }
                 }
                 AuditCommand::Head => match log.last() {
                     Some(r) => {
                         let head = audit::Head::of(r);
                         if ctx.json {
-                            println!(
+                            outln!(
                                 "{}",
                                 json(&serde_json::json!({"seq": head.seq, "hash": head.hash}))?
                             );
                         } else {
-                            println!("{head}");
+                            outln!("{head}");
                         }
                     }
-                    None => return Err(Fail(1, "the audit log is empty: no head yet".to_owned())),
+                    None => {
+                        return Err(Fail::new(
+                            1,
+                            "the audit log is empty: no head yet".to_owned(),
+                        ));
+                    }
                 },
                 AuditCommand::Export { out } => {
-                    let text = audit::to_jsonl(&log).map_err(|e| Fail(1, e.to_string()))?;
+                    let text = audit::to_jsonl(&log).map_err(|e| Fail::new(1, e.to_string()))?;
                     write_or_print(out.as_deref(), &text)?;
                 }
             }
@@ -990,10 +1129,10 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             LeaverCommand::List => {
                 let all = ctx.engine.leavers().await?;
                 if ctx.json {
-                    println!("{}", json(&all)?);
+                    outln!("{}", json(&all)?);
                 } else {
                     for l in &all {
-                        println!(
+                        outln!(
                             "{}  {:<10} left {}  (recorded by {})",
                             l.identity,
                             l.why.as_str(),
@@ -1009,9 +1148,9 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                     .clear_leaver(&prov_core::IdentityId::new(identity.as_str()))
                     .await?;
                 if ctx.json {
-                    println!("{}", json(&record)?);
+                    outln!("{}", json(&record)?);
                 } else {
-                    println!(
+                    outln!(
                         "cleared leaver {} ({})",
                         record.identity,
                         record.why.as_str()
@@ -1019,17 +1158,28 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 }
             }
         },
+        Command::Completions { .. } | Command::Man => {}
         Command::Check => {
             let results = ctx.engine.check().await;
             let bad = results.iter().filter(|(_, r)| r.is_err()).count();
             for (what, r) in &results {
                 match r {
-                    Ok(()) => println!("ok   {what}"),
-                    Err(e) => println!("FAIL {what}: {e}"),
+                    Ok(()) => outln!("ok   {what}"),
+                    Err(e) => outln!("FAIL {what}: {e}"),
                 }
             }
             if bad > 0 {
-                return Err(Fail(5, format!("{bad} of {} checks failed", results.len())));
+                // Refused credentials say so; anything else is "cannot be reached".
+                let c = results
+                    .iter()
+                    .filter_map(|(_, r)| r.as_ref().err())
+                    .map(unreachable)
+                    .max()
+                    .unwrap_or(code::UNREACHABLE);
+                return Err(Fail::new(
+                    c,
+                    format!("{bad} of {} checks failed", results.len()),
+                ));
             }
         }
     }
@@ -1037,7 +1187,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
 }
 
 async fn lease(ctx: &Ctx, command: &LeaseCommand) -> Result<(), Fail> {
-    let e = |err: prov_engine::leases::LeaseError| Fail(1, err.to_string());
+    let e = lease_fail;
     let rec = match command {
         LeaseCommand::Request {
             identity,
@@ -1105,14 +1255,14 @@ async fn lease(ctx: &Ctx, command: &LeaseCommand) -> Result<(), Fail> {
                         status: lease.status(now),
                     })
                     .collect();
-                println!("{}", json(&listed)?);
+                outln!("{}", json(&listed)?);
             } else {
                 for l in &all {
                     let window = match (l.valid_from, l.valid_until) {
                         (Some(f), Some(u)) => format!("{} .. {}", f.to_rfc3339(), u.to_rfc3339()),
                         _ => format!("decide by {}", l.decide_by.to_rfc3339()),
                     };
-                    println!(
+                    outln!(
                         "{}  {:<9} {} {}  {window}  ({})",
                         l.id,
                         l.status(now).as_str(),
@@ -1126,9 +1276,9 @@ async fn lease(ctx: &Ctx, command: &LeaseCommand) -> Result<(), Fail> {
         }
     };
     if ctx.json {
-        println!("{}", json(&rec)?);
+        outln!("{}", json(&rec)?);
     } else {
-        println!("{} {:?}", rec.id, rec.state);
+        outln!("{} {:?}", rec.id, rec.state);
     }
     Ok(())
 }
@@ -1173,23 +1323,22 @@ fn stop_on_signals(stop: Arc<std::sync::atomic::AtomicBool>) -> Arc<std::sync::a
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.json;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("prov: cannot start: {e}");
-            return ExitCode::from(2);
+            Fail::new(code::USAGE, format!("cannot start: {e}")).report(json);
+            return ExitCode::from(code::USAGE);
         }
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Fail(code, msg)) => {
-            if !msg.is_empty() {
-                eprintln!("prov: {msg}");
-            }
-            ExitCode::from(code)
+        Err(fail) => {
+            fail.report(json);
+            ExitCode::from(fail.code)
         }
     }
 }

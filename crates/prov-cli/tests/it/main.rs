@@ -268,7 +268,7 @@ fn leases_from_the_command_line() {
     let dir = setup(3);
     assert_eq!(prov(&dir, &["apply", "--yes"]).0, 0);
     let (code, _, err) = request_oncall(&dir, "8d", "x");
-    assert_eq!(code, 1);
+    assert_eq!(code, 13, "refused: {err}");
     assert!(
         err.contains("longer than the 7-day maximum of role `oncall`"),
         "{err}"
@@ -282,16 +282,16 @@ fn leases_from_the_command_line() {
     // Four eyes: the one who gets the access, and a name the policy does
     // not give, are refused.
     let (code, _, err) = prov(&dir, &["lease", "approve", &id, "--approver", "e1"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 13);
     assert!(err.contains("gets the access"), "{err}");
     let (code, _, err) = prov(&dir, &["lease", "approve", &id, "--approver", "e0"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 13);
     assert!(
         err.contains("`e0` may not approve leases of role `oncall`"),
         "{err}"
     );
     let (code, _, err) = request_oncall(&dir, "100000000d", "x");
-    assert_eq!(code, 1, "refused, not aborted: {err}");
+    assert_eq!(code, 13, "refused, not aborted: {err}");
     assert!(err.contains("a lease lasts at most 366d"), "{err}");
     assert_eq!(
         prov(&dir, &["lease", "approve", &id, "--approver", "e2"]).0,
@@ -381,6 +381,17 @@ fn ldap_targets_from_the_config_against_slapd() {
         err.contains("targets.ldap.password") && err.contains("PROV_TEST_LDAP_PASSWORD"),
         "{err}"
     );
+    // A wrong password is refused credentials (exit 12), not "cannot be
+    // reached" (5, which it was): the fix is the secret, not the network.
+    let wrong = [("PROV_TEST_LDAP_PASSWORD", "not-the-password")];
+    let (code, out, err) = prov_with(&dir, &["check"], &wrong);
+    assert_eq!(code, 12, "{out}{err}");
+    assert!(out.contains("FAIL ldap"), "{out}");
+    let (code, _, err) = prov_with(&dir, &["--json", "plan"], &wrong);
+    assert_eq!(code, 12, "{err}");
+    let e: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(e["kind"], "unauthenticated", "{e}");
+    assert!(!err.contains("not-the-password"), "{err}");
     // A file target given an LDAP field is told so.
     std::fs::write(
         dir.join("prov.toml"),
@@ -885,10 +896,10 @@ fn an_account_with_someones_login_is_a_conflict_until_linked_by_hand() {
     assert!(out.starts_with("linked ldap: "), "{out}");
     // Linking it to someone else now is refused, naming the holder.
     let (code, _, err) = prov(&dir, &["link", "ldap", "e1", "e0"]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 13);
     assert!(err.contains("is linked to `e0`"), "{err}");
     let (code, _, err) = prov(&dir, &["link", "ldap", "e9", "e1"]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 11);
     assert!(err.contains("`e9` is not in the sources"), "{err}");
     let (_, out, _) = prov(&dir, &["plan"]);
     assert!(!out.contains("CONFLICT ldap e0"), "{out}");
@@ -963,5 +974,125 @@ fn a_blank_hr_cell_is_held_not_obeyed_and_a_renamed_column_stops_the_run() {
     assert!(
         err.contains("the policy reads attribute `email`, which no column gives"),
         "{err}"
+    );
+}
+
+/// The one JSON object a failure prints with --json, on standard error.
+fn json_error(err: &str) -> serde_json::Value {
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {err}"))
+}
+
+/// Issue 14 item 5: --json errors, exit codes, closed pipes, review
+/// --json, completions and the manual page.
+#[test]
+fn scripting_never_surprises() {
+    let dir = setup(3);
+    let cfg = dir.join("prov.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    // Config, policy and source errors as one JSON object each.
+    std::fs::write(
+        &cfg,
+        text.replace("kind = \"file\"", "kind = \"file\"\ncolour = \"blue\""),
+    )
+    .unwrap();
+    let (code, out, err) = prov(&dir, &["--json", "plan"]);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    let e = json_error(&err);
+    assert_eq!(e["kind"], "config", "{e}");
+    assert_eq!(e["exit_code"], 2, "{e}");
+    assert_eq!(e["line"], 13, "{e}");
+    assert!(e["file"].as_str().unwrap().ends_with("prov.toml"), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("colour"), "{e}");
+    std::fs::write(&cfg, text.replace("kind = \"file\"", "kind = \"scim\"")).unwrap();
+    let e = json_error(&prov(&dir, &["--json", "plan"]).2);
+    assert_eq!(
+        (e["kind"].as_str(), e["field"].as_str()),
+        (Some("config"), Some("targets.ldap.kind")),
+        "{e}"
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        POLICY.replace("roles = [\"staff\"]", "roles = [\"staf\"]"),
+    )
+    .unwrap();
+    let e = json_error(&prov(&dir, &["--json", "plan"]).2);
+    assert_eq!(e["kind"], "policy", "{e}");
+    assert_eq!(e["line"], 12, "{e}");
+    assert_eq!(e["field"], "rules.all.roles", "{e}");
+    assert!(e["file"].as_str().unwrap().ends_with("policy.toml"), "{e}");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    let hr = std::fs::read_to_string(dir.join("hr.csv")).unwrap();
+    std::fs::write(dir.join("hr.csv"), format!("{hr}e9,X,retired\n")).unwrap();
+    let e = json_error(&prov(&dir, &["--json", "plan"]).2);
+    assert_eq!(e["kind"], "source", "{e}");
+    assert_eq!(
+        (e["line"].as_u64(), e["field"].as_str()),
+        (Some(5), Some("status")),
+        "{e}"
+    );
+    std::fs::write(dir.join("hr.csv"), &hr).unwrap();
+    // Exit codes: an unknown lease id is "not found", not 1.
+    assert_eq!(prov(&dir, &["apply", "--yes"]).0, 0);
+    let (code, _, err) = prov(&dir, &["lease", "approve", "nope", "--approver", "e2"]);
+    assert_eq!(code, 11, "{err}");
+    assert!(err.contains("no lease `nope`"), "{err}");
+    let e = json_error(&prov(&dir, &["--json", "lease", "revoke", "nope", "--by", "e2"]).2);
+    assert_eq!(
+        (e["kind"].as_str(), e["exit_code"].as_u64()),
+        (Some("not_found"), Some(11))
+    );
+    // Explaining a target or entitlement the policy does not know is an
+    // error, not "does not get".
+    let (code, _, err) = prov(&dir, &["explain", "e1", "ldpa:staff"]);
+    assert_eq!(code, 11, "{err}");
+    assert!(err.contains("no target `ldpa`"), "{err}");
+    let (code, _, err) = prov(&dir, &["explain", "e1", "ldap:stafff"]);
+    assert_eq!(code, 11, "{err}");
+    let (code, out, _) = prov(&dir, &["explain", "e1", "ldap:oncall"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "e1 does not get ldap:oncall from the policy\n")
+    );
+    // review --json is JSON.
+    let (code, out, err) = prov(&dir, &["--json", "review"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&out).is_ok(),
+        "{out}"
+    );
+    // A closed pipe ends the output quietly (exit 101 and a panic before),
+    // and the command keeps its own status.
+    for args in [&["audit", "export"][..], &["lease", "list"], &["plan"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_prov"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // Completions and the manual page need no config.
+    let (code, out, err) = prov(&dir.join("nowhere"), &["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("complete -F _prov"), "{out}");
+    let (code, out, _) = prov(&dir.join("nowhere"), &["completions", "fish"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("complete -c prov"), "{out}");
+    let (code, out, _) = prov(&dir.join("nowhere"), &["man"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(".ie") || out.contains(".TH prov"),
+        "{}",
+        &out[..out.len().min(200)]
     );
 }

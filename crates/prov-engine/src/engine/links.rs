@@ -30,7 +30,7 @@ impl Engine {
         identities: &[Identity],
     ) -> Result<Link, EngineError> {
         if !identities.iter().any(|i| &i.id == identity) {
-            return Err(EngineError::Refused(format!(
+            return Err(EngineError::NotFound(format!(
                 "identity `{identity}` is not in the sources"
             )));
         }
@@ -165,7 +165,7 @@ impl Engine {
         let conn = self
             .connectors
             .get(target)
-            .ok_or_else(|| EngineError::Refused(format!("there is no target `{target}`")))?;
+            .ok_or_else(|| EngineError::NotFound(format!("there is no target `{target}`")))?;
         let target_err = |error| EngineError::Target {
             target: target.clone(),
             error,
@@ -181,7 +181,7 @@ impl Engine {
             .map_err(target_err)?;
         match found.len() {
             1 => Ok(found.remove(0)),
-            0 => Err(EngineError::Refused(format!(
+            0 => Err(EngineError::NotFound(format!(
                 "target {target} has no account with id or login `{account}`"
             ))),
             n => Err(EngineError::Refused(format!(
@@ -236,7 +236,7 @@ impl Engine {
             .await
             .map_err(EngineError::Store)?
             .ok_or_else(|| {
-                EngineError::Refused(format!("the engine remembers no leaver `{identity}`"))
+                EngineError::NotFound(format!("the engine remembers no leaver `{identity}`"))
             })?;
         self.store
             .remove_leaver(identity)

@@ -72,6 +72,9 @@ pub enum EngineError {
     /// A request the engine refuses as it stands (a hand link to an account
     /// someone else holds, an unknown target or account); nothing was done.
     Refused(String),
+    /// Something a request names does not exist (an identity not in the
+    /// sources, a target, an account, a leaver record); nothing was done.
+    NotFound(String),
 }
 
 impl fmt::Display for EngineError {
@@ -112,6 +115,7 @@ impl fmt::Display for EngineError {
             ),
             EngineError::Reset(why) => write!(f, "nothing was reset: {why}"),
             EngineError::Refused(why) => write!(f, "nothing was done: {why}"),
+            EngineError::NotFound(what) => write!(f, "nothing was done: {what}"),
             EngineError::Changed(difference) => write!(
                 f,
                 "planning now does not give what the plan says ({difference}); a time-bound fact \
@@ -349,17 +353,10 @@ impl Engine {
 
     /// Checks every target (each connector's `check`) and the store; one
     /// failing does not hide the others.
-    pub async fn check(&self) -> Vec<(String, Result<(), String>)> {
-        let mut out = vec![(
-            "store".to_owned(),
-            self.store
-                .links()
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-        )];
+    pub async fn check(&self) -> Vec<(String, prov_core::Result<()>)> {
+        let mut out = vec![("store".to_owned(), self.store.links().await.map(|_| ()))];
         for (t, conn) in &self.connectors {
-            out.push((t.to_string(), conn.check().await.map_err(|e| e.to_string())));
+            out.push((t.to_string(), conn.check().await));
         }
         out
     }
@@ -1279,13 +1276,29 @@ impl Engine {
         ))
     }
 
-    /// Why `who` holds `entitlement` on `target` now, leases from the store included.
+    /// Why `who` holds `entitlement` on `target` now, leases from the store
+    /// included (no chain: the identity does not get it). A target the
+    /// policy lacks, or an entitlement no role of it gives there, is
+    /// [`EngineError::NotFound`]: "does not get" would hide a typo.
     pub async fn explain(
         &self,
         who: &Identity,
         target: &TargetId,
         entitlement: &prov_core::EntitlementId,
     ) -> Result<Vec<prov_resolver::Chain>, EngineError> {
+        // "Does not get" is an answer only for what the policy can give.
+        if !self.policy.target_ids().any(|t| t == target) {
+            let known: Vec<&str> = self.policy.target_ids().map(TargetId::as_str).collect();
+            return Err(EngineError::NotFound(format!(
+                "the policy has no target `{target}` (its targets: {})",
+                known.join(", ")
+            )));
+        }
+        if !self.policy.manages(target, entitlement) {
+            return Err(EngineError::NotFound(format!(
+                "no role of the policy gives `{entitlement}` on {target}"
+            )));
+        }
         let leases = self.active_leases().await?;
         Ok(self.policy.explain_with(
             who,

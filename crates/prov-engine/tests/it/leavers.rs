@@ -119,7 +119,7 @@ async fn a_person_clears_a_leaver_record_and_it_is_audited() {
         s.engine
             .clear_leaver(&prov_core::IdentityId::new("e2"))
             .await,
-        Err(EngineError::Refused(_))
+        Err(EngineError::NotFound(_))
     ));
 }
 

@@ -4,6 +4,7 @@
 
 mod config;
 mod output;
+mod validate;
 
 /// mimalloc rather than the system allocator: a plan over a million
 /// accounts takes about half the time (the allocator keeps each size of
@@ -57,6 +58,7 @@ const EXIT_CODES: &str = "Exit codes:
   13 refused: the request breaks a rule (four eyes, who may approve,
      separation of duties, a lease's longest duration or its state, an
      account linked to someone else); nothing was done
+  14 prov validate found problems (each PROBLEM line names one)
   prov plan --detailed-exitcode: 0 no changes, 2 changes pending, 3 blocked
   130, 143  stopped by SIGINT or SIGTERM: operations not yet sent were skipped,
      those in flight finished and were recorded (a second signal, or 30 s
@@ -65,7 +67,8 @@ const EXIT_CODES: &str = "Exit codes:
 With --json, results are JSON on standard output, and a failure is one JSON
 object on one line of standard error: exit_code, kind (config, policy,
 source, usage, failed, blocked, stale, unreachable, audit, tampered,
-unconfirmed, busy, held, not_found, unauthenticated, refused, stopped),
+unconfirmed, busy, held, not_found, unauthenticated, refused, invalid,
+stopped),
 message, and file, line and field where a file is to blame (else null).
 A closed standard output (prov audit export | head -1) ends the output
 quietly; the exit code stays the command's.";
@@ -85,6 +88,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Checks the config, the policy and the source before anything runs,
+    /// touching no target (no store either): values templates read that are
+    /// empty, logins two people would share, separation-of-duties rules
+    /// the birthright rules already break; with --online, entitlements the
+    /// policy grants that a target lacks. Exit 0, or 14 with each problem listed.
+    ///
+    /// Example: prov validate --online
+    Validate {
+        /// Also ask each target which entitlements it has (reads only).
+        #[arg(long)]
+        online: bool,
+    },
     /// Plan the changes that bring every target in line with the policy.
     ///
     /// Example: prov plan --out plan.json
@@ -440,6 +455,8 @@ async fn open_store(cfg: &config::Config, base: &Path) -> Result<Arc<dyn Store>,
 }
 
 async fn context(cli: &Cli) -> Result<Ctx, Fail> {
+    // `validate` writes nothing: not even a new store file.
+    let offline = matches!(cli.command, Command::Validate { .. });
     let cfg = config::load(&cli.config)?;
     let file = cli.config.display().to_string();
     // A config error naming its field.
@@ -532,8 +549,14 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
                         format!("targets.{t}.path is required for kind `file`"),
                     )
                 })?;
-                let c = MemoryConnector::file_backed(base.join(path), MemoryLimits::default())
-                    .map_err(|e| usage(e.to_string()))?;
+                // `validate` leaves the file alone (a file target lists
+                // whatever the policy grants, so --online has nothing to ask it).
+                let c = if offline {
+                    MemoryConnector::new()
+                } else {
+                    MemoryConnector::file_backed(base.join(path), MemoryLimits::default())
+                        .map_err(|e| usage(e.to_string()))?
+                };
                 Arc::new(c.with_entitlements(policy.entitlements_on(t).into_iter().cloned()))
             }
             other => {
@@ -547,7 +570,11 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
         };
         connectors.insert(t.clone(), conn);
     }
-    let store = open_store(&cfg, &base).await?;
+    let store: Arc<dyn Store> = if offline {
+        Arc::new(prov_engine::MemoryStore::new())
+    } else {
+        open_store(&cfg, &base).await?
+    };
     // The audit names both who the config says acts and who ran the command.
     let os_user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
@@ -789,6 +816,40 @@ async fn run(cli: Cli) -> Result<(), Fail> {
     }
     let ctx = context(&cli).await?;
     match &cli.command {
+        Command::Validate { online } => {
+            let mut found = validate::offline(&ctx.engine, &ctx.identities);
+            if *online {
+                found.extend(validate::online(&ctx.engine).await?);
+            }
+            if ctx.json {
+                outln!("{}", json(&serde_json::json!({ "problems": found }))?);
+            } else {
+                for f in &found {
+                    outln!("PROBLEM {}", f.message);
+                }
+                if found.is_empty() {
+                    outln!(
+                        "valid: {} identities, {} targets{}",
+                        ctx.identities.len(),
+                        ctx.engine.policy().target_ids().count(),
+                        if *online {
+                            ", every entitlement listed"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            if !found.is_empty() {
+                return Err(Fail::new(
+                    code::INVALID,
+                    format!(
+                        "{} problems found (each PROBLEM line names it)",
+                        found.len()
+                    ),
+                ));
+            }
+        }
         Command::Plan {
             out,
             detailed_exitcode,

@@ -57,6 +57,7 @@ pub(crate) mod code {
     pub(crate) const NOT_FOUND: u8 = 11;
     pub(crate) const UNAUTHENTICATED: u8 = 12;
     pub(crate) const REFUSED: u8 = 13;
+    pub(crate) const INVALID: u8 = 14;
 }
 
 /// A failure: its exit code, what kind it is, the message, and where in
@@ -89,6 +90,7 @@ impl Fail {
             code::NOT_FOUND => "not_found",
             code::UNAUTHENTICATED => "unauthenticated",
             code::REFUSED => "refused",
+            code::INVALID => "invalid",
             130 | 143 => "stopped",
             _ => "error",
         };

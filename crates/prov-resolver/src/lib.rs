@@ -55,6 +55,6 @@ pub use policy::{
 };
 pub use resolve::{
     AccountView, Chain, DesiredAccount, DesiredState, DesiredTarget, Extra, LeaverPlan,
-    PolicyStats, Problem, Resolution, RoleGrant, SodViolation, Source, TargetView, effective_state,
-    leaving_moment,
+    MissingValue, PolicyStats, Problem, Resolution, RoleGrant, SodViolation, Source, TargetView,
+    effective_state, leaving_moment,
 };

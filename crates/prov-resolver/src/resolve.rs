@@ -266,6 +266,19 @@ pub struct DesiredTarget {
     pub held: Vec<String>,
 }
 
+/// A template that reads a value an identity lacks or has empty
+/// ([`CompiledPolicy::missing_values`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MissingValue {
+    /// The target whose template it is (`None` for a birthright rule).
+    pub target: Option<TargetId>,
+    /// `account`, `login`, `attribute NAME` or `rule ID`.
+    pub place: String,
+    /// The identity value it reads (`email`, `department`).
+    pub value: String,
+}
+
 /// A segregation-of-duties violation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -1086,6 +1099,43 @@ impl CompiledPolicy {
             .filter(|v| !crate::expr::BUILTINS.contains(v))
             .collect();
         out.into_iter().collect()
+    }
+
+    /// Every place of the policy whose template reads a value `identity`
+    /// lacks or has empty (a blank HR cell, a renamed column): a target's
+    /// account condition, login or attribute, or a birthright rule. What
+    /// `prov validate` reports before a plan would hold those changes.
+    pub fn missing_values(&self, identity: &Identity) -> Vec<MissingValue> {
+        let mut out = Vec::new();
+        let mut add = |target: Option<&TargetId>, place: String, tpl: &Template| {
+            for value in tpl.missing(identity) {
+                if expr::BUILTINS.contains(&value) {
+                    continue; // no manager, no end date: the usual case
+                }
+                out.push(MissingValue {
+                    target: target.cloned(),
+                    place: place.clone(),
+                    value: value.to_owned(),
+                });
+            }
+        };
+        for r in &self.rules {
+            add(None, format!("rule {}", r.id), &r.when);
+        }
+        for t in &self.targets {
+            if let When::If(tpl) = &t.when {
+                add(Some(&t.id), "account".to_owned(), tpl);
+            }
+            if let Some(tpl) = &t.login {
+                add(Some(&t.id), "login".to_owned(), tpl);
+            }
+            for (name, tpl) in &t.attributes {
+                if t.empty_clears.binary_search(name).is_err() {
+                    add(Some(&t.id), format!("attribute {name}"), tpl);
+                }
+            }
+        }
+        out
     }
 
     /// The segregation-of-duties rules `res`'s identity breaks, named.

@@ -381,6 +381,26 @@ fn ldap_targets_from_the_config_against_slapd() {
         err.contains("targets.ldap.password") && err.contains("PROV_TEST_LDAP_PASSWORD"),
         "{err}"
     );
+    // validate --online asks the directory for the groups the policy grants.
+    let (code, out, err) = run(&["validate", "--online"]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(
+        dir.join("policy.toml"),
+        POLICY.replace("grants.ldap = [\"oncall\"]", "grants.ldap = [\"on-call\"]"),
+    )
+    .unwrap();
+    let (code, out, _) = run(&["validate", "--online"]);
+    assert_eq!(code, 14, "{out}");
+    assert!(
+        out.contains("PROBLEM ldap: the policy grants on-call, which the target does not list"),
+        "{out}"
+    );
+    assert_eq!(
+        run(&["validate"]).0,
+        0,
+        "offline, the directory is not asked"
+    );
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
     // A wrong password is refused credentials (exit 12), not "cannot be
     // reached" (5, which it was): the fix is the secret, not the network.
     let wrong = [("PROV_TEST_LDAP_PASSWORD", "not-the-password")];
@@ -1094,5 +1114,95 @@ fn scripting_never_surprises() {
         out.starts_with(".ie") || out.contains(".TH prov"),
         "{}",
         &out[..out.len().min(200)]
+    );
+}
+
+/// Issue 14 item 1: `prov validate` reports what would hurt, offline,
+/// writing nothing: an empty value templates read, a login two people
+/// would share, a separation-of-duties rule the birthright rules break.
+#[test]
+fn validate_reports_what_would_hurt_before_anything_runs() {
+    let dir = setup(0);
+    std::fs::write(
+        dir.join("policy.toml"),
+        r#"
+[attributes]
+email = "string"
+department = "string"
+
+[targets.ldap]
+account = "always"
+login = 'email.split("@")[0]'
+[targets.ldap.attributes]
+mail = "email"
+
+[roles.staff]
+grants.ldap = ["staff"]
+[roles.pay]
+grants.ldap = ["pay-init"]
+[roles.approve]
+grants.ldap = ["pay-approve"]
+
+[rules.all]
+when = "true"
+roles = ["staff"]
+[rules.finance]
+when = 'department == "Finance"'
+roles = ["pay", "approve"]
+
+[sod.payments]
+roles = ["pay", "approve"]
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("hr.csv"),
+        "id,email,department,status\n\
+         e1,ann@x.org,Finance,active\n\
+         e2,,Sales,active\n\
+         e3,bob@x.org,Sales,active\n\
+         e4,Bob@y.org,Sales,active\n\
+         e5,,Sales,terminated\n",
+    )
+    .unwrap();
+    let (code, out, err) = prov(&dir, &["validate"]);
+    assert_eq!(code, 14, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "PROBLEM email is empty for 1 person: e2 (read by ldap attribute mail, ldap login); their changes there would be held",
+            "PROBLEM ldap: 2 people would get the login bob (compared ignoring case): e3, e4",
+            "PROBLEM e1 already breaks separation-of-duties rule payments (prevent) by the policy's rules and assignments: role approve + role pay",
+        ],
+        "{out}"
+    );
+    assert!(err.contains("3 problems found"), "{err}");
+    assert!(!dir.join("prov.db").exists(), "validate wrote a store");
+    assert!(
+        !dir.join("targets/ldap.json").exists(),
+        "validate wrote a target"
+    );
+    let (code, out, _) = prov(&dir, &["--json", "validate"]);
+    assert_eq!(code, 14);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let kinds: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["missing_value", "duplicate_login", "sod"]);
+    // Fixed data: valid, exit 0.
+    std::fs::write(
+        dir.join("hr.csv"),
+        "id,email,department,status\ne3,bob@x.org,Sales,active\ne6,cy@x.org,Sales,active\n",
+    )
+    .unwrap();
+    let (code, out, err) = prov(&dir, &["validate", "--online"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "valid: 2 identities, 1 targets, every entitlement listed\n"
     );
 }

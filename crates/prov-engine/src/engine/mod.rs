@@ -338,7 +338,8 @@ impl Engine {
         &self.executor
     }
 
-    pub(crate) fn connector(&self, target: &TargetId) -> Option<&dyn Connector> {
+    /// The connector of `target`, if the engine has one.
+    pub fn connector(&self, target: &TargetId) -> Option<&dyn Connector> {
         self.connectors.get(target).map(AsRef::as_ref)
     }
 

@@ -182,6 +182,18 @@ enum Command {
     ///
     /// Example: prov check
     Check,
+    /// Writes a commented starter config, policy and HR sample into DIR
+    /// (default: here), which `prov plan` accepts as they are; no config needed.
+    ///
+    /// Example: prov init acme && cd acme && prov plan
+    Init {
+        /// The directory (made if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Overwrite files already there.
+        #[arg(long)]
+        force: bool,
+    },
     /// Prints a shell completion script (no config needed).
     ///
     /// Example: prov completions bash > /etc/bash_completion.d/prov
@@ -788,7 +800,48 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, Fail> {
         .map_err(|e| Fail::new(1, format!("cannot encode JSON: {e}")))
 }
 
-/// The commands that need no config: completions and the manual page.
+/// The starter files `prov init` writes.
+const STARTER: [(&str, &str); 3] = [
+    ("prov.toml", include_str!("init/prov.toml")),
+    ("policy.toml", include_str!("init/policy.toml")),
+    ("hr.csv", include_str!("init/hr.csv")),
+];
+
+/// `prov init`: the starter files, never over files already there unless forced.
+fn init(dir: &Path, force: bool) -> Result<(), Fail> {
+    let taken: Vec<String> = STARTER
+        .iter()
+        .map(|(name, _)| dir.join(name))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !force && !taken.is_empty() {
+        return Err(usage(format!(
+            "{} already there; nothing was written (--force overwrites)",
+            taken.join(", ")
+        )));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| usage(format!("{}: cannot make the directory: {e}", dir.display())))?;
+    for (name, text) in STARTER {
+        // The HR sample names people: owner-only, as every file of theirs.
+        write_private(&dir.join(name), text)
+            .map_err(|e| usage(format!("{}: cannot write: {e}", dir.join(name).display())))?;
+    }
+    let cd = if dir == Path::new(".") {
+        String::new()
+    } else {
+        format!("cd {} && ", dir.display())
+    };
+    outln!(
+        "wrote {}: prov.toml, policy.toml, hr.csv
+next: {cd}prov validate && prov plan",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// The commands that need no config: init, completions and the manual page.
 fn without_config(command: &Command) -> Option<Result<(), Fail>> {
     use clap::CommandFactory;
     match command {
@@ -797,6 +850,7 @@ fn without_config(command: &Command) -> Option<Result<(), Fail>> {
             clap_complete::generate(*shell, &mut Cli::command(), "prov", &mut buf);
             Some(write_or_print(None, &String::from_utf8_lossy(&buf)))
         }
+        Command::Init { dir, force } => Some(init(dir, *force)),
         Command::Man => {
             let mut buf = Vec::new();
             Some(
@@ -1219,7 +1273,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 }
             }
         },
-        Command::Completions { .. } | Command::Man => {}
+        Command::Completions { .. } | Command::Man | Command::Init { .. } => {}
         Command::Check => {
             let results = ctx.engine.check().await;
             let bad = results.iter().filter(|(_, r)| r.is_err()).count();

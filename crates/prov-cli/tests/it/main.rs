@@ -1206,3 +1206,53 @@ roles = ["pay", "approve"]
         "valid: 2 identities, 1 targets, every entitlement listed\n"
     );
 }
+
+/// Issue 14 item 2: `prov init` writes a starter that validates, plans and
+/// applies as it is, and never overwrites without --force.
+#[test]
+fn init_writes_a_starter_that_plans_as_it_is() {
+    let dir = std::env::temp_dir().join(format!(
+        "prov-init-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let new = dir.join("acme");
+    let out = Command::new(env!("CARGO_BIN_EXE_prov"))
+        .arg("init")
+        .arg(&new)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(new.join("hr.csv"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (code, out, err) = prov(&new, &["validate"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = prov(&new, &["plan"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("create  directory: ada.lovelace [E1001]"),
+        "{out}"
+    );
+    assert!(!out.contains("PROBLEM"), "{out}");
+    let (code, out, err) = prov(&new, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(prov(&new, &["plan"]).1, "no changes\n");
+    // A second init keeps what is there.
+    let again = Command::new(env!("CARGO_BIN_EXE_prov"))
+        .arg("init")
+        .arg(&new)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already there"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

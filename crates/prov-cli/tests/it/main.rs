@@ -1256,3 +1256,51 @@ fn init_writes_a_starter_that_plans_as_it_is() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already there"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 14 item 8: the two shipped configs keep their own stores, and the
+/// LDAP example's groups come with it: `validate --online` names them when
+/// missing and passes once examples/ldap/groups.ldif is loaded.
+#[test]
+fn the_shipped_configs_keep_apart_and_the_ldap_groups_come_with_them() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let store_of = |name: &str| -> String {
+        let text = std::fs::read_to_string(examples.join("cli").join(name)).unwrap();
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        v["store"].as_str().unwrap().to_owned()
+    };
+    assert_ne!(store_of("prov.toml"), store_of("ldap.toml"));
+    let server = prov_testkit::slapd::Slapd::start().unwrap();
+    assert_eq!(
+        server.suffix, "dc=example,dc=org",
+        "the LDIF is written for it"
+    );
+    let dir = setup(0);
+    let text = std::fs::read_to_string(examples.join("cli/ldap.toml")).unwrap();
+    let text = text
+        .replace(
+            "\"../ldap/policy.toml\"",
+            &format!("{:?}", examples.join("ldap/policy.toml")),
+        )
+        .replace(
+            "\"../data/hr.csv\"",
+            &format!("{:?}", examples.join("data/hr.csv")),
+        )
+        .replace("ldap://127.0.0.1:389", &server.url)
+        .replace("cn=admin,dc=example,dc=org", &server.admin_dn);
+    std::fs::write(dir.join("prov.toml"), text).unwrap();
+    let secret = [("PROV_LDAP_PASSWORD", server.admin_password.as_str())];
+    let (code, out, err) = prov_with(&dir, &["validate", "--online"], &secret);
+    assert_eq!(code, 14, "{out}{err}");
+    assert!(
+        out.contains("PROBLEM ldap: the policy grants staff, which the target does not list"),
+        "{out}"
+    );
+    let ldif = std::fs::read_to_string(examples.join("ldap/groups.ldif")).unwrap();
+    server.tool("ldapadd", &[], &ldif).unwrap();
+    let (code, out, err) = prov_with(&dir, &["validate", "--online"], &secret);
+    assert!(!out.contains("does not list"), "{out}");
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = prov_with(&dir, &["apply", "--yes"], &secret);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(dir.join("ldap.db").exists() && !dir.join("prov.db").exists());
+}

@@ -4,6 +4,7 @@
 
 mod config;
 mod output;
+mod show;
 mod validate;
 
 /// mimalloc rather than the system allocator: a plan over a million
@@ -645,13 +646,8 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
     })
 }
 
-fn print_plan(plan: &Plan) {
-    for op in &plan.ops {
-        outln!("{op}");
-        for r in &op.reasons {
-            outln!("    because {r}");
-        }
-    }
+fn print_plan(plan: &Plan, policy: &prov_resolver::CompiledPolicy) {
+    show::print_ops(plan, policy, show::Style::detect());
     print_notes(plan);
     for b in &plan.blocked {
         outln!("BLOCKED {b}");
@@ -732,7 +728,7 @@ fn print_table(plan: &Plan) {
 }
 
 /// Shows the plan and asks on the terminal; anything but `yes` keeps it unapplied.
-fn confirm(plan: &Plan, json: bool) -> Result<(), Fail> {
+fn confirm(plan: &Plan, policy: &prov_resolver::CompiledPolicy, json: bool) -> Result<(), Fail> {
     use std::io::{BufRead, IsTerminal, Write};
     if !std::io::stdin().is_terminal() {
         return Err(Fail::new(
@@ -744,7 +740,7 @@ fn confirm(plan: &Plan, json: bool) -> Result<(), Fail> {
         ));
     }
     if !json {
-        print_plan(plan);
+        print_plan(plan, policy);
     }
     eprint!(
         "\nApply these {} operations? Only `yes` applies them: ",
@@ -915,7 +911,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             if ctx.json {
                 outln!("{}", json(&plan)?);
             } else {
-                print_plan(&plan);
+                print_plan(&plan, ctx.engine.policy());
             }
             if !plan.blocked.is_empty() {
                 return Err(Fail::new(
@@ -970,7 +966,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 None => {
                     let fresh = engine.plan(&ctx.identities).await?;
                     if !fresh.is_empty() {
-                        confirm(&fresh, ctx.json)?;
+                        confirm(&fresh, engine.policy(), ctx.json)?;
                     }
                     engine
                         .apply(&fresh, &ctx.identities)

@@ -215,6 +215,11 @@ pub struct PlannedOp {
     pub kind: OpKind,
     /// Why: reason chains, most specific first.
     pub reasons: Vec<String>,
+    /// For an update: the account's values, as listed when planned, of the
+    /// attributes it sets or removes (absent ones are not listed), so that
+    /// a reader sees `mail: old -> new`. Not used to apply.
+    #[serde(default, skip_serializing_if = "prov_core::Attributes::is_empty")]
+    pub before: prov_core::Attributes,
 }
 
 impl PlannedOp {
@@ -236,6 +241,7 @@ impl PlannedOp {
             account_login: login,
             kind,
             reasons,
+            before: prov_core::Attributes::new(),
         }
     }
 

@@ -1316,6 +1316,23 @@ impl CompiledPolicy {
         })
     }
 
+    /// The roles that grant `entitlement` on `target` themselves (not by
+    /// inheriting it), by name: how a plan names a mover's old and new roles.
+    pub fn roles_granting(&self, target: &TargetId, entitlement: &EntitlementId) -> Vec<&str> {
+        let Some(&e) = self
+            .target_index
+            .get(target.as_str())
+            .and_then(|&t| self.entitlement_index.get(&(t, entitlement.clone())))
+        else {
+            return Vec::new();
+        };
+        self.roles
+            .iter()
+            .filter(|r| r.direct.binary_search(&e).is_ok())
+            .map(|r| r.id.as_str())
+            .collect()
+    }
+
     /// Whether the policy grants `entitlement` on `target` through any role:
     /// entitlements it never mentions are not its to revoke.
     pub fn manages(&self, target: &TargetId, entitlement: &EntitlementId) -> bool {

@@ -299,7 +299,8 @@ fn leases_from_the_command_line() {
     );
     let (_, out, _) = prov(&dir, &["plan"]);
     assert!(
-        out.contains("grant   ldap: oncall for e1 [e1]") && out.contains(&format!("lease {id}")),
+        out.contains("e1: mover: gains oncall\n  + grant   ldap: oncall for e1\n")
+            && out.contains(&format!("lease {id}")),
         "{out}"
     );
     assert_eq!(prov(&dir, &["apply", "--yes"]).0, 0);
@@ -820,6 +821,29 @@ fn apply_on_a_terminal_shows_the_plan_and_applies_only_on_yes() {
     let dir = setup(3);
     let (code, out) = apply_on_a_terminal(&dir, "y");
     assert_eq!(code, 8, "{out}");
+    // On a terminal the plan has colours; NO_COLOR takes them away.
+    assert!(out.contains("\x1b[32m+ create  ldap: e0\x1b[0m"), "{out:?}");
+    let plain = Command::new("script")
+        .args([
+            "-q",
+            "-e",
+            "-c",
+            &format!(
+                "{} --config {} plan",
+                env!("CARGO_BIN_EXE_prov"),
+                dir.join("prov.toml").display()
+            ),
+            "/dev/null",
+        ])
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let plain = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        plain.contains("+ create  ldap: e0") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
     assert!(
         out.contains("Apply these 6 operations? Only `yes` applies them"),
         "{out}"
@@ -1239,7 +1263,7 @@ fn init_writes_a_starter_that_plans_as_it_is() {
     let (code, out, err) = prov(&new, &["plan"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("create  directory: ada.lovelace [E1001]"),
+        out.contains("E1001: joiner\n  + create  app: ada.lovelace@example.com\n"),
         "{out}"
     );
     assert!(!out.contains("PROBLEM"), "{out}");
@@ -1303,4 +1327,55 @@ fn the_shipped_configs_keep_apart_and_the_ldap_groups_come_with_them() {
     let (code, out, err) = prov_with(&dir, &["apply", "--yes"], &secret);
     assert_eq!(code, 0, "{out}{err}");
     assert!(dir.join("ldap.db").exists() && !dir.join("prov.db").exists());
+}
+
+/// Issue 14 item 4: a plan reads like a diff, per person: the event, the
+/// attributes of creates, attribute changes old -> new, a deletion's due
+/// date; no colour off a terminal or with NO_COLOR.
+#[test]
+fn a_plan_reads_like_a_diff_per_person() {
+    let root = std::env::temp_dir().join(format!(
+        "prov-diff-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let dir = root.join("acme");
+    let init = Command::new(env!("CARGO_BIN_EXE_prov"))
+        .arg("init")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    let (code, out, _) = prov(&dir, &["plan"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(
+            "E1003: joiner\n  + create  app: alan.turing@example.com\n        because joiner: E1003 should have an account on app\n  + create  directory: alan.turing\n        cn = \"Alan Turing\"\n        mail = \"alan.turing@example.com\"\n"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains('\x1b'), "no colour off a terminal: {out}");
+    assert_eq!(prov(&dir, &["apply", "--yes"]).0, 0);
+    // Alan moves to Engineering with a new address; Joan leaves.
+    let hr = std::fs::read_to_string(dir.join("hr.csv")).unwrap();
+    let hr = hr
+        .replace(
+            "E1003,Alan,Turing,alan.turing@example.com,Finance",
+            "E1003,Alan,Turing,alan.m.turing@example.com,Engineering",
+        )
+        .replace("2027-06-30,active", "2027-06-30,terminated");
+    std::fs::write(dir.join("hr.csv"), hr).unwrap();
+    let (code, out, _) = prov_with(&dir, &["plan"], &[("NO_COLOR", "1")]);
+    assert_eq!(code, 0);
+    for want in [
+        "E1003: mover: finance -> engineering\n",
+        "  ~ update  directory: alan.turing (set mail)\n        mail: \"alan.turing@example.com\" -> \"alan.m.turing@example.com\"\n",
+        "        login: alan.turing@example.com -> alan.m.turing@example.com\n",
+        "  - revoke  app: payments-initiate for alan.turing@example.com\n",
+        "E1004: leaver\n",
+        "  - disable directory: joan.clarke\n        because leaver: E1004 is terminated\n        because leaver: deletion due 2027-07-31 00:00 UTC (after the grace period)\n",
+    ] {
+        assert!(out.contains(want), "{want:?} in {out}");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
 }

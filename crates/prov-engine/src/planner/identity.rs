@@ -218,14 +218,22 @@ pub(super) fn plan_identity<'a>(
                     "the account template changed"
                 };
                 if !delta.is_empty() {
-                    mine.push(op(
+                    let before = delta
+                        .set
+                        .keys()
+                        .chain(&delta.remove)
+                        .filter_map(|k| acct.attributes.get(k).map(|v| (k.clone(), v.clone())))
+                        .collect();
+                    let mut update = op(
                         OpKind::Update {
                             account: aref(),
                             delta,
                             secret: BTreeSet::new(),
                         },
                         vec![format!("{why} for {}", who.id)],
-                    ));
+                    );
+                    update.before = before;
+                    mine.push(update);
                 }
             }
             // Entitlements: both sides are sorted by id, so one merge walk
@@ -316,12 +324,25 @@ pub(super) fn plan_identity<'a>(
                     Some(_) => state_reason(),
                     None => format!("{} is no longer entitled to an account on {target}", who.id),
                 };
+                let mut why = vec![why];
+                // A leaver's account to be deleted later: say when.
+                if let Some(plan) = want.and_then(|w| w.leaver)
+                    && plan.action == LeaverAction::Delete
+                    && (origin == LinkOrigin::Created || ctx.opts.delete_linked)
+                    && ctx.opts.can_delete
+                    && let Some(due) = plan.delete_after.filter(|d| *d > now)
+                {
+                    why.push(format!(
+                        "leaver: deletion due {} (after the grace period)",
+                        due.format("%Y-%m-%d %H:%M UTC")
+                    ));
+                }
                 mine.push(op(
                     OpKind::SetEnabled {
                         account: aref(),
                         enabled,
                     },
-                    vec![why],
+                    why,
                 ));
             }
             if let Some(plan) = want.and_then(|w| w.leaver)

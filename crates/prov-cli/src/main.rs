@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout)] // a command prints its results
 
 mod config;
+mod graph;
 mod output;
 mod show;
 mod validate;
@@ -145,6 +146,17 @@ enum Command {
         identity: String,
         /// One entitlement, as TARGET:ENTITLEMENT (default: everything).
         entitlement: Option<String>,
+    },
+    /// The rule -> role -> entitlement graph of the whole policy, or of one
+    /// identity's access (its reason chains, leases and assignments included).
+    ///
+    /// Example: prov graph E1003 --format mermaid
+    Graph {
+        /// One identity's id (default: the whole policy).
+        identity: Option<String>,
+        /// `dot` (Graphviz) or `mermaid`.
+        #[arg(long, default_value = "dot")]
+        format: String,
     },
     /// An access review of every account: explained, unexplained, orphan, pending.
     ///
@@ -1166,6 +1178,40 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                     }
                 }
             }
+        }
+        Command::Graph { identity, format } => {
+            let edges = match identity {
+                None => ctx.engine.policy().graph_edges(),
+                Some(id) => {
+                    let who = ctx
+                        .identities
+                        .iter()
+                        .find(|i| i.id.as_str() == id)
+                        .ok_or_else(|| {
+                            Fail::new(code::NOT_FOUND, format!("no identity `{id}` in the source"))
+                        })?;
+                    let desired = ctx.engine.desired(who).await?;
+                    let mut chains = Vec::new();
+                    for (t, d) in &desired.targets {
+                        for e in d.entitlements.keys() {
+                            chains.extend(
+                                ctx.engine
+                                    .explain(who, t, e)
+                                    .await?
+                                    .iter()
+                                    .map(ToString::to_string),
+                            );
+                        }
+                    }
+                    graph::chain_edges(chains.iter().map(String::as_str))
+                }
+            };
+            let text = match format.as_str() {
+                "dot" => graph::dot(&edges),
+                "mermaid" => graph::mermaid(&edges),
+                other => return Err(usage(format!("--format {other}: use dot or mermaid"))),
+            };
+            write_or_print(None, &text)?;
         }
         Command::Review { format, out } => {
             let review = ctx.engine.review(&ctx.identities).await?;

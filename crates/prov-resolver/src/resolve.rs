@@ -1316,6 +1316,35 @@ impl CompiledPolicy {
         })
     }
 
+    /// The policy as a graph, each edge `(from, to)` between nodes named
+    /// `rule ID`, `role ID` and `TARGET:ENTITLEMENT`: a rule gives a role,
+    /// a role inherits a role, a role grants an entitlement. In the
+    /// policy's order (rules, then roles), for `prov graph`.
+    pub fn graph_edges(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for r in &self.rules {
+            for &role in &r.roles {
+                out.push((
+                    format!("rule {}", r.id),
+                    format!("role {}", self.role_name(role)),
+                ));
+            }
+        }
+        for role in &self.roles {
+            for &inherited in &role.inherits {
+                out.push((
+                    format!("role {}", role.id),
+                    format!("role {}", self.role_name(inherited)),
+                ));
+            }
+            for &e in &role.direct {
+                let (t, id) = self.entitlement_name(e);
+                out.push((format!("role {}", role.id), format!("{t}:{id}")));
+            }
+        }
+        out
+    }
+
     /// The roles that grant `entitlement` on `target` themselves (not by
     /// inheriting it), by name: how a plan names a mover's old and new roles.
     pub fn roles_granting(&self, target: &TargetId, entitlement: &EntitlementId) -> Vec<&str> {

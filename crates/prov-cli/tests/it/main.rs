@@ -1379,3 +1379,60 @@ fn a_plan_reads_like_a_diff_per_person() {
     }
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// Issue 14 item 4: `prov graph` draws rule -> role -> entitlement, for
+/// the policy or one identity, as DOT or Mermaid.
+#[test]
+fn graph_draws_the_policy_and_one_identity() {
+    let root = std::env::temp_dir().join(format!(
+        "prov-graph-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let dir = root.join("acme");
+    assert!(
+        Command::new(env!("CARGO_BIN_EXE_prov"))
+            .arg("init")
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, dot, err) = prov(&dir, &["graph"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dot.starts_with("digraph prov {\n  rankdir=LR;\n"), "{dot}");
+    let id = |label: &str| -> String {
+        let line = dot
+            .lines()
+            .find(|l| l.contains(&format!("[label=\"{label}\"")))
+            .unwrap_or_else(|| panic!("no node {label} in {dot}"));
+        line.trim().split(' ').next().unwrap().to_owned()
+    };
+    for (a, b) in [
+        ("rule finance", "role finance"),
+        ("role finance", "role employee"),
+        ("role employee", "directory:staff"),
+        ("role finance-lead", "app:payments-approve"),
+    ] {
+        assert!(
+            dot.contains(&format!("  {} -> {};\n", id(a), id(b))),
+            "{a} -> {b} in {dot}"
+        );
+    }
+    let (code, mermaid, _) = prov(&dir, &["graph", "--format", "mermaid"]);
+    assert_eq!(code, 0);
+    assert!(
+        mermaid.starts_with("flowchart LR\n") && mermaid.contains("[\"rule finance\"]"),
+        "{mermaid}"
+    );
+    // One identity: only what it gets, and why.
+    let (code, mine, _) = prov(&dir, &["graph", "E1003"]);
+    assert_eq!(code, 0);
+    assert!(
+        mine.contains("\"role finance\"") && !mine.contains("\"role engineering\""),
+        "{mine}"
+    );
+    assert_eq!(prov(&dir, &["graph", "E9999"]).0, 11);
+    assert_eq!(prov(&dir, &["graph", "--format", "png"]).0, 2);
+    std::fs::remove_dir_all(&root).unwrap();
+}

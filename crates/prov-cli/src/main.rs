@@ -1242,6 +1242,15 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                         .transpose()
                         .map_err(usage)?;
                     match audit::verify_with(&log, ctx.audit_key.as_ref(), head.as_ref()) {
+                        Ok(v) if ctx.json => outln!(
+                            "{}",
+                            json(&serde_json::json!({
+                                "verified": true,
+                                "records": v.records,
+                                "keyed": ctx.audit_key.as_ref().map(|_| v.keyed),
+                                "head": head.as_ref().map(|h| h.seq),
+                            }))?
+                        ),
                         Ok(v) => {
                             let mut line =
                                 format!("audit log verified: {} records, chain intact", v.records);
@@ -1319,10 +1328,25 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         Command::Check => {
             let results = ctx.engine.check().await;
             let bad = results.iter().filter(|(_, r)| r.is_err()).count();
-            for (what, r) in &results {
-                match r {
-                    Ok(()) => outln!("ok   {what}"),
-                    Err(e) => outln!("FAIL {what}: {e}"),
+            if ctx.json {
+                let rows: Vec<serde_json::Value> = results
+                    .iter()
+                    .map(|(what, r)| {
+                        serde_json::json!({
+                            "check": what,
+                            "ok": r.is_ok(),
+                            "error": r.as_ref().err().map(ToString::to_string),
+                            "kind": r.as_ref().err().map(|e| e.kind().as_str()),
+                        })
+                    })
+                    .collect();
+                outln!("{}", json(&rows)?);
+            } else {
+                for (what, r) in &results {
+                    match r {
+                        Ok(()) => outln!("ok   {what}"),
+                        Err(e) => outln!("FAIL {what}: {e}"),
+                    }
                 }
             }
             if bad > 0 {

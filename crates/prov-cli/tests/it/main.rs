@@ -1100,6 +1100,24 @@ fn scripting_never_surprises() {
         (code, out.as_str()),
         (0, "e1 does not get ldap:oncall from the policy\n")
     );
+    // Every command's --json is JSON.
+    for args in [
+        &["--json", "check"][..],
+        &["--json", "audit", "verify"],
+        &["--json", "audit", "head"],
+        &["--json", "lease", "list"],
+        &["--json", "leaver", "list"],
+        &["--json", "explain", "e1"],
+        &["--json", "validate"],
+        &["--json", "plan"],
+    ] {
+        let (code, out, err) = prov(&dir, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&out).is_ok(),
+            "{args:?}: {out}"
+        );
+    }
     // review --json is JSON.
     let (code, out, err) = prov(&dir, &["--json", "review"]);
     assert_eq!(code, 0, "{err}");

@@ -244,6 +244,45 @@ fn bench(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
+    // What-if: the same policy with one department's rule giving another
+    // role, against the floor of resolving everyone under both policies.
+    let proposed = match source_policy()
+        .rule(
+            "rule-001",
+            Rule::new("department == \"department-0\"", &["child-0007"]),
+        )
+        .compile()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let report = prov::resolver::what_if(&policy, &proposed, &people, now);
+    eprintln!(
+        "what-if: {} of {} identities change ({} targets, {} roles counted)",
+        report.changes.len(),
+        report.identities,
+        report.targets.len(),
+        report.roles.len()
+    );
+    drop(report);
+    group.bench_function(format!("what_if/{n}"), |b| {
+        b.iter(|| {
+            black_box(prov::resolver::what_if(
+                &policy,
+                &proposed,
+                black_box(&people),
+                now,
+            ))
+            .changes
+            .len()
+        })
+    });
+    group.bench_function(format!("resolve_both_peer/{n}"), |b| {
+        b.iter(|| {
+            black_box(policy.resolve_many(black_box(&people), now)).len()
+                + black_box(proposed.resolve_many(black_box(&people), now)).len()
+        })
+    });
     group.bench_function("resolve_one", |b| {
         let who = &people[0];
         b.iter(|| black_box(policy.resolve(black_box(who), now)))

@@ -46,6 +46,7 @@ mod error;
 mod expr;
 mod policy;
 mod resolve;
+mod whatif;
 
 pub use compile::{CompiledPolicy, MAX_GRACE_DAYS};
 pub use error::{PolicyError, PolicyErrors};
@@ -58,3 +59,4 @@ pub use resolve::{
     MissingValue, PolicyStats, Problem, Resolution, RoleGrant, SodViolation, Source, TargetView,
     effective_state, leaving_moment,
 };
+pub use whatif::{AccessChange, IdentityChange, RoleCounts, TargetCounts, WhatIf, what_if};

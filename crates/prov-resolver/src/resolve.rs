@@ -878,21 +878,21 @@ impl CompiledPolicy {
         }
     }
 
-    fn role_name(&self, r: u32) -> String {
+    pub(crate) fn role_name(&self, r: u32) -> String {
         self.roles
             .get(r as usize)
             .map(|x| x.id.clone())
             .unwrap_or_default()
     }
 
-    fn entitlement_name(&self, e: u32) -> (TargetId, EntitlementId) {
+    pub(crate) fn entitlement_name(&self, e: u32) -> (TargetId, EntitlementId) {
         match self.entitlements.get(e as usize) {
             Some((t, id)) => (self.target_id(*t), id.clone()),
             None => (TargetId::new(""), EntitlementId::new("")),
         }
     }
 
-    fn target_id(&self, t: u32) -> TargetId {
+    pub(crate) fn target_id(&self, t: u32) -> TargetId {
         self.targets
             .get(t as usize)
             .map(|x| x.id.clone())

@@ -1454,3 +1454,65 @@ fn graph_draws_the_policy_and_one_identity() {
     assert_eq!(prov(&dir, &["graph", "--format", "png"]).0, 2);
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// Issue 14 item 9: what a policy change would do, before it is rolled
+/// out: gains and losses with their reasons, SoD newly broken, counts per
+/// target and role; table, JSON and Markdown; no store, no target touched.
+#[test]
+fn what_if_shows_who_gains_and_loses_before_a_rollout() {
+    let root = std::env::temp_dir().join(format!(
+        "prov-whatif-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let dir = root.join("acme");
+    assert!(
+        Command::new(env!("CARGO_BIN_EXE_prov"))
+            .arg("init")
+            .arg(&dir)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let policy = std::fs::read_to_string(dir.join("policy.toml")).unwrap();
+    let next = policy
+        .replace(
+            "roles = [\"finance\"]",
+            "roles = [\"finance\", \"finance-lead\"]",
+        )
+        .replace("grants.app = [\"developer\"]\n", "");
+    assert_ne!(policy, next);
+    std::fs::write(dir.join("next.toml"), next).unwrap();
+    let next_path = dir.join("next.toml");
+    let next_arg = next_path.to_str().unwrap();
+    let (code, out, err) = prov(&dir, &["what-if", next_arg]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "5 of 5 identities change\n",
+        "E1004:\n  + role finance-lead\n  SOD newly breaks rule payments\n",
+        "E1001:\n  - app:developer  because rule engineering -> role engineering -> app:developer\n",
+        "E1003:\n  + role finance-lead\n  + app:payments-approve  because rule finance -> role finance-lead -> app:payments-approve\n  SOD newly breaks rule payments\n",
+    ] {
+        assert!(out.contains(want), "{want:?} in {out}");
+    }
+    let (code, out, _) = prov(&dir, &["--json", "what-if", next_arg]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["identities"], 5);
+    assert_eq!(
+        v["targets"]["app"]["losses"], 3,
+        "E1005 is a pre-hire with an app account too: {v}"
+    );
+    assert_eq!(v["targets"]["app"]["gains"], 1);
+    assert_eq!(v["roles"]["finance-lead"]["gained"], 2);
+    let (code, md, _) = prov(&dir, &["what-if", next_arg, "--format", "markdown"]);
+    assert_eq!(code, 0);
+    assert!(
+        md.contains("- **E1003** newly breaks separation-of-duties rule `payments`"),
+        "{md}"
+    );
+    assert!(md.contains("| app | 1 | 3 | 0 | 0 |"), "{md}");
+    assert!(!dir.join("prov.db").exists() && !dir.join("targets").exists());
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -1554,7 +1554,19 @@ fn stop_on_signals(stop: Arc<std::sync::atomic::AtomicBool>) -> Arc<std::sync::a
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `--help` and `--version` print as clap prints them; a usage error
+        // too, unless --json asked for one JSON object.
+        Err(e) if e.use_stderr() && std::env::args().any(|a| a == "--json") => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let message = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+            Fail::new(code::USAGE, message).report(true);
+            return ExitCode::from(code::USAGE);
+        }
+        Err(e) => e.exit(),
+    };
     let json = cli.json;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

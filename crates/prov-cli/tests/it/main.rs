@@ -1078,6 +1078,15 @@ fn scripting_never_surprises() {
         "{e}"
     );
     std::fs::write(dir.join("hr.csv"), &hr).unwrap();
+    // A usage error too.
+    let (code, _, err) = prov(&dir, &["--json", "plan", "--no-such-flag"]);
+    assert_eq!(code, 2);
+    let e = json_error(&err);
+    assert_eq!(e["kind"], "usage", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("--no-such-flag"),
+        "{e}"
+    );
     // Exit codes: an unknown lease id is "not found", not 1.
     assert_eq!(prov(&dir, &["apply", "--yes"]).0, 0);
     let (code, _, err) = prov(&dir, &["lease", "approve", "nope", "--approver", "e2"]);

@@ -1175,8 +1175,7 @@ impl CompiledPolicy {
         if res.violations.is_empty() {
             return None;
         }
-        let t = *self.target_index.get(target.as_str())?;
-        let e = *self.entitlement_index.get(&(t, entitlement.clone()))?;
+        let e = self.entitlement_of(target, entitlement)?;
         res.violations.iter().find_map(|(rule, roles, ents)| {
             let info = self.sod.get(*rule as usize)?;
             if info.enforce != crate::policy::Enforce::Prevent {
@@ -1190,6 +1189,14 @@ impl CompiledPolicy {
                 });
             part.then_some((info.id.as_str(), info.description.as_deref()))
         })
+    }
+
+    /// The index of `entitlement` on `target`, if the policy grants it there.
+    fn entitlement_of(&self, target: &TargetId, entitlement: &EntitlementId) -> Option<u32> {
+        let t = *self.target_index.get(target.as_str())?;
+        self.entitlement_index
+            .get(&(t, entitlement.clone()))
+            .copied()
     }
 
     /// Whether `res`'s identity breaks a rule with `resolve =
@@ -1217,8 +1224,7 @@ impl CompiledPolicy {
         if res.violations.is_empty() {
             return None;
         }
-        let t = *self.target_index.get(target.as_str())?;
-        let e = *self.entitlement_index.get(&(t, entitlement.clone()))?;
+        let e = self.entitlement_of(target, entitlement)?;
         res.violations.iter().find_map(|(rule, roles, ents)| {
             let info = self.sod.get(*rule as usize)?;
             if info.enforce != crate::policy::Enforce::Prevent
@@ -1251,8 +1257,7 @@ impl CompiledPolicy {
         if res.excepted.is_empty() {
             return None;
         }
-        let t = *self.target_index.get(target.as_str())?;
-        let e = *self.entitlement_index.get(&(t, entitlement.clone()))?;
+        let e = self.entitlement_of(target, entitlement)?;
         res.excepted.iter().find_map(|&(rule, x)| {
             let info = self.sod.get(rule as usize)?;
             let exception = info.exceptions.get(x as usize)?;
@@ -1284,8 +1289,7 @@ impl CompiledPolicy {
         if res.gaps.is_empty() {
             return None;
         }
-        let t = *self.target_index.get(target.as_str())?;
-        let e = *self.entitlement_index.get(&(t, entitlement.clone()))?;
+        let e = self.entitlement_of(target, entitlement)?;
         self.gap_where(res, |ents| ents.binary_search(&e).is_ok())
     }
 
@@ -1348,11 +1352,7 @@ impl CompiledPolicy {
     /// The roles that grant `entitlement` on `target` themselves (not by
     /// inheriting it), by name: how a plan names a mover's old and new roles.
     pub fn roles_granting(&self, target: &TargetId, entitlement: &EntitlementId) -> Vec<&str> {
-        let Some(&e) = self
-            .target_index
-            .get(target.as_str())
-            .and_then(|&t| self.entitlement_index.get(&(t, entitlement.clone())))
-        else {
+        let Some(e) = self.entitlement_of(target, entitlement) else {
             return Vec::new();
         };
         self.roles

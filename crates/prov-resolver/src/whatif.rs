@@ -181,6 +181,16 @@ fn accounts_of(res: &Resolution) -> impl Iterator<Item = u32> + '_ {
         .map(|t| t.target)
 }
 
+/// The current policy's indexes in the proposed policy's, sorted; one the
+/// proposed policy does not know at all is u32::MAX (never equal to one it has).
+fn into_proposed(items: impl Iterator<Item = u32>, map: &[Option<u32>]) -> Vec<u32> {
+    let mut out: Vec<u32> = items
+        .map(|i| map.get(i as usize).copied().flatten().unwrap_or(u32::MAX))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 /// `a` minus `b`, both sorted.
 fn minus(a: &[u32], b: &[u32]) -> Vec<u32> {
     a.iter()
@@ -199,59 +209,17 @@ fn compare(
 ) -> Option<IdentityChange> {
     let old = current.resolve_with(who, now, Extra::default());
     let new = proposed.resolve_with(who, now, Extra::default());
-    // The current entitlements in the proposed policy's indexes; one the
-    // proposed policy does not know at all is lost (u32::MAX marks it).
+    // The current policy's entitlements, roles, account targets and broken
+    // rules in the proposed policy's indexes, sorted; one the proposed
+    // policy does not know at all is lost (u32::MAX stands for it).
     let old_entitlements = effective(&old);
     let new_entitlements = effective(&new);
-    let mut mapped: Vec<u32> = old_entitlements
-        .iter()
-        .map(|&e| {
-            maps.entitlements
-                .get(e as usize)
-                .copied()
-                .flatten()
-                .unwrap_or(u32::MAX)
-        })
-        .collect();
-    mapped.sort_unstable();
-    let old_roles: Vec<u32> = {
-        let mut r: Vec<u32> = roles_of(current, &old)
-            .into_iter()
-            .map(|r| {
-                maps.roles
-                    .get(r as usize)
-                    .copied()
-                    .flatten()
-                    .unwrap_or(u32::MAX)
-            })
-            .collect();
-        r.sort_unstable();
-        r
-    };
+    let mapped = into_proposed(old_entitlements.iter().copied(), &maps.entitlements);
+    let old_roles = into_proposed(roles_of(current, &old).into_iter(), &maps.roles);
     let new_roles = roles_of(proposed, &new);
-    let mut old_accounts: Vec<u32> = accounts_of(&old)
-        .map(|t| {
-            maps.targets
-                .get(t as usize)
-                .copied()
-                .flatten()
-                .unwrap_or(u32::MAX)
-        })
-        .collect();
-    old_accounts.sort_unstable();
+    let old_accounts = into_proposed(accounts_of(&old), &maps.targets);
     let new_accounts: Vec<u32> = accounts_of(&new).collect();
-    let mut old_sod: Vec<u32> = old
-        .violations
-        .iter()
-        .map(|(r, _, _)| {
-            maps.sod
-                .get(*r as usize)
-                .copied()
-                .flatten()
-                .unwrap_or(u32::MAX)
-        })
-        .collect();
-    old_sod.sort_unstable();
+    let old_sod = into_proposed(old.violations.iter().map(|(r, _, _)| *r), &maps.sod);
     let mut new_sod: Vec<u32> = new.violations.iter().map(|(r, _, _)| *r).collect();
     new_sod.sort_unstable();
     if mapped == new_entitlements
@@ -262,73 +230,54 @@ fn compare(
         return None;
     }
     // Something changed: name it (strings only from here on).
+    let named = |policy: &CompiledPolicy, res: &Resolution, e: u32| {
+        let (t, id) = policy.entitlement_name(e);
+        let because = policy
+            .chains(res, &t, &id)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        AccessChange {
+            target: t,
+            entitlement: id,
+            because,
+        }
+    };
+    // The current policy's indexes in `of` that the proposed side lacks.
+    let gone = |of: &[u32], map: &[Option<u32>], now_there: &[u32]| -> Vec<u32> {
+        of.iter()
+            .copied()
+            .filter(|&i| {
+                map.get(i as usize)
+                    .copied()
+                    .flatten()
+                    .is_none_or(|m| now_there.binary_search(&m).is_err())
+            })
+            .collect()
+    };
     let gains = minus(&new_entitlements, &mapped)
         .into_iter()
-        .map(|e| {
-            let (t, id) = proposed.entitlement_name(e);
-            let because = proposed
-                .chains(&new, &t, &id)
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            AccessChange {
-                target: t,
-                entitlement: id,
-                because,
-            }
-        })
+        .map(|e| named(proposed, &new, e))
         .collect();
-    let losses = old_entitlements
-        .iter()
-        .copied()
-        .filter(|&e| {
-            maps.entitlements
-                .get(e as usize)
-                .copied()
-                .flatten()
-                .is_none_or(|m| new_entitlements.binary_search(&m).is_err())
-        })
-        .map(|e| {
-            let (t, id) = current.entitlement_name(e);
-            let because = current
-                .chains(&old, &t, &id)
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            AccessChange {
-                target: t,
-                entitlement: id,
-                because,
-            }
-        })
+    let losses = gone(&old_entitlements, &maps.entitlements, &new_entitlements)
+        .into_iter()
+        .map(|e| named(current, &old, e))
         .collect();
     let accounts_gained = minus(&new_accounts, &old_accounts)
         .into_iter()
         .map(|t| proposed.target_id(t))
         .collect();
-    let accounts_lost = accounts_of(&old)
-        .filter(|&t| {
-            maps.targets
-                .get(t as usize)
-                .copied()
-                .flatten()
-                .is_none_or(|m| new_accounts.binary_search(&m).is_err())
-        })
+    let old_targets: Vec<u32> = accounts_of(&old).collect();
+    let accounts_lost = gone(&old_targets, &maps.targets, &new_accounts)
+        .into_iter()
         .map(|t| current.target_id(t))
         .collect();
     let roles_gained = minus(&new_roles, &old_roles)
         .into_iter()
         .map(|r| proposed.role_name(r))
         .collect();
-    let roles_lost = roles_of(current, &old)
+    let roles_lost = gone(&roles_of(current, &old), &maps.roles, &new_roles)
         .into_iter()
-        .filter(|&r| {
-            maps.roles
-                .get(r as usize)
-                .copied()
-                .flatten()
-                .is_none_or(|m| new_roles.binary_search(&m).is_err())
-        })
         .map(|r| current.role_name(r))
         .collect();
     let sod_broken = minus(&new_sod, &old_sod)

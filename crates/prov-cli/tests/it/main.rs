@@ -1262,23 +1262,7 @@ roles = ["pay", "approve"]
 /// applies as it is, and never overwrites without --force.
 #[test]
 fn init_writes_a_starter_that_plans_as_it_is() {
-    let dir = std::env::temp_dir().join(format!(
-        "prov-init-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    let new = dir.join("acme");
-    let out = Command::new(env!("CARGO_BIN_EXE_prov"))
-        .arg("init")
-        .arg(&new)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (dir, new) = starter("init");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(new.join("hr.csv"))
         .unwrap()
@@ -1361,18 +1345,7 @@ fn the_shipped_configs_keep_apart_and_the_ldap_groups_come_with_them() {
 /// date; no colour off a terminal or with NO_COLOR.
 #[test]
 fn a_plan_reads_like_a_diff_per_person() {
-    let root = std::env::temp_dir().join(format!(
-        "prov-diff-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    let dir = root.join("acme");
-    let init = Command::new(env!("CARGO_BIN_EXE_prov"))
-        .arg("init")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(init.status.success());
+    let (root, dir) = starter("diff");
     let (code, out, _) = prov(&dir, &["plan"]);
     assert_eq!(code, 0);
     assert!(
@@ -1411,20 +1384,7 @@ fn a_plan_reads_like_a_diff_per_person() {
 /// the policy or one identity, as DOT or Mermaid.
 #[test]
 fn graph_draws_the_policy_and_one_identity() {
-    let root = std::env::temp_dir().join(format!(
-        "prov-graph-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    let dir = root.join("acme");
-    assert!(
-        Command::new(env!("CARGO_BIN_EXE_prov"))
-            .arg("init")
-            .arg(&dir)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let (root, dir) = starter("graph");
     let (code, dot, err) = prov(&dir, &["graph"]);
     assert_eq!(code, 0, "{err}");
     assert!(dot.starts_with("digraph prov {\n  rankdir=LR;\n"), "{dot}");
@@ -1469,21 +1429,7 @@ fn graph_draws_the_policy_and_one_identity() {
 /// target and role; table, JSON and Markdown; no store, no target touched.
 #[test]
 fn what_if_shows_who_gains_and_loses_before_a_rollout() {
-    let root = std::env::temp_dir().join(format!(
-        "prov-whatif-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    let dir = root.join("acme");
-    assert!(
-        Command::new(env!("CARGO_BIN_EXE_prov"))
-            .arg("init")
-            .arg(&dir)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    let (root, dir) = starter("whatif");
     let policy = std::fs::read_to_string(dir.join("policy.toml")).unwrap();
     let next = policy
         .replace(
@@ -1524,4 +1470,25 @@ fn what_if_shows_who_gains_and_loses_before_a_rollout() {
     assert!(md.contains("| app | 1 | 3 | 0 | 0 |"), "{md}");
     assert!(!dir.join("prov.db").exists() && !dir.join("targets").exists());
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// A fresh `prov init` starter in a temp dir: (the dir to remove, the starter).
+fn starter(tag: &str) -> (PathBuf, PathBuf) {
+    let root = std::env::temp_dir().join(format!(
+        "prov-{tag}-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let dir = root.join("acme");
+    let init = Command::new(env!("CARGO_BIN_EXE_prov"))
+        .arg("init")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    (root, dir)
 }

@@ -36,7 +36,7 @@ use prov::core::{
     Value,
 };
 use prov::ldap::{Dialect, LdapConfig, LdapConnector, Password};
-use prov::testkit::slapd::{Slapd, SlapdOptions};
+use prov_testkit::slapd::{Slapd, SlapdOptions};
 
 const GROUPS: usize = 100;
 const MEMBERS: usize = 200;

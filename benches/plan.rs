@@ -33,7 +33,7 @@ use prov::engine::{
     PlanOptions, TargetOptions, plan_resolved,
 };
 use prov::resolver::{CompiledPolicy, Policy, Resolution, Role, Rule, TargetPolicy};
-use prov::testkit::MemoryConnector;
+use prov_testkit::MemoryConnector;
 
 const DEPTS: usize = 20;
 
@@ -269,7 +269,7 @@ fn bench_leaver(c: &mut Criterion) {
                 (TargetId::new(*t), Arc::new(c) as Arc<dyn Connector>)
             })
             .collect();
-        let clock = Arc::new(prov::testkit::ManualClock::new(
+        let clock = Arc::new(prov_testkit::ManualClock::new(
             Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
         ));
         let engine =

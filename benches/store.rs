@@ -33,7 +33,7 @@ use prov::engine::{
     SqliteStore, Store, audit::AuditEvent,
 };
 use prov::resolver::{CompiledPolicy, Policy};
-use prov::testkit::{ManualClock, MemoryConnector};
+use prov_testkit::{ManualClock, MemoryConnector};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)

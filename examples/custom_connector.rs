@@ -17,8 +17,8 @@ use prov::core::{Connector, Identity, TargetId};
 use prov::engine::{Engine, MemoryStore};
 use prov::resolver::Policy;
 use prov::sources::{CsvSource, Mapping, Source};
-use prov::testkit::ManualClock;
-use prov::testkit::conformance::{self, Namespace, SuiteOptions};
+use prov_testkit::ManualClock;
+use prov_testkit::conformance::{self, Namespace, SuiteOptions};
 
 /// The target: a tiny REST API with users and roles, in memory. Not part of
 /// a connector; it stands in for the SaaS or in-house app you integrate.

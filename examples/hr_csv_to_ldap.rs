@@ -138,7 +138,7 @@ async fn run() -> Result<()> {
         .map(|e| e.as_str().to_owned())
         .collect();
     let throwaway = if args.throwaway {
-        let server = prov::testkit::slapd::Slapd::start()?;
+        let server = prov_testkit::slapd::Slapd::start()?;
         let names: Vec<&str> = groups.iter().map(String::as_str).collect();
         server.add_groups(&["groupOfNames"], "member", &names)?;
         args.url = Some(server.url.clone());

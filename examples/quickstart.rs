@@ -21,7 +21,7 @@ use prov::core::{
 use prov::engine::{ApplyReport, Engine, Event, Plan, SqliteStore, Store, audit};
 use prov::resolver::{CompiledPolicy, DesiredState, Policy};
 use prov::sources::{Column, CsvSource, Mapping, Source};
-use prov::testkit::{ManualClock, MemoryConnector};
+use prov_testkit::{ManualClock, MemoryConnector};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 

@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout)] // a command prints its results
 
 mod config;
+mod file_target;
 mod graph;
 mod output;
 mod show;
@@ -31,7 +32,6 @@ use prov_engine::{
 };
 use prov_resolver::Policy;
 use prov_sources::{CsvSource, JsonLinesSource, Source};
-use prov_testkit::{MemoryConnector, MemoryLimits};
 
 use output::{Fail, code, out, outln};
 
@@ -591,15 +591,19 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
                         format!("targets.{t}.path is required for kind `file`"),
                     )
                 })?;
-                // `validate` leaves the file alone (a file target lists
-                // whatever the policy grants, so --online has nothing to ask it).
-                let c = if offline {
-                    MemoryConnector::new()
-                } else {
-                    MemoryConnector::file_backed(base.join(path), MemoryLimits::default())
-                        .map_err(|e| usage(e.to_string()))?
-                };
-                Arc::new(c.with_entitlements(policy.entitlements_on(t).into_iter().cloned()))
+                // `validate` and `what-if` leave the files alone (a file
+                // target offers whatever the policy grants, so --online has
+                // nothing to ask it).
+                if offline {
+                    continue;
+                }
+                Arc::new(
+                    file_target::FileTarget::open(
+                        &base.join(path),
+                        policy.entitlements_on(t).into_iter().cloned(),
+                    )
+                    .map_err(|e| usage(e.to_string()))?,
+                )
             }
             other => {
                 return Err(bad(

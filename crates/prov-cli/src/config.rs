@@ -99,8 +99,9 @@ pub(crate) struct SourceConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct TargetConfig {
     /// The connector: `ldap` (an LDAP directory; the fields marked "for
-    /// `ldap`" below) or `file` (a target kept in a JSON file, for trials
-    /// and tests). `scim` and the cloud connectors come with their crates.
+    /// `ldap`" below) or `file` (accounts and groups kept in files next to
+    /// the config, for trials and tests: a snapshot and a journal, one
+    /// writer at a time). `scim` and the cloud connectors come with their crates.
     pub(crate) kind: String,
     /// For `file`: the state file, relative to the config.
     #[serde(default)]

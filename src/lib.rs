@@ -2,7 +2,9 @@
 //!
 //! This facade re-exports the workspace crates behind features:
 //! [`core`] always, [`resolver`] (feature `resolver`), [`engine`] (feature
-//! `engine`, the planner so far), [`testkit`] (feature `testkit`). The README has the crate map and a quick start.
+//! `engine`, the planner so far), `testkit` (feature `testkit`, off by
+//! default: the conformance suite and in-memory connector for tests). The
+//! README has the crate map and a quick start.
 //!
 //! ```
 //! use prov::core::Identity;

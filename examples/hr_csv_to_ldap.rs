@@ -163,6 +163,9 @@ async fn run() -> Result<()> {
     }
     if let Some(server) = &throwaway {
         cfg.groups.placeholder_member = Some(server.nobody());
+        // The throwaway server listens on the loopback without TLS; a real
+        // directory is reached over ldaps:// (a plain password bind is refused).
+        cfg.connection.danger_plaintext_bind = true;
     }
     let ldap = Arc::new(LdapConnector::new(cfg)?);
     ldap.check().await?;

@@ -20,8 +20,11 @@ pub(crate) struct Config {
     pub(crate) store: Option<Secret>,
     /// Where identities come from.
     pub(crate) source: SourceConfig,
+    /// Targets by id, as written: [`load`] reads each into `targets`.
+    #[serde(default, rename = "targets")]
+    _targets: serde::de::IgnoredAny,
     /// Targets by id.
-    #[serde(default)]
+    #[serde(skip)]
     pub(crate) targets: BTreeMap<String, TargetConfig>,
     /// Who acts, in the audit log (default: `$USER` or `prov`).
     #[serde(default)]
@@ -41,6 +44,12 @@ pub(crate) struct Config {
     /// Never written inline: the config file is not a secret store.
     #[serde(default)]
     pub(crate) audit_key: Option<Secret>,
+    /// The file as read, for the target kinds' settings (their errors name lines).
+    #[serde(skip)]
+    pub(crate) text: String,
+    /// The file's name as given.
+    #[serde(skip)]
+    pub(crate) file: String,
 }
 
 /// A value that may be secret: written inline, or read from an environment
@@ -95,17 +104,17 @@ pub(crate) struct SourceConfig {
     pub(crate) mapping: Mapping,
 }
 
+/// A target: the keys every kind takes (what the engine does with the
+/// target); the kind's own keys are read by the kind's settings type (see
+/// [`crate::connectors`]). [`load`] splits each `[targets.ID]` between the
+/// two, each read with its lines.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TargetConfig {
-    /// The connector: `ldap` (an LDAP directory; the fields marked "for
-    /// `ldap`" below) or `file` (accounts and groups kept in files next to
-    /// the config, for trials and tests: a snapshot and a journal, one
-    /// writer at a time). `scim` and the cloud connectors come with their crates.
+    /// The connector: `ldap` (an LDAP directory or Active Directory) or
+    /// `file` (accounts and groups kept in files next to the config, for
+    /// trials and tests). Each kind's keys are in its own section.
     pub(crate) kind: String,
-    /// For `file`: the state file, relative to the config.
-    #[serde(default)]
-    pub(crate) path: Option<PathBuf>,
     /// Orphan handling: `report` (default), `disable` or `delete`.
     #[serde(default)]
     pub(crate) orphans: Option<OrphanPolicy>,
@@ -147,156 +156,10 @@ pub(crate) struct TargetConfig {
     /// Whether linked (not created) accounts may be deleted.
     #[serde(default)]
     pub(crate) delete_linked: bool,
-    /// For `ldap`: `ldap://host:389` or `ldaps://host:636`.
-    #[serde(default)]
-    pub(crate) url: Option<String>,
-    /// For `ldap`: `openldap` (default), `openldap-unique-member`, `posix`,
-    /// `rfc2307bis` or `active-directory`.
-    #[serde(default)]
-    pub(crate) dialect: Option<String>,
-    /// For `ldap`: the naming context, e.g. `dc=example,dc=org`.
-    #[serde(default)]
-    pub(crate) suffix: Option<String>,
-    /// For `ldap`: the DN to bind as.
-    #[serde(default)]
-    pub(crate) bind_dn: Option<String>,
-    /// For `ldap`: the bind password (`{ env = "VAR" }` or `{ file = "PATH" }`).
-    #[serde(default)]
-    pub(crate) password: Option<Secret>,
-    /// For `ldap`: upgrade `ldap://` with StartTLS.
-    #[serde(default)]
-    pub(crate) starttls: bool,
-    /// For `ldap`: PEM file of the CA certificates to trust, relative to the config.
-    #[serde(default)]
-    pub(crate) ca_file: Option<PathBuf>,
-    /// For `ldap`: where accounts live (default from the dialect).
-    #[serde(default)]
-    pub(crate) accounts_base: Option<String>,
-    /// For `ldap`: where groups live (default from the dialect).
-    #[serde(default)]
-    pub(crate) groups_base: Option<String>,
-    /// For `ldap`: a member every group keeps (groupOfNames needs one).
-    #[serde(default)]
-    pub(crate) placeholder_member: Option<String>,
-    /// For `ldap`: members per modify (default 500).
-    #[serde(default)]
-    pub(crate) batch_size: Option<usize>,
-    /// For `ldap`: entries per page (default 1000).
-    #[serde(default)]
-    pub(crate) page_size: Option<usize>,
-    /// For `ldap`: operations in flight on the connection (default 32).
-    #[serde(default)]
-    pub(crate) max_in_flight: Option<usize>,
-    /// For `ldap`: more model-to-directory attribute names, e.g.
-    /// `{ employee_id = "employeeNumber" }`.
-    #[serde(default)]
-    pub(crate) attributes: BTreeMap<String, String>,
-    /// For `ldap`: the directory attribute that keeps each create's marker,
-    /// the proof after a lost reply that prov made the account (e.g.
-    /// `description` where nothing else writes it). Unset: no marker.
-    #[serde(default)]
-    pub(crate) marker_attribute: Option<String>,
-}
-
-impl TargetConfig {
-    /// The LDAP connector's settings, or what is wrong with them (naming the field).
-    pub(crate) fn ldap(&self, target: &str, base: &Path) -> Result<prov_ldap::LdapConfig, String> {
-        use prov_ldap::{AttributeMap, Dialect, LdapConfig, Password, Tls};
-        let field = |f: &str| format!("targets.{target}.{f}");
-        let url = self
-            .url
-            .clone()
-            .ok_or_else(|| format!("{} is required for kind `ldap`", field("url")))?;
-        let suffix = self
-            .suffix
-            .clone()
-            .ok_or_else(|| format!("{} is required for kind `ldap`", field("suffix")))?;
-        let dialect = match self.dialect.as_deref().unwrap_or("openldap") {
-            "openldap" => Dialect::OpenLdap,
-            "openldap-unique-member" => Dialect::OpenLdapUniqueMember,
-            "posix" => Dialect::Posix,
-            "rfc2307bis" => Dialect::Rfc2307bis,
-            "active-directory" => Dialect::ActiveDirectory,
-            other => {
-                return Err(format!(
-                    "{}: `{other}` is not a dialect (openldap, openldap-unique-member, posix, rfc2307bis, active-directory)",
-                    field("dialect")
-                ));
-            }
-        };
-        let mut cfg = LdapConfig::new(dialect, url, &suffix);
-        if let Some(dn) = &self.bind_dn {
-            let password = match &self.password {
-                Some(p) => p
-                    .reveal(base)
-                    .map_err(|e| format!("{}: {e}", field("password")))?,
-                None => return Err(format!("{} is required with bind_dn", field("password"))),
-            };
-            cfg = cfg.bind(dn.clone(), Password::new(password));
-        }
-        if self.starttls {
-            cfg.connection.tls = Tls::StartTls;
-        }
-        cfg.connection.ca_file = self.ca_file.as_ref().map(|f| base.join(f));
-        if let Some(b) = &self.accounts_base {
-            cfg.accounts.base.clone_from(b);
-        }
-        if let Some(b) = &self.groups_base {
-            cfg.groups.base.clone_from(b);
-        }
-        cfg.groups
-            .placeholder_member
-            .clone_from(&self.placeholder_member);
-        if let Some(n) = self.batch_size {
-            cfg.groups.batch_size = n;
-        }
-        if let Some(n) = self.page_size {
-            cfg.page_size = n;
-        }
-        if let Some(n) = self.max_in_flight {
-            cfg.connection.max_in_flight = n;
-        }
-        cfg.accounts
-            .marker_attribute
-            .clone_from(&self.marker_attribute);
-        for (model, ldap) in &self.attributes {
-            cfg.accounts
-                .attributes
-                .insert(model.clone(), AttributeMap::string(ldap.clone()));
-        }
-        cfg.validate().map_err(|e| {
-            let f = e.field().map(|f| format!(" ({f})")).unwrap_or_default();
-            format!("targets.{target}: {}{f}", e.message())
-        })?;
-        Ok(cfg)
-    }
-
-    /// Fields only `ldap` targets take, set on a target of another kind.
-    pub(crate) fn stray_ldap_fields(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        for (set, name) in [
-            (self.url.is_some(), "url"),
-            (self.dialect.is_some(), "dialect"),
-            (self.suffix.is_some(), "suffix"),
-            (self.bind_dn.is_some(), "bind_dn"),
-            (self.password.is_some(), "password"),
-            (self.starttls, "starttls"),
-            (self.ca_file.is_some(), "ca_file"),
-            (self.accounts_base.is_some(), "accounts_base"),
-            (self.groups_base.is_some(), "groups_base"),
-            (self.placeholder_member.is_some(), "placeholder_member"),
-            (self.batch_size.is_some(), "batch_size"),
-            (self.page_size.is_some(), "page_size"),
-            (self.max_in_flight.is_some(), "max_in_flight"),
-            (!self.attributes.is_empty(), "attributes"),
-            (self.marker_attribute.is_some(), "marker_attribute"),
-        ] {
-            if set {
-                out.push(name);
-            }
-        }
-        out
-    }
+    /// The other keys written: the kind's settings, read by the kind's
+    /// own type (unknown keys refused there, with their line).
+    #[serde(skip)]
+    pub(crate) own_keys: Vec<String>,
 }
 
 /// A table's entries in the order the file writes them (the TOML parser
@@ -353,10 +216,14 @@ pub(crate) fn load(path: &Path) -> Result<Config, crate::output::Fail> {
             .kind("config")
             .file(file.clone())
     })?;
-    toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    parse(text, file)
+}
+
+/// Reads a config's text (`file` names it in errors).
+pub(crate) fn parse(text: String, file: String) -> Result<Config, crate::output::Fail> {
+    use crate::output::{Fail, code};
+    let mut cfg: Config = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| line_at(&text, s.start));
         let message = match line {
             Some(l) => format!("{file}:{l}: {}", e.message()),
             None => format!("{file}: {}", e.message()),
@@ -365,7 +232,176 @@ pub(crate) fn load(path: &Path) -> Result<Config, crate::output::Fail> {
             .kind("config")
             .file(file.clone())
             .line(line)
-    })
+    })?;
+    cfg.targets = targets(&text, &file)?;
+    cfg.text = text;
+    cfg.file = file;
+    Ok(cfg)
+}
+
+/// Each `[targets.ID]`: the common keys read as a [`TargetConfig`] (with
+/// their lines), the others kept for the kind's settings type.
+fn targets(text: &str, file: &str) -> Result<BTreeMap<String, TargetConfig>, crate::output::Fail> {
+    use crate::output::{Fail, code};
+    use serde::Deserialize as _;
+    use toml::de::{DeTable, DeValue, ValueDeserializer};
+    let fail = |message: String, offset: Option<usize>| {
+        let line = offset.map(|o| line_at(text, o));
+        let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+        Fail::new(code::USAGE, format!("{file}{at}: {message}"))
+            .kind("config")
+            .file(file.to_owned())
+            .line(line)
+    };
+    let doc = DeTable::parse(text).map_err(|e| fail(e.message().to_owned(), None))?;
+    let common = crate::connectors::keys_of::<TargetConfig>();
+    let mut out = BTreeMap::new();
+    let Some((_, targets)) = doc.get_ref().iter().find(|(k, _)| k.get_ref() == "targets") else {
+        return Ok(out);
+    };
+    let Some(targets) = targets.get_ref().as_table() else {
+        return Err(fail(
+            "targets: must be a table of targets ([targets.ID])".to_owned(),
+            Some(targets.span().start),
+        ));
+    };
+    for (id, table) in targets {
+        let Some(entries) = table.get_ref().as_table() else {
+            return Err(fail(
+                format!("targets.{}: must be a table", id.get_ref()),
+                Some(table.span().start),
+            ));
+        };
+        let mut mine = DeTable::new();
+        let mut own_keys = Vec::new();
+        for (k, v) in entries {
+            if common.contains(&k.get_ref().as_ref()) {
+                mine.insert(k.clone(), v.clone());
+            } else {
+                own_keys.push(k.get_ref().to_string());
+            }
+        }
+        let value = toml::Spanned::new(table.span(), DeValue::Table(mine));
+        let mut target =
+            TargetConfig::deserialize(ValueDeserializer::from(value)).map_err(|e| {
+                fail(
+                    format!("targets.{}: {}", id.get_ref(), e.message()),
+                    e.span().map(|s| s.start),
+                )
+                .field(Some(format!("targets.{}", id.get_ref())))
+            })?;
+        target.own_keys = own_keys;
+        out.insert(id.get_ref().to_string(), target);
+    }
+    Ok(out)
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()
+        .get(..offset.min(text.len()))
+        .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+        + 1
+}
+
+impl Config {
+    /// Target `target`'s settings for its kind, read as `T` (which refuses
+    /// keys it does not take): an error names the file, the line and the key.
+    pub(crate) fn settings_of<T: serde::de::DeserializeOwned>(
+        &self,
+        target: &str,
+    ) -> Result<T, crate::output::Fail> {
+        use toml::de::{DeTable, DeValue, ValueDeserializer};
+        let own = |k: &str| {
+            self.targets
+                .get(target)
+                .is_some_and(|t| t.own_keys.iter().any(|o| o == k))
+        };
+        let doc = DeTable::parse(&self.text)
+            .map_err(|e| self.target_fail(target, e.message().to_owned(), None))?;
+        let Some(table) = target_table(doc.get_ref(), target) else {
+            return Err(self.target_fail(target, "is not in the file".to_owned(), None));
+        };
+        let mut mine = DeTable::new();
+        if let Some(t) = table.get_ref().as_table() {
+            for (k, v) in t.iter().filter(|(k, _)| own(k.get_ref())) {
+                mine.insert(k.clone(), v.clone());
+            }
+        }
+        let value = toml::Spanned::new(table.span(), DeValue::Table(mine));
+        T::deserialize(ValueDeserializer::from(value)).map_err(|e| {
+            let line = e.span().map(|s| line_at(&self.text, s.start));
+            self.target_fail(target, e.message().to_owned(), line)
+        })
+    }
+
+    /// A target's settings refused: the file, the line (that of `key`
+    /// when given, else of the target's table) and the field.
+    pub(crate) fn settings_fail(
+        &self,
+        target: &str,
+        key: Option<&str>,
+        message: &str,
+    ) -> crate::output::Fail {
+        use toml::de::DeTable;
+        let line = DeTable::parse(&self.text).ok().and_then(|doc| {
+            let table = target_table(doc.get_ref(), target)?;
+            let at = key
+                .and_then(|key| {
+                    let t = table.get_ref().as_table()?;
+                    t.iter()
+                        .find(|(k, _)| k.get_ref() == key)
+                        .map(|(k, _)| k.span())
+                })
+                .unwrap_or_else(|| table.span());
+            Some(line_at(&self.text, at.start))
+        });
+        let field = match key {
+            Some(k) => format!("targets.{target}.{k}"),
+            None => format!("targets.{target}"),
+        };
+        self.field_fail(target, field, message, line)
+    }
+
+    fn target_fail(
+        &self,
+        target: &str,
+        message: String,
+        line: Option<usize>,
+    ) -> crate::output::Fail {
+        self.field_fail(target, format!("targets.{target}"), &message, line)
+    }
+
+    fn field_fail(
+        &self,
+        target: &str,
+        field: String,
+        message: &str,
+        line: Option<usize>,
+    ) -> crate::output::Fail {
+        let kind = self.targets.get(target).map_or("", |t| t.kind.as_str());
+        let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+        crate::output::Fail::new(
+            crate::output::code::USAGE,
+            format!("{}{at}: {field}: {message} (kind `{kind}`)", self.file),
+        )
+        .kind("config")
+        .file(self.file.clone())
+        .line(line)
+        .field(Some(field))
+    }
+}
+
+/// `[targets.ID]` in a parsed document.
+fn target_table<'a, 'i>(
+    doc: &'a toml::de::DeTable<'i>,
+    target: &str,
+) -> Option<&'a toml::Spanned<toml::de::DeValue<'i>>> {
+    doc.iter()
+        .find(|(k, _)| k.get_ref() == "targets")
+        .and_then(|(_, v)| v.get_ref().as_table())
+        .and_then(|t| t.iter().find(|(k, _)| k.get_ref() == target))
+        .map(|(_, v)| v)
 }
 
 impl Config {
@@ -415,7 +451,7 @@ mod tests {
     #[test]
     fn correlation_rules_keep_the_order_written() {
         let text = "policy = \"p.toml\"\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\n\n[targets.ldap]\nkind = \"file\"\npath = \"t.json\"\n[targets.ldap.correlate]\nmail = \"email\"\nlogin = \"login\"\nemployeeNumber = \"id\"\n";
-        let cfg: Config = toml::from_str(text).unwrap();
+        let cfg = parse(text.to_owned(), "prov.toml".to_owned()).unwrap();
         let opts = cfg.plan_options();
         let rules: Vec<(&str, &str)> = opts.targets[&prov_core::TargetId::new("ldap")]
             .correlation
@@ -479,44 +515,9 @@ mod tests {
         assert!(e.message.contains("is not FIELD=VALUE"), "{e:?}");
     }
 
-    /// What serde's derive says a type's keys (a struct's fields) or words
-    /// (an enum's variants) are: a deserializer that records the names it
-    /// is asked for and gives up.
+    /// A type's keys or words, which must exist.
     fn names_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
-        use serde::de::value::Error;
-        use serde::de::{Error as _, Visitor};
-        struct Recorder<'a>(&'a mut &'static [&'static str]);
-        impl<'de> serde::Deserializer<'de> for Recorder<'_> {
-            type Error = Error;
-            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-                Err(Error::custom("not a struct or an enum"))
-            }
-            fn deserialize_struct<V: Visitor<'de>>(
-                self,
-                _: &'static str,
-                fields: &'static [&'static str],
-                _: V,
-            ) -> Result<V::Value, Error> {
-                *self.0 = fields;
-                Err(Error::custom("recorded"))
-            }
-            fn deserialize_enum<V: Visitor<'de>>(
-                self,
-                _: &'static str,
-                variants: &'static [&'static str],
-                _: V,
-            ) -> Result<V::Value, Error> {
-                *self.0 = variants;
-                Err(Error::custom("recorded"))
-            }
-            serde::forward_to_deserialize_any! {
-                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-                bytes byte_buf option unit unit_struct newtype_struct seq tuple
-                tuple_struct map identifier ignored_any
-            }
-        }
-        let mut names: &'static [&'static str] = &[];
-        let _ = T::deserialize(Recorder(&mut names));
+        let names = crate::connectors::keys_of::<T>();
         assert!(
             !names.is_empty(),
             "{} has no names",
@@ -569,9 +570,20 @@ mod tests {
             ("### `exceptions`", names_of::<SodException>()),
             ("### Attribute types", names_of::<AttrType>()),
         ];
+        // Each target kind's own keys, under `### kind = "NAME"`.
+        let kinds: Vec<(String, &[&str])> = crate::connectors::KINDS
+            .iter()
+            .map(|k| (format!("### `kind = \"{}\"`", k.name), (k.keys)()))
+            .collect();
         let mut missing = Vec::new();
         let mut stale = Vec::new();
-        for (heading, keys) in tables {
+        for (heading, keys) in tables
+            .iter()
+            .map(|(h, k)| ((*h).to_owned(), *k))
+            .chain(kinds)
+        {
+            let heading = heading.as_str();
+            assert!(!keys.is_empty(), "{heading} has no keys");
             let lines = section(doc, heading);
             let listed: Vec<&str> = lines
                 .iter()
@@ -608,10 +620,11 @@ mod tests {
             ),
         ];
         let adopt = names_of::<prov_engine::Adopt>();
-        for (heading, vocabulary) in words
-            .into_iter()
-            .chain([("### `[targets.ID]` in prov.toml", adopt)])
-        {
+        let dialects = names_of::<prov_ldap::Dialect>();
+        for (heading, vocabulary) in words.into_iter().chain([
+            ("### `[targets.ID]` in prov.toml", adopt),
+            ("### `kind = \"ldap\"`", dialects),
+        ]) {
             let text = section(doc, heading).join("\n");
             for word in vocabulary {
                 if !text.contains(&format!("`{word}`")) {

@@ -185,6 +185,15 @@ fn sealed(value: &Value, salt: &str) -> Value {
     Value::String(format!("sha256:{salt}:{hex}"))
 }
 
+/// A `file` target's settings in the config.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileSettings {
+    /// The state file, relative to the config (its journal and lock file
+    /// go beside it: `PATH.journal`, `PATH.lock`). Required.
+    pub(crate) path: PathBuf,
+}
+
 impl FileTarget {
     /// The target kept in `path` (and `path.journal`, `path.lock`), offering
     /// `entitlements` besides those it has; made if missing.

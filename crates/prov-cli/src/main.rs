@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout)] // a command prints its results
 
 mod config;
+mod connectors;
 mod file_target;
 mod graph;
 mod output;
@@ -569,50 +570,25 @@ async fn context(cli: &Cli) -> Result<Ctx, Fail> {
                 format!("the policy has target `{t}`, which the config's [targets] lacks"),
             ));
         };
-        if tc.kind != "ldap"
-            && let Some(f) = tc.stray_ldap_fields().first()
-        {
+        let Some(kind) = connectors::kind(&tc.kind) else {
             return Err(bad(
-                format!("targets.{t}.{f}"),
-                format!("targets.{t}.{f} is only for kind `ldap`"),
+                format!("targets.{t}.kind"),
+                format!(
+                    "targets.{t}.kind: `{}` is not a connector kind (known: {})",
+                    tc.kind,
+                    connectors::names()
+                ),
             ));
-        }
-        let conn: Arc<dyn Connector> = match tc.kind.as_str() {
-            "ldap" => {
-                let lc = tc
-                    .ldap(t.as_str(), &base)
-                    .map_err(|e| bad(format!("targets.{t}"), e))?;
-                Arc::new(prov_ldap::LdapConnector::new(lc).map_err(|e| usage(e.to_string()))?)
-            }
-            "file" => {
-                let path = tc.path.as_ref().ok_or_else(|| {
-                    bad(
-                        format!("targets.{t}.path"),
-                        format!("targets.{t}.path is required for kind `file`"),
-                    )
-                })?;
-                // `validate` and `what-if` leave the files alone (a file
-                // target offers whatever the policy grants, so --online has
-                // nothing to ask it).
-                if offline {
-                    continue;
-                }
-                Arc::new(
-                    file_target::FileTarget::open(
-                        &base.join(path),
-                        policy.entitlements_on(t).into_iter().cloned(),
-                    )
-                    .map_err(|e| usage(e.to_string()))?,
-                )
-            }
-            other => {
-                return Err(bad(
-                    format!("targets.{t}.kind"),
-                    format!(
-                        "targets.{t}.kind: `{other}` is not a connector kind (known: ldap, file)"
-                    ),
-                ));
-            }
+        };
+        let opening = connectors::Opening {
+            target: t,
+            config: &cfg,
+            base: &base,
+            policy: &policy,
+            offline,
+        };
+        let Some(conn) = (kind.open)(&opening)? else {
+            continue;
         };
         connectors.insert(t.clone(), conn);
     }

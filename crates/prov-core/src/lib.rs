@@ -1,8 +1,10 @@
 //! The core of prov: the identity model, attribute values, the [`Connector`]
 //! trait every target implements, [`Capabilities`] and the one [`Error`].
 //!
-//! This crate does no I/O and starts no runtime: it has no tokio, HTTP or
-//! TLS crate in its dependency tree, so a connector author depends on it alone.
+//! This crate does no network I/O and starts no runtime: it has no tokio,
+//! HTTP or TLS crate in its dependency tree, so a connector author depends
+//! on it alone. The one thing it reads is a [`SecretRef`]'s environment
+//! variable or file, when a connector's settings ask it to.
 //!
 //! ```
 //! use prov_core::{Identity, LifecycleState, Value};
@@ -27,6 +29,7 @@ mod connector;
 mod error;
 mod ids;
 mod model;
+mod secret_ref;
 mod value;
 
 pub use async_trait::async_trait;
@@ -39,6 +42,7 @@ pub use connector::{
 pub use error::{BackendDetail, Error, ErrorKind, Operation, Result};
 pub use ids::{AccountId, EntitlementId, IdentityId, TargetId};
 pub use model::{Account, Entitlement, EntitlementKind, EntitlementRef, Identity, LifecycleState};
+pub use secret_ref::SecretRef;
 pub use value::{Attributes, SecretAttributes, SecretValue, Value};
 
 /// Dates and times as the model uses them (re-exported `chrono` types).

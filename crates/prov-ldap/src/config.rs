@@ -60,6 +60,10 @@ pub struct ConnectionConfig {
     pub operation_timeout: Duration,
     /// Operations in flight at once on the connection (pipelining).
     pub max_in_flight: usize,
+    /// Bind with a password over a connection with no TLS (`ldap://`
+    /// without StartTLS), where anyone on the path reads the password.
+    /// Refused unless this is set: for a test server on the loopback.
+    pub danger_plaintext_bind: bool,
 }
 
 impl ConnectionConfig {
@@ -74,6 +78,7 @@ impl ConnectionConfig {
             connect_timeout: Duration::from_secs(10),
             operation_timeout: Duration::from_secs(30),
             max_in_flight: 32,
+            danger_plaintext_bind: false,
         }
     }
 }
@@ -235,22 +240,29 @@ pub enum DisableMethod {
     UserAccountControl,
 }
 
-/// The directory's dialect: presets for the usual servers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The directory's dialect: presets for the usual servers. In settings
+/// files: `openldap`, `openldap-unique-member`, `posix`, `rfc2307bis`,
+/// `active-directory`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Dialect {
     /// OpenLDAP: inetOrgPerson under `ou=people`, groupOfNames under
     /// `ou=groups` with `member` DNs and the memberof overlay, ppolicy to disable.
+    #[serde(rename = "openldap")]
     OpenLdap,
     /// OpenLDAP with groupOfUniqueNames (`uniqueMember`).
+    #[serde(rename = "openldap-unique-member")]
     OpenLdapUniqueMember,
     /// posixAccount and posixGroup with `memberUid` logins (RFC 2307).
+    #[serde(rename = "posix")]
     Posix,
     /// RFC2307bis: posixGroup that is also a groupOfNames (`member` DNs).
+    #[serde(rename = "rfc2307bis")]
     Rfc2307bis,
     /// Active Directory: user objects named by `cn` under `CN=Users`,
     /// `sAMAccountName` logins, `userAccountControl` to disable, groups
     /// with `member` DNs and `memberOf`.
+    #[serde(rename = "active-directory")]
     ActiveDirectory,
 }
 
@@ -470,6 +482,19 @@ impl LdapConfig {
                 "a password is set but no DN to bind as".to_owned(),
             );
         }
+        if self.connection.password.is_some()
+            && url.starts_with("ldap://")
+            && self.connection.tls != Tls::StartTls
+            && !self.connection.danger_plaintext_bind
+        {
+            return bad(
+                "connection.tls",
+                format!(
+                    "binding with a password over {url:?} sends it in the clear: use ldaps:// \
+                     or StartTLS (danger_plaintext_bind allows it, for a test server)"
+                ),
+            );
+        }
         if self.connection.max_in_flight == 0 {
             return bad("connection.max_in_flight", "must be at least 1".to_owned());
         }
@@ -504,11 +529,11 @@ impl LdapConfig {
                 );
             }
         }
-        if self.groups.batch_size == 0 || self.page_size == 0 {
-            return bad(
-                "groups.batch_size",
-                "batch and page sizes must be at least 1".to_owned(),
-            );
+        if self.groups.batch_size == 0 {
+            return bad("groups.batch_size", "must be at least 1".to_owned());
+        }
+        if self.page_size == 0 {
+            return bad("page_size", "must be at least 1".to_owned());
         }
         Ok(())
     }

@@ -1657,6 +1657,32 @@ mod tests {
         cfg.validate().unwrap();
     }
 
+    /// A password bind over plain `ldap://` was accepted: the password
+    /// crossed the network in the clear.
+    #[test]
+    fn a_password_bind_without_tls_is_refused_unless_danger_says_so() {
+        use crate::config::{Dialect, LdapConfig, Password, Tls};
+        let plain = LdapConfig::new(Dialect::OpenLdap, "ldap://dir.example", "dc=x")
+            .bind("cn=admin,dc=x", Password::new("pw"));
+        let e = LdapConnector::new(plain.clone()).err().unwrap();
+        assert_eq!(e.field(), Some("connection.tls"), "{e}");
+        assert!(e.to_string().contains("in the clear"), "{e}");
+        assert!(!format!("{e} {e:?}").contains("pw\""), "{e:?}");
+        let mut starttls = plain.clone();
+        starttls.connection.tls = Tls::StartTls;
+        starttls.validate().unwrap();
+        let mut tls = plain.clone();
+        tls.connection.url = "ldaps://dir.example".to_owned();
+        tls.validate().unwrap();
+        let mut danger = plain;
+        danger.connection.danger_plaintext_bind = true;
+        danger.validate().unwrap();
+        // Anonymous binds send no secret.
+        LdapConfig::new(Dialect::OpenLdap, "ldap://dir.example", "dc=x")
+            .validate()
+            .unwrap();
+    }
+
     #[test]
     fn unicode_pwd_is_quoted_utf16le() {
         assert_eq!(unicode_pwd("pw"), b"\"\0p\0w\0\"\0".to_vec());

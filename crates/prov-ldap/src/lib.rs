@@ -12,7 +12,7 @@
 //! use prov_core::{Connector, ConnectorExt};
 //! use prov_ldap::{Dialect, LdapConfig, LdapConnector, Password};
 //!
-//! let cfg = LdapConfig::new(Dialect::OpenLdap, "ldap://127.0.0.1:389", "dc=example,dc=org")
+//! let cfg = LdapConfig::new(Dialect::OpenLdap, "ldaps://ldap.example.org", "dc=example,dc=org")
 //!     .bind("cn=admin,dc=example,dc=org", Password::new("secret"));
 //! let ldap = LdapConnector::new(cfg)?;
 //! ldap.check().await?;
@@ -20,7 +20,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Security: every value placed in a DN is escaped per RFC 4514 and every
+//! From a settings file, [`LdapSettings`] reads the same settings with
+//! serde (the `prov` command's `kind = "ldap"` targets) and builds the
+//! [`LdapConfig`].
+//!
+//! Security: a password bind needs TLS (`ldaps://` or StartTLS) unless
+//! `danger_plaintext_bind` is set; every value placed in a DN is escaped per RFC 4514 and every
 //! value in a filter per RFC 4515; the bind password never appears in
 //! `Debug` output or errors; TLS is rustls (aws-lc-rs) only.
 
@@ -30,9 +35,11 @@ mod connector;
 pub mod dn;
 mod error;
 mod kept;
+mod settings;
 
 pub use config::{
     AccountsConfig, AttributeMap, ConnectionConfig, Dialect, DisableMethod, GroupsConfig,
     LdapConfig, MemberStyle, Password, Syntax, Tls,
 };
 pub use connector::LdapConnector;
+pub use settings::LdapSettings;

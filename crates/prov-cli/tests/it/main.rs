@@ -233,11 +233,18 @@ fn config_policy_and_source_errors_name_file_line_and_field() {
         err.contains("prov.toml:13:") && err.contains("colour"),
         "{err}"
     );
-    std::fs::write(&cfg, text.replace("kind = \"file\"", "kind = \"ldap\"")).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "kind = \"file\"\npath = \"targets/ldap.json\"",
+            "kind = \"ldap\"",
+        ),
+    )
+    .unwrap();
     let (code, _, err) = prov(&dir, &["plan"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("prov.toml: targets.ldap.url is required for kind `ldap`"),
+        err.contains("prov.toml:11: targets.ldap: missing field `url` (kind `ldap`)"),
         "{err}"
     );
     std::fs::write(&cfg, text.replace("kind = \"file\"", "kind = \"scim\"")).unwrap();
@@ -361,7 +368,7 @@ fn ldap_targets_from_the_config_against_slapd() {
     let config = format!(
         "policy = \"policy.toml\"\n\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\nstate = \"status\"\n\n\
          [targets.ldap]\nkind = \"ldap\"\nurl = \"{}\"\nsuffix = \"{}\"\nbind_dn = \"{}\"\npassword = {{ env = \"PROV_TEST_LDAP_PASSWORD\" }}\n\
-         placeholder_member = \"{}\"\n",
+         placeholder_member = \"{}\"\ndanger_plaintext_bind = true\n",
         server.url,
         server.suffix,
         server.admin_dn,
@@ -440,7 +447,24 @@ fn ldap_targets_from_the_config_against_slapd() {
     let e: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
     assert_eq!(e["kind"], "unauthenticated", "{e}");
     assert!(!err.contains("not-the-password"), "{err}");
-    // A file target given an LDAP field is told so.
+    // Without the danger switch, a password bind over plain ldap:// is
+    // refused before anything is sent (it was accepted: the password
+    // crossed the network in the clear).
+    std::fs::write(
+        dir.join("prov.toml"),
+        config.replace("danger_plaintext_bind = true\n", ""),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("prov.toml:12: targets.ldap.url: binding with a password over")
+            && err.contains("in the clear")
+            && err.contains("danger_plaintext_bind"),
+        "{err}"
+    );
+    assert!(!err.contains(&server.admin_password));
+    // A file target given an LDAP key is told so, with its line.
     std::fs::write(
         dir.join("prov.toml"),
         config.replace(
@@ -452,7 +476,9 @@ fn ldap_targets_from_the_config_against_slapd() {
     let (code, _, err) = run(&["plan"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("targets.ldap.url is only for kind `ldap`"),
+        err.contains(
+            "prov.toml:13: targets.ldap: unknown field `url`, expected `path` (kind `file`)"
+        ),
         "{err}"
     );
     assert!(!err.contains(&server.admin_password));
@@ -474,7 +500,9 @@ fn ldap_targets_from_the_config_against_slapd() {
         assert_eq!(code, 2, "{err}");
         let name = field.split(' ').next().unwrap_or_default();
         assert!(
-            err.contains(&format!("targets.ldap.{name} is only for kind `ldap`")),
+            err.contains(&format!(
+                "prov.toml:13: targets.ldap: unknown field `{name}`, expected `path` (kind `file`)"
+            )),
             "{err}"
         );
     }
@@ -646,7 +674,7 @@ fn two_applies_at_once(store: Option<&str>) {
         format!(
             "{store}policy = \"policy.toml\"\n\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\nstate = \"status\"\n\n\
              [targets.ldap]\nkind = \"ldap\"\nurl = \"{}\"\nsuffix = \"{}\"\nbind_dn = \"{}\"\npassword = {{ env = \"PROV_TEST_LDAP_PASSWORD\" }}\n\
-             placeholder_member = \"{}\"\n",
+             placeholder_member = \"{}\"\ndanger_plaintext_bind = true\n",
             server.url,
             server.suffix,
             server.admin_dn,

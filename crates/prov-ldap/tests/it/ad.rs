@@ -40,6 +40,7 @@ fn ad_connector(server: &Slapd) -> LdapConnector {
         );
     cfg.accounts.filter = "(objectClass=user)".to_owned();
     cfg.groups.batch_size = 16;
+    cfg.connection.danger_plaintext_bind = true;
     LdapConnector::new(cfg).unwrap()
 }
 

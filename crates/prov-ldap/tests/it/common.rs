@@ -11,6 +11,8 @@ pub(crate) fn config(server: &Slapd, dialect: Dialect) -> LdapConfig {
         Password::new(server.admin_password.clone()),
     );
     cfg.groups.placeholder_member = Some(server.nobody());
+    // The test server listens on the loopback without TLS.
+    cfg.connection.danger_plaintext_bind = true;
     cfg
 }
 

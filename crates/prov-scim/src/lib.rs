@@ -1,0 +1,31 @@
+//! prov-scim: SCIM 2.0 (RFC 7643, RFC 7644) for prov.
+//!
+//! The protocol modules do no I/O and are always built: [`filter`] parses,
+//! evaluates and prints filters (`userName eq "bjensen"`, `emails[type eq
+//! "work" and value co "@example.org"]`).
+//!
+//! ```
+//! use prov_scim::filter::Filter;
+//! use serde_json::json;
+//!
+//! let f: Filter = r#"emails[type eq "work" and value co "@example.org"] and active eq true"#
+//!     .parse()
+//!     .map_err(|e: prov_scim::filter::FilterError| e.to_string())?;
+//! let bjensen = json!({
+//!     "userName": "bjensen",
+//!     "active": true,
+//!     "emails": [{"type": "work", "value": "bjensen@Example.org"}],
+//! });
+//! assert!(f.matches(&bjensen));
+//! // Printing gives a filter that parses to the same tree.
+//! assert_eq!(f.to_string().parse::<Filter>().map_err(|e| e.to_string())?, f);
+//! # Ok::<(), String>(())
+//! ```
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+pub mod filter;

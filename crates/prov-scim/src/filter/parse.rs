@@ -238,6 +238,25 @@ impl Parser {
     fn path(&mut self) -> Result<AttrPath, FilterError> {
         let pos = self.pos();
         match self.peek() {
+            // `not` is a keyword where a filter starts (`and` and `or`
+            // are only between filters, so they may name attributes).
+            Some((_, Tok::Word(w))) if w.eq_ignore_ascii_case("not") => Err(FilterError::at(
+                pos,
+                format!(
+                    "expected an attribute, found the keyword `{w}` (`not` takes its filter \
+                     in parentheses: not (...))"
+                ),
+            )),
+            Some((_, Tok::Word(w)))
+                if ["true", "false", "null"]
+                    .iter()
+                    .any(|k| w.eq_ignore_ascii_case(k)) =>
+            {
+                Err(FilterError::at(
+                    pos,
+                    format!("expected an attribute, found the value `{w}`"),
+                ))
+            }
             Some((_, Tok::Word(w))) => {
                 let w = w.clone();
                 self.at += 1;
@@ -334,8 +353,20 @@ impl Parser {
 pub(crate) fn attr_path(word: &str) -> Result<AttrPath, String> {
     let (urn, rest) = match word.rsplit_once(':') {
         Some((urn, rest)) => {
-            if !urn.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
-                return Err(format!("`{word}`: a schema prefix is a URN (`urn:...:`)"));
+            // A schema URI: `scheme:...` (in practice `urn:ietf:params:scim:...`).
+            let scheme_ok = urn.split_once(':').is_some_and(|(scheme, _)| {
+                scheme
+                    .as_bytes()
+                    .first()
+                    .is_some_and(u8::is_ascii_alphabetic)
+                    && scheme
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+            });
+            if !scheme_ok {
+                return Err(format!(
+                    "`{word}`: a schema prefix is a URI (`urn:ietf:params:scim:...:`)"
+                ));
             }
             (Some(urn.to_owned()), rest)
         }
@@ -485,10 +516,13 @@ mod tests {
             (r#"userName eq "x" ; drop"#, 16, "unexpected `;`"),
             (r#"1abc eq "x""#, 0, "expected an attribute"),
             (r#"userName eq 1.2.3"#, 12, "not a number"),
-            (r#"foo:bar eq "x""#, 0, "a schema prefix is a URN"),
+            (r#"foo:bar eq "x""#, 0, "a schema prefix is a URI"),
             (r#"a.b.c eq "x""#, 0, "not an attribute path"),
             (r#"userName eq bjensen"#, 12, "expected a value"),
-            ("not userName pr", 4, "expected an operator"),
+            ("not userName pr", 0, "in parentheses: not (...)"),
+            ("not pr", 0, "the keyword `not`"),
+            ("True pr", 0, "found the value `True`"),
+            (r#"a pr and or b pr"#, 12, "expected an operator"),
         ] {
             let e = s.parse::<Filter>().unwrap_err();
             assert_eq!(e.position, at, "{s}: {e}");

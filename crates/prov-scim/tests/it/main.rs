@@ -1,0 +1,3 @@
+//! prov-scim's integration tests: one binary, a module per concern.
+
+mod filter;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! PROV_LDAP_PASSWORD=secret cargo run --example hr_csv_to_ldap -- \
-//!     ldap://ldap.example.org:389 --suffix dc=example,dc=org \
+//!     ldaps://ldap.example.org:636 --suffix dc=example,dc=org \
 //!     --bind cn=admin,dc=example,dc=org [--hr FILE] [--policy FILE] [--store FILE] [--apply]
 //! cargo run --example hr_csv_to_ldap -- --throwaway-slapd
 //! ```

@@ -32,6 +32,8 @@ pub use prov_engine as engine;
 pub use prov_ldap as ldap;
 #[cfg(feature = "resolver")]
 pub use prov_resolver as resolver;
+#[cfg(feature = "scim")]
+pub use prov_scim as scim;
 #[cfg(feature = "sources")]
 pub use prov_sources as sources;
 #[cfg(feature = "testkit")]

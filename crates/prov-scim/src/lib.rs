@@ -2,7 +2,10 @@
 //!
 //! The protocol modules do no I/O and are always built: [`filter`] parses,
 //! evaluates and prints filters (`userName eq "bjensen"`, `emails[type eq
-//! "work" and value co "@example.org"]`).
+//! "work" and value co "@example.org"]`) and PATCH paths; [`patch`] applies
+//! PATCH requests to resources and makes the smallest one between two
+//! versions; [`schema`] has RFC 7643's User, enterprise User and Group
+//! schemas as data (canonical names, multi-valued, case-exact, mutability).
 //!
 //! ```
 //! use prov_scim::filter::Filter;
@@ -29,3 +32,5 @@
 )]
 
 pub mod filter;
+pub mod patch;
+pub mod schema;

@@ -97,6 +97,43 @@ impl AttrPath {
     }
 }
 
+/// A PATCH operation's path (RFC 7644 section 3.5.2): an attribute
+/// (`name.familyName`, `urn:...:User:employeeNumber`), or a value path
+/// with an optional sub-attribute (`emails[type eq "work"].value`,
+/// `members[value eq "2819c223"]`). A refused path is answered with 400
+/// and `scimType` `invalidPath`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PatchPath {
+    /// The attribute (with a sub-attribute only when there is no filter).
+    pub attr: AttrPath,
+    /// The value filter, for a value path.
+    pub filter: Option<Filter>,
+    /// The sub-attribute after a value path's `]`.
+    pub sub: Option<String>,
+}
+
+impl std::str::FromStr for PatchPath {
+    type Err = FilterError;
+
+    fn from_str(text: &str) -> Result<Self, FilterError> {
+        parse::parse_path(text)
+    }
+}
+
+impl fmt::Display for PatchPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.attr)?;
+        if let Some(filter) = &self.filter {
+            write!(f, "[{filter}]")?;
+        }
+        if let Some(sub) = &self.sub {
+            write!(f, ".{sub}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

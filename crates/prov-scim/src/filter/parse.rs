@@ -349,6 +349,59 @@ impl Parser {
     }
 }
 
+/// A PATCH path: `attrPath` or `valuePath [ "." subAttr ]` (RFC 7644
+/// section 3.5.2).
+pub(super) fn parse_path(text: &str) -> Result<super::PatchPath, FilterError> {
+    if text.len() > MAX_LENGTH {
+        return Err(FilterError::at(
+            MAX_LENGTH,
+            format!("longer than {MAX_LENGTH} bytes"),
+        ));
+    }
+    let tokens = lex(text)?;
+    let mut p = Parser {
+        tokens,
+        at: 0,
+        end: text.len(),
+        depth: 0,
+    };
+    let attr = p.path()?;
+    let mut filter = None;
+    let mut sub = None;
+    if matches!(p.peek(), Some((_, Tok::OpenBracket))) {
+        if attr.sub.is_some() {
+            return Err(FilterError::at(
+                p.pos(),
+                "a value path is on an attribute, not a sub-attribute",
+            ));
+        }
+        p.at += 1;
+        p.enter()?;
+        filter = Some(p.or_expr(true)?);
+        p.depth -= 1;
+        p.expect(&Tok::CloseBracket, "`]`")?;
+        if matches!(p.peek(), Some((_, Tok::Dot))) {
+            p.at += 1;
+            let pos = p.pos();
+            let s = p.path()?;
+            if s.urn.is_some() || s.sub.is_some() {
+                return Err(FilterError::at(pos, "expected a sub-attribute name"));
+            }
+            sub = Some(s.name);
+        }
+    }
+    if let Some((pos, _)) = p.tokens.get(p.at) {
+        return Err(FilterError::at(
+            *pos,
+            format!(
+                "expected the end of the path, found {}",
+                describe(p.tokens.get(p.at))
+            ),
+        ));
+    }
+    Ok(super::PatchPath { attr, filter, sub })
+}
+
 /// `[URN ":"] name ["." sub]`; a URN is everything up to the last `:`.
 pub(crate) fn attr_path(word: &str) -> Result<AttrPath, String> {
     let (urn, rest) = match word.rsplit_once(':') {

@@ -1,3 +1,5 @@
 //! prov-scim's integration tests: one binary, a module per concern.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod filter;
+mod patch;

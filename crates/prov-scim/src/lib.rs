@@ -5,7 +5,10 @@
 //! "work" and value co "@example.org"]`) and PATCH paths; [`patch`] applies
 //! PATCH requests to resources and makes the smallest one between two
 //! versions; [`schema`] has RFC 7643's User, enterprise User and Group
-//! schemas as data (canonical names, multi-valued, case-exact, mutability).
+//! schemas as data (canonical names, multi-valued, case-exact, mutability);
+//! [`types`] has the resources and messages (User with the enterprise
+//! extension, Group, ListResponse, PatchOp, Error, ServiceProviderConfig,
+//! Schema, ResourceType, BulkRequest, BulkResponse) with serde.
 //!
 //! ```
 //! use prov_scim::filter::Filter;
@@ -34,3 +37,4 @@
 pub mod filter;
 pub mod patch;
 pub mod schema;
+pub mod types;

@@ -37,4 +37,6 @@
 pub mod filter;
 pub mod patch;
 pub mod schema;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod types;

@@ -344,6 +344,24 @@ fn shaped(mut v: Value, def: Option<&AttrDef>) -> Value {
     v
 }
 
+/// A multi-valued attribute's value as compared: its `value` string
+/// (folded unless case-exact), when it has one.
+fn value_key(v: &Value, case_exact: bool) -> Option<String> {
+    let s = match v {
+        Value::Object(o) => o
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("value"))
+            .and_then(|(_, v)| v.as_str())?,
+        Value::String(s) => s,
+        _ => return None,
+    };
+    Some(if case_exact {
+        s.to_owned()
+    } else {
+        s.to_lowercase()
+    })
+}
+
 /// Whether two values of a multi-valued attribute are the same value: by
 /// their `value` sub-attributes when both have one, else whole.
 fn same_value(a: &Value, b: &Value, case_exact: bool) -> bool {
@@ -486,8 +504,23 @@ fn set(
                     *slot = Value::Array(Vec::new());
                 }
                 if let Value::Array(items) = slot {
+                    // By `value`, so that adding 10,000 members is linear.
+                    let mut at: std::collections::HashMap<String, usize> = items
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, x)| value_key(x, exact).map(|k| (k, i)))
+                        .collect();
                     for item in new_items {
-                        match items.iter().position(|x| same_value(x, &item, exact)) {
+                        let found = match value_key(&item, exact) {
+                            Some(k) => at.get(&k).copied(),
+                            None => items.iter().position(|x| same_value(x, &item, exact)),
+                        };
+                        if let Some(k) = value_key(&item, exact)
+                            && found.is_none()
+                        {
+                            at.insert(k, items.len());
+                        }
+                        match found {
                             // Adding a value already there merges what it adds.
                             Some(i) => {
                                 if let (Some(Value::Object(old)), Value::Object(new)) =
@@ -672,7 +705,16 @@ fn remove(
                     other => vec![other],
                 };
                 let exact = case_exact("value");
-                items.retain(|x| !gone.iter().any(|g| same_value(x, g, exact)));
+                let keys: std::collections::HashSet<String> =
+                    gone.iter().filter_map(|g| value_key(g, exact)).collect();
+                let others: Vec<&Value> = gone
+                    .iter()
+                    .filter(|g| value_key(g, exact).is_none())
+                    .collect();
+                items.retain(|x| match value_key(x, exact) {
+                    Some(k) if keys.contains(&k) => false,
+                    _ => !others.iter().any(|g| same_value(x, g, exact)),
+                });
             }
             _ => {
                 c.remove(&key);

@@ -23,6 +23,8 @@ mod parse;
 use std::fmt;
 
 pub use eval::default_case_exact;
+#[cfg(feature = "server")]
+pub(crate) use parse::attr_path as parse_attr_path;
 
 /// The longest filter accepted, in bytes.
 pub const MAX_LENGTH: usize = 16 * 1024;

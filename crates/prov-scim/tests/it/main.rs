@@ -3,3 +3,4 @@
 
 mod filter;
 mod patch;
+mod server;

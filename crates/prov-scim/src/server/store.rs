@@ -1,0 +1,192 @@
+//! What the server keeps resources in: the [`ScimStore`] trait a host
+//! service implements over its own tables, and what goes through it.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::filter::{AttrPath, Filter};
+
+/// The two resource types the server serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Kind {
+    /// `/Users`.
+    User,
+    /// `/Groups`.
+    Group,
+}
+
+impl Kind {
+    /// `User` or `Group`, as `meta.resourceType` says.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::User => "User",
+            Kind::Group => "Group",
+        }
+    }
+
+    /// The endpoint: `Users` or `Groups`.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Kind::User => "Users",
+            Kind::Group => "Groups",
+        }
+    }
+
+    /// The resource type's schemas.
+    pub fn schema(self) -> &'static crate::schema::ResourceSchema {
+        match self {
+            Kind::User => &crate::schema::USER_RESOURCE,
+            Kind::Group => &crate::schema::GROUP_RESOURCE,
+        }
+    }
+}
+
+/// A resource as stored: the server's bookkeeping beside the attributes.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Stored {
+    /// Its id, the server's.
+    pub id: String,
+    /// Its version: 1 when created, one more on each change.
+    pub version: u64,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+    /// When it last changed.
+    pub modified: DateTime<Utc>,
+    /// Its attributes, canonically spelled, without `id` and `meta` (the
+    /// fields above) and without a user's `groups` (computed on read).
+    pub attributes: Map<String, Value>,
+}
+
+impl Stored {
+    /// A resource `id` at version 1, made at `now`.
+    pub fn new(id: impl Into<String>, attributes: Map<String, Value>, now: DateTime<Utc>) -> Self {
+        Stored {
+            id: id.into(),
+            version: 1,
+            created: now,
+            modified: now,
+            attributes,
+        }
+    }
+
+    /// An attribute's string value, for indexes (`userName`, `displayName`, ...).
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name).and_then(Value::as_str)
+    }
+
+    /// The `value`s of a multi-valued attribute (`emails`, `members`).
+    pub fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.attributes
+            .get(name)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.get("value").and_then(Value::as_str))
+    }
+}
+
+/// Which resources a list asks for, and in what order.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Query {
+    /// Only those matching.
+    pub filter: Option<Filter>,
+    /// Sorted by this attribute (ascending unless `descending`); unsorted
+    /// lists come in creation order, the same order on every page.
+    pub sort_by: Option<AttrPath>,
+    /// Descending order.
+    pub descending: bool,
+    /// The 1-based index of the first to return.
+    pub start_index: u64,
+    /// At most this many.
+    pub count: u64,
+}
+
+/// A page of a query.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Found {
+    /// How many match in all.
+    pub total: u64,
+    /// The page.
+    pub resources: Vec<Stored>,
+}
+
+/// Why a store refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another resource has this unique attribute's value (`userName`,
+    /// ignoring case): 409 `uniqueness`.
+    Taken(&'static str),
+    /// No such resource: 404.
+    NotFound,
+    /// The resource changed since the version given: 412.
+    Changed,
+    /// The store failed: 500 (the detail is logged by the host, not sent).
+    Failed(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Taken(attr) => write!(f, "another resource has this {attr}"),
+            StoreError::NotFound => f.write_str("no such resource"),
+            StoreError::Changed => f.write_str("the resource changed since that version"),
+            StoreError::Failed(e) => write!(f, "the store failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where the server keeps each tenant's resources.
+///
+/// # Contract
+/// - Tenants never see each other's resources: every call names the tenant.
+/// - `insert` and `update` refuse a `userName` another user of the tenant
+///   has, ignoring case ([`StoreError::Taken`]), atomically with the write.
+/// - `update` writes only when the stored version is `expected` (else
+///   [`StoreError::Changed`]), and stores the version it is given.
+/// - `delete` of a user or group also takes it out of every group's
+///   `members` (bumping those groups' versions), in the same write.
+/// - `query` answers `userName`, `externalId`, `emails.value` and
+///   `displayName` equalities from an index, not a scan; its order is
+///   stable across pages; `total` counts every match.
+/// - `groups_of` answers from an index of members.
+#[async_trait::async_trait]
+pub trait ScimStore: Send + Sync + 'static {
+    /// Stores a new resource.
+    async fn insert(&self, tenant: &str, kind: Kind, resource: Stored) -> Result<(), StoreError>;
+
+    /// The resource `id`.
+    async fn get(&self, tenant: &str, kind: Kind, id: &str) -> Result<Option<Stored>, StoreError>;
+
+    /// Replaces the resource `resource.id`, if its version is still `expected`.
+    async fn update(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        resource: Stored,
+        expected: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the resource `id` (and its memberships); false when there was none.
+    async fn delete(&self, tenant: &str, kind: Kind, id: &str) -> Result<bool, StoreError>;
+
+    /// A page of the resources matching `query`.
+    async fn query(&self, tenant: &str, kind: Kind, query: &Query) -> Result<Found, StoreError>;
+
+    /// The groups `member` (a user's or a group's id) is a direct member
+    /// of: their ids and display names.
+    async fn groups_of(
+        &self,
+        tenant: &str,
+        member: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Of `ids`, those that are neither a user nor a group of the tenant.
+    async fn missing(&self, tenant: &str, ids: &[&str]) -> Result<Vec<String>, StoreError>;
+}

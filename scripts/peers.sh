@@ -77,3 +77,24 @@ ensure_slapd() {
   fi
   echo "slapd $(/usr/sbin/slapd -VV 2>&1 | grep -o 'slapd [0-9.]*' | head -n 1 | awk '{print $2}')"
 }
+
+# Canaille, an identity provider with a SCIM client, in its own venv (kept
+# in the user's cache between runs); exports PROV_TEST_CANAILLE, its bin
+# directory. The pins are those ../shared/PEERS.md gives.
+ensure_canaille() {
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/prov-peers/canaille-0.3.6"
+  if [ ! -x "$dir/bin/canaille" ]; then
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+      echo "installing Python venv support (Debian packages python3, python3-venv)"
+      apt_install python3 python3-venv
+    fi
+    echo "installing Canaille 0.3.6 into $dir"
+    rm -rf "$dir"
+    mkdir -p "$(dirname "$dir")"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check \
+      "canaille[scim,sqlite,oidc]==0.3.6" "scim2-client==0.7.5" "scim2-models==0.7.0"
+  fi
+  export PROV_TEST_CANAILLE="$dir/bin"
+  echo "Canaille $("$dir/bin/pip" show canaille 2>/dev/null | awk '/^Version/ {print $2}')"
+}

@@ -646,8 +646,8 @@ async fn discovery_describes_what_the_server_does() {
         json!({"supported": true, "maxResults": 1000})
     );
     assert_eq!(
-        r.body["bulk"]["supported"], false,
-        "not served yet, so not advertised"
+        r.body["bulk"],
+        json!({"supported": true, "maxOperations": 1000, "maxPayloadSize": 4194304})
     );
     assert_eq!(
         r.body["authenticationSchemes"][0]["type"],
@@ -957,4 +957,112 @@ async fn a_group_patch_of_ten_thousand_members() {
     )
     .await;
     assert_eq!(r.body["groups"][0]["display"], "all");
+}
+
+/// RFC 7644 section 3.7's example, with the references it makes.
+#[tokio::test]
+async fn bulk_runs_in_order_resolves_bulk_ids_and_stops_on_errors() {
+    let app = app();
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "qwerty",
+             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "Alice"}},
+            {"method": "POST", "path": "/Groups", "bulkId": "ytrewq",
+             "data": {"displayName": "Tour Guides", "members": [{"type": "User", "value": "bulkId:qwerty"}]}},
+            {"method": "PATCH", "path": "/Users/bulkId:qwerty",
+             "data": {"Operations": [{"op": "add", "path": "nickName", "value": "Al"}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "again", "data": {"userName": "alice"}},
+            {"method": "PUT", "path": "/Users/bulkId:qwerty", "version": "W/\"1\"", "data": {"userName": "Alice"}},
+            {"method": "DELETE", "path": "/Groups/bulkId:nope"}
+        ]
+    });
+    let r = call(&app, "POST", "/Bulk", Some(ACME), Some(body.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:BulkResponse"])
+    );
+    let ops = r.body["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(
+        statuses,
+        ["201", "201", "200", "409", "412", "409"],
+        "{}",
+        r.body
+    );
+    assert_eq!(ops[3]["response"]["scimType"], "uniqueness");
+    assert_eq!(ops[5]["response"]["scimType"], "invalidValue");
+    let alice = ops[0]["location"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(ops[0]["version"], "W/\"1\"");
+    let group = call(
+        &app,
+        "GET",
+        &ops[1]["location"]
+            .as_str()
+            .unwrap()
+            .replace("https://app.example.com/scim/v2", ""),
+        Some(ACME),
+        None,
+    )
+    .await;
+    assert_eq!(
+        group.body["members"][0]["value"],
+        alice.as_str(),
+        "bulkId:qwerty resolved"
+    );
+    let user = call(&app, "GET", &format!("/Users/{alice}"), Some(ACME), None).await;
+    assert_eq!(user.body["nickName"], "Al");
+    // failOnErrors: 1 stops after the first error.
+    let mut again = body.clone();
+    again["failOnErrors"] = json!(1);
+    let r = call(&app, "POST", "/Bulk", Some(ACME), Some(again)).await;
+    let statuses: Vec<&str> = r.body["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["409"],
+        "alice exists now; nothing after the first error: {}",
+        r.body
+    );
+    // More operations than advertised: 413.
+    let many: Vec<Value> = (0..1001).map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": {"userName": format!("b{i}")}})).collect();
+    let r = call(
+        &app,
+        "POST",
+        "/Bulk",
+        Some(ACME),
+        Some(json!({"Operations": many})),
+    )
+    .await;
+    assert_error(&r, 413, None);
+    let r = call(&app, "POST", "/Bulk", Some(ACME), Some(json!({"Operations": [{"method": "POST", "path": "/Users", "data": {"userName": "x"}}]}))).await;
+    assert_eq!(
+        r.body["Operations"][0]["status"], "400",
+        "a POST needs a bulkId"
+    );
+    let r = call(
+        &app,
+        "POST",
+        "/Bulk",
+        Some(ACME),
+        Some(json!({"Operations": [{"method": "GET", "path": "/Users"}]})),
+    )
+    .await;
+    assert_eq!(
+        r.body["Operations"][0]["response"]["scimType"],
+        "invalidSyntax"
+    );
+    let r = call(&app, "POST", "/Bulk", Some(ACME), Some(json!({"nope": 1}))).await;
+    assert_error(&r, 400, Some("invalidSyntax"));
 }

@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 pub const MIN_TOKEN_LEN: usize = 16;
 
 /// Which tenant each bearer token belongs to.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Tenants {
     tokens: Vec<([u8; 32], String)>,
 }

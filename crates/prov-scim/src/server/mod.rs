@@ -21,6 +21,7 @@
 mod auth;
 mod bulk;
 mod discovery;
+mod events;
 mod http;
 mod list;
 mod memory;
@@ -37,6 +38,7 @@ use axum::routing::{MethodRouter, get, post};
 use prov_core::{Clock, SystemClock};
 
 pub use auth::{MIN_TOKEN_LEN, Tenants, TokenError};
+pub use events::ScimEvent;
 pub use memory::MemoryStore;
 pub use store::{Found, Kind, Query, ScimStore, StoreError, Stored};
 
@@ -99,6 +101,16 @@ pub(super) struct Inner<S> {
     pub(super) tenants: Tenants,
     pub(super) config: ServerConfig,
     pub(super) clock: Arc<dyn Clock>,
+    pub(super) listeners: Vec<events::Listener>,
+}
+
+impl<S> Inner<S> {
+    /// Tells every listener.
+    pub(super) fn tell(&self, event: &ScimEvent) {
+        for l in &self.listeners {
+            l(event);
+        }
+    }
 }
 
 impl<S: ScimStore> ScimServer<S> {
@@ -110,6 +122,7 @@ impl<S: ScimStore> ScimServer<S> {
                 tenants,
                 config: ServerConfig::default(),
                 clock: Arc::new(SystemClock),
+                listeners: Vec::new(),
             }),
         }
     }
@@ -119,9 +132,10 @@ impl<S: ScimStore> ScimServer<S> {
             Ok(inner) => inner,
             Err(shared) => Inner {
                 store: shared.store.clone(),
-                tenants: Tenants::new(),
+                tenants: shared.tenants.clone(),
                 config: shared.config.clone(),
                 clock: shared.clock.clone(),
+                listeners: shared.listeners.clone(),
             },
         };
         f(&mut inner);
@@ -139,6 +153,14 @@ impl<S: ScimStore> ScimServer<S> {
     pub fn base_url(self, url: impl Into<String>) -> Self {
         let url = url.into().trim_end_matches('/').to_owned();
         self.map(|i| i.config.base_url = Some(url))
+    }
+
+    /// Calls `listener` with every change the server accepts, after the
+    /// store took it and before the client is answered (so a listener that
+    /// blocks slows the client down: hand the event to a channel).
+    pub fn on_event(self, listener: impl Fn(&ScimEvent) + Send + Sync + 'static) -> Self {
+        let l: events::Listener = Arc::new(listener);
+        self.map(|i| i.listeners.push(l))
     }
 
     /// With `clock` for `meta.created` and `meta.lastModified`.

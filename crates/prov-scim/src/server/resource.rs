@@ -12,7 +12,7 @@ use super::http::{
     store_fail, tenant, with_headers,
 };
 use super::shape::{Shape, shape_of};
-use super::{Inner, Kind, ScimStore, St, StoreError, Stored};
+use super::{Inner, Kind, ScimEvent, ScimStore, St, StoreError, Stored, events};
 use crate::filter::AttrPath;
 use crate::patch::PatchOp;
 use crate::schema::{AttrDef, AttrType, Mutability};
@@ -287,6 +287,80 @@ fn not_found(kind: Kind, id: &str) -> Refusal {
     )
 }
 
+/// The password a user's body sets, if any (it is never stored).
+fn password_in(kind: Kind, body: &Value) -> Option<crate::types::Password> {
+    if kind != Kind::User {
+        return None;
+    }
+    body.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("password"))
+        .and_then(|(_, v)| v.as_str())
+        .map(crate::types::Password::new)
+}
+
+/// The events a change from `before` to `after` makes.
+fn tell_change<S>(
+    inner: &Inner<S>,
+    tenant: &str,
+    kind: Kind,
+    before: Option<&Stored>,
+    after: &Stored,
+    password: Option<crate::types::Password>,
+) {
+    let t = tenant.to_owned();
+    let json = resource_json(kind, after, None);
+    match before {
+        None => inner.tell(&ScimEvent::Created {
+            tenant: t.clone(),
+            kind,
+            id: after.id.clone(),
+            resource: json,
+            password,
+        }),
+        Some(b) => inner.tell(&ScimEvent::Updated {
+            tenant: t.clone(),
+            kind,
+            id: after.id.clone(),
+            before: resource_json(kind, b, None),
+            after: json,
+            password,
+        }),
+    }
+    if kind == Kind::User
+        && let Some(b) = before
+    {
+        match (
+            events::active(&b.attributes),
+            events::active(&after.attributes),
+        ) {
+            (true, false) => inner.tell(&ScimEvent::Deactivated {
+                tenant: t.clone(),
+                id: after.id.clone(),
+            }),
+            (false, true) => inner.tell(&ScimEvent::Reactivated {
+                tenant: t.clone(),
+                id: after.id.clone(),
+            }),
+            _ => {}
+        }
+    }
+    if kind == Kind::Group {
+        let was = before
+            .map(|b| events::members(&b.attributes))
+            .unwrap_or_default();
+        let (added, removed) = events::membership(&was, &events::members(&after.attributes));
+        if !added.is_empty() || !removed.is_empty() {
+            inner.tell(&ScimEvent::MembershipChanged {
+                tenant: t,
+                group: after.id.clone(),
+                added,
+                removed,
+            });
+        }
+    }
+}
+
 /// Creates a resource from what a client sent.
 pub(super) async fn do_create<S: ScimStore>(
     inner: &Inner<S>,
@@ -294,6 +368,7 @@ pub(super) async fn do_create<S: ScimStore>(
     kind: Kind,
     body: Value,
 ) -> Result<Stored, Refusal> {
+    let password = password_in(kind, &body);
     let attributes = accept(kind, body)?;
     check_members(inner, tenant, kind, &attributes).await?;
     let r = Stored::new(new_id()?, attributes, inner.clock.now());
@@ -302,6 +377,7 @@ pub(super) async fn do_create<S: ScimStore>(
         .insert(tenant, kind, r.clone())
         .await
         .map_err(store_fail)?;
+    tell_change(inner, tenant, kind, None, &r, password);
     Ok(r)
 }
 
@@ -314,6 +390,7 @@ pub(super) async fn do_replace<S: ScimStore>(
     body: Value,
     want: Option<&str>,
 ) -> Result<Stored, Refusal> {
+    let password = password_in(kind, &body);
     let attributes = accept(kind, body)?;
     check_members(inner, tenant, kind, &attributes).await?;
     let current = inner
@@ -332,6 +409,7 @@ pub(super) async fn do_replace<S: ScimStore>(
         .update(tenant, kind, next.clone(), current.version)
         .await
         .map_err(store_fail)?;
+    tell_change(inner, tenant, kind, Some(&current), &next, password);
     Ok(next)
 }
 
@@ -367,7 +445,9 @@ pub(super) async fn do_patch<S: ScimStore>(
         op.apply(&mut work, kind.schema())
             .map_err(|e| fail(StatusCode::BAD_REQUEST, Some(e.scim_type), e.to_string()))?;
         work.remove("id");
-        let attributes = accept(kind, Value::Object(work))?;
+        let work = Value::Object(work);
+        let password = password_in(kind, &work);
+        let attributes = accept(kind, work)?;
         check_members(inner, tenant, kind, &attributes).await?;
         let mut next = current.clone();
         next.attributes = attributes;
@@ -378,7 +458,10 @@ pub(super) async fn do_patch<S: ScimStore>(
             .update(tenant, kind, next.clone(), current.version)
             .await
         {
-            Ok(()) => return Ok(next),
+            Ok(()) => {
+                tell_change(inner, tenant, kind, Some(&current), &next, password);
+                return Ok(next);
+            }
             Err(StoreError::Changed) if tries < 5 && want.is_none() => continue,
             Err(e) => return Err(store_fail(e)),
         }
@@ -400,16 +483,45 @@ pub(super) async fn do_delete<S: ScimStore>(
         .map_err(store_fail)?
         .ok_or_else(|| not_found(kind, id))?;
     precondition(want, current.version)?;
-    if inner
+    // The groups it leaves, to tell.
+    let held = inner
+        .store
+        .groups_of(tenant, id)
+        .await
+        .map_err(store_fail)?;
+    if !inner
         .store
         .delete(tenant, kind, id)
         .await
         .map_err(store_fail)?
     {
-        Ok(())
-    } else {
-        Err(not_found(kind, id))
+        return Err(not_found(kind, id));
     }
+    inner.tell(&ScimEvent::Deleted {
+        tenant: tenant.to_owned(),
+        kind,
+        id: id.to_owned(),
+    });
+    for (group, _) in held {
+        inner.tell(&ScimEvent::MembershipChanged {
+            tenant: tenant.to_owned(),
+            group,
+            added: Vec::new(),
+            removed: vec![id.to_owned()],
+        });
+    }
+    if kind == Kind::Group {
+        let (_, removed) = events::membership(&events::members(&current.attributes), &[]);
+        if !removed.is_empty() {
+            inner.tell(&ScimEvent::MembershipChanged {
+                tenant: tenant.to_owned(),
+                group: id.to_owned(),
+                added: Vec::new(),
+                removed,
+            });
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn create<S: ScimStore>(

@@ -1066,3 +1066,128 @@ async fn bulk_runs_in_order_resolves_bulk_ids_and_stops_on_errors() {
     let r = call(&app, "POST", "/Bulk", Some(ACME), Some(json!({"nope": 1}))).await;
     assert_error(&r, 400, Some("invalidSyntax"));
 }
+
+/// Every accepted change reaches the host, in order; a password only
+/// there, once, and never in what is stored or answered.
+#[tokio::test]
+async fn the_host_hears_every_change() {
+    use prov_scim::server::ScimEvent;
+    use std::sync::Mutex;
+    let seen: Arc<Mutex<Vec<ScimEvent>>> = Arc::default();
+    let mut tenants = Tenants::new();
+    tenants.add_token("acme", ACME).unwrap();
+    let sink = seen.clone();
+    let scim = ScimServer::new(Arc::new(MemoryStore::new()), tenants)
+        .on_event(move |e| sink.lock().unwrap().push(e.clone()));
+    let app = Router::new().nest("/scim/v2", scim.router());
+    let made = call(
+        &app,
+        "POST",
+        "/Users",
+        Some(ACME),
+        Some(json!({"userName": "ann", "password": "S3cret-pass!"})),
+    )
+    .await;
+    assert!(made.body.get("password").is_none());
+    let ann = made.body["id"].as_str().unwrap().to_owned();
+    let bob = call(
+        &app,
+        "POST",
+        "/Users",
+        Some(ACME),
+        Some(json!({"userName": "bob"})),
+    )
+    .await
+    .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for active in [false, true] {
+        call(
+            &app,
+            "PATCH",
+            &format!("/Users/{ann}"),
+            Some(ACME),
+            Some(json!({"Operations": [{"op": "replace", "path": "active", "value": active}]})),
+        )
+        .await;
+    }
+    let g = call(
+        &app,
+        "POST",
+        "/Groups",
+        Some(ACME),
+        Some(json!({"displayName": "eng", "members": [{"value": ann}]})),
+    )
+    .await
+    .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    call(
+        &app,
+        "PATCH",
+        &format!("/Groups/{g}"),
+        Some(ACME),
+        Some(json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": bob}]}]})),
+    )
+    .await;
+    call(&app, "DELETE", &format!("/Users/{ann}"), Some(ACME), None).await;
+    // A refused request tells nothing.
+    call(
+        &app,
+        "POST",
+        "/Users",
+        Some(ACME),
+        Some(json!({"userName": "BOB"})),
+    )
+    .await;
+    let seen = seen.lock().unwrap();
+    let names: Vec<String> = seen
+        .iter()
+        .map(|e| match e {
+            ScimEvent::Created { kind, .. } => format!("created {}", kind.as_str()),
+            ScimEvent::Updated { kind, .. } => format!("updated {}", kind.as_str()),
+            ScimEvent::Deactivated { .. } => "deactivated".to_owned(),
+            ScimEvent::Reactivated { .. } => "reactivated".to_owned(),
+            ScimEvent::Deleted { kind, .. } => format!("deleted {}", kind.as_str()),
+            ScimEvent::MembershipChanged { added, removed, .. } => {
+                format!("members +{} -{}", added.len(), removed.len())
+            }
+            _ => "other".to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "created User",
+            "created User",
+            "updated User",
+            "deactivated",
+            "updated User",
+            "reactivated",
+            "created Group",
+            "members +1 -0",
+            "updated Group",
+            "members +1 -0",
+            "deleted User",
+            "members +0 -1"
+        ]
+    );
+    match &seen[0] {
+        ScimEvent::Created {
+            password, resource, ..
+        } => {
+            assert_eq!(password.as_ref().map(|p| p.expose()), Some("S3cret-pass!"));
+            assert!(resource.get("password").is_none());
+            assert!(!format!("{:?}", seen[0]).contains("S3cret"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match &seen[11] {
+        ScimEvent::MembershipChanged { group, removed, .. } => {
+            assert_eq!((group, removed), (&g, &vec![ann.clone()]))
+        }
+        other => panic!("{other:?}"),
+    }
+}

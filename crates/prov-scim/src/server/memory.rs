@@ -6,19 +6,10 @@ use std::sync::{PoisonError, RwLock};
 
 use serde_json::Value;
 
-use super::store::{Found, Kind, Query, ScimStore, StoreError, Stored};
-use crate::filter::{CompValue, Filter};
-
-/// The attributes each kind indexes: name, sub-attribute of a
-/// multi-valued one, and whether values compare case-exact.
-const INDEXED: &[(Kind, &str, bool, bool)] = &[
-    (Kind::User, "userName", false, false),
-    (Kind::User, "externalId", false, true),
-    (Kind::User, "emails", true, false),
-    (Kind::Group, "displayName", false, false),
-    (Kind::Group, "externalId", false, true),
-    (Kind::Group, "members", true, true),
-];
+use super::store::{
+    Found, Kind, Query, ScimStore, StoreError, Stored, index_keys, indexed_equality, sort_resources,
+};
+use crate::filter::Filter;
 
 /// Resources in memory, per tenant. For tests, demos and services whose
 /// SCIM data need not outlive the process.
@@ -67,33 +58,9 @@ struct Table {
     index: HashMap<(&'static str, String), BTreeSet<u64>>,
 }
 
-fn keys(kind: Kind, r: &Stored) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    for (k, name, multi, exact) in INDEXED {
-        if *k != kind {
-            continue;
-        }
-        let fold = |s: &str| {
-            if *exact {
-                s.to_owned()
-            } else {
-                s.to_lowercase()
-            }
-        };
-        if *multi {
-            for v in r.values(name) {
-                out.push((*name, fold(v)));
-            }
-        } else if let Some(v) = r.text(name) {
-            out.push((*name, fold(v)));
-        }
-    }
-    out
-}
-
 impl Table {
     fn add(&mut self, kind: Kind, seq: u64, r: Stored) {
-        for key in keys(kind, &r) {
+        for key in index_keys(kind, &r) {
             self.index.entry(key).or_default().insert(seq);
         }
         self.order.insert(seq, r.id.clone());
@@ -102,7 +69,7 @@ impl Table {
 
     fn take(&mut self, kind: Kind, id: &str) -> Option<(u64, Stored)> {
         let (seq, r) = self.by_id.remove(id)?;
-        for key in keys(kind, &r) {
+        for key in index_keys(kind, &r) {
             if let Some(set) = self.index.get_mut(&key) {
                 set.remove(&seq);
                 if set.is_empty() {
@@ -130,51 +97,11 @@ impl Table {
     }
 }
 
-/// The candidates an equality in `filter` (alone or in a top-level `and`)
-/// narrows a query to, from an index; `None` when it needs a scan.
+/// The candidates an indexed equality in `filter` narrows a query to;
+/// `None` when it needs a scan.
 fn candidates(table: &Table, kind: Kind, filter: &Filter) -> Option<BTreeSet<u64>> {
-    let lookup = |f: &Filter| -> Option<BTreeSet<u64>> {
-        let (path, CompValue::String(value)) = f.as_equality()? else {
-            return None;
-        };
-        if path
-            .urn
-            .as_deref()
-            .is_some_and(|u| !u.eq_ignore_ascii_case(kind.schema().urn))
-        {
-            return None;
-        }
-        INDEXED.iter().find_map(|(k, name, multi, exact)| {
-            let sub_ok = if *multi {
-                path.sub
-                    .as_deref()
-                    .is_some_and(|s| s.eq_ignore_ascii_case("value"))
-            } else {
-                path.sub.is_none()
-            };
-            (*k == kind && path.name.eq_ignore_ascii_case(name) && sub_ok).then(|| {
-                let v = if *exact {
-                    value.clone()
-                } else {
-                    value.to_lowercase()
-                };
-                table.with(name, &v).collect()
-            })
-        })
-    };
-    match filter {
-        Filter::And(items) => items.iter().find_map(lookup),
-        f => lookup(f),
-    }
-}
-
-fn sort_key(v: &Value) -> (u8, String, f64) {
-    match v {
-        Value::String(s) => (0, s.to_lowercase(), 0.0),
-        Value::Number(n) => (0, String::new(), n.as_f64().unwrap_or(0.0)),
-        Value::Bool(b) => (0, b.to_string(), 0.0),
-        _ => (1, String::new(), 0.0),
-    }
+    let (name, value) = indexed_equality(kind, filter)?;
+    Some(table.with(name, &value).collect())
 }
 
 #[async_trait::async_trait]
@@ -303,29 +230,14 @@ impl ScimStore for MemoryStore {
                 resources: page,
             });
         };
-        let mut all: Vec<(&Stored, (u8, String, f64))> = found
-            .filter(|r| matches(r))
-            .map(|r| {
-                let json = super::resource_json(kind, r, None);
-                let v = super::first_value(&json, by)
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                (r, sort_key(&v))
-            })
-            .collect();
-        // Stable: equal keys stay in creation order; absent values last.
-        all.sort_by(|(_, a), (_, b)| {
-            let o =
-                a.1.cmp(&b.1)
-                    .then(a.2.partial_cmp(&b.2).unwrap_or(std::cmp::Ordering::Equal));
-            if query.descending { o.reverse() } else { o }
-        });
+        let mut all: Vec<&Stored> = found.filter(|r| matches(r)).collect();
+        sort_resources(kind, &mut all, by, query.descending);
         let total = u64::try_from(all.len()).unwrap_or(u64::MAX);
         let resources = all
             .into_iter()
             .skip(start)
             .take(count)
-            .map(|(r, _)| r.clone())
+            .map(Stored::clone)
             .collect();
         Ok(Found { total, resources })
     }

@@ -27,6 +27,8 @@ mod list;
 mod memory;
 mod resource;
 mod shape;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod store;
 
 use std::sync::Arc;
@@ -40,6 +42,8 @@ use prov_core::{Clock, SystemClock};
 pub use auth::{MIN_TOKEN_LEN, Tenants, TokenError};
 pub use events::ScimEvent;
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 pub use store::{Found, Kind, Query, ScimStore, StoreError, Stored};
 
 use discovery::{Discovery, discovery, discovery_one};

@@ -190,3 +190,112 @@ pub trait ScimStore: Send + Sync + 'static {
     /// Of `ids`, those that are neither a user nor a group of the tenant.
     async fn missing(&self, tenant: &str, ids: &[&str]) -> Result<Vec<String>, StoreError>;
 }
+
+/// The attributes a store indexes, per kind: name, whether multi-valued
+/// (its values' `value` is indexed), whether case-exact (else the index
+/// holds the lower-cased value). What the [`ScimStore`] contract's
+/// equalities need, and a user's groups (`members`).
+pub(crate) const INDEXED: &[(Kind, &str, bool, bool)] = &[
+    (Kind::User, "userName", false, false),
+    (Kind::User, "externalId", false, true),
+    (Kind::User, "emails", true, false),
+    (Kind::Group, "displayName", false, false),
+    (Kind::Group, "externalId", false, true),
+    (Kind::Group, "members", true, true),
+];
+
+/// A resource's index entries: (attribute, value as indexed), no repeats.
+pub(crate) fn index_keys(kind: Kind, r: &Stored) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (k, name, multi, exact) in INDEXED {
+        if *k != kind {
+            continue;
+        }
+        let fold = |s: &str| {
+            if *exact {
+                s.to_owned()
+            } else {
+                s.to_lowercase()
+            }
+        };
+        if *multi {
+            let mut vals: Vec<String> = r.values(name).map(fold).collect();
+            vals.sort();
+            vals.dedup();
+            out.extend(vals.into_iter().map(|v| (*name, v)));
+        } else if let Some(v) = r.text(name) {
+            out.push((*name, fold(v)));
+        }
+    }
+    out
+}
+
+/// The indexed equality a filter is (alone or in a top-level `and`): the
+/// index attribute and the value as indexed; `None` when it needs a scan.
+pub(crate) fn indexed_equality(kind: Kind, filter: &Filter) -> Option<(&'static str, String)> {
+    use crate::filter::CompValue;
+    let lookup = |f: &Filter| {
+        let (path, CompValue::String(value)) = f.as_equality()? else {
+            return None;
+        };
+        if path
+            .urn
+            .as_deref()
+            .is_some_and(|u| !u.eq_ignore_ascii_case(kind.schema().urn))
+        {
+            return None;
+        }
+        INDEXED.iter().find_map(|(k, name, multi, exact)| {
+            let sub_ok = if *multi {
+                path.sub
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("value"))
+            } else {
+                path.sub.is_none()
+            };
+            (*k == kind && path.name.eq_ignore_ascii_case(name) && sub_ok).then(|| {
+                (
+                    *name,
+                    if *exact {
+                        value.clone()
+                    } else {
+                        value.to_lowercase()
+                    },
+                )
+            })
+        })
+    };
+    match filter {
+        Filter::And(items) => items.iter().find_map(lookup),
+        f => lookup(f),
+    }
+}
+
+/// Sorts resources by `by` (strings ignoring case, numbers by value,
+/// absent values last), stable: equal ones keep their order.
+pub(crate) fn sort_resources<T: std::borrow::Borrow<Stored>>(
+    kind: Kind,
+    items: &mut Vec<T>,
+    by: &AttrPath,
+    descending: bool,
+) {
+    let key = |r: &Stored| {
+        let json = super::resource_json(kind, r, None);
+        match super::first_value(&json, by) {
+            Some(Value::String(s)) => (0u8, s.to_lowercase(), 0.0),
+            Some(Value::Number(n)) => (0, String::new(), n.as_f64().unwrap_or(0.0)),
+            Some(Value::Bool(b)) => (0, b.to_string(), 0.0),
+            _ => (1, String::new(), 0.0),
+        }
+    };
+    let mut keyed: Vec<((u8, String, f64), T)> =
+        items.drain(..).map(|t| (key(t.borrow()), t)).collect();
+    keyed.sort_by(|(a, _), (b, _)| {
+        let o =
+            a.0.cmp(&b.0)
+                .then_with(|| a.1.cmp(&b.1))
+                .then(a.2.partial_cmp(&b.2).unwrap_or(std::cmp::Ordering::Equal));
+        if descending { o.reverse() } else { o }
+    });
+    items.extend(keyed.into_iter().map(|(_, t)| t));
+}

@@ -14,17 +14,82 @@ use tower::ServiceExt;
 const ACME: &str = "acme-token-0123456789abcdef";
 const GLOBEX: &str = "globex-token-0123456789abcdef";
 
-fn app() -> Router {
+/// Which store a test runs on: every test runs on both.
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    Memory,
+    Sqlite,
+}
+
+type Listener = Box<dyn Fn(&prov_scim::server::ScimEvent) + Send + Sync>;
+
+/// The router over `store`, with `tenants` and `config`, and `listener`.
+async fn build(
+    store: Store,
+    tenants: Tenants,
+    config: ServerConfig,
+    listener: Option<Listener>,
+) -> Router {
+    fn finish<S: prov_scim::server::ScimStore>(
+        s: ScimServer<S>,
+        listener: Option<Listener>,
+    ) -> Router {
+        let s = match listener {
+            Some(l) => s.on_event(l),
+            None => s,
+        };
+        Router::new().nest("/scim/v2", s.router())
+    }
+    match store {
+        Store::Memory => finish(
+            ScimServer::new(Arc::new(MemoryStore::new()), tenants).config(config),
+            listener,
+        ),
+        Store::Sqlite => {
+            let db = prov_scim::server::SqliteStore::in_memory().await.unwrap();
+            finish(
+                ScimServer::new(Arc::new(db), tenants).config(config),
+                listener,
+            )
+        }
+    }
+}
+
+/// Two tenants, a 64 KiB body limit, a base URL.
+async fn app(store: Store) -> Router {
     let mut tenants = Tenants::new();
     tenants.add_token("acme", ACME).unwrap();
     tenants.add_token("globex", GLOBEX).unwrap();
     let mut config = ServerConfig::default();
     config.max_body = 64 * 1024;
-    let scim = ScimServer::new(Arc::new(MemoryStore::new()), tenants)
-        .config(config)
-        .base_url("https://app.example.com/scim/v2");
-    Router::new().nest("/scim/v2", scim.router())
+    config.base_url = Some("https://app.example.com/scim/v2".to_owned());
+    build(store, tenants, config, None).await
 }
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test] async fn $name() { super::$name(super::Store::Memory).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Store::Sqlite).await })*
+        }
+    };
+}
+
+on_both_stores!(
+    no_valid_token_no_answer_and_tenants_see_only_their_own,
+    users_are_created_read_replaced_patched_and_deleted,
+    bad_requests_get_the_rfc_error_never_a_500,
+    lists_filter_sort_and_page,
+    groups_keep_memberships_consistent,
+    discovery_describes_what_the_server_does,
+    the_okta_sequence,
+    the_entra_id_sequence,
+    a_group_patch_of_ten_thousand_members,
+    bulk_runs_in_order_resolves_bulk_ids_and_stops_on_errors,
+    the_host_hears_every_change,
+);
 
 struct Reply {
     status: StatusCode,
@@ -125,9 +190,8 @@ fn bjensen() -> Value {
     })
 }
 
-#[tokio::test]
-async fn no_valid_token_no_answer_and_tenants_see_only_their_own() {
-    let app = app();
+async fn no_valid_token_no_answer_and_tenants_see_only_their_own(store: Store) {
+    let app = app(store).await;
     for token in [None, Some("wrong-token-0123456789"), Some("")] {
         let r = call(&app, "GET", "/Users", token, None).await;
         assert_error(&r, 401, None);
@@ -147,9 +211,8 @@ async fn no_valid_token_no_answer_and_tenants_see_only_their_own() {
     assert_eq!(r.status, StatusCode::CREATED);
 }
 
-#[tokio::test]
-async fn users_are_created_read_replaced_patched_and_deleted() {
-    let app = app();
+async fn users_are_created_read_replaced_patched_and_deleted(store: Store) {
+    let app = app(store).await;
     let made = call(&app, "POST", "/Users", Some(ACME), Some(bjensen())).await;
     assert_eq!(made.status, StatusCode::CREATED);
     let id = made.body["id"].as_str().unwrap().to_owned();
@@ -281,9 +344,8 @@ async fn users_are_created_read_replaced_patched_and_deleted() {
     assert_error(&r, 404, None);
 }
 
-#[tokio::test]
-async fn bad_requests_get_the_rfc_error_never_a_500() {
-    let app = app();
+async fn bad_requests_get_the_rfc_error_never_a_500(store: Store) {
+    let app = app(store).await;
     let r = call(&app, "POST", "/Users", Some(ACME), Some(bjensen())).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let mut shouting = bjensen();
@@ -394,9 +456,8 @@ async fn bad_requests_get_the_rfc_error_never_a_500() {
     assert_eq!(r.status, StatusCode::CREATED);
 }
 
-#[tokio::test]
-async fn lists_filter_sort_and_page() {
-    let app = app();
+async fn lists_filter_sort_and_page(store: Store) {
+    let app = app(store).await;
     for i in 0..12 {
         let u = json!({"userName": format!("user{i:02}"), "externalId": format!("ext-{i}"),
                        "emails": [{"value": format!("u{i}@Example.org"), "type": "work"}],
@@ -530,9 +591,8 @@ async fn lists_filter_sort_and_page() {
     assert_eq!(r.body["totalResults"], 10, "{}", r.body);
 }
 
-#[tokio::test]
-async fn groups_keep_memberships_consistent() {
-    let app = app();
+async fn groups_keep_memberships_consistent(store: Store) {
+    let app = app(store).await;
     let a = call(
         &app,
         "POST",
@@ -633,9 +693,8 @@ async fn groups_keep_memberships_consistent() {
     assert_error(&r, 400, Some("mutability"));
 }
 
-#[tokio::test]
-async fn discovery_describes_what_the_server_does() {
-    let app = app();
+async fn discovery_describes_what_the_server_does(store: Store) {
+    let app = app(store).await;
     let r = call(&app, "GET", "/ServiceProviderConfig", Some(ACME), None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["patch"]["supported"], true);
@@ -690,9 +749,8 @@ async fn discovery_describes_what_the_server_does() {
 /// Okta's SCIM 2.0 test sequence (developer.okta.com, "SCIM 2.0 spec
 /// test"): look up by userName before and after create, PUT the whole
 /// user, deactivate and reactivate with PATCH, push a group.
-#[tokio::test]
-async fn the_okta_sequence() {
-    let app = app();
+async fn the_okta_sequence(store: Store) {
+    let app = app(store).await;
     let lookup = "/Users?filter=userName%20eq%20%22isabella.nightingale%40example.com%22&startIndex=1&count=100";
     let r = call(&app, "GET", lookup, Some(ACME), None).await;
     assert_eq!(
@@ -794,9 +852,8 @@ async fn the_okta_sequence() {
 
 /// Microsoft's "Develop and plan provisioning for a SCIM endpoint"
 /// requests, in order.
-#[tokio::test]
-async fn the_entra_id_sequence() {
-    let app = app();
+async fn the_entra_id_sequence(store: Store) {
+    let app = app(store).await;
     let user = json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
                     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
@@ -907,12 +964,10 @@ async fn the_entra_id_sequence() {
     );
 }
 
-#[tokio::test]
-async fn a_group_patch_of_ten_thousand_members() {
+async fn a_group_patch_of_ten_thousand_members(store: Store) {
     let mut tenants = Tenants::new();
     tenants.add_token("acme", ACME).unwrap();
-    let scim = ScimServer::new(Arc::new(MemoryStore::new()), tenants);
-    let app = Router::new().nest("/scim/v2", scim.router());
+    let app = build(store, tenants, ServerConfig::default(), None).await;
     let mut ids = Vec::new();
     for i in 0..10_000 {
         let r = call(
@@ -960,9 +1015,8 @@ async fn a_group_patch_of_ten_thousand_members() {
 }
 
 /// RFC 7644 section 3.7's example, with the references it makes.
-#[tokio::test]
-async fn bulk_runs_in_order_resolves_bulk_ids_and_stops_on_errors() {
-    let app = app();
+async fn bulk_runs_in_order_resolves_bulk_ids_and_stops_on_errors(store: Store) {
+    let app = app(store).await;
     let body = json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
         "Operations": [
@@ -1069,17 +1123,15 @@ async fn bulk_runs_in_order_resolves_bulk_ids_and_stops_on_errors() {
 
 /// Every accepted change reaches the host, in order; a password only
 /// there, once, and never in what is stored or answered.
-#[tokio::test]
-async fn the_host_hears_every_change() {
+async fn the_host_hears_every_change(store: Store) {
     use prov_scim::server::ScimEvent;
     use std::sync::Mutex;
     let seen: Arc<Mutex<Vec<ScimEvent>>> = Arc::default();
     let mut tenants = Tenants::new();
     tenants.add_token("acme", ACME).unwrap();
     let sink = seen.clone();
-    let scim = ScimServer::new(Arc::new(MemoryStore::new()), tenants)
-        .on_event(move |e| sink.lock().unwrap().push(e.clone()));
-    let app = Router::new().nest("/scim/v2", scim.router());
+    let listener: Listener = Box::new(move |e| sink.lock().unwrap().push(e.clone()));
+    let app = build(store, tenants, ServerConfig::default(), Some(listener)).await;
     let made = call(
         &app,
         "POST",

@@ -50,6 +50,9 @@ cargo run --locked --quiet --example quickstart > /dev/null
 step "the connector authors' example: its own REST service, the suite, the engine"
 cargo run --locked --quiet --example custom_connector > /dev/null
 
+step "the SCIM server example: a service an identity provider provisions into"
+cargo run --locked --quiet --example scim_server -- --self-test > /dev/null
+
 step "the integrators' LDAP example: HR CSV + policy into a throwaway slapd"
 cargo run --locked --quiet --example hr_csv_to_ldap -- --throwaway-slapd > /dev/null
 

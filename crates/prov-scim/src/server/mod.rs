@@ -27,6 +27,7 @@ mod list;
 mod memory;
 mod resource;
 mod shape;
+mod source;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
@@ -42,6 +43,7 @@ use prov_core::{Clock, SystemClock};
 pub use auth::{MIN_TOKEN_LEN, Tenants, TokenError};
 pub use events::ScimEvent;
 pub use memory::MemoryStore;
+pub use source::identities;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{Found, Kind, Query, ScimStore, StoreError, Stored};

@@ -1243,3 +1243,89 @@ async fn the_host_hears_every_change(store: Store) {
         other => panic!("{other:?}"),
     }
 }
+
+/// The directory an identity provider provisioned, as the engine's identities.
+#[tokio::test]
+async fn a_provisioned_directory_is_an_identity_source() {
+    use prov_core::{IdentityId, LifecycleState, Value as Attr};
+    let store = Arc::new(MemoryStore::new());
+    let mut tenants = Tenants::new();
+    tenants.add_token("acme", ACME).unwrap();
+    let app = Router::new().nest("/scim/v2", ScimServer::new(store.clone(), tenants).router());
+    let boss = call(
+        &app,
+        "POST",
+        "/Users",
+        Some(ACME),
+        Some(json!({"userName": "boss@example.org", "externalId": "okta-boss"})),
+    )
+    .await;
+    let boss_id = boss.body["id"].as_str().unwrap().to_owned();
+    let ann = call(&app, "POST", "/Users", Some(ACME), Some(json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+        "userName": "ann@example.org", "externalId": "okta-ann", "active": false,
+        "name": {"givenName": "Ann", "familyName": "Lee"}, "title": "Engineer",
+        "emails": [{"value": "ann@home.example", "type": "home"}, {"value": "ann@example.org", "type": "work", "primary": true}],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "R&D", "employeeNumber": "E42", "manager": {"value": boss_id}}
+    }))).await;
+    let ann_id = ann.body["id"].as_str().unwrap().to_owned();
+    call(
+        &app,
+        "POST",
+        "/Groups",
+        Some(ACME),
+        Some(json!({"displayName": "eng", "members": [{"value": ann_id}]})),
+    )
+    .await;
+    let no_external = call(
+        &app,
+        "POST",
+        "/Users",
+        Some(ACME),
+        Some(json!({"userName": "x@example.org"})),
+    )
+    .await;
+    let people = prov_scim::server::identities(store.as_ref(), "acme")
+        .await
+        .unwrap();
+    assert_eq!(people.len(), 3);
+    let ann = people
+        .iter()
+        .find(|p| p.id == IdentityId::new("okta-ann"))
+        .unwrap();
+    assert_eq!(ann.state, LifecycleState::Suspended, "active false");
+    assert_eq!(ann.attr("login"), Some(&Attr::from("ann@example.org")));
+    assert_eq!(
+        ann.attr("email"),
+        Some(&Attr::from("ann@example.org")),
+        "the primary email"
+    );
+    assert_eq!(ann.attr("given_name"), Some(&Attr::from("Ann")));
+    assert_eq!(ann.attr("department"), Some(&Attr::from("R&D")));
+    assert_eq!(ann.attr("employee_number"), Some(&Attr::from("E42")));
+    assert_eq!(
+        ann.attr("groups"),
+        Some(&Attr::List(vec![Attr::from("eng")]))
+    );
+    assert_eq!(
+        ann.manager,
+        Some(IdentityId::new("okta-boss")),
+        "by the manager's identity id"
+    );
+    let boss = people
+        .iter()
+        .find(|p| p.id == IdentityId::new("okta-boss"))
+        .unwrap();
+    assert_eq!(boss.state, LifecycleState::Active);
+    let x = no_external.body["id"].as_str().unwrap();
+    assert!(
+        people.iter().any(|p| p.id == IdentityId::new(x)),
+        "no externalId: the server's id"
+    );
+    assert!(
+        prov_scim::server::identities(store.as_ref(), "globex")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -50,11 +50,13 @@ async fn all<S: ScimStore>(store: &S, tenant: &str, kind: Kind) -> Result<Vec<St
     const PAGE: u64 = 1000;
     let mut out = Vec::new();
     loop {
-        let mut q = Query::default();
-        q.start_index = u64::try_from(out.len())
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
-        q.count = PAGE;
+        let q = Query {
+            start_index: u64::try_from(out.len())
+                .unwrap_or(u64::MAX)
+                .saturating_add(1),
+            count: PAGE,
+            ..Query::default()
+        };
         let found = store.query(tenant, kind, &q).await?;
         let n = found.resources.len();
         out.extend(found.resources);

@@ -98,3 +98,21 @@ ensure_canaille() {
   export PROV_TEST_CANAILLE="$dir/bin"
   echo "Canaille $("$dir/bin/pip" show canaille 2>/dev/null | awk '/^Version/ {print $2}')"
 }
+
+# The SCIM reference server (PyPI scim2-server 0.8.3) in its own venv,
+# kept in the user's cache; exports PROV_TEST_SCIM2_SERVER, its bin
+# directory. Tests and benchmarks start it themselves on free ports.
+ensure_scim2_server() {
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/prov-peers/scim2-server-0.8.3"
+  if [ ! -x "$dir/bin/scim2-server" ]; then
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+      apt_install python3 python3-venv
+    fi
+    echo "installing scim2-server 0.8.3 into $dir"
+    rm -rf "$dir"
+    mkdir -p "$(dirname "$dir")"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check "scim2-server==0.8.3"
+  fi
+  export PROV_TEST_SCIM2_SERVER="$dir/bin"
+}

@@ -187,29 +187,30 @@ impl Parser {
 
     /// `and_expr ("or" and_expr)*`
     fn or_expr(&mut self, inner: bool) -> Result<Filter, FilterError> {
-        let mut items = vec![self.and_expr(inner)?];
-        while self.keyword("or") {
-            self.at += 1;
-            items.push(self.and_expr(inner)?);
-        }
-        Ok(if items.len() == 1 {
-            items.pop().unwrap_or(Filter::Or(Vec::new()))
-        } else {
-            Filter::Or(items)
-        })
+        self.chain(inner, "or", Self::and_expr, Filter::Or)
     }
 
     /// `unary ("and" unary)*`
     fn and_expr(&mut self, inner: bool) -> Result<Filter, FilterError> {
-        let mut items = vec![self.unary(inner)?];
-        while self.keyword("and") {
+        self.chain(inner, "and", Self::unary, Filter::And)
+    }
+
+    /// `next (word next)*`, one n-ary node when there are several.
+    fn chain(
+        &mut self,
+        inner: bool,
+        word: &str,
+        next: fn(&mut Self, bool) -> Result<Filter, FilterError>,
+        node: fn(Vec<Filter>) -> Filter,
+    ) -> Result<Filter, FilterError> {
+        let mut items = vec![next(self, inner)?];
+        while self.keyword(word) {
             self.at += 1;
-            items.push(self.unary(inner)?);
+            items.push(next(self, inner)?);
         }
-        Ok(if items.len() == 1 {
-            items.pop().unwrap_or(Filter::And(Vec::new()))
-        } else {
-            Filter::And(items)
+        Ok(match items.len() {
+            1 => items.pop().unwrap_or_else(|| node(Vec::new())),
+            _ => node(items),
         })
     }
 

@@ -43,7 +43,7 @@ use prov_core::{Clock, SystemClock};
 pub use auth::{MIN_TOKEN_LEN, Tenants, TokenError};
 pub use events::ScimEvent;
 pub use memory::MemoryStore;
-pub use source::identities;
+pub use source::{ScimSource, identities};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{Found, Kind, Query, ScimStore, StoreError, Stored};

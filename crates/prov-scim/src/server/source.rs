@@ -135,3 +135,32 @@ fn identity(
     };
     person
 }
+
+/// The identities of one tenant, read once, as a [`prov_sources::Source`]:
+/// for code that takes a source (read it again with [`ScimSource::read`]
+/// before each plan; the engine itself takes the identities as they are).
+#[derive(Debug, Clone)]
+pub struct ScimSource {
+    name: String,
+    people: Vec<Identity>,
+}
+
+impl ScimSource {
+    /// Every user of `tenant` in `store`, now.
+    pub async fn read<S: ScimStore>(store: &S, tenant: &str) -> Result<Self, StoreError> {
+        Ok(ScimSource {
+            name: format!("SCIM tenant {tenant}"),
+            people: identities(store, tenant).await?,
+        })
+    }
+}
+
+impl prov_sources::Source for ScimSource {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn load(&self) -> Result<Vec<Identity>, prov_sources::SourceErrors> {
+        Ok(self.people.clone())
+    }
+}

@@ -744,6 +744,16 @@ async fn discovery_describes_what_the_server_does(store: Store) {
     );
     let r = call(&app, "GET", "/ResourceTypes/Group", Some(ACME), None).await;
     assert_eq!(r.body["endpoint"], "/Groups");
+    assert_error(
+        &call(&app, "GET", "/ResourceTypes/Device", Some(ACME), None).await,
+        404,
+        None,
+    );
+    assert_error(
+        &call(&app, "GET", "/Schemas/urn:x", Some(ACME), None).await,
+        404,
+        None,
+    );
 }
 
 /// Okta's SCIM 2.0 test sequence (developer.okta.com, "SCIM 2.0 spec
@@ -1119,6 +1129,22 @@ async fn bulk_runs_in_order_resolves_bulk_ids_and_stops_on_errors(store: Store) 
     );
     let r = call(&app, "POST", "/Bulk", Some(ACME), Some(json!({"nope": 1}))).await;
     assert_error(&r, 400, Some("invalidSyntax"));
+    // A body over the advertised maxPayloadSize (4 MiB): 413.
+    let huge: Vec<Value> = (0..900)
+        .map(|i| {
+            json!({"method": "POST", "path": "/Users", "bulkId": format!("h{i}"),
+        "data": {"userName": format!("h{i}"), "nickName": "x".repeat(5000)}})
+        })
+        .collect();
+    let r = call(
+        &app,
+        "POST",
+        "/Bulk",
+        Some(ACME),
+        Some(json!({"Operations": huge})),
+    )
+    .await;
+    assert_error(&r, 413, None);
 }
 
 /// Every accepted change reaches the host, in order; a password only

@@ -299,3 +299,56 @@ pub(crate) fn sort_resources<T: std::borrow::Borrow<Stored>>(
     });
     items.extend(keyed.into_iter().map(|(_, t)| t));
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{Kind, indexed_equality};
+    use crate::filter::Filter;
+
+    /// The equalities the contract names are answered from the index
+    /// (both stores ask this function); anything else is a scan.
+    #[test]
+    fn the_named_equalities_use_the_index() {
+        let on = |kind: Kind, f: &str| indexed_equality(kind, &f.parse::<Filter>().unwrap());
+        assert_eq!(
+            on(Kind::User, r#"userName eq "BJensen""#),
+            Some(("userName", "bjensen".to_owned()))
+        );
+        assert_eq!(
+            on(Kind::User, r#"externalId eq "Ext-1""#),
+            Some(("externalId", "Ext-1".to_owned()))
+        );
+        assert_eq!(
+            on(Kind::User, r#"emails.value eq "B@Example.org""#),
+            Some(("emails", "b@example.org".to_owned()))
+        );
+        assert_eq!(
+            on(Kind::Group, r#"displayName eq "Eng""#),
+            Some(("displayName", "eng".to_owned()))
+        );
+        assert_eq!(
+            on(Kind::Group, r#"members.value eq "u1""#),
+            Some(("members", "u1".to_owned()))
+        );
+        assert_eq!(
+            on(
+                Kind::User,
+                r#"active eq true and urn:ietf:params:scim:schemas:core:2.0:User:userName eq "a""#
+            ),
+            Some(("userName", "a".to_owned())),
+            "an equality inside a top-level and"
+        );
+        for scan in [
+            r#"userName sw "b""#,
+            r#"userName eq "a" or userName eq "b""#,
+            r#"title eq "x""#,
+            r#"emails.type eq "work""#,
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:userName eq "a""#,
+            "userName eq 1",
+        ] {
+            assert_eq!(on(Kind::User, scan), None, "{scan}");
+        }
+        assert_eq!(on(Kind::Group, r#"userName eq "a""#), None);
+    }
+}

@@ -34,6 +34,8 @@
     clippy::print_stdout
 )]
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod filter;
 pub mod patch;
 pub mod schema;

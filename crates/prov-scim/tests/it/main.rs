@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod canaille;
+mod client;
 mod filter;
 mod patch;
 mod server;

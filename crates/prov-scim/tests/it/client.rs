@@ -1,0 +1,162 @@
+//! The client's transport against our server on a loopback port, and
+//! against a stub that asks to slow down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prov_core::ErrorKind;
+use prov_scim::client::{Auth, ClientOptions, ScimClient};
+use prov_scim::server::{MemoryStore, ScimServer, Tenants};
+use serde_json::json;
+
+const TOKEN: &str = "client-token-0123456789abcdef";
+
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn loopback() -> ClientOptions {
+    let mut o = ClientOptions::default();
+    o.danger_plaintext = true;
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transport_reads_what_the_service_does_and_keeps_its_errors() {
+    let mut tenants = Tenants::new();
+    tenants.add_token("acme", TOKEN).unwrap();
+    let scim = ScimServer::new(Arc::new(MemoryStore::new()), tenants);
+    let base = format!(
+        "{}/scim/v2",
+        serve(axum::Router::new().nest("/scim/v2", scim.router())).await
+    );
+    let client = ScimClient::new(&base, Auth::Bearer(TOKEN.to_owned()), &loopback()).unwrap();
+    let spc = client.service_provider_config().await.unwrap();
+    assert!(spc.patch.supported && spc.etag.supported && spc.sort.supported);
+    assert_eq!(
+        (spc.bulk.max_operations, spc.filter.max_results),
+        (1000, 1000)
+    );
+    let made = client
+        .request(
+            reqwest::Method::POST,
+            "/Users",
+            Some(&json!({"userName": "ann"})),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.status, 201);
+    assert_eq!(made.etag.as_deref(), Some("W/\"1\""));
+    let e = client
+        .request(
+            reqwest::Method::POST,
+            "/Users",
+            Some(&json!({"userName": "ANN"})),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert!(e.to_string().contains("409 uniqueness"), "{e}");
+    let id = made.body.unwrap()["id"].as_str().unwrap().to_owned();
+    let e = client
+        .request(
+            reqwest::Method::PUT,
+            &format!("/Users/{id}"),
+            Some(&json!({"userName": "ann"})),
+            Some("W/\"9\""),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "a stale If-Match: {e}");
+    let e = client
+        .request(reqwest::Method::GET, "/Users/nope", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let gone = client
+        .request(reqwest::Method::DELETE, &format!("/Users/{id}"), None, None)
+        .await
+        .unwrap();
+    assert_eq!((gone.status, gone.body), (204, None));
+    // Wrong credentials: refused, and the token is nowhere in the error.
+    let wrong = ScimClient::new(
+        &base,
+        Auth::Bearer("not-the-token-0123456789".to_owned()),
+        &loopback(),
+    )
+    .unwrap();
+    let e = wrong.service_provider_config().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated);
+    assert!(
+        !format!("{e} {e:?} {wrong:?}").contains("not-the-token"),
+        "{e:?}"
+    );
+    // Credentials over plain http:// are refused unless the danger switch says so.
+    let e = ScimClient::new(
+        &base,
+        Auth::Bearer(TOKEN.to_owned()),
+        &ClientOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.field(), Some("base_url"), "{e}");
+    assert!(ScimClient::new("ftp://x", Auth::Bearer(TOKEN.to_owned()), &loopback()).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_down_and_unavailable_carry_the_wait() {
+    use axum::http::{HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    let app = axum::Router::new()
+        .route("/busy", axum::routing::get(|| async {
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"429","detail":"slow down"}"#).into_response();
+            r.headers_mut().insert("retry-after", HeaderValue::from_static("7"));
+            r
+        }))
+        .route("/down", axum::routing::get(|| async {
+            let mut r = (StatusCode::SERVICE_UNAVAILABLE, "").into_response();
+            r.headers_mut().insert("retry-after", HeaderValue::from_static("3"));
+            r
+        }))
+        .route("/odd", axum::routing::get(|| async { (StatusCode::OK, "<html>") }));
+    let base = serve(app).await;
+    let client = ScimClient::new(
+        &base,
+        Auth::Basic {
+            user: "u".into(),
+            password: "p4ss-word".into(),
+        },
+        &loopback(),
+    )
+    .unwrap();
+    let e = client
+        .request(reqwest::Method::GET, "/busy", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.retry_after()),
+        (ErrorKind::RateLimited, Some(Duration::from_secs(7))),
+        "{e}"
+    );
+    assert!(e.to_string().contains("slow down"));
+    let e = client
+        .request(reqwest::Method::GET, "/down", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.retry_after()),
+        (ErrorKind::Unavailable, Some(Duration::from_secs(3))),
+        "{e}"
+    );
+    assert!(e.is_retryable());
+    let e = client
+        .request(reqwest::Method::GET, "/odd", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unexpected, "{e}");
+    assert!(!format!("{client:?}").contains("p4ss"));
+}

@@ -8,12 +8,16 @@
 //! logs or errors, and are not sent over plain `http://` unless
 //! `danger_plaintext` says so.
 
+mod connector;
+
 use std::time::Duration;
 
 use prov_core::{BackendDetail, Error, ErrorKind, Result};
 use serde_json::Value;
 
 use crate::types::ServiceProviderConfig;
+
+pub use connector::{ScimConnector, ScimLimits};
 
 /// How the client authenticates.
 #[derive(Clone)]

@@ -160,3 +160,106 @@ async fn slow_down_and_unavailable_carry_the_wait() {
     assert_eq!(e.kind(), ErrorKind::Unexpected, "{e}");
     assert!(!format!("{client:?}").contains("p4ss"));
 }
+
+/// The connector keeps the `Connector` contract against our own server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connector_passes_the_conformance_suite_against_our_server() {
+    use prov_scim::client::{ScimConnector, ScimLimits};
+    use prov_testkit::conformance::{self, Namespace, SuiteOptions};
+    let mut tenants = Tenants::new();
+    tenants.add_token("acme", TOKEN).unwrap();
+    let scim = ScimServer::new(Arc::new(MemoryStore::new()), tenants);
+    let base = format!(
+        "{}/scim/v2",
+        serve(axum::Router::new().nest("/scim/v2", scim.router())).await
+    );
+    let client = ScimClient::new(&base, Auth::Bearer(TOKEN.to_owned()), &loopback()).unwrap();
+    client
+        .request(
+            reqwest::Method::POST,
+            "/Groups",
+            Some(&json!({"displayName": "staff"})),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut limits = ScimLimits::default();
+    limits.members_per_patch = 50;
+    limits.page_size = 20;
+    let conn = ScimConnector::new(client, limits);
+    let report =
+        conformance::run_all(&conn, &Namespace::new("scim"), &SuiteOptions::default()).await;
+    assert!(report.is_success(), "{report}");
+}
+
+/// scim2-server (the Python reference server, PEERS.md), started on a free port.
+struct Scim2Server {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Scim2Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn scim2_server() -> Scim2Server {
+    let dir = std::env::var("PROV_TEST_SCIM2_SERVER").unwrap_or_else(|_| {
+        panic!("PROV_TEST_SCIM2_SERVER (scim2-server's bin directory) is not set: run the README test command")
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(std::path::Path::new(&dir).join("scim2-server"))
+        .args([
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--bearer-token",
+            TOKEN,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}/v2");
+    let started = std::time::Instant::now();
+    while reqwest::get(format!("{base}/ServiceProviderConfig"))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "scim2-server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Scim2Server { child, base }
+}
+
+/// The connector keeps the contract against an independent server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scim2-server: run the README test command"]
+async fn the_connector_passes_the_conformance_suite_against_scim2_server() {
+    use prov_scim::client::{ScimConnector, ScimLimits};
+    use prov_testkit::conformance::{self, Namespace, SuiteOptions};
+    let server = scim2_server().await;
+    let client =
+        ScimClient::new(&server.base, Auth::Bearer(TOKEN.to_owned()), &loopback()).unwrap();
+    client
+        .request(reqwest::Method::POST, "/Groups", Some(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "staff"})), None)
+        .await
+        .unwrap();
+    let mut limits = ScimLimits::default();
+    limits.members_per_patch = 50;
+    limits.page_size = 20;
+    let conn = ScimConnector::new(client, limits);
+    let report =
+        conformance::run_all(&conn, &Namespace::new("scim"), &SuiteOptions::default()).await;
+    assert!(report.is_success(), "{report}");
+}

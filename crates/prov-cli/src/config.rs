@@ -111,9 +111,10 @@ pub(crate) struct SourceConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TargetConfig {
-    /// The connector: `ldap` (an LDAP directory or Active Directory) or
-    /// `file` (accounts and groups kept in files next to the config, for
-    /// trials and tests). Each kind's keys are in its own section.
+    /// The connector: `ldap` (an LDAP directory or Active Directory),
+    /// `scim` (a SCIM 2.0 service) or `file` (accounts and groups kept in
+    /// files next to the config, for trials and tests). Each kind's keys
+    /// are in its own section.
     pub(crate) kind: String,
     /// Orphan handling: `report` (default), `disable` or `delete`.
     #[serde(default)]

@@ -49,6 +49,11 @@ pub(crate) const KINDS: &[Kind] = &[
         open: open_ldap,
     },
     Kind {
+        name: "scim",
+        keys: keys_of::<prov_scim::client::ScimSettings>,
+        open: open_scim,
+    },
+    Kind {
         name: "file",
         keys: keys_of::<crate::file_target::FileSettings>,
         open: open_file,
@@ -72,6 +77,15 @@ fn open_ldap(o: &Opening<'_>) -> Opened {
         .into_config(o.base)
         .map_err(|e| o.config.settings_fail(t, e.field(), e.message()))?;
     let conn = prov_ldap::LdapConnector::new(cfg)
+        .map_err(|e| o.config.settings_fail(t, e.field(), e.message()))?;
+    Ok(Some(Arc::new(conn)))
+}
+
+fn open_scim(o: &Opening<'_>) -> Opened {
+    let t = o.target.as_str();
+    let settings: prov_scim::client::ScimSettings = o.config.settings_of(t)?;
+    let conn = settings
+        .into_connector(o.base)
         .map_err(|e| o.config.settings_fail(t, e.field(), e.message()))?;
     Ok(Some(Arc::new(conn)))
 }

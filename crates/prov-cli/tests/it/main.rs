@@ -247,11 +247,11 @@ fn config_policy_and_source_errors_name_file_line_and_field() {
         err.contains("prov.toml:11: targets.ldap: missing field `url` (kind `ldap`)"),
         "{err}"
     );
-    std::fs::write(&cfg, text.replace("kind = \"file\"", "kind = \"scim\"")).unwrap();
+    std::fs::write(&cfg, text.replace("kind = \"file\"", "kind = \"smtp\"")).unwrap();
     let (code, _, err) = prov(&dir, &["plan"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("targets.ldap.kind: `scim` is not a connector kind (known: ldap, file)"),
+        err.contains("targets.ldap.kind: `smtp` is not a connector kind (known: ldap, scim, file)"),
         "{err}"
     );
     std::fs::write(&cfg, &text).unwrap();
@@ -1107,7 +1107,7 @@ fn scripting_never_surprises() {
     assert_eq!(e["line"], 13, "{e}");
     assert!(e["file"].as_str().unwrap().ends_with("prov.toml"), "{e}");
     assert!(e["message"].as_str().unwrap().contains("colour"), "{e}");
-    std::fs::write(&cfg, text.replace("kind = \"file\"", "kind = \"scim\"")).unwrap();
+    std::fs::write(&cfg, text.replace("kind = \"file\"", "kind = \"smtp\"")).unwrap();
     let e = json_error(&prov(&dir, &["--json", "plan"]).2);
     assert_eq!(
         (e["kind"].as_str(), e["field"].as_str()),
@@ -1549,4 +1549,100 @@ fn starter(tag: &str) -> (PathBuf, PathBuf) {
         String::from_utf8_lossy(&init.stderr)
     );
     (root, dir)
+}
+
+/// A `kind = "scim"` target: our own SCIM server, served in this process.
+#[test]
+fn a_scim_target_from_the_config() {
+    use std::sync::Arc;
+    const TOKEN: &str = "cli-scim-token-0123456789";
+    let store = Arc::new(prov_scim::server::MemoryStore::new());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let serving = store.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut tenants = prov_scim::server::Tenants::new();
+            tenants.add_token("t", TOKEN).unwrap();
+            let scim = prov_scim::server::ScimServer::new(serving, tenants);
+            let app = axum::Router::new().nest("/scim/v2", scim.router());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let port = rx.recv().unwrap();
+    // The policy's groups exist on the service.
+    let base = format!("http://127.0.0.1:{port}/scim/v2");
+    let client = prov_scim::client::ScimClient::new(
+        &base,
+        prov_scim::client::Auth::Bearer(TOKEN.into()),
+        &{
+            let mut o = prov_scim::client::ClientOptions::default();
+            o.danger_plaintext = true;
+            o
+        },
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for g in ["staff", "oncall"] {
+        rt.block_on(client.request(
+            axum::http::Method::POST,
+            "/Groups",
+            Some(&serde_json::json!({"displayName": g})),
+            None,
+        ))
+        .unwrap();
+    }
+    let dir = setup(5);
+    let config = format!(
+        "policy = \"policy.toml\"\n\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\nstate = \"status\"\n\n\
+         [targets.ldap]\nkind = \"scim\"\nbase_url = \"{base}\"\ntoken = {{ env = \"PROV_TEST_SCIM_TOKEN\" }}\nmembers_per_patch = 2\ndanger_plaintext = true\n"
+    );
+    std::fs::write(dir.join("prov.toml"), &config).unwrap();
+    let env = [("PROV_TEST_SCIM_TOKEN", TOKEN)];
+    let (code, out, err) = prov_with(&dir, &["check"], &env);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ok   store\nok   ldap\n"),
+        "{err}"
+    );
+    let (code, out, err) = prov_with(&dir, &["plan"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("10 operations: 5 create, 5 grant\n"), "{out}");
+    let (code, out, err) = prov_with(&dir, &["apply", "--yes"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("10 of 10 operations done"), "{out}");
+    let (code, out, _) = prov_with(&dir, &["plan"], &env);
+    assert_eq!((code, out.as_str()), (0, "no changes\n"));
+    let people = rt
+        .block_on(prov_scim::server::identities(store.as_ref(), "t"))
+        .unwrap();
+    assert_eq!(people.len(), 5);
+    assert!(
+        people.iter().all(|p| p
+            .attr("groups")
+            .is_some_and(|g| format!("{g:?}").contains("staff"))),
+        "{people:?}"
+    );
+    // The token over plain http:// without the danger switch: refused, naming the key.
+    std::fs::write(
+        dir.join("prov.toml"),
+        config.replace("danger_plaintext = true\n", ""),
+    )
+    .unwrap();
+    let (code, _, err) = prov_with(&dir, &["check"], &env);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("targets.ldap.base_url") && err.contains("in the clear"),
+        "{err}"
+    );
+    assert!(!err.contains(TOKEN));
 }

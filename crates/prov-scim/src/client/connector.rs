@@ -3,7 +3,7 @@
 //! Groups (id: their `displayName`). Model attributes map to SCIM paths
 //! ([`ScimConnector::MAPPING`]); others are not sent.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::RwLock;
 
 use prov_core::{
@@ -55,6 +55,10 @@ pub struct ScimConnector {
     limits: ScimLimits,
     /// Group display name -> the service's id, as last read.
     groups: RwLock<HashMap<String, String>>,
+    /// User id -> the groups it is in, read from the groups' members at
+    /// the first page of a listing (a user's `groups` is not filled by
+    /// every service, so the groups are the truth).
+    memberships: RwLock<HashMap<String, BTreeSet<EntitlementId>>>,
 }
 
 /// `"x"` as a filter string literal.
@@ -129,6 +133,7 @@ impl ScimConnector {
             client,
             limits,
             groups: RwLock::new(HashMap::new()),
+            memberships: RwLock::new(HashMap::new()),
         }
     }
 
@@ -176,6 +181,66 @@ impl ScimConnector {
                 .and_then(Value::as_array)
                 .and_then(|r| r.first().cloned())
         }))
+    }
+
+    /// Every group's members, inverted: user id -> group names.
+    async fn read_memberships(&self) -> Result<HashMap<String, BTreeSet<EntitlementId>>> {
+        let mut out: HashMap<String, BTreeSet<EntitlementId>> = HashMap::new();
+        let mut start = 1u64;
+        let count = self.limits.page_size;
+        let mut guard = prov_core::PageGuard::new();
+        loop {
+            let path =
+                format!("/Groups?attributes=displayName,members&startIndex={start}&count={count}");
+            let body = self
+                .client
+                .request(Method::GET, &path, None, None)
+                .await?
+                .body
+                .unwrap_or(Value::Null);
+            let groups: Vec<&Value> = body
+                .get("Resources")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .collect();
+            let mut names = self
+                .groups
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for g in &groups {
+                let (Some(id), Some(name)) = (
+                    g.get("id").and_then(Value::as_str),
+                    g.get("displayName").and_then(Value::as_str),
+                ) else {
+                    continue;
+                };
+                names.insert(name.to_owned(), id.to_owned());
+                for m in g
+                    .get("members")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(v) = m.get("value").and_then(Value::as_str) {
+                        out.entry(v.to_owned())
+                            .or_default()
+                            .insert(EntitlementId::new(name));
+                    }
+                }
+            }
+            drop(names);
+            let n = u64::try_from(groups.len()).unwrap_or(u64::MAX);
+            let total = body
+                .get("totalResults")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            if n == 0 || n < u64::try_from(count).unwrap_or(u64::MAX) || start - 1 + n >= total {
+                return Ok(out);
+            }
+            start += n;
+            guard.next(&start.to_string(), "the groups' members")?;
+        }
     }
 
     /// The service's id of the group named `name`.
@@ -392,7 +457,7 @@ fn read_path(r: &Map<String, Value>, path: &str) -> Option<String> {
 impl Connector for ScimConnector {
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::full(self.limits.members_per_patch);
-        c.lists_memberships = false;
+        c.lists_memberships = true;
         c.changes_since = false;
         c.create_marker = false;
         c.max_page_size = self.limits.page_size;
@@ -443,13 +508,32 @@ impl Connector for ScimConnector {
             .await?
             .body
             .unwrap_or(Value::Null);
-        let items: Vec<Account> = body
+        let mut items: Vec<Account> = body
             .get("Resources")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .map(Self::account)
             .collect::<Result<_>>()?;
+        // Memberships from the groups, read once at a listing's first page.
+        if req.cursor.is_none() {
+            let fresh = self.read_memberships().await?;
+            *self
+                .memberships
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        }
+        {
+            let m = self
+                .memberships
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for a in &mut items {
+                if let Some(set) = m.get(a.id.as_str()) {
+                    a.entitlements = set.clone();
+                }
+            }
+        }
         let total = body
             .get("totalResults")
             .and_then(Value::as_u64)
@@ -472,7 +556,28 @@ impl Connector for ScimConnector {
                 None,
             )
             .await?;
-        Self::account(&reply.body.unwrap_or(Value::Null))
+        let mut a = Self::account(&reply.body.unwrap_or(Value::Null))?;
+        // Its groups, from the groups' members.
+        let f = query(&eq(AttrPath::sub("members", "value"), id.as_str()));
+        let path = format!(
+            "/Groups?filter={f}&attributes=displayName&startIndex=1&count={}",
+            self.limits.page_size
+        );
+        let body = self
+            .client
+            .request(Method::GET, &path, None, None)
+            .await?
+            .body
+            .unwrap_or(Value::Null);
+        a.entitlements = body
+            .get("Resources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g.get("displayName").and_then(Value::as_str))
+            .map(EntitlementId::new)
+            .collect();
+        Ok(a)
     }
 
     async fn create_account(&self, req: CreateAccount) -> Result<Account> {

@@ -9,6 +9,7 @@
 //! `danger_plaintext` says so.
 
 mod connector;
+mod settings;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use serde_json::Value;
 use crate::types::ServiceProviderConfig;
 
 pub use connector::{ScimConnector, ScimLimits};
+pub use settings::ScimSettings;
 
 /// How the client authenticates.
 #[derive(Clone)]

@@ -23,7 +23,7 @@ mod parse;
 use std::fmt;
 
 pub use eval::default_case_exact;
-#[cfg(feature = "server")]
+#[cfg(any(feature = "server", feature = "client"))]
 pub(crate) use parse::attr_path as parse_attr_path;
 
 /// The longest filter accepted, in bytes.

@@ -1646,3 +1646,24 @@ fn a_scim_target_from_the_config() {
     );
     assert!(!err.contains(TOKEN));
 }
+
+#[test]
+fn the_shipped_scim_config_parses() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cli/scim.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_prov"))
+        .arg("--config")
+        .arg(&config)
+        .arg("plan")
+        .env_remove("PROV_GITHUB_SCIM_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Everything up to the secret is valid: the only complaint is the missing token.
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "targets.github.token: the environment variable PROV_GITHUB_SCIM_TOKEN is not set"
+        ),
+        "{err}"
+    );
+}

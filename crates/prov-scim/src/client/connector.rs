@@ -61,6 +61,13 @@ pub struct ScimConnector {
     memberships: RwLock<HashMap<String, BTreeSet<EntitlementId>>>,
 }
 
+fn unmapped(model: &str) -> Error {
+    Error::invalid_input(
+        model,
+        format!("attribute `{model}` has no SCIM path (ScimConnector::MAPPING lists those it has)"),
+    )
+}
+
 /// `"x"` as a filter string literal.
 fn eq(path: AttrPath, value: &str) -> String {
     Filter::Compare(path, CompareOp::Eq, CompValue::String(value.to_owned())).to_string()
@@ -135,6 +142,19 @@ impl ScimConnector {
             groups: RwLock::new(HashMap::new()),
             memberships: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The SCIM path and text of a model attribute, or why it cannot be
+    /// written (never skipped: the next plan would set it again, forever).
+    fn writable(model: &str, value: &Attr) -> Result<(&'static str, String)> {
+        let path = Self::path_of(model).ok_or_else(|| unmapped(model))?;
+        let v = text(value).ok_or_else(|| {
+            Error::invalid_input(
+                model,
+                format!("`{model}` is not text, a number or a boolean"),
+            )
+        })?;
+        Ok((path, v))
     }
 
     fn path_of(model: &str) -> Option<&'static str> {
@@ -230,15 +250,10 @@ impl ScimConnector {
                 }
             }
             drop(names);
-            let n = u64::try_from(groups.len()).unwrap_or(u64::MAX);
-            let total = body
-                .get("totalResults")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            if n == 0 || n < u64::try_from(count).unwrap_or(u64::MAX) || start - 1 + n >= total {
+            let Some(next) = next_start(start, count, groups.len(), total_of(&body)) else {
                 return Ok(out);
-            }
-            start += n;
+            };
+            start = next;
             guard.next(&start.to_string(), "the groups' members")?;
         }
     }
@@ -424,6 +439,34 @@ fn is_refusal(e: &Error) -> bool {
     matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::NotFound)
 }
 
+/// Where a listing is: the 1-based `startIndex` its cursor holds (1 for
+/// the first page), and the page size within `most`.
+fn position(req: &ListRequest, most: usize) -> Result<(u64, usize)> {
+    let start = match &req.cursor {
+        Some(c) => c.parse::<u64>().ok().filter(|s| *s >= 1).ok_or_else(|| {
+            Error::invalid_input("cursor", format!("{c:?} is not this connector's cursor"))
+        })?,
+        None => 1,
+    };
+    Ok((start, req.page_size.unwrap_or(most).clamp(1, most.max(1))))
+}
+
+/// The cursor after a page of `n` resources that started at `start` and
+/// asked for `count`: none when the page was short or empty (whatever
+/// `totalResults` says) or reached `total`.
+fn next_start(start: u64, count: usize, n: usize, total: u64) -> Option<u64> {
+    let n = u64::try_from(n).ok()?;
+    let seen = start.checked_sub(1)?.checked_add(n)?;
+    (n > 0 && n >= u64::try_from(count).ok()? && seen < total).then(|| seen.checked_add(1))?
+}
+
+/// The `totalResults` of a list answer (0 when missing).
+fn total_of(body: &Value) -> u64 {
+    body.get("totalResults")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
 /// The value at a PATCH-style path in a canonical User, as text.
 fn read_path(r: &Map<String, Value>, path: &str) -> Option<String> {
     let p: crate::filter::PatchPath = path.parse().ok()?;
@@ -471,16 +514,7 @@ impl Connector for ScimConnector {
     }
 
     async fn list_accounts(&self, req: ListRequest) -> Result<Page<Account>> {
-        let start: u64 = match &req.cursor {
-            Some(c) => c.parse().map_err(|_| {
-                Error::invalid_input("cursor", format!("{c:?} is not this connector's cursor"))
-            })?,
-            None => 1,
-        };
-        let count = req
-            .page_size
-            .unwrap_or(self.limits.page_size)
-            .clamp(1, self.limits.page_size);
+        let (start, count) = position(&req, self.limits.page_size)?;
         let mut path = format!("/Users?startIndex={start}&count={count}");
         if let Some((attr, value)) = &req.filter {
             let scim = if attr == "login" {
@@ -534,15 +568,7 @@ impl Connector for ScimConnector {
                 }
             }
         }
-        let total = body
-            .get("totalResults")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let n = u64::try_from(items.len()).unwrap_or(u64::MAX);
-        // A short or empty page ends the listing, whatever totalResults says.
-        let next =
-            (n > 0 && n >= u64::try_from(count).unwrap_or(u64::MAX) && start - 1 + n < total)
-                .then(|| (start + n).to_string());
+        let next = next_start(start, count, items.len(), total_of(&body)).map(|s| s.to_string());
         Ok(Page::new(items, next))
     }
 
@@ -594,13 +620,12 @@ impl Connector for ScimConnector {
         user.insert("active".to_owned(), json!(req.enabled));
         let mut ops = Vec::new();
         for (model, value) in &req.attributes {
-            if let (Some(path), Some(v)) = (Self::path_of(model), text(value)) {
-                ops.push(PatchOperation::new(
-                    Op::Add,
-                    Some(path.to_owned()),
-                    Some(Value::String(v)),
-                ));
-            }
+            let (path, v) = Self::writable(model, value)?;
+            ops.push(PatchOperation::new(
+                Op::Add,
+                Some(path.to_owned()),
+                Some(Value::String(v)),
+            ));
         }
         // The attributes written as a PATCH would (paths), into the body.
         PatchOp::new(ops)
@@ -630,18 +655,16 @@ impl Connector for ScimConnector {
             ));
         }
         for (model, value) in &req.delta.set {
-            if let (Some(path), Some(v)) = (Self::path_of(model), text(value)) {
-                ops.push(PatchOperation::new(
-                    Op::Replace,
-                    Some(path.to_owned()),
-                    Some(Value::String(v)),
-                ));
-            }
+            let (path, v) = Self::writable(model, value)?;
+            ops.push(PatchOperation::new(
+                Op::Replace,
+                Some(path.to_owned()),
+                Some(Value::String(v)),
+            ));
         }
         for model in &req.delta.remove {
-            if let Some(path) = Self::path_of(model) {
-                ops.push(PatchOperation::new(Op::Remove, Some(path.to_owned()), None));
-            }
+            let path = Self::path_of(model).ok_or_else(|| unmapped(model))?;
+            ops.push(PatchOperation::new(Op::Remove, Some(path.to_owned()), None));
         }
         if ops.is_empty() {
             return Ok(req.id);
@@ -690,16 +713,7 @@ impl Connector for ScimConnector {
     }
 
     async fn list_entitlements(&self, req: ListRequest) -> Result<Page<Entitlement>> {
-        let start: u64 = match &req.cursor {
-            Some(c) => c.parse().map_err(|_| {
-                Error::invalid_input("cursor", format!("{c:?} is not this connector's cursor"))
-            })?,
-            None => 1,
-        };
-        let count = req
-            .page_size
-            .unwrap_or(self.limits.page_size)
-            .clamp(1, self.limits.page_size);
+        let (start, count) = position(&req, self.limits.page_size)?;
         let body = self
             .client
             .request(
@@ -732,14 +746,7 @@ impl Connector for ScimConnector {
             items.push(Entitlement::group(name));
         }
         drop(names);
-        let total = body
-            .get("totalResults")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let n = u64::try_from(items.len()).unwrap_or(u64::MAX);
-        let next =
-            (n > 0 && n >= u64::try_from(count).unwrap_or(u64::MAX) && start - 1 + n < total)
-                .then(|| (start + n).to_string());
+        let next = next_start(start, count, items.len(), total_of(&body)).map(|s| s.to_string());
         Ok(Page::new(items, next))
     }
 

@@ -116,29 +116,9 @@ fn lex(text: &str) -> Result<Vec<(usize, Tok)>, FilterError> {
 }
 
 pub(super) fn parse(text: &str) -> Result<Filter, FilterError> {
-    if text.len() > MAX_LENGTH {
-        return Err(FilterError::at(
-            MAX_LENGTH,
-            format!("longer than {MAX_LENGTH} bytes"),
-        ));
-    }
-    let tokens = lex(text)?;
-    let mut p = Parser {
-        tokens,
-        at: 0,
-        end: text.len(),
-        depth: 0,
-    };
+    let mut p = Parser::new(text)?;
     let f = p.or_expr(false)?;
-    if let Some((pos, _)) = p.tokens.get(p.at) {
-        return Err(FilterError::at(
-            *pos,
-            format!(
-                "expected `and`, `or` or the end, found {}",
-                describe(p.tokens.get(p.at))
-            ),
-        ));
-    }
+    p.finish("`and`, `or` or the end")?;
     Ok(f)
 }
 
@@ -150,6 +130,36 @@ struct Parser {
 }
 
 impl Parser {
+    /// A parser over `text`, lexed, within [`MAX_LENGTH`].
+    fn new(text: &str) -> Result<Self, FilterError> {
+        if text.len() > MAX_LENGTH {
+            return Err(FilterError::at(
+                MAX_LENGTH,
+                format!("longer than {MAX_LENGTH} bytes"),
+            ));
+        }
+        Ok(Parser {
+            tokens: lex(text)?,
+            at: 0,
+            end: text.len(),
+            depth: 0,
+        })
+    }
+
+    /// Nothing may follow what was parsed: `what` says what could have.
+    fn finish(&self, what: &str) -> Result<(), FilterError> {
+        match self.tokens.get(self.at) {
+            Some((pos, _)) => Err(FilterError::at(
+                *pos,
+                format!(
+                    "expected {what}, found {}",
+                    describe(self.tokens.get(self.at))
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn peek(&self) -> Option<&(usize, Tok)> {
         self.tokens.get(self.at)
     }
@@ -353,19 +363,7 @@ impl Parser {
 /// A PATCH path: `attrPath` or `valuePath [ "." subAttr ]` (RFC 7644
 /// section 3.5.2).
 pub(super) fn parse_path(text: &str) -> Result<super::PatchPath, FilterError> {
-    if text.len() > MAX_LENGTH {
-        return Err(FilterError::at(
-            MAX_LENGTH,
-            format!("longer than {MAX_LENGTH} bytes"),
-        ));
-    }
-    let tokens = lex(text)?;
-    let mut p = Parser {
-        tokens,
-        at: 0,
-        end: text.len(),
-        depth: 0,
-    };
+    let mut p = Parser::new(text)?;
     let attr = p.path()?;
     let mut filter = None;
     let mut sub = None;
@@ -391,15 +389,7 @@ pub(super) fn parse_path(text: &str) -> Result<super::PatchPath, FilterError> {
             sub = Some(s.name);
         }
     }
-    if let Some((pos, _)) = p.tokens.get(p.at) {
-        return Err(FilterError::at(
-            *pos,
-            format!(
-                "expected the end of the path, found {}",
-                describe(p.tokens.get(p.at))
-            ),
-        ));
-    }
+    p.finish("the end of the path")?;
     Ok(super::PatchPath { attr, filter, sub })
 }
 

@@ -219,8 +219,9 @@ pub(super) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'
         .map(|(_, v)| v.as_str())
 }
 
+/// The integer parameter `name` (as the RFC spells it; looked up lower-cased).
 pub(super) fn int(params: &[(String, String)], name: &str) -> Result<Option<i64>, Refusal> {
-    param(params, name)
+    param(params, &name.to_ascii_lowercase())
         .map(|v| {
             v.trim().parse::<i64>().map_err(|_| {
                 fail(

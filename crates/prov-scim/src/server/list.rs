@@ -92,7 +92,7 @@ pub(super) async fn list<S: ScimStore>(
             param(&p, "filter"),
             param(&p, "sortby"),
             param(&p, "sortorder"),
-            int(&p, "startindex")?,
+            int(&p, "startIndex")?,
             int(&p, "count")?,
             shape_of(&p)?,
         )?;

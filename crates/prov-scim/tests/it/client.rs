@@ -263,3 +263,66 @@ async fn the_connector_passes_the_conformance_suite_against_scim2_server() {
         conformance::run_all(&conn, &Namespace::new("scim"), &SuiteOptions::default()).await;
     assert!(report.is_success(), "{report}");
 }
+
+/// A cursor the connector never gave is refused (a cursor of 0 made
+/// `start - 1` underflow: a panic in a debug build, a wrapped index in a
+/// release one), and an attribute with no SCIM path is an error naming
+/// it, not silently left out (the next plan would set it again, forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_cursors_and_unmapped_attributes_are_errors() {
+    use prov_core::{AttributeDelta, Connector, CreateAccount, ListRequest, UpdateAccount};
+    use prov_scim::client::{ScimConnector, ScimLimits};
+    let mut tenants = Tenants::new();
+    tenants.add_token("acme", TOKEN).unwrap();
+    let scim = ScimServer::new(Arc::new(MemoryStore::new()), tenants);
+    let base = format!(
+        "{}/scim/v2",
+        serve(axum::Router::new().nest("/scim/v2", scim.router())).await
+    );
+    let client = ScimClient::new(&base, Auth::Bearer(TOKEN.to_owned()), &loopback()).unwrap();
+    let conn = ScimConnector::new(client, ScimLimits::default());
+    for cursor in ["0", "-1", "x", "18446744073709551616"] {
+        let e = conn
+            .list_accounts(ListRequest::after(cursor))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.kind(), e.field()),
+            (ErrorKind::InvalidInput, Some("cursor")),
+            "{cursor}: {e}"
+        );
+        let e = conn
+            .list_entitlements(ListRequest::after(cursor))
+            .await
+            .unwrap_err();
+        assert_eq!(e.field(), Some("cursor"), "{cursor}: {e}");
+    }
+    // A cursor far past the end: an empty page, no overflow.
+    let page = conn
+        .list_accounts(ListRequest::after(i64::MAX.to_string()))
+        .await
+        .unwrap();
+    assert!(page.items.is_empty() && page.next.is_none());
+    let mut attrs = prov_core::Attributes::new();
+    attrs.insert("badge_colour".to_owned(), prov_core::Value::from("red"));
+    let mut create = CreateAccount::new("ann", attrs);
+    create.enabled = true;
+    let e = conn.create_account(create).await.unwrap_err();
+    assert_eq!(
+        (e.kind(), e.field()),
+        (ErrorKind::InvalidInput, Some("badge_colour")),
+        "{e}"
+    );
+    let made = conn
+        .create_account(CreateAccount::new("bob", prov_core::Attributes::new()))
+        .await
+        .unwrap();
+    let e = conn
+        .update_account(UpdateAccount::new(
+            made.id.clone(),
+            AttributeDelta::default().set("badge_colour", "red"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.field(), Some("badge_colour"), "{e}");
+}

@@ -14,45 +14,148 @@ use prov_core::{
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::ScimClient;
+use super::{Profile, ScimClient};
 use crate::filter::{AttrPath, CompValue, CompareOp, Filter};
 use crate::patch::{Op, PatchOp, PatchOperation};
 use crate::schema::{ENTERPRISE_USER, USER};
+use crate::types::ServiceProviderConfig;
 
-/// The connector's limits.
+/// The connector's limits: a [`Profile`]'s numbers, which a settings
+/// file may lower.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ScimLimits {
-    /// Members added or removed per PATCH (default 1000).
+    /// Membership changes per PATCH (default: the profile's).
     pub members_per_patch: usize,
-    /// Resources per page when listing (default 100).
+    /// Resources per page when listing (default: the profile's).
     pub page_size: usize,
     /// Check that accounts exist before adding them to a group (default
     /// true): a service that takes unknown members (scim2-server does)
     /// would otherwise report a grant to a deleted account as done. One
-    /// `id eq ... or ...` query per 50 accounts.
+    /// `id eq ... or ...` query per 50 accounts where the service takes
+    /// such filters, else one request per account.
     pub verify_members: bool,
+    /// What the service publishes about itself.
+    pub profile: Profile,
 }
 
-impl Default for ScimLimits {
-    fn default() -> Self {
+impl ScimLimits {
+    /// The limits `profile` publishes.
+    pub fn of(profile: &Profile) -> Self {
         ScimLimits {
-            members_per_patch: 1000,
-            page_size: 100,
+            members_per_patch: profile.members_per_patch,
+            page_size: profile.page_size,
             verify_members: true,
+            profile: profile.clone(),
         }
     }
 }
 
-/// Ids per `id eq ... or ...` query, and values per `members[value eq
-/// ... or ...]` remove: about 3 KB of filter, well inside URL and filter limits.
+impl Default for ScimLimits {
+    fn default() -> Self {
+        ScimLimits::of(&Profile::GENERIC)
+    }
+}
+
+/// Ids per `id eq ... or ...` query: about 3 KB of filter, well inside
+/// URL and filter limits.
 const PER_FILTER: usize = 50;
+
+/// Tries of a read-modify-write (GET, then PUT with If-Match) that a
+/// concurrent change keeps refusing.
+const REWRITE_TRIES: usize = 3;
+
+/// How the connector talks to the service: the profile's numbers and
+/// what the service's ServiceProviderConfig says, the stricter of the two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Adapted {
+    pub(super) page_size: usize,
+    pub(super) members_per_patch: usize,
+    /// PATCH is served (else updates are GET and PUT).
+    pub(super) patch: bool,
+    /// Filters are served (else lookups read the listing).
+    pub(super) filter: bool,
+    /// ETags are served: a PUT carries If-Match.
+    pub(super) etag: bool,
+    /// Where the profile and the service disagree, in words.
+    pub(super) notices: Vec<String>,
+}
+
+/// The profile's settings checked against the service's own
+/// ServiceProviderConfig (none when the service serves none).
+pub(super) fn adapt(limits: &ScimLimits, spc: Option<&ServiceProviderConfig>) -> Adapted {
+    let p = &limits.profile;
+    let mut a = Adapted {
+        page_size: limits.page_size,
+        members_per_patch: limits.members_per_patch,
+        patch: true,
+        filter: true,
+        etag: false,
+        notices: Vec::new(),
+    };
+    let Some(spc) = spc else {
+        a.notices.push(format!(
+            "the service serves no /ServiceProviderConfig: following profile `{}`",
+            p.name
+        ));
+        return a;
+    };
+    let mut differ = |what: &str, ours: String, theirs: String, then: &str| {
+        a.notices.push(format!(
+            "profile `{}` says {what} = {ours}, the service's ServiceProviderConfig says \
+             {theirs}: {then}",
+            p.name
+        ));
+    };
+    if !spc.patch.supported {
+        differ(
+            "patch",
+            "supported".into(),
+            "patch.supported = false".into(),
+            "updates are a GET and a PUT",
+        );
+    }
+    if !spc.filter.supported {
+        differ(
+            "filter",
+            "supported".into(),
+            "filter.supported = false".into(),
+            "lookups read the whole listing",
+        );
+    }
+    if spc.bulk.supported != p.bulk {
+        differ(
+            "bulk",
+            p.bulk.to_string(),
+            format!("bulk.supported = {}", spc.bulk.supported),
+            "the connector does not use /Bulk either way",
+        );
+    }
+    let most = usize::try_from(spc.filter.max_results).unwrap_or(usize::MAX);
+    if spc.filter.supported && most > 0 && most < a.page_size {
+        differ(
+            "page_size",
+            a.page_size.to_string(),
+            format!("filter.maxResults = {most}"),
+            &format!("pages of {most}"),
+        );
+    }
+    if spc.filter.supported && most > 0 {
+        a.page_size = a.page_size.min(most);
+    }
+    a.patch = spc.patch.supported;
+    a.filter = spc.filter.supported;
+    a.etag = spc.etag.supported;
+    a
+}
 
 /// A SCIM service as a target.
 #[derive(Debug)]
 pub struct ScimConnector {
     client: ScimClient,
     limits: ScimLimits,
+    /// What the service said it supports, read at first use.
+    adapted: tokio::sync::OnceCell<Adapted>,
     /// Group display name -> the service's id, as last read.
     groups: RwLock<HashMap<String, String>>,
     /// User id -> the groups it is in, read from the groups' members at
@@ -73,6 +176,25 @@ fn eq(path: AttrPath, value: &str) -> String {
     Filter::Compare(path, CompareOp::Eq, CompValue::String(value.to_owned())).to_string()
 }
 
+/// `attr eq "a" or attr eq "b" ...`.
+fn any_of(attr: &str, values: &[AccountId]) -> String {
+    match values {
+        [one] => eq(AttrPath::new(attr), one.as_str()),
+        many => Filter::Or(
+            many.iter()
+                .map(|a| {
+                    Filter::Compare(
+                        AttrPath::new(attr),
+                        CompareOp::Eq,
+                        CompValue::String(a.as_str().to_owned()),
+                    )
+                })
+                .collect(),
+        )
+        .to_string(),
+    }
+}
+
 fn query(text: &str) -> String {
     let mut out = String::new();
     for b in text.bytes() {
@@ -86,14 +208,32 @@ fn query(text: &str) -> String {
     out
 }
 
+/// The text of a single value; a list of one is that value. `None` for
+/// anything else (a list of several: each SCIM path here holds one).
 fn text(v: &Attr) -> Option<String> {
     match v {
         Attr::String(s) => Some(s.clone()),
         Attr::Int(i) => Some(i.to_string()),
         Attr::Bool(b) => Some(b.to_string()),
-        Attr::List(items) => items.first().and_then(text),
+        Attr::List(items) if items.len() == 1 => items.first().and_then(text),
         _ => None,
     }
+}
+
+fn resources(body: &Value) -> impl Iterator<Item = &Value> {
+    body.get("Resources")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn to_body(ops: Vec<PatchOperation>) -> Result<Value> {
+    serde_json::to_value(PatchOp::new(ops))
+        .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))
 }
 
 impl ScimConnector {
@@ -139,9 +279,40 @@ impl ScimConnector {
         ScimConnector {
             client,
             limits,
+            adapted: tokio::sync::OnceCell::new(),
             groups: RwLock::new(HashMap::new()),
             memberships: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The client underneath (its request counts, for one).
+    pub fn client(&self) -> &ScimClient {
+        &self.client
+    }
+
+    /// Where the profile and the service's ServiceProviderConfig disagree,
+    /// once the connector has talked to the service (after `check`, or
+    /// the first request): the connector followed the stricter, and says so.
+    pub fn notices(&self) -> Vec<String> {
+        self.adapted
+            .get()
+            .map(|a| a.notices.clone())
+            .unwrap_or_default()
+    }
+
+    /// How to talk to the service: read once, at first use. A service with
+    /// no ServiceProviderConfig (404) is taken at the profile's word; any
+    /// other failure is returned and asked again next time.
+    async fn adapted(&self) -> Result<&Adapted> {
+        self.adapted
+            .get_or_try_init(|| async {
+                match self.client.service_provider_config().await {
+                    Ok(spc) => Ok(adapt(&self.limits, Some(&spc))),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(adapt(&self.limits, None)),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
     }
 
     /// The SCIM path and text of a model attribute, or why it cannot be
@@ -151,7 +322,9 @@ impl ScimConnector {
         let v = text(value).ok_or_else(|| {
             Error::invalid_input(
                 model,
-                format!("`{model}` is not text, a number or a boolean"),
+                format!(
+                    "`{model}` is not one text, number or boolean (its SCIM path {path} holds one)"
+                ),
             )
         })?;
         Ok((path, v))
@@ -167,8 +340,8 @@ impl ScimConnector {
     /// A User resource as an account.
     fn account(v: &Value) -> Result<Account> {
         let bad = || Error::new(ErrorKind::Unexpected, format!("not a User: {v}"));
-        let id = v.get("id").and_then(Value::as_str).ok_or_else(bad)?;
-        let login = v.get("userName").and_then(Value::as_str).ok_or_else(bad)?;
+        let id = str_of(v, "id").ok_or_else(bad)?;
+        let login = str_of(v, "userName").ok_or_else(bad)?;
         let mut a = Account::new(AccountId::new(id), login);
         a.enabled = v.get("active").and_then(Value::as_bool).unwrap_or(true);
         let mut resource = match v {
@@ -185,54 +358,90 @@ impl ScimConnector {
         Ok(a)
     }
 
-    async fn user_by_login(&self, login: &str) -> Result<Option<Value>> {
-        let f = query(&eq(AttrPath::new("userName"), login));
-        let reply = self
+    async fn get(&self, path: &str) -> Result<Value> {
+        Ok(self
             .client
-            .request(
-                Method::GET,
-                &format!("/Users?filter={f}&startIndex=1&count=2"),
-                None,
-                None,
-            )
-            .await?;
-        Ok(reply.body.and_then(|b| {
-            b.get("Resources")
-                .and_then(Value::as_array)
-                .and_then(|r| r.first().cloned())
-        }))
+            .request(Method::GET, path, None, None)
+            .await?
+            .body
+            .unwrap_or(Value::Null))
+    }
+
+    /// Every resource of `collection` (`/Users`, `/Groups`) with `params`,
+    /// page by page, until `stop` says enough (it is given each page).
+    async fn each_page(
+        &self,
+        collection: &str,
+        params: &str,
+        mut stop: impl FnMut(&[Value]) -> bool,
+    ) -> Result<()> {
+        let count = self.adapted().await?.page_size;
+        let mut start = 1u64;
+        let mut guard = prov_core::PageGuard::new();
+        loop {
+            let body = self
+                .get(&format!(
+                    "{collection}?{params}startIndex={start}&count={count}"
+                ))
+                .await?;
+            let page: Vec<Value> = resources(&body).cloned().collect();
+            if stop(&page) {
+                return Ok(());
+            }
+            let Some(next) = next_start(start, count, page.len(), total_of(&body)) else {
+                return Ok(());
+            };
+            start = next;
+            guard.next(&start.to_string(), collection)?;
+        }
+    }
+
+    /// The first resource of `collection` where `attr` (a top-level
+    /// attribute) equals `value`, ignoring case when `caseless`: by filter
+    /// where the service takes them, else by reading the listing.
+    async fn find(
+        &self,
+        collection: &str,
+        attr: &str,
+        value: &str,
+        caseless: bool,
+        params: &str,
+    ) -> Result<Option<Value>> {
+        if self.adapted().await?.filter {
+            let f = query(&eq(AttrPath::new(attr), value));
+            let body = self
+                .get(&format!(
+                    "{collection}?filter={f}&{params}startIndex=1&count=2"
+                ))
+                .await?;
+            return Ok(resources(&body).next().cloned());
+        }
+        let same = |v: &str| {
+            if caseless {
+                v.eq_ignore_ascii_case(value)
+            } else {
+                v == value
+            }
+        };
+        let mut found = None;
+        self.each_page(collection, params, |page| {
+            found = page
+                .iter()
+                .find(|r| str_of(r, attr).is_some_and(same))
+                .cloned();
+            found.is_some()
+        })
+        .await?;
+        Ok(found)
     }
 
     /// Every group's members, inverted: user id -> group names.
     async fn read_memberships(&self) -> Result<HashMap<String, BTreeSet<EntitlementId>>> {
         let mut out: HashMap<String, BTreeSet<EntitlementId>> = HashMap::new();
-        let mut start = 1u64;
-        let count = self.limits.page_size;
-        let mut guard = prov_core::PageGuard::new();
-        loop {
-            let path =
-                format!("/Groups?attributes=displayName,members&startIndex={start}&count={count}");
-            let body = self
-                .client
-                .request(Method::GET, &path, None, None)
-                .await?
-                .body
-                .unwrap_or(Value::Null);
-            let groups: Vec<&Value> = body
-                .get("Resources")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .collect();
-            let mut names = self
-                .groups
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for g in &groups {
-                let (Some(id), Some(name)) = (
-                    g.get("id").and_then(Value::as_str),
-                    g.get("displayName").and_then(Value::as_str),
-                ) else {
+        let mut names = HashMap::new();
+        self.each_page("/Groups", "attributes=displayName,members&", |page| {
+            for g in page {
+                let (Some(id), Some(name)) = (str_of(g, "id"), str_of(g, "displayName")) else {
                     continue;
                 };
                 names.insert(name.to_owned(), id.to_owned());
@@ -242,20 +451,21 @@ impl ScimConnector {
                     .into_iter()
                     .flatten()
                 {
-                    if let Some(v) = m.get("value").and_then(Value::as_str) {
+                    if let Some(v) = str_of(m, "value") {
                         out.entry(v.to_owned())
                             .or_default()
                             .insert(EntitlementId::new(name));
                     }
                 }
             }
-            drop(names);
-            let Some(next) = next_start(start, count, groups.len(), total_of(&body)) else {
-                return Ok(out);
-            };
-            start = next;
-            guard.next(&start.to_string(), "the groups' members")?;
-        }
+            false
+        })
+        .await?;
+        self.groups
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(names);
+        Ok(out)
     }
 
     /// The service's id of the group named `name`.
@@ -268,24 +478,17 @@ impl ScimConnector {
         {
             return Ok(id.clone());
         }
-        let f = query(&eq(AttrPath::new("displayName"), name.as_str()));
-        let reply = self
-            .client
-            .request(
-                Method::GET,
-                &format!("/Groups?filter={f}&excludedAttributes=members&startIndex=1&count=2"),
-                None,
-                None,
+        let id = self
+            .find(
+                "/Groups",
+                "displayName",
+                name.as_str(),
+                false,
+                "excludedAttributes=members&",
             )
-            .await?;
-        let id = reply
-            .body
+            .await?
             .as_ref()
-            .and_then(|b| b.get("Resources"))
-            .and_then(Value::as_array)
-            .and_then(|r| r.first())
-            .and_then(|g| g.get("id"))
-            .and_then(Value::as_str)
+            .and_then(|g| str_of(g, "id"))
             .ok_or_else(|| Error::not_found(format!("no group named {name}")))?
             .to_owned();
         self.groups
@@ -295,11 +498,13 @@ impl ScimConnector {
         Ok(id)
     }
 
-    /// Adds or removes members of a group, a PATCH per `members_per_patch`.
-    /// A refused PATCH (an account that does not exist) is sent again one
-    /// account at a time, so that only the accounts at fault fail.
+    /// Adds or removes members of a group: PATCHes of `members_per_patch`
+    /// changes (a GET and a PUT where the service has no PATCH). A refused
+    /// PATCH (an account that does not exist) is sent again one account
+    /// at a time, so that only the accounts at fault fail.
     async fn members(&self, req: MembershipChange, op: Op) -> Result<BatchOutcome> {
         let gid = self.group_id(&req.entitlement).await?;
+        let adapted = self.adapted().await?;
         let mut out = BatchOutcome::ok();
         let mut accounts = req.accounts;
         if op == Op::Add && self.limits.verify_members {
@@ -312,12 +517,14 @@ impl ScimConnector {
                 }
             }
         }
-        // A remove names its members in the path's filter (RFC 7644 3.5.2.2).
-        let size = match op {
-            Op::Add => self.limits.members_per_patch,
-            _ => self.limits.members_per_patch.min(PER_FILTER),
-        };
-        for chunk in accounts.chunks(size.max(1)) {
+        if accounts.is_empty() {
+            return Ok(out);
+        }
+        if !adapted.patch {
+            self.put_members(&gid, &accounts, op).await?;
+            return Ok(out);
+        }
+        for chunk in accounts.chunks(adapted.members_per_patch.max(1)) {
             match self.patch_members(&gid, chunk, op).await {
                 Ok(()) => {}
                 Err(e) if is_refusal(&e) && chunk.len() > 1 => {
@@ -350,43 +557,34 @@ impl ScimConnector {
         Ok(out)
     }
 
-    /// Of `accounts`, those that are no user of the service.
+    /// Of `accounts`, those that are no user of the service: one `id eq
+    /// ... or ...` query per 50 where the service takes them, one `id eq`
+    /// per account where it takes no `or`, else one GET per account.
     async fn missing(&self, accounts: &[AccountId]) -> Result<Vec<AccountId>> {
+        let p = &self.limits.profile;
+        let filter = self.adapted().await?.filter && p.filter_by_id;
+        let per_query = if p.filter_or { PER_FILTER } else { 1 };
         let mut out = Vec::new();
-        for chunk in accounts.chunks(PER_FILTER) {
-            let f = match chunk {
-                [one] => eq(AttrPath::new("id"), one.as_str()),
-                many => Filter::Or(
-                    many.iter()
-                        .map(|a| {
-                            Filter::Compare(
-                                AttrPath::new("id"),
-                                CompareOp::Eq,
-                                CompValue::String(a.as_str().to_owned()),
-                            )
-                        })
-                        .collect(),
-                )
-                .to_string(),
-            };
+        if !filter {
+            for a in accounts {
+                let path = format!("/Users/{}?attributes=id", query(a.as_str()));
+                match self.client.request(Method::GET, &path, None, None).await {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => out.push(a.clone()),
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(out);
+        }
+        for chunk in accounts.chunks(per_query) {
             let path = format!(
                 "/Users?filter={}&attributes=id&startIndex=1&count={}",
-                query(&f),
+                query(&any_of("id", chunk)),
                 chunk.len()
             );
-            let body = self
-                .client
-                .request(Method::GET, &path, None, None)
-                .await?
-                .body
-                .unwrap_or(Value::Null);
-            let found: std::collections::HashSet<&str> = body
-                .get("Resources")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|u| u.get("id").and_then(Value::as_str))
-                .collect();
+            let body = self.get(&path).await?;
+            let found: std::collections::HashSet<&str> =
+                resources(&body).filter_map(|u| str_of(u, "id")).collect();
             out.extend(
                 chunk
                     .iter()
@@ -397,40 +595,148 @@ impl ScimConnector {
         Ok(out)
     }
 
+    /// One PATCH: the accounts added in one operation, or removed one
+    /// `members[value eq "ID"]` operation each (RFC 7644 section 3.5.2.2;
+    /// AWS takes no `or` in the path and no remove of a value list).
     async fn patch_members(&self, gid: &str, accounts: &[AccountId], op: Op) -> Result<()> {
-        let operation = if op == Op::Add {
+        let operations = if op == Op::Add {
             let values = Value::Array(
                 accounts
                     .iter()
                     .map(|a| json!({"value": a.as_str()}))
                     .collect(),
             );
-            PatchOperation::new(Op::Add, Some("members".to_owned()), Some(values))
+            vec![PatchOperation::new(
+                Op::Add,
+                Some("members".to_owned()),
+                Some(values),
+            )]
         } else {
-            let filter = match accounts {
-                [one] => eq(AttrPath::new("value"), one.as_str()),
-                many => Filter::Or(
-                    many.iter()
-                        .map(|a| {
-                            Filter::Compare(
-                                AttrPath::new("value"),
-                                CompareOp::Eq,
-                                CompValue::String(a.as_str().to_owned()),
-                            )
-                        })
-                        .collect(),
-                )
-                .to_string(),
-            };
-            PatchOperation::new(Op::Remove, Some(format!("members[{filter}]")), None)
+            accounts
+                .iter()
+                .map(|a| {
+                    let f = eq(AttrPath::new("value"), a.as_str());
+                    PatchOperation::new(Op::Remove, Some(format!("members[{f}]")), None)
+                })
+                .collect()
         };
-        let body = serde_json::to_value(PatchOp::new(vec![operation]))
-            .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?;
-        let path = format!("/Groups/{gid}?excludedAttributes=members");
+        let path = format!("/Groups/{}?excludedAttributes=members", query(gid));
         self.client
-            .request(Method::PATCH, &path, Some(&body), None)
+            .request(Method::PATCH, &path, Some(&to_body(operations)?), None)
             .await
             .map(|_| ())
+    }
+
+    /// Members changed by reading the group and writing it back.
+    async fn put_members(&self, gid: &str, accounts: &[AccountId], op: Op) -> Result<()> {
+        let ops = if op == Op::Add {
+            vec![PatchOperation::new(
+                Op::Add,
+                Some("members".to_owned()),
+                Some(Value::Array(
+                    accounts
+                        .iter()
+                        .map(|a| json!({"value": a.as_str()}))
+                        .collect(),
+                )),
+            )]
+        } else {
+            accounts
+                .iter()
+                .map(|a| {
+                    let f = eq(AttrPath::new("value"), a.as_str());
+                    PatchOperation::new(Op::Remove, Some(format!("members[{f}]")), None)
+                })
+                .collect()
+        };
+        self.rewrite(
+            &format!("/Groups/{}", query(gid)),
+            &crate::schema::GROUP_RESOURCE,
+            ops,
+        )
+        .await
+    }
+
+    /// Changes a resource: a PATCH of `ops`, or where the service has no
+    /// PATCH, the resource read, `ops` applied here and the result PUT
+    /// back (with If-Match where the service serves ETags; a concurrent
+    /// change is met by reading again, up to three times).
+    async fn modify(
+        &self,
+        path: &str,
+        schema: &crate::schema::ResourceSchema,
+        ops: Vec<PatchOperation>,
+    ) -> Result<()> {
+        if self.adapted().await?.patch {
+            return self
+                .client
+                .request(Method::PATCH, path, Some(&to_body(ops)?), None)
+                .await
+                .map(|_| ());
+        }
+        self.rewrite(path, schema, ops).await
+    }
+
+    async fn rewrite(
+        &self,
+        path: &str,
+        schema: &crate::schema::ResourceSchema,
+        ops: Vec<PatchOperation>,
+    ) -> Result<()> {
+        let etag = self.adapted().await?.etag;
+        let patch = PatchOp::new(ops);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let reply = self.client.request(Method::GET, path, None, None).await?;
+            let mut resource = match reply.body {
+                Some(Value::Object(o)) => o,
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::Unexpected,
+                        format!("GET {path}: not a resource: {other:?}"),
+                    ));
+                }
+            };
+            patch
+                .apply(&mut resource, schema)
+                .map_err(|e| Error::invalid_input("attributes", e.to_string()))?;
+            resource.remove("meta");
+            let if_match = if etag { reply.etag.as_deref() } else { None };
+            match self
+                .client
+                .request(Method::PUT, path, Some(&Value::Object(resource)), if_match)
+                .await
+            {
+                Err(e) if e.kind() == ErrorKind::Conflict && tries < REWRITE_TRIES => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+    }
+
+    /// The groups `id` is in, from the groups' members.
+    async fn groups_of(&self, id: &AccountId) -> Result<BTreeSet<EntitlementId>> {
+        let by_filter = self.adapted().await?.filter && self.limits.profile.filter_by_member;
+        if !by_filter {
+            let all = self.read_memberships().await?;
+            return Ok(all.get(id.as_str()).cloned().unwrap_or_default());
+        }
+        let f = query(&eq(AttrPath::sub("members", "value"), id.as_str()));
+        let mut out = BTreeSet::new();
+        self.each_page(
+            "/Groups",
+            &format!("filter={f}&attributes=displayName&"),
+            |page| {
+                out.extend(
+                    page.iter()
+                        .filter_map(|g| str_of(g, "displayName"))
+                        .map(EntitlementId::new),
+                );
+                false
+            },
+        )
+        .await?;
+        Ok(out)
     }
 }
 
@@ -504,18 +810,27 @@ impl Connector for ScimConnector {
         c.changes_since = false;
         c.create_marker = false;
         c.max_page_size = self.limits.page_size;
+        c.max_concurrency = self.limits.profile.max_concurrency;
         c.login_case_insensitive = true;
         c.filter_attributes = vec!["login".to_owned()];
+        // The client paces each request against the profile's published
+        // limits: closer than pacing operations, which are several requests.
+        c.rate_limit = None;
         c
     }
 
     async fn check(&self) -> Result<()> {
-        self.client.service_provider_config().await.map(|_| ())
+        // Reachable, the credentials taken, and what it supports read.
+        self.get("/Users?startIndex=1&count=1").await?;
+        self.adapted().await.map(|_| ())
     }
 
     async fn list_accounts(&self, req: ListRequest) -> Result<Page<Account>> {
-        let (start, count) = position(&req, self.limits.page_size)?;
+        let adapted = self.adapted().await?;
+        let (start, count) = position(&req, adapted.page_size)?;
         let mut path = format!("/Users?startIndex={start}&count={count}");
+        // Without filters on the service, the page is filtered here.
+        let mut local: Option<(&'static str, &str)> = None;
         if let Some((attr, value)) = &req.filter {
             let scim = if attr == "login" {
                 Some("userName")
@@ -523,11 +838,12 @@ impl Connector for ScimConnector {
                 Self::path_of(attr)
             };
             match scim {
-                Some(p) if !p.contains('[') => {
+                Some(p) if !p.contains('[') && adapted.filter => {
                     let f: AttrPath = crate::filter::parse_attr_path(p)
                         .map_err(|e| Error::invalid_input("filter", e))?;
                     path.push_str(&format!("&filter={}", query(&eq(f, value))));
                 }
+                Some(p) if !p.contains('[') => local = Some((p, value.as_str())),
                 _ => {
                     return Err(Error::invalid_input(
                         "filter",
@@ -536,17 +852,21 @@ impl Connector for ScimConnector {
                 }
             }
         }
-        let body = self
-            .client
-            .request(Method::GET, &path, None, None)
-            .await?
-            .body
-            .unwrap_or(Value::Null);
-        let mut items: Vec<Account> = body
-            .get("Resources")
-            .and_then(Value::as_array)
+        let body = self.get(&path).await?;
+        let page: Vec<&Value> = resources(&body).collect();
+        let next = next_start(start, count, page.len(), total_of(&body)).map(|s| s.to_string());
+        let mut items: Vec<Account> = page
             .into_iter()
-            .flatten()
+            .filter(|u| match local {
+                None => true,
+                Some(("userName", v)) => {
+                    str_of(u, "userName").is_some_and(|n| n.eq_ignore_ascii_case(v))
+                }
+                Some((p, v)) => u
+                    .as_object()
+                    .and_then(|o| read_path(o, p))
+                    .is_some_and(|x| x == v),
+            })
             .map(Self::account)
             .collect::<Result<_>>()?;
         // Memberships from the groups, read once at a listing's first page.
@@ -568,50 +888,43 @@ impl Connector for ScimConnector {
                 }
             }
         }
-        let next = next_start(start, count, items.len(), total_of(&body)).map(|s| s.to_string());
         Ok(Page::new(items, next))
     }
 
     async fn get_account(&self, id: &AccountId) -> Result<Account> {
-        let reply = self
-            .client
-            .request(
-                Method::GET,
-                &format!("/Users/{}", query(id.as_str())),
-                None,
-                None,
-            )
-            .await?;
-        let mut a = Self::account(&reply.body.unwrap_or(Value::Null))?;
-        // Its groups, from the groups' members.
-        let f = query(&eq(AttrPath::sub("members", "value"), id.as_str()));
-        let path = format!(
-            "/Groups?filter={f}&attributes=displayName&startIndex=1&count={}",
-            self.limits.page_size
-        );
-        let body = self
-            .client
-            .request(Method::GET, &path, None, None)
-            .await?
-            .body
-            .unwrap_or(Value::Null);
-        a.entitlements = body
-            .get("Resources")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|g| g.get("displayName").and_then(Value::as_str))
-            .map(EntitlementId::new)
-            .collect();
+        let body = self.get(&format!("/Users/{}", query(id.as_str()))).await?;
+        let mut a = Self::account(&body)?;
+        a.entitlements = self.groups_of(id).await?;
         Ok(a)
     }
 
     async fn create_account(&self, req: CreateAccount) -> Result<Account> {
         // Looked up first: after a lost reply, the retry finds it.
-        if self.user_by_login(&req.login).await?.is_some() {
+        if self
+            .find(
+                "/Users",
+                "userName",
+                &req.login,
+                true,
+                "attributes=userName&",
+            )
+            .await?
+            .is_some()
+        {
             return Err(Error::already_exists(format!(
                 "a user named {} exists",
                 req.login
+            )));
+        }
+        if self.limits.profile.lookup_external_id
+            && let Some(ext) = req.attributes.get("external_id").and_then(text)
+            && let Some(u) = self
+                .find("/Users", "externalId", &ext, false, "attributes=userName&")
+                .await?
+        {
+            return Err(Error::already_exists(format!(
+                "a user with externalId {ext} exists (userName {})",
+                str_of(&u, "userName").unwrap_or("?")
             )));
         }
         let mut user = Map::new();
@@ -669,35 +982,26 @@ impl Connector for ScimConnector {
         if ops.is_empty() {
             return Ok(req.id);
         }
-        let body = serde_json::to_value(PatchOp::new(ops))
-            .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?;
-        self.client
-            .request(
-                Method::PATCH,
-                &format!("/Users/{}", query(req.id.as_str())),
-                Some(&body),
-                None,
-            )
-            .await?;
+        self.modify(
+            &format!("/Users/{}", query(req.id.as_str())),
+            &crate::schema::USER_RESOURCE,
+            ops,
+        )
+        .await?;
         Ok(req.id)
     }
 
     async fn set_enabled(&self, id: &AccountId, enabled: bool) -> Result<()> {
-        let body = serde_json::to_value(PatchOp::new(vec![PatchOperation::new(
-            Op::Replace,
-            Some("active".to_owned()),
-            Some(json!(enabled)),
-        )]))
-        .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?;
-        self.client
-            .request(
-                Method::PATCH,
-                &format!("/Users/{}", query(id.as_str())),
-                Some(&body),
-                None,
-            )
-            .await
-            .map(|_| ())
+        self.modify(
+            &format!("/Users/{}", query(id.as_str())),
+            &crate::schema::USER_RESOURCE,
+            vec![PatchOperation::new(
+                Op::Replace,
+                Some("active".to_owned()),
+                Some(json!(enabled)),
+            )],
+        )
+        .await
     }
 
     async fn delete_account(&self, id: &AccountId) -> Result<()> {
@@ -713,40 +1017,28 @@ impl Connector for ScimConnector {
     }
 
     async fn list_entitlements(&self, req: ListRequest) -> Result<Page<Entitlement>> {
-        let (start, count) = position(&req, self.limits.page_size)?;
+        let (start, count) = position(&req, self.adapted().await?.page_size)?;
         let body = self
-            .client
-            .request(
-                Method::GET,
-                &format!("/Groups?excludedAttributes=members&startIndex={start}&count={count}"),
-                None,
-                None,
-            )
-            .await?
-            .body
-            .unwrap_or(Value::Null);
+            .get(&format!(
+                "/Groups?excludedAttributes=members&startIndex={start}&count={count}"
+            ))
+            .await?;
         let mut items = Vec::new();
+        let mut n = 0;
         let mut names = self
             .groups
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for g in body
-            .get("Resources")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let (Some(id), Some(name)) = (
-                g.get("id").and_then(Value::as_str),
-                g.get("displayName").and_then(Value::as_str),
-            ) else {
+        for g in resources(&body) {
+            n += 1;
+            let (Some(id), Some(name)) = (str_of(g, "id"), str_of(g, "displayName")) else {
                 continue;
             };
             names.insert(name.to_owned(), id.to_owned());
             items.push(Entitlement::group(name));
         }
         drop(names);
-        let next = next_start(start, count, items.len(), total_of(&body)).map(|s| s.to_string());
+        let next = next_start(start, count, n, total_of(&body)).map(|s| s.to_string());
         Ok(Page::new(items, next))
     }
 
@@ -757,22 +1049,14 @@ impl Connector for ScimConnector {
     ) -> Result<Page<AccountId>> {
         let gid = self.group_id(entitlement).await?;
         let body = self
-            .client
-            .request(
-                Method::GET,
-                &format!("/Groups/{gid}?attributes=members"),
-                None,
-                None,
-            )
-            .await?
-            .body
-            .unwrap_or(Value::Null);
+            .get(&format!("/Groups/{}?attributes=members", query(&gid)))
+            .await?;
         let members = body
             .get("members")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|m| m.get("value").and_then(Value::as_str))
+            .filter_map(|m| str_of(m, "value"))
             .map(AccountId::new)
             .collect();
         Ok(Page::new(members, None))
@@ -784,5 +1068,51 @@ impl Connector for ScimConnector {
 
     async fn revoke(&self, req: MembershipChange) -> Result<BatchOutcome> {
         self.members(req, Op::Remove).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spc(patch: bool, filter: bool, max_results: u32, bulk: bool) -> ServiceProviderConfig {
+        serde_json::from_value(json!({
+            "patch": {"supported": patch},
+            "bulk": {"supported": bulk, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": filter, "maxResults": max_results},
+            "changePassword": {"supported": false},
+            "sort": {"supported": false},
+            "etag": {"supported": true},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_service_agreeing_leaves_the_profile_as_it_is() {
+        let limits = ScimLimits::of(&crate::client::profile::AWS);
+        let a = adapt(&limits, Some(&spc(true, true, 100, false)));
+        assert_eq!((a.page_size, a.members_per_patch), (50, 100));
+        assert!(
+            a.patch && a.filter && a.etag && a.notices.is_empty(),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn a_disagreement_names_both_values_and_the_stricter_wins() {
+        let limits = ScimLimits::of(&crate::client::profile::AWS);
+        let a = adapt(&limits, Some(&spc(false, true, 20, true)));
+        assert_eq!(a.page_size, 20);
+        assert!(!a.patch);
+        let all = a.notices.join("\n");
+        for needle in [
+            "profile `aws` says bulk = false, the service's ServiceProviderConfig says bulk.supported = true",
+            "page_size = 50, the service's ServiceProviderConfig says filter.maxResults = 20",
+            "patch.supported = false: updates are a GET and a PUT",
+        ] {
+            assert!(all.contains(needle), "{needle} not in\n{all}");
+        }
+        let none = adapt(&limits, None);
+        assert!(none.notices[0].contains("no /ServiceProviderConfig"));
     }
 }

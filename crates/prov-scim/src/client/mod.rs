@@ -9,9 +9,15 @@
 //! `danger_plaintext` says so.
 
 mod connector;
+mod oauth;
+pub mod profile;
 mod settings;
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use prov_core::{BackendDetail, Error, ErrorKind, Result};
 use serde_json::Value;
@@ -19,7 +25,9 @@ use serde_json::Value;
 use crate::types::ServiceProviderConfig;
 
 pub use connector::{ScimConnector, ScimLimits};
-pub use settings::ScimSettings;
+pub use oauth::ClientCredentials;
+pub use profile::{Pace, Profile, READS, Route, WRITES};
+pub use settings::{BasicSettings, OAuth2Settings, ScimSettings};
 
 /// How the client authenticates.
 #[derive(Clone)]
@@ -34,6 +42,9 @@ pub enum Auth {
         /// The password.
         password: String,
     },
+    /// OAuth 2.0 client credentials: a bearer token from the token
+    /// endpoint, kept until shortly before it expires (or until refused).
+    OAuth2(ClientCredentials),
 }
 
 impl std::fmt::Debug for Auth {
@@ -41,6 +52,7 @@ impl std::fmt::Debug for Auth {
         match self {
             Auth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
             Auth::Basic { user, .. } => write!(f, "Basic({user}, <redacted>)"),
+            Auth::OAuth2(c) => write!(f, "OAuth2({c:?})"),
         }
     }
 }
@@ -54,6 +66,9 @@ pub struct ClientOptions {
     /// Send credentials over plain `http://` (default false: refused). For
     /// a test server on the loopback.
     pub danger_plaintext: bool,
+    /// Rate limits to keep to: each request waits until every pace that
+    /// counts it has room (a profile's [`Profile::paces`]).
+    pub paces: Vec<Pace>,
 }
 
 impl Default for ClientOptions {
@@ -61,6 +76,42 @@ impl Default for ClientOptions {
         ClientOptions {
             timeout: Duration::from_secs(30),
             danger_plaintext: false,
+            paces: Vec::new(),
+        }
+    }
+}
+
+/// The paces a client keeps to, each with its own bucket.
+struct Pacer {
+    paces: Vec<(Pace, DefaultDirectRateLimiter)>,
+}
+
+impl Pacer {
+    fn new(paces: &[Pace]) -> Self {
+        Pacer {
+            paces: paces
+                .iter()
+                .filter_map(|p| {
+                    let per_minute = NonZeroU32::new(p.per_minute)?;
+                    let burst = NonZeroU32::new(p.burst).unwrap_or(per_minute);
+                    let quota = Quota::per_minute(per_minute).allow_burst(burst);
+                    Some((*p, RateLimiter::direct(quota)))
+                })
+                .collect(),
+        }
+    }
+
+    /// Waits until every pace counting `method` on `path` has room.
+    async fn wait(&self, method: &reqwest::Method, path: &str) {
+        for (pace, limiter) in &self.paces {
+            if !pace.counts(method, path) {
+                continue;
+            }
+            if let Some(n) = NonZeroU32::new(pace.cost_of(method)) {
+                // A cost above the burst can never pass: it is sent unpaced
+                // (Profile's test keeps every cost within its burst).
+                let _ = limiter.until_n_ready(n).await;
+            }
         }
     }
 }
@@ -71,6 +122,9 @@ pub struct ScimClient {
     http: reqwest::Client,
     base: String,
     auth: Auth,
+    tokens: Arc<oauth::TokenCache>,
+    pacer: Arc<Pacer>,
+    requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for ScimClient {
@@ -107,20 +161,52 @@ impl ScimClient {
                 format!("{base:?} is not an http(s) URL"),
             ));
         }
-        if base.starts_with("http://") && !options.danger_plaintext {
-            return Err(Error::invalid_input(
-                "base_url",
+        let clear = |field: &str, url: &str| {
+            Error::invalid_input(
+                field,
                 format!(
-                    "{base:?} would send the credentials in the clear: use https:// \
+                    "{url:?} would send the credentials in the clear: use https:// \
                      (danger_plaintext allows it, for a test server)"
                 ),
-            ));
+            )
+        };
+        if base.starts_with("http://") && !options.danger_plaintext {
+            return Err(clear("base_url", &base));
+        }
+        if let Auth::OAuth2(c) = &auth {
+            if !(c.token_url.starts_with("https://") || c.token_url.starts_with("http://")) {
+                return Err(Error::invalid_input(
+                    "token_url",
+                    format!("{:?} is not an http(s) URL", c.token_url),
+                ));
+            }
+            if c.token_url.starts_with("http://") && !options.danger_plaintext {
+                return Err(clear("token_url", &c.token_url));
+            }
         }
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
             .build()
             .map_err(|e| Error::new(ErrorKind::Config, format!("the HTTP client: {e}")))?;
-        Ok(ScimClient { http, base, auth })
+        Ok(ScimClient {
+            http,
+            base,
+            auth,
+            tokens: Arc::default(),
+            pacer: Arc::new(Pacer::new(&options.paces)),
+            requests: Arc::default(),
+        })
+    }
+
+    /// Requests sent to the service so far (by this client and its clones;
+    /// token requests not counted).
+    pub fn requests_sent(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// OAuth tokens fetched so far.
+    pub fn tokens_fetched(&self) -> u64 {
+        self.tokens.fetched()
     }
 
     /// The base URL.
@@ -137,14 +223,48 @@ impl ScimClient {
         body: Option<&Value>,
         if_match: Option<&str>,
     ) -> Result<Reply> {
+        let token = match &self.auth {
+            Auth::OAuth2(c) => Some(self.tokens.token(&self.http, c, None).await?),
+            _ => None,
+        };
+        match self
+            .send(&method, path, body, if_match, token.as_deref())
+            .await
+        {
+            // A token the service refuses (revoked, or expired early) is
+            // replaced once.
+            Err(e) if e.kind() == ErrorKind::Unauthenticated && token.is_some() => {
+                let Auth::OAuth2(c) = &self.auth else {
+                    return Err(e);
+                };
+                let fresh = self.tokens.token(&self.http, c, token.as_deref()).await?;
+                self.send(&method, path, body, if_match, Some(&fresh)).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<Reply> {
+        self.pacer.wait(method, path).await;
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let url = format!("{}{path}", self.base);
         let mut req = self
             .http
             .request(method.clone(), &url)
             .header(reqwest::header::ACCEPT, SCIM_JSON);
-        req = match &self.auth {
-            Auth::Bearer(t) => req.bearer_auth(t),
-            Auth::Basic { user, password } => req.basic_auth(user, Some(password)),
+        req = match (&self.auth, token) {
+            (_, Some(t)) => req.bearer_auth(t),
+            (Auth::Bearer(t), None) => req.bearer_auth(t),
+            (Auth::Basic { user, password }, None) => req.basic_auth(user, Some(password)),
+            (Auth::OAuth2(_), None) => req,
         };
         if let Some(b) = body {
             req = req

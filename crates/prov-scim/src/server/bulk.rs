@@ -24,6 +24,13 @@ pub(super) async fn bulk<S: ScimStore>(
 ) -> Response {
     let run = async {
         let tenant = tenant(&inner, &headers)?;
+        if !inner.config.bulk {
+            return Err(fail(
+                StatusCode::NOT_IMPLEMENTED,
+                None,
+                "/Bulk is not served here",
+            ));
+        }
         content_type_ok(&headers)?;
         let limit = inner.config.bulk_max_payload;
         let body = body_of(body, limit).await?;

@@ -50,7 +50,7 @@ pub(super) fn config_json<S>(inner: &Inner<S>) -> Value {
     json!({
         "schemas": [types::SERVICE_PROVIDER_CONFIG],
         "patch": {"supported": true},
-        "bulk": {"supported": true, "maxOperations": inner.config.bulk_max_operations,
+        "bulk": {"supported": inner.config.bulk, "maxOperations": inner.config.bulk_max_operations,
                  "maxPayloadSize": inner.config.bulk_max_payload},
         "filter": {"supported": true, "maxResults": inner.config.max_results},
         "changePassword": {"supported": false},

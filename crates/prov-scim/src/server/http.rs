@@ -23,6 +23,8 @@ pub(super) struct Refusal {
     pub(super) status: StatusCode,
     pub(super) scim_type: Option<&'static str>,
     pub(super) detail: String,
+    /// Seconds to wait, for a 429.
+    pub(super) retry_after: Option<u64>,
 }
 
 pub(super) fn fail(
@@ -34,6 +36,7 @@ pub(super) fn fail(
         status,
         scim_type,
         detail: detail.into(),
+        retry_after: None,
     }
 }
 
@@ -54,6 +57,10 @@ impl IntoResponse for Refusal {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"SCIM\""),
             );
+        }
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         r
     }
@@ -94,10 +101,26 @@ pub(super) fn tenant<'a, S>(inner: &'a Inner<S>, headers: &HeaderMap) -> Result<
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(unauthorized());
     }
-    inner
+    let tenant = inner
         .tenants
         .tenant_of(token.trim())
-        .ok_or_else(unauthorized)
+        .ok_or_else(unauthorized)?;
+    if let Some(limiter) = &inner.limiter
+        && let Err(not_yet) = limiter.check()
+    {
+        let wait = not_yet.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        let mut r = fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            "too many requests: slow down",
+        );
+        // Whole seconds, rounded up: at least 1.
+        r.retry_after = Some(wait.as_secs().saturating_add(1));
+        return Err(r);
+    }
+    Ok(tenant)
 }
 
 /// Where the router is: the configured base URL, or the request's path

@@ -42,6 +42,16 @@ pub(super) fn ask<S>(
             })
         })
         .transpose()?;
+    if let Some(why) = filter
+        .as_ref()
+        .and_then(|f| inner.config.filters.refusal(f, false))
+    {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            Some(crate::filter::FilterError::SCIM_TYPE),
+            why,
+        ));
+    }
     let sort_by = sort_by
         .filter(|s| !s.trim().is_empty())
         .map(|s| {

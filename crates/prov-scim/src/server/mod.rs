@@ -23,6 +23,7 @@ mod bulk;
 mod discovery;
 mod events;
 mod http;
+mod limits;
 mod list;
 mod memory;
 mod resource;
@@ -42,6 +43,7 @@ use prov_core::{Clock, SystemClock};
 
 pub use auth::{MIN_TOKEN_LEN, Tenants, TokenError};
 pub use events::ScimEvent;
+pub use limits::FilterRules;
 pub use memory::MemoryStore;
 pub use source::{ScimSource, identities};
 #[cfg(feature = "sqlite")]
@@ -74,6 +76,17 @@ pub struct ServerConfig {
     pub bulk_max_operations: usize,
     /// The largest `/Bulk` body, in bytes (larger: 413). Default 4 MiB.
     pub bulk_max_payload: usize,
+    /// `/Bulk` is served (default true; false: 501, and the
+    /// ServiceProviderConfig says so).
+    pub bulk: bool,
+    /// The filters taken, in queries and in PATCH paths (default: all).
+    pub filters: FilterRules,
+    /// The most membership changes one PATCH of a group may carry (more:
+    /// 400). Default: no limit.
+    pub max_member_changes: Option<usize>,
+    /// Requests taken per period, across tenants, past which the answer
+    /// is 429 with `Retry-After`. Default: no limit.
+    pub rate_limit: Option<prov_core::RateLimit>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +97,10 @@ impl Default for ServerConfig {
             max_results: 1000,
             bulk_max_operations: 1000,
             bulk_max_payload: 4 * 1024 * 1024,
+            bulk: true,
+            filters: FilterRules::default(),
+            max_member_changes: None,
+            rate_limit: None,
         }
     }
 }
@@ -108,6 +125,7 @@ pub(super) struct Inner<S> {
     pub(super) config: ServerConfig,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) listeners: Vec<events::Listener>,
+    pub(super) limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
 }
 
 impl<S> Inner<S> {
@@ -129,6 +147,7 @@ impl<S: ScimStore> ScimServer<S> {
                 config: ServerConfig::default(),
                 clock: Arc::new(SystemClock),
                 listeners: Vec::new(),
+                limiter: None,
             }),
         }
     }
@@ -142,9 +161,16 @@ impl<S: ScimStore> ScimServer<S> {
                 config: shared.config.clone(),
                 clock: shared.clock.clone(),
                 listeners: shared.listeners.clone(),
+                limiter: shared.limiter.clone(),
             },
         };
         f(&mut inner);
+        inner.limiter = inner
+            .config
+            .rate_limit
+            .as_ref()
+            .and_then(limits::limiter)
+            .map(Arc::new);
         ScimServer {
             inner: Arc::new(inner),
         }

@@ -430,6 +430,21 @@ pub(super) async fn do_patch<S: ScimStore>(
             format!("not a PatchOp: {e}"),
         )
     })?;
+    if let Some(why) =
+        super::limits::path_filters(&op).find_map(|f| inner.config.filters.refusal(&f, true))
+    {
+        return Err(fail(StatusCode::BAD_REQUEST, Some("invalidPath"), why));
+    }
+    if let (Kind::Group, Some(most)) = (kind, inner.config.max_member_changes) {
+        let n = super::limits::member_changes(&op);
+        if n > most {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                Some("invalidValue"),
+                format!("{n} membership changes in one request: at most {most}"),
+            ));
+        }
+    }
     let mut tries = 0;
     loop {
         tries += 1;

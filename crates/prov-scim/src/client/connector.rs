@@ -14,7 +14,7 @@ use prov_core::{
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::{Profile, ScimClient};
+use super::{Profile, ScimClient, encode};
 use crate::filter::{AttrPath, CompValue, CompareOp, Filter};
 use crate::patch::{Op, PatchOp, PatchOperation};
 use crate::schema::{ENTERPRISE_USER, USER};
@@ -195,17 +195,29 @@ fn any_of(attr: &str, values: &[AccountId]) -> String {
     }
 }
 
-fn query(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
+/// The operations that add or remove `accounts` as members: one `add`
+/// of them all, or one `members[value eq "ID"]` remove each (services
+/// such as AWS take neither `or` in a path nor a value list in a remove).
+fn member_ops(accounts: &[AccountId], op: Op) -> Vec<PatchOperation> {
+    if op == Op::Add {
+        let values = accounts
+            .iter()
+            .map(|a| json!({"value": a.as_str()}))
+            .collect();
+        vec![PatchOperation::new(
+            Op::Add,
+            Some("members".to_owned()),
+            Some(Value::Array(values)),
+        )]
+    } else {
+        accounts
+            .iter()
+            .map(|a| {
+                let f = eq(AttrPath::new("value"), a.as_str());
+                PatchOperation::new(Op::Remove, Some(format!("members[{f}]")), None)
+            })
+            .collect()
     }
-    out
 }
 
 /// The text of a single value; a list of one is that value. `None` for
@@ -408,7 +420,7 @@ impl ScimConnector {
         params: &str,
     ) -> Result<Option<Value>> {
         if self.adapted().await?.filter {
-            let f = query(&eq(AttrPath::new(attr), value));
+            let f = encode(&eq(AttrPath::new(attr), value));
             let body = self
                 .get(&format!(
                     "{collection}?filter={f}&{params}startIndex=1&count=2"
@@ -567,7 +579,7 @@ impl ScimConnector {
         let mut out = Vec::new();
         if !filter {
             for a in accounts {
-                let path = format!("/Users/{}?attributes=id", query(a.as_str()));
+                let path = format!("/Users/{}?attributes=id", encode(a.as_str()));
                 match self.client.request(Method::GET, &path, None, None).await {
                     Ok(_) => {}
                     Err(e) if e.kind() == ErrorKind::NotFound => out.push(a.clone()),
@@ -579,7 +591,7 @@ impl ScimConnector {
         for chunk in accounts.chunks(per_query) {
             let path = format!(
                 "/Users?filter={}&attributes=id&startIndex=1&count={}",
-                query(&any_of("id", chunk)),
+                encode(&any_of("id", chunk)),
                 chunk.len()
             );
             let body = self.get(&path).await?;
@@ -599,60 +611,20 @@ impl ScimConnector {
     /// `members[value eq "ID"]` operation each (RFC 7644 section 3.5.2.2;
     /// AWS takes no `or` in the path and no remove of a value list).
     async fn patch_members(&self, gid: &str, accounts: &[AccountId], op: Op) -> Result<()> {
-        let operations = if op == Op::Add {
-            let values = Value::Array(
-                accounts
-                    .iter()
-                    .map(|a| json!({"value": a.as_str()}))
-                    .collect(),
-            );
-            vec![PatchOperation::new(
-                Op::Add,
-                Some("members".to_owned()),
-                Some(values),
-            )]
-        } else {
-            accounts
-                .iter()
-                .map(|a| {
-                    let f = eq(AttrPath::new("value"), a.as_str());
-                    PatchOperation::new(Op::Remove, Some(format!("members[{f}]")), None)
-                })
-                .collect()
-        };
-        let path = format!("/Groups/{}?excludedAttributes=members", query(gid));
+        let path = format!("/Groups/{}?excludedAttributes=members", encode(gid));
+        let body = to_body(member_ops(accounts, op))?;
         self.client
-            .request(Method::PATCH, &path, Some(&to_body(operations)?), None)
+            .request(Method::PATCH, &path, Some(&body), None)
             .await
             .map(|_| ())
     }
 
     /// Members changed by reading the group and writing it back.
     async fn put_members(&self, gid: &str, accounts: &[AccountId], op: Op) -> Result<()> {
-        let ops = if op == Op::Add {
-            vec![PatchOperation::new(
-                Op::Add,
-                Some("members".to_owned()),
-                Some(Value::Array(
-                    accounts
-                        .iter()
-                        .map(|a| json!({"value": a.as_str()}))
-                        .collect(),
-                )),
-            )]
-        } else {
-            accounts
-                .iter()
-                .map(|a| {
-                    let f = eq(AttrPath::new("value"), a.as_str());
-                    PatchOperation::new(Op::Remove, Some(format!("members[{f}]")), None)
-                })
-                .collect()
-        };
         self.rewrite(
-            &format!("/Groups/{}", query(gid)),
+            &format!("/Groups/{}", encode(gid)),
             &crate::schema::GROUP_RESOURCE,
-            ops,
+            member_ops(accounts, op),
         )
         .await
     }
@@ -721,7 +693,7 @@ impl ScimConnector {
             let all = self.read_memberships().await?;
             return Ok(all.get(id.as_str()).cloned().unwrap_or_default());
         }
-        let f = query(&eq(AttrPath::sub("members", "value"), id.as_str()));
+        let f = encode(&eq(AttrPath::sub("members", "value"), id.as_str()));
         let mut out = BTreeSet::new();
         self.each_page(
             "/Groups",
@@ -841,7 +813,7 @@ impl Connector for ScimConnector {
                 Some(p) if !p.contains('[') && adapted.filter => {
                     let f: AttrPath = crate::filter::parse_attr_path(p)
                         .map_err(|e| Error::invalid_input("filter", e))?;
-                    path.push_str(&format!("&filter={}", query(&eq(f, value))));
+                    path.push_str(&format!("&filter={}", encode(&eq(f, value))));
                 }
                 Some(p) if !p.contains('[') => local = Some((p, value.as_str())),
                 _ => {
@@ -892,7 +864,7 @@ impl Connector for ScimConnector {
     }
 
     async fn get_account(&self, id: &AccountId) -> Result<Account> {
-        let body = self.get(&format!("/Users/{}", query(id.as_str()))).await?;
+        let body = self.get(&format!("/Users/{}", encode(id.as_str()))).await?;
         let mut a = Self::account(&body)?;
         a.entitlements = self.groups_of(id).await?;
         Ok(a)
@@ -983,7 +955,7 @@ impl Connector for ScimConnector {
             return Ok(req.id);
         }
         self.modify(
-            &format!("/Users/{}", query(req.id.as_str())),
+            &format!("/Users/{}", encode(req.id.as_str())),
             &crate::schema::USER_RESOURCE,
             ops,
         )
@@ -993,7 +965,7 @@ impl Connector for ScimConnector {
 
     async fn set_enabled(&self, id: &AccountId, enabled: bool) -> Result<()> {
         self.modify(
-            &format!("/Users/{}", query(id.as_str())),
+            &format!("/Users/{}", encode(id.as_str())),
             &crate::schema::USER_RESOURCE,
             vec![PatchOperation::new(
                 Op::Replace,
@@ -1008,7 +980,7 @@ impl Connector for ScimConnector {
         self.client
             .request(
                 Method::DELETE,
-                &format!("/Users/{}", query(id.as_str())),
+                &format!("/Users/{}", encode(id.as_str())),
                 None,
                 None,
             )
@@ -1049,7 +1021,7 @@ impl Connector for ScimConnector {
     ) -> Result<Page<AccountId>> {
         let gid = self.group_id(entitlement).await?;
         let body = self
-            .get(&format!("/Groups/{}?attributes=members", query(&gid)))
+            .get(&format!("/Groups/{}?attributes=members", encode(&gid)))
             .await?;
         let members = body
             .get("members")

@@ -24,6 +24,38 @@ use serde_json::Value;
 
 use crate::types::ServiceProviderConfig;
 
+/// Everything but RFC 3986's unreserved characters is percent-encoded.
+const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `text` as one part of a URL path or query, or one value of an
+/// `application/x-www-form-urlencoded` body (where `%20` is a space too).
+pub(crate) fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
+}
+
+/// A request that got no answer: `Timeout` when the client's time ran
+/// out, else `Unavailable`; never the URL's query (it may name people).
+fn unanswered(what: &str, e: reqwest::Error) -> Error {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Unavailable
+    };
+    Error::new(kind, format!("{what}: {}", e.without_url()))
+}
+
+/// An answer whose body could not be read.
+fn unread(what: &str, e: reqwest::Error) -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        format!("{what}: reading the answer: {}", e.without_url()),
+    )
+}
+
 pub use connector::{ScimConnector, ScimLimits};
 pub use oauth::ClientCredentials;
 pub use profile::{Pace, Profile, READS, Route, WRITES};
@@ -275,15 +307,7 @@ impl ScimClient {
             req = req.header(reqwest::header::IF_MATCH, tag);
         }
         let what = format!("{method} {path}");
-        let res = req.send().await.map_err(|e| {
-            // The URL may carry nothing secret; the headers never show here.
-            let kind = if e.is_timeout() {
-                ErrorKind::Timeout
-            } else {
-                ErrorKind::Unavailable
-            };
-            Error::new(kind, format!("{what}: {}", e.without_url()))
-        })?;
+        let res = req.send().await.map_err(|e| unanswered(&what, e))?;
         let status = res.status().as_u16();
         let etag = res
             .headers()
@@ -296,12 +320,7 @@ impl ScimClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = res.bytes().await.map_err(|e| {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!("{what}: reading the answer: {}", e.without_url()),
-            )
-        })?;
+        let bytes = res.bytes().await.map_err(|e| unread(&what, e))?;
         let body: Option<Value> = if bytes.is_empty() {
             None
         } else {

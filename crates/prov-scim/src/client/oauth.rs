@@ -10,6 +10,8 @@ use prov_core::{BackendDetail, Error, ErrorKind, Result};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use super::encode;
+
 /// OAuth 2.0 client credentials. The secret never appears in `Debug`,
 /// logs or errors.
 #[derive(Clone)]
@@ -99,21 +101,6 @@ struct TokenRefusal {
     error_description: Option<String>,
 }
 
-/// `application/x-www-form-urlencoded` text of `s`.
-fn form(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 impl TokenCache {
     /// How many tokens were fetched.
     pub(super) fn fetched(&self) -> u64 {
@@ -150,7 +137,7 @@ async fn fetch(http: &reqwest::Client, creds: &ClientCredentials) -> Result<Held
     let what = format!("POST {} (OAuth token)", creds.token_url);
     let mut body = String::from("grant_type=client_credentials");
     if !creds.scope.is_empty() {
-        body.push_str(&format!("&scope={}", form(&creds.scope)));
+        body.push_str(&format!("&scope={}", encode(&creds.scope)));
     }
     let mut req = http
         .post(&creds.token_url)
@@ -162,29 +149,21 @@ async fn fetch(http: &reqwest::Client, creds: &ClientCredentials) -> Result<Held
     if creds.credentials_in_body {
         body.push_str(&format!(
             "&client_id={}&client_secret={}",
-            form(&creds.client_id),
-            form(&creds.client_secret)
+            encode(&creds.client_id),
+            encode(&creds.client_secret)
         ));
     } else {
         // RFC 6749 section 2.3.1: both form-encoded before Basic.
-        req = req.basic_auth(form(&creds.client_id), Some(form(&creds.client_secret)));
+        req = req.basic_auth(encode(&creds.client_id), Some(encode(&creds.client_secret)));
     }
     let started = Instant::now();
-    let res = req.body(body).send().await.map_err(|e| {
-        let kind = if e.is_timeout() {
-            ErrorKind::Timeout
-        } else {
-            ErrorKind::Unavailable
-        };
-        Error::new(kind, format!("{what}: {}", e.without_url()))
-    })?;
+    let res = req
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| super::unanswered(&what, e))?;
     let status = res.status().as_u16();
-    let bytes = res.bytes().await.map_err(|e| {
-        Error::new(
-            ErrorKind::Unavailable,
-            format!("{what}: reading the answer: {}", e.without_url()),
-        )
-    })?;
+    let bytes = res.bytes().await.map_err(|e| super::unread(&what, e))?;
     if !(200..300).contains(&status) {
         // RFC 6749 section 5.2: `error` and `error_description`.
         let refusal: Option<TokenRefusal> = serde_json::from_slice(&bytes).ok();
@@ -243,9 +222,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn form_encoding_follows_the_html_rules() {
-        assert_eq!(form("a b+c/é"), "a+b%2Bc%2F%C3%A9");
-        assert_eq!(form("scim:write"), "scim%3Awrite");
+    fn form_values_are_percent_encoded() {
+        assert_eq!(encode("a b+c/é"), "a%20b%2Bc%2F%C3%A9");
+        assert_eq!(encode("scim:write"), "scim%3Awrite");
     }
 
     #[test]

@@ -137,6 +137,10 @@ pub struct Profile {
     pub max_concurrency: usize,
     /// The published rate limits, each paced by the client.
     pub paces: &'static [Pace],
+    /// Whether `members_per_patch` and `page_size` are the vendor's
+    /// published caps (a settings file may then only lower them) rather
+    /// than the generic defaults (which it may raise).
+    pub published_limits: bool,
 }
 
 /// Any RFC 7644 service.
@@ -153,6 +157,7 @@ pub const GENERIC: Profile = Profile {
     lookup_external_id: false,
     max_concurrency: 4,
     paces: &[],
+    published_limits: false,
 };
 
 /// AWS IAM Identity Center's SCIM endpoint
@@ -180,9 +185,8 @@ pub const AWS: Profile = Profile {
     filter_by_member: false,
     bulk: false,
     multi_valued: false,
-    lookup_external_id: false,
-    max_concurrency: 4,
-    paces: &[],
+    published_limits: true,
+    ..GENERIC
 };
 
 /// GitHub Enterprise Managed Users
@@ -196,16 +200,10 @@ pub const AWS: Profile = Profile {
 pub const GITHUB: Profile = Profile {
     name: "github",
     summary: "GitHub Enterprise Managed Users",
-    members_per_patch: 1000,
-    page_size: 100,
-    filter_or: true,
-    filter_by_id: true,
-    filter_by_member: true,
     bulk: false,
-    multi_valued: true,
     lookup_external_id: true,
-    max_concurrency: 4,
     paces: &[Pace::new("points (a GET 1, a write 5)", ALL, Route::Any, 900, 900).costing(1, 5)],
+    ..GENERIC
 };
 
 /// Slack's SCIM API (`https://api.slack.com/scim/v2`), limits from "SCIM
@@ -219,15 +217,7 @@ pub const GITHUB: Profile = Profile {
 pub const SLACK: Profile = Profile {
     name: "slack",
     summary: "Slack SCIM API",
-    members_per_patch: 1000,
-    page_size: 100,
-    filter_or: true,
-    filter_by_id: true,
-    filter_by_member: true,
     bulk: false,
-    multi_valued: true,
-    lookup_external_id: false,
-    max_concurrency: 4,
     paces: &[
         Pace::new("writes", WRITES, Route::Any, 600, 180),
         Pace::new("reads", READS, Route::Any, 1000, 1000),
@@ -282,6 +272,7 @@ pub const SLACK: Profile = Profile {
             300,
         ),
     ],
+    ..GENERIC
 };
 
 /// Atlassian's user provisioning API
@@ -292,16 +283,12 @@ pub const SLACK: Profile = Profile {
 pub const ATLASSIAN: Profile = Profile {
     name: "atlassian",
     summary: "Atlassian user provisioning (Atlassian Guard)",
-    members_per_patch: 1000,
-    page_size: 100,
     filter_or: false,
     filter_by_id: false,
     filter_by_member: false,
     bulk: false,
-    multi_valued: true,
-    lookup_external_id: false,
     max_concurrency: 2,
-    paces: &[],
+    ..GENERIC
 };
 
 /// Zoom's SCIM2 API (`https://api.zoom.us/scim2`): "Each SCIM2 API
@@ -312,14 +299,7 @@ pub const ATLASSIAN: Profile = Profile {
 pub const ZOOM: Profile = Profile {
     name: "zoom",
     summary: "Zoom SCIM2 API",
-    members_per_patch: 1000,
-    page_size: 100,
-    filter_or: true,
-    filter_by_id: true,
-    filter_by_member: true,
     bulk: false,
-    multi_valued: true,
-    lookup_external_id: false,
     max_concurrency: 1,
     paces: &[
         Pace::new("/Users", ALL, Route::Collection("/Users"), 60, 1),
@@ -327,6 +307,7 @@ pub const ZOOM: Profile = Profile {
         Pace::new("/Groups", ALL, Route::Collection("/Groups"), 60, 1),
         Pace::new("/Groups/ID", ALL, Route::Resource("/Groups"), 60, 1),
     ],
+    ..GENERIC
 };
 
 const ALL: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];

@@ -99,7 +99,9 @@ fn timeout() -> u64 {
     30
 }
 
-/// A number within a profile's published limit; none means the limit.
+/// A number within a profile's published limit; none means the
+/// profile's number. Where the profile's numbers are generic defaults
+/// rather than published caps, a larger number is the caller's to choose.
 fn within(
     key: &str,
     given: Option<usize>,
@@ -109,7 +111,7 @@ fn within(
     match given {
         None => Ok(most),
         Some(0) => Err(Error::invalid_input(key, "must be at least 1")),
-        Some(n) if n > most => Err(Error::invalid_input(
+        Some(n) if n > most && profile.published_limits => Err(Error::invalid_input(
             key,
             format!(
                 "{key} = {n} is above profile `{}`'s published limit of {most}",
@@ -192,5 +194,34 @@ impl ScimSettings {
             Error::invalid_input(field, e.message().to_owned())
         })?;
         Ok(ScimConnector::new(client, limits))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::profile::{AWS, GITHUB};
+
+    #[test]
+    fn only_published_caps_refuse_a_larger_number() {
+        // GitHub publishes no batch or page cap: its numbers are the
+        // generic defaults, which a settings file may raise.
+        assert_eq!(
+            within("page_size", Some(500), &GITHUB, GITHUB.page_size).ok(),
+            Some(500)
+        );
+        // AWS publishes 50 a page: asking for more is refused, naming it.
+        let e = within("page_size", Some(51), &AWS, AWS.page_size).unwrap_err();
+        assert_eq!(e.field(), Some("page_size"));
+        assert!(e.message().contains("50"), "{e}");
+        assert_eq!(
+            within("page_size", Some(20), &AWS, AWS.page_size).ok(),
+            Some(20)
+        );
+        assert_eq!(
+            within("page_size", None, &AWS, AWS.page_size).ok(),
+            Some(50)
+        );
+        assert!(within("page_size", Some(0), &GITHUB, 100).is_err());
     }
 }

@@ -108,9 +108,7 @@ pub(super) fn tenant<'a, S>(inner: &'a Inner<S>, headers: &HeaderMap) -> Result<
     if let Some(limiter) = &inner.limiter
         && let Err(not_yet) = limiter.check()
     {
-        let wait = not_yet.wait_time_from(governor::clock::Clock::now(
-            &governor::clock::DefaultClock::default(),
-        ));
+        let wait = not_yet.wait_time_from(governor::clock::Clock::now(limiter.clock()));
         let mut r = fail(
             StatusCode::TOO_MANY_REQUESTS,
             None,

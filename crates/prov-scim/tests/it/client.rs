@@ -338,3 +338,177 @@ async fn bad_cursors_and_unmapped_attributes_are_errors() {
         .unwrap_err();
     assert_eq!(e.field(), Some("badge_colour"), "{e}");
 }
+
+/// An OAuth 2.0 token endpoint (RFC 6749 section 4.4) on a loopback port:
+/// it issues `oauth-token-N` with the lifetime set in `expires_in`, or a
+/// token our server does not know while `issue_unknown` is set, or
+/// refuses the client while `refuse` is set; it keeps what it was sent.
+#[derive(Default)]
+struct TokenEndpoint {
+    issued: std::sync::atomic::AtomicU32,
+    expires_in: std::sync::atomic::AtomicI64,
+    issue_unknown: std::sync::atomic::AtomicBool,
+    refuse: std::sync::atomic::AtomicBool,
+    seen: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+fn issued_token(n: u32) -> String {
+    format!("oauth-token-{n:04}-0123456789abcdef")
+}
+
+async fn token_endpoint(endpoint: Arc<TokenEndpoint>) -> String {
+    use std::sync::atomic::Ordering::SeqCst;
+    let handler = move |headers: axum::http::HeaderMap, body: String| {
+        let endpoint = endpoint.clone();
+        async move {
+            let basic = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            endpoint.seen.lock().unwrap().push((basic, body));
+            // Let concurrent callers pile up behind the one fetch.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let json = |status: u16, body: serde_json::Value| {
+                axum::response::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body.to_string()))
+                    .unwrap()
+            };
+            if endpoint.refuse.load(SeqCst) {
+                return json(
+                    401,
+                    json!({"error": "invalid_client", "error_description": "client authentication failed"}),
+                );
+            }
+            let n = endpoint.issued.fetch_add(1, SeqCst) + 1;
+            let token = if endpoint.issue_unknown.swap(false, SeqCst) {
+                "revoked-token-0123456789abcdef".to_owned()
+            } else {
+                issued_token(n)
+            };
+            let mut answer = json!({"access_token": token, "token_type": "Bearer"});
+            let life = endpoint.expires_in.load(SeqCst);
+            if life >= 0 {
+                answer["expires_in"] = json!(life);
+            }
+            json(200, answer)
+        }
+    };
+    serve(axum::Router::new().route("/token", axum::routing::post(handler))).await
+}
+
+/// OAuth 2.0 client credentials against a real token endpoint and our
+/// server: the token is fetched once and reused while fresh, once for
+/// many callers at a time, renewed when its lifetime runs out, replaced
+/// once when the service refuses it; a refusal by the token endpoint is
+/// Unauthenticated with its `error`, and the secret appears nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_tokens_are_reused_renewed_and_replaced() {
+    use prov_scim::client::ClientCredentials;
+    use std::sync::atomic::Ordering::SeqCst;
+    let endpoint = Arc::new(TokenEndpoint::default());
+    endpoint.expires_in.store(3600, SeqCst);
+    let token_url = format!("{}/token", token_endpoint(endpoint.clone()).await);
+    let mut tenants = Tenants::new();
+    for n in 1..=20 {
+        tenants.add_token("acme", &issued_token(n)).unwrap();
+    }
+    let scim = ScimServer::new(Arc::new(MemoryStore::new()), tenants);
+    let base = format!(
+        "{}/scim/v2",
+        serve(axum::Router::new().nest("/scim/v2", scim.router())).await
+    );
+    let secret = "s3cret+/x";
+    let creds = ClientCredentials::new(&token_url, "prov client", secret).with_scope("scim:write");
+    let client = ScimClient::new(&base, Auth::OAuth2(creds.clone()), &loopback()).unwrap();
+    assert!(!format!("{client:?}").contains(secret));
+
+    // Eight callers with no token yet: one fetch between them.
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let c = client.clone();
+        calls.spawn(async move { c.request(reqwest::Method::GET, "/Users", None, None).await });
+    }
+    while let Some(r) = calls.join_next().await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!((client.tokens_fetched(), client.requests_sent()), (1, 8));
+    {
+        let seen = endpoint.seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        // RFC 6749 section 2.3.1: id and secret form-encoded, then Basic.
+        assert_eq!(seen[0].0, "Basic cHJvdiUyMGNsaWVudDpzM2NyZXQlMkIlMkZ4");
+        assert_eq!(
+            seen[0].1,
+            "grant_type=client_credentials&scope=scim%3Awrite"
+        );
+    }
+    // Fresh for an hour: reused.
+    client
+        .request(reqwest::Method::GET, "/Users", None, None)
+        .await
+        .unwrap();
+    assert_eq!(client.tokens_fetched(), 1);
+
+    // A token that lives 0 seconds is renewed before every request.
+    let brief = ScimClient::new(&base, Auth::OAuth2(creds.clone()), &loopback()).unwrap();
+    endpoint.expires_in.store(0, SeqCst);
+    for _ in 0..3 {
+        brief
+            .request(reqwest::Method::GET, "/Users", None, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(brief.tokens_fetched(), 3);
+    // One that lives 4 seconds is renewed at half its life.
+    endpoint.expires_in.store(4, SeqCst);
+    let short = ScimClient::new(&base, Auth::OAuth2(creds.clone()), &loopback()).unwrap();
+    short
+        .request(reqwest::Method::GET, "/Users", None, None)
+        .await
+        .unwrap();
+    short
+        .request(reqwest::Method::GET, "/Users", None, None)
+        .await
+        .unwrap();
+    assert_eq!(short.tokens_fetched(), 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    short
+        .request(reqwest::Method::GET, "/Users", None, None)
+        .await
+        .unwrap();
+    assert_eq!(short.tokens_fetched(), 2);
+
+    // A token the service refuses (401) is replaced once, and the request
+    // sent again with the new one.
+    endpoint.expires_in.store(3600, SeqCst);
+    endpoint.issue_unknown.store(true, SeqCst);
+    let replaced = ScimClient::new(&base, Auth::OAuth2(creds.clone()), &loopback()).unwrap();
+    replaced
+        .request(reqwest::Method::GET, "/Users", None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (replaced.tokens_fetched(), replaced.requests_sent()),
+        (2, 2)
+    );
+
+    // The token endpoint refuses the client: Unauthenticated, with the
+    // endpoint's error code and description; no secret in it.
+    endpoint.refuse.store(true, SeqCst);
+    let refused = ScimClient::new(&base, Auth::OAuth2(creds), &loopback()).unwrap();
+    let e = refused
+        .request(reqwest::Method::GET, "/Users", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+    assert!(e.to_string().contains("invalid_client"), "{e}");
+    assert!(
+        e.to_string().contains("client authentication failed"),
+        "{e}"
+    );
+    assert!(!format!("{e} {e:?}").contains(secret), "{e:?}");
+    assert_eq!(refused.requests_sent(), 0);
+}

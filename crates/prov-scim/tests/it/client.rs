@@ -512,3 +512,93 @@ async fn oauth_tokens_are_reused_renewed_and_replaced() {
     assert!(!format!("{e} {e:?}").contains(secret), "{e:?}");
     assert_eq!(refused.requests_sent(), 0);
 }
+
+/// What our server enforces to stand in for a service with `profile`'s
+/// published limits: its page cap, its cap on membership changes per
+/// PATCH, no `/Bulk` where it has none, and its filter rules (AWS and
+/// Atlassian: only `eq` joined by `and`, on userName, externalId and
+/// displayName).
+fn enforcing(profile: &prov_scim::client::Profile) -> prov_scim::server::ServerConfig {
+    use prov_scim::server::{FilterRules, ServerConfig};
+    let mut config = ServerConfig::default();
+    config.max_results = profile.page_size as u64;
+    config.max_member_changes = Some(profile.members_per_patch);
+    config.bulk = profile.bulk;
+    let mut rules = FilterRules::default();
+    rules.or = profile.filter_or;
+    rules.only_eq = !profile.filter_or;
+    if !profile.filter_by_id && !profile.filter_by_member {
+        rules.attributes = Some(
+            ["userName", "externalId", "displayName"]
+                .map(str::to_owned)
+                .to_vec(),
+        );
+    }
+    config.filters = rules;
+    config
+}
+
+/// Every profile keeps the `Connector` contract against our server
+/// enforcing that profile's limits (paces left out: the next test paces).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_profile_passes_the_suite_against_a_server_enforcing_its_limits() {
+    use prov_scim::client::{Profile, ScimConnector, ScimLimits};
+    use prov_testkit::conformance::{self, Namespace, SuiteOptions};
+    let mut served = Vec::new();
+    for profile in Profile::ALL {
+        // Profiles that differ only in their paces are served the same.
+        let key = (
+            profile.page_size,
+            profile.members_per_patch,
+            profile.bulk,
+            profile.filter_or,
+            profile.filter_by_id,
+            profile.filter_by_member,
+        );
+        if served.contains(&key) {
+            continue;
+        }
+        served.push(key);
+        let base = our_server(|s| s.config(enforcing(profile))).await;
+        let client = ScimClient::new(&base, Auth::Bearer(TOKEN.to_owned()), &loopback()).unwrap();
+        client
+            .request(
+                reqwest::Method::POST,
+                "/Groups",
+                Some(&json!({"displayName": "staff"})),
+                None,
+            )
+            .await
+            .unwrap();
+        let conn = ScimConnector::new(client.clone(), ScimLimits::of(profile));
+        let report =
+            conformance::run_all(&conn, &Namespace::new("scim"), &SuiteOptions::default()).await;
+        assert!(report.is_success(), "profile {}: {report}", profile.name);
+        println!(
+            "profile {}: {} requests",
+            profile.name,
+            client.requests_sent()
+        );
+    }
+    assert_eq!(served.len(), 4, "generic, aws, github and atlassian");
+    // The server does enforce them: a client that ignores the AWS profile
+    // (`or` filters, 1,000 members a PATCH) fails against it.
+    let aws = Profile::named("aws").unwrap();
+    let base = our_server(|s| s.config(enforcing(aws))).await;
+    let client = ScimClient::new(&base, Auth::Bearer(TOKEN.to_owned()), &loopback()).unwrap();
+    client
+        .request(
+            reqwest::Method::POST,
+            "/Groups",
+            Some(&json!({"displayName": "staff"})),
+            None,
+        )
+        .await
+        .unwrap();
+    let conn = ScimConnector::new(client, ScimLimits::default());
+    let report =
+        conformance::run_all(&conn, &Namespace::new("scim"), &SuiteOptions::default()).await;
+    assert!(!report.is_success(), "{report}");
+    let text = report.to_string();
+    assert!(text.contains("invalidFilter"), "{text}");
+}

@@ -58,7 +58,7 @@ fn unread(what: &str, e: reqwest::Error) -> Error {
 
 pub use connector::{ScimConnector, ScimLimits};
 pub use oauth::ClientCredentials;
-pub use profile::{Pace, Profile, READS, Route, WRITES};
+pub use profile::{METHODS, Pace, Profile, READS, Route, WRITES};
 pub use settings::{BasicSettings, OAuth2Settings, ScimSettings};
 
 /// How the client authenticates.

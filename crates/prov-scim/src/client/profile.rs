@@ -38,6 +38,8 @@ impl Route {
     }
 }
 
+/// Every request (GET, POST, PUT, PATCH, DELETE).
+pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 /// Read requests (GET).
 pub const READS: &[&str] = &["GET"];
 /// Write requests (POST, PUT, PATCH, DELETE).
@@ -202,7 +204,7 @@ pub const GITHUB: Profile = Profile {
     summary: "GitHub Enterprise Managed Users",
     bulk: false,
     lookup_external_id: true,
-    paces: &[Pace::new("points (a GET 1, a write 5)", ALL, Route::Any, 900, 900).costing(1, 5)],
+    paces: &[Pace::new("points (a GET 1, a write 5)", METHODS, Route::Any, 900, 900).costing(1, 5)],
     ..GENERIC
 };
 
@@ -302,15 +304,13 @@ pub const ZOOM: Profile = Profile {
     bulk: false,
     max_concurrency: 1,
     paces: &[
-        Pace::new("/Users", ALL, Route::Collection("/Users"), 60, 1),
-        Pace::new("/Users/ID", ALL, Route::Resource("/Users"), 60, 1),
-        Pace::new("/Groups", ALL, Route::Collection("/Groups"), 60, 1),
-        Pace::new("/Groups/ID", ALL, Route::Resource("/Groups"), 60, 1),
+        Pace::new("/Users", METHODS, Route::Collection("/Users"), 60, 1),
+        Pace::new("/Users/ID", METHODS, Route::Resource("/Users"), 60, 1),
+        Pace::new("/Groups", METHODS, Route::Collection("/Groups"), 60, 1),
+        Pace::new("/Groups/ID", METHODS, Route::Resource("/Groups"), 60, 1),
     ],
     ..GENERIC
 };
-
-const ALL: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 impl Profile {
     /// The generic RFC 7644 profile.

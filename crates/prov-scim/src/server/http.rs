@@ -115,7 +115,13 @@ pub(super) fn tenant<'a, S>(inner: &'a Inner<S>, headers: &HeaderMap) -> Result<
             "too many requests: slow down",
         );
         // Whole seconds, rounded up: at least 1.
-        r.retry_after = Some(wait.as_secs().saturating_add(1));
+        let whole = wait.as_secs();
+        let up = if wait.subsec_nanos() > 0 || whole == 0 {
+            whole.saturating_add(1)
+        } else {
+            whole
+        };
+        r.retry_after = Some(up);
         return Err(r);
     }
     Ok(tenant)

@@ -602,3 +602,71 @@ async fn every_profile_passes_the_suite_against_a_server_enforcing_its_limits() 
     let text = report.to_string();
     assert!(text.contains("invalidFilter"), "{text}");
 }
+
+/// A service that answers 429 past its rate: a client keeping to a pace
+/// within it is never refused; one that ignores it is told how long to
+/// wait, in whole seconds, as a `RateLimited` error the engine retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_client_stays_within_a_rate_limit_an_unpaced_one_is_told_to_wait() {
+    use prov_core::RateLimit;
+    use prov_scim::client::{Pace, Route};
+    // 20 requests a second, 10 at once.
+    let mut config = prov_scim::server::ServerConfig::default();
+    let mut limit = RateLimit::new(20, Duration::from_secs(1));
+    limit.burst = 10;
+    config.rate_limit = Some(limit);
+    let burst = |client: ScimClient| async move {
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let c = client.clone();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    for _ in 0..10 {
+                        out.push(c.request(reqwest::Method::GET, "/Users", None, None).await);
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    };
+
+    // Paced at 10 a second (600 a minute), 5 at once: 40 requests in
+    // about 3.5 s, none refused.
+    let base = our_server(|s| s.config(config.clone())).await;
+    let mut options = loopback();
+    options.paces = vec![Pace::new(
+        "test",
+        prov_scim::client::METHODS,
+        Route::Any,
+        600,
+        5,
+    )];
+    let paced = ScimClient::new(&base, Auth::Bearer(TOKEN.to_owned()), &options).unwrap();
+    let answers = burst(paced.clone()).await;
+    let refused: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(paced.requests_sent(), 40);
+
+    // Unpaced against a fresh server: past the first ten, refused with a
+    // wait of one second (a request is due every 50 ms).
+    let base = our_server(|s| s.config(config)).await;
+    let unpaced = ScimClient::new(&base, Auth::Bearer(TOKEN.to_owned()), &loopback()).unwrap();
+    let answers = burst(unpaced).await;
+    let refused: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    // Unless 40 requests took 1.5 s, some were refused (about 29 are).
+    assert!(!refused.is_empty(), "none of 40 refused");
+    for e in refused {
+        assert_eq!(
+            (e.kind(), e.retry_after()),
+            (ErrorKind::RateLimited, Some(Duration::from_secs(1))),
+            "{e}"
+        );
+        assert!(e.is_retryable());
+        assert!(e.to_string().contains("429"), "{e}");
+    }
+}

@@ -1359,6 +1359,14 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         Command::Check => {
             let results = ctx.engine.check().await;
             let bad = results.iter().filter(|(_, r)| r.is_err()).count();
+            let notices = ctx.engine.notices();
+            let notices_of = |what: &str| -> Vec<&str> {
+                notices
+                    .iter()
+                    .filter(|(t, _)| t.as_str() == what)
+                    .map(|(_, n)| n.as_str())
+                    .collect()
+            };
             if ctx.json {
                 let rows: Vec<serde_json::Value> = results
                     .iter()
@@ -1368,6 +1376,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                             "ok": r.is_ok(),
                             "error": r.as_ref().err().map(ToString::to_string),
                             "kind": r.as_ref().err().map(|e| e.kind().as_str()),
+                            "notices": notices_of(what),
                         })
                     })
                     .collect();
@@ -1377,6 +1386,9 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                     match r {
                         Ok(()) => outln!("ok   {what}"),
                         Err(e) => outln!("FAIL {what}: {e}"),
+                    }
+                    for n in notices_of(what) {
+                        outln!("     note: {n}");
                     }
                 }
             }

@@ -403,6 +403,15 @@ pub trait Connector: Send + Sync {
             .map(|_| ())
     }
 
+    /// What the connector noticed about the target and adapted to (a
+    /// limit the target states stricter than its profile, a feature it
+    /// does not offer), for `prov check` to show. Known once the connector
+    /// has talked to the target (after [`check`](Self::check)). Default:
+    /// none.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// One page of the accounts in scope, in a stable order.
     async fn list_accounts(&self, req: ListRequest) -> Result<Page<Account>>;
 

@@ -1568,7 +1568,10 @@ fn a_scim_target_from_the_config() {
         rt.block_on(async move {
             let mut tenants = prov_scim::server::Tenants::new();
             tenants.add_token("t", TOKEN).unwrap();
-            let scim = prov_scim::server::ScimServer::new(serving, tenants);
+            // Pages of 2, fewer than the profile's: `check` says so.
+            let mut config = prov_scim::server::ServerConfig::default();
+            config.max_results = 2;
+            let scim = prov_scim::server::ScimServer::new(serving, tenants).config(config);
             let app = axum::Router::new().nest("/scim/v2", scim.router());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap().port()).unwrap();
@@ -1611,8 +1614,23 @@ fn a_scim_target_from_the_config() {
     let (code, out, err) = prov_with(&dir, &["check"], &env);
     assert_eq!(
         (code, out.as_str()),
-        (0, "ok   store\nok   ldap\n"),
+        (
+            0,
+            "ok   store\nok   ldap\n     note: profile `generic` says page_size = 100, the \
+             service's ServiceProviderConfig says filter.maxResults = 2: pages of 2\n"
+        ),
         "{err}"
+    );
+    let (code, out, _) = prov_with(&dir, &["--json", "check"], &env);
+    assert_eq!(code, 0);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["notices"], serde_json::json!([]), "{out}");
+    assert!(
+        rows[1]["notices"][0]
+            .as_str()
+            .unwrap()
+            .contains("pages of 2"),
+        "{out}"
     );
     let (code, out, err) = prov_with(&dir, &["plan"], &env);
     assert_eq!(code, 0, "{err}");

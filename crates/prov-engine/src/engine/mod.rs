@@ -362,6 +362,15 @@ impl Engine {
         out
     }
 
+    /// What each target's connector noticed and adapted to (see
+    /// [`Connector::notices`]), after [`check`](Self::check).
+    pub fn notices(&self) -> Vec<(TargetId, String)> {
+        self.connectors
+            .iter()
+            .flat_map(|(t, conn)| conn.notices().into_iter().map(|n| (t.clone(), n)))
+            .collect()
+    }
+
     /// Every target's accounts, listed now.
     pub async fn actual(&self) -> Result<BTreeMap<TargetId, Vec<Account>>, EngineError> {
         let mut out = BTreeMap::new();

@@ -302,16 +302,6 @@ impl ScimConnector {
         &self.client
     }
 
-    /// Where the profile and the service's ServiceProviderConfig disagree,
-    /// once the connector has talked to the service (after `check`, or
-    /// the first request): the connector followed the stricter, and says so.
-    pub fn notices(&self) -> Vec<String> {
-        self.adapted
-            .get()
-            .map(|a| a.notices.clone())
-            .unwrap_or_default()
-    }
-
     /// How to talk to the service: read once, at first use. A service with
     /// no ServiceProviderConfig (404) is taken at the profile's word; any
     /// other failure is returned and asked again next time.
@@ -795,6 +785,16 @@ impl Connector for ScimConnector {
         // Reachable, the credentials taken, and what it supports read.
         self.get("/Users?startIndex=1&count=1").await?;
         self.adapted().await.map(|_| ())
+    }
+
+    /// Where the profile and the service's ServiceProviderConfig disagree,
+    /// once the connector has talked to the service (after `check`, or
+    /// the first request): the connector followed the stricter, and says so.
+    fn notices(&self) -> Vec<String> {
+        self.adapted
+            .get()
+            .map(|a| a.notices.clone())
+            .unwrap_or_default()
     }
 
     async fn list_accounts(&self, req: ListRequest) -> Result<Page<Account>> {

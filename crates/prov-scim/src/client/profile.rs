@@ -8,7 +8,7 @@
 //! settings file) and checked against the service's own
 //! ServiceProviderConfig when the connector first talks to it: where they
 //! disagree, the connector follows the stricter of the two and says so
-//! ([`ScimConnector::notices`](super::ScimConnector::notices)).
+//! ([`Connector::notices`](prov_core::Connector::notices)).
 
 use reqwest::Method;
 

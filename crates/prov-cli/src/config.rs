@@ -157,6 +157,11 @@ pub(crate) struct TargetConfig {
     /// Whether linked (not created) accounts may be deleted.
     #[serde(default)]
     pub(crate) delete_linked: bool,
+    /// Whether the engine creates the groups the policy names and the
+    /// target lacks, and deletes the ones it created once no policy names
+    /// them (after revoking them, under the deletion safeguard).
+    #[serde(default)]
+    pub(crate) create_entitlements: bool,
     /// The other keys written: the kind's settings, read by the kind's
     /// own type (unknown keys refused there, with their line).
     #[serde(skip)]
@@ -432,6 +437,7 @@ impl Config {
                     .collect();
             }
             o.delete_linked = t.delete_linked;
+            o.create_entitlements = t.create_entitlements;
             if let Some(a) = t.adopt {
                 o.adopt = a;
             }

@@ -47,7 +47,10 @@ fn value(v: &Value) -> String {
 /// `+`, `-` or `~`, and the colour of an operation.
 fn sign(kind: &OpKind) -> (&'static str, &'static str) {
     match kind {
-        OpKind::Create { .. } | OpKind::Grant { .. } | OpKind::Link { .. } => ("+", "32"),
+        OpKind::Create { .. }
+        | OpKind::Grant { .. }
+        | OpKind::Link { .. }
+        | OpKind::CreateEntitlement { .. } => ("+", "32"),
         OpKind::SetEnabled { enabled: true, .. } => ("+", "32"),
         OpKind::Update { .. } => ("~", "33"),
         _ => ("-", "31"),

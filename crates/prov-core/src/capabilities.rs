@@ -60,6 +60,10 @@ pub struct Capabilities {
     pub lists_memberships: bool,
     /// `changes_since` works.
     pub changes_since: bool,
+    /// `create_entitlement` and `delete_entitlement` work: the engine may
+    /// create a group the policy names and the target lacks, and retire
+    /// one it created (where the target's options allow).
+    pub create_entitlement: bool,
     /// The connector keeps [`CreateAccount::marker`](crate::CreateAccount)
     /// with the account it creates and returns it as
     /// [`Account::marker`](crate::Account): after a create whose reply was
@@ -99,6 +103,7 @@ impl Default for Capabilities {
             list_members: false,
             lists_memberships: false,
             changes_since: false,
+            create_entitlement: false,
             create_marker: false,
             max_batch: 1,
             max_page_size: 100,
@@ -135,6 +140,7 @@ impl Capabilities {
             list_members: true,
             lists_memberships: true,
             changes_since: true,
+            create_entitlement: false,
             create_marker: false,
             max_batch: max_batch.max(1),
             max_page_size: 100,

@@ -464,6 +464,21 @@ pub trait Connector: Send + Sync {
         Err(Error::unsupported(Operation::Revoke))
     }
 
+    /// Creates an entitlement (a group) with `entitlement`'s id and
+    /// display name, and no members; returns it as stored.
+    /// `AlreadyExists` when the target has one with that id: the engine
+    /// then never takes it for its own (it retires only what it created).
+    async fn create_entitlement(&self, _entitlement: &Entitlement) -> Result<Entitlement> {
+        Err(Error::unsupported(Operation::CreateEntitlement))
+    }
+
+    /// Deletes an entitlement; its holders lose it. `NotFound` when it is
+    /// already gone. The engine calls it only for entitlements it created,
+    /// after revoking them from their holders.
+    async fn delete_entitlement(&self, _id: &EntitlementId) -> Result<()> {
+        Err(Error::unsupported(Operation::DeleteEntitlement))
+    }
+
     /// Changes since `token` (`None`: from now on, returning a first token).
     async fn changes_since(&self, _token: Option<&str>) -> Result<ChangeSet> {
         Err(Error::unsupported(Operation::ChangesSince))

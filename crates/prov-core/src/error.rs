@@ -101,6 +101,10 @@ pub enum Operation {
     Revoke,
     /// [`Connector::changes_since`](crate::Connector::changes_since)
     ChangesSince,
+    /// [`Connector::create_entitlement`](crate::Connector::create_entitlement)
+    CreateEntitlement,
+    /// [`Connector::delete_entitlement`](crate::Connector::delete_entitlement)
+    DeleteEntitlement,
 }
 
 impl Operation {
@@ -119,6 +123,8 @@ impl Operation {
             Operation::Grant => "grant",
             Operation::Revoke => "revoke",
             Operation::ChangesSince => "changes_since",
+            Operation::CreateEntitlement => "create_entitlement",
+            Operation::DeleteEntitlement => "delete_entitlement",
         }
     }
 }

@@ -105,6 +105,41 @@ pub enum LedgerChange {
         /// The id after.
         to: AccountId,
     },
+    /// Records an entitlement the engine created (the entitlement ledger).
+    Created(EntitlementRecord),
+    /// Forgets an entitlement the engine created, once deleted.
+    Retired {
+        /// The target.
+        target: TargetId,
+        /// The entitlement.
+        entitlement: EntitlementId,
+    },
+}
+
+/// An entitlement (a group) the engine created on a target: the
+/// entitlement ledger. Only these are ever deleted by the engine, once no
+/// policy names them; one that existed before, or whose create the
+/// engine cannot prove was its own, has no record and is never deleted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EntitlementRecord {
+    /// The target.
+    pub target: TargetId,
+    /// The entitlement's id there.
+    pub entitlement: EntitlementId,
+    /// When its create was recorded as done.
+    pub created_at: DateTime<Utc>,
+}
+
+impl EntitlementRecord {
+    /// A record of `entitlement` created on `target` at `created_at`.
+    pub fn new(target: TargetId, entitlement: EntitlementId, created_at: DateTime<Utc>) -> Self {
+        EntitlementRecord {
+            target,
+            entitlement,
+            created_at,
+        }
+    }
 }
 
 /// When the engine granted an entitlement to an account: the grant ledger,

@@ -48,7 +48,7 @@ pub use executor::{
     ApplyError, ApplyOptions, ApplyReport, DEFAULT_DEADLINE, Executor, OpOutcome, OpStatus,
     Progress, RetryPolicy, TargetLimits,
 };
-pub use ledger::{GrantChange, GrantRecord, LedgerChange, Link, LinkOrigin};
+pub use ledger::{EntitlementRecord, GrantChange, GrantRecord, LedgerChange, Link, LinkOrigin};
 pub use plan::{AccountRef, Conflict, OpKind, Orphan, PLAN_VERSION, Plan, PlannedOp, SafetyBlock};
 pub use planner::{
     Absent, Adopt, Correlation, Exclude, OrphanPolicy, PlanInput, PlanOptions, Safety,

@@ -114,21 +114,41 @@ pub enum OpKind {
         /// The account.
         account: AccountId,
     },
+    /// Create an entitlement (a group) the policy names and the target
+    /// lacks, before anything is granted it (a target with
+    /// `create_entitlements`).
+    CreateEntitlement {
+        /// Its id (the name the policy gives it).
+        entitlement: EntitlementId,
+    },
+    /// Delete an entitlement the engine created and no policy names any
+    /// more, after it is revoked from its holders.
+    DeleteEntitlement {
+        /// Its id.
+        entitlement: EntitlementId,
+    },
 }
 
 impl OpKind {
-    /// The order operations run in: accounts exist before they are granted
-    /// anything; access is revoked before an account is disabled; deletes last.
+    /// The order operations run in: accounts and entitlements exist
+    /// before anything is granted; access is revoked before an account is
+    /// disabled; deletes of accounts, then of entitlements, last.
     pub fn phase(&self) -> u8 {
         match self {
             OpKind::Create { .. } | OpKind::Link { .. } | OpKind::Unlink { .. } => 0,
-            OpKind::Update { .. } | OpKind::SetEnabled { enabled: true, .. } => 1,
+            OpKind::Update { .. }
+            | OpKind::SetEnabled { enabled: true, .. }
+            | OpKind::CreateEntitlement { .. } => 1,
             OpKind::Revoke { .. } => 2,
             OpKind::Grant { .. } => 3,
             OpKind::SetEnabled { enabled: false, .. } => 4,
             OpKind::Delete { .. } => 5,
+            OpKind::DeleteEntitlement { .. } => 6,
         }
     }
+
+    /// The last phase.
+    pub const LAST_PHASE: u8 = 6;
 
     /// The operation's name (`create`, `grant`, ...).
     pub fn name(&self) -> &'static str {
@@ -142,6 +162,8 @@ impl OpKind {
             OpKind::Grant { .. } => "grant",
             OpKind::Revoke { .. } => "revoke",
             OpKind::Delete { .. } => "delete",
+            OpKind::CreateEntitlement { .. } => "create_entitlement",
+            OpKind::DeleteEntitlement { .. } => "delete_entitlement",
         }
     }
 
@@ -158,6 +180,7 @@ impl OpKind {
     /// formatting it (`id:` sorts before `new:`).
     fn account_order(&self) -> (bool, &str) {
         match self {
+            OpKind::CreateEntitlement { .. } | OpKind::DeleteEntitlement { .. } => (false, ""),
             OpKind::Create { login, .. } => (true, login),
             OpKind::Link { account } | OpKind::Unlink { account } | OpKind::Delete { account } => {
                 (false, account.as_str())
@@ -175,6 +198,7 @@ impl OpKind {
     /// The account key the operation acts on, for ids.
     fn account_key(&self) -> String {
         match self {
+            OpKind::CreateEntitlement { .. } | OpKind::DeleteEntitlement { .. } => String::new(),
             OpKind::Create { login, .. } => format!("new:{login}"),
             OpKind::Link { account } | OpKind::Unlink { account } | OpKind::Delete { account } => {
                 format!("id:{account}")
@@ -188,9 +212,10 @@ impl OpKind {
 
     fn entitlement(&self) -> &str {
         match self {
-            OpKind::Grant { entitlement, .. } | OpKind::Revoke { entitlement, .. } => {
-                entitlement.as_str()
-            }
+            OpKind::Grant { entitlement, .. }
+            | OpKind::Revoke { entitlement, .. }
+            | OpKind::CreateEntitlement { entitlement }
+            | OpKind::DeleteEntitlement { entitlement } => entitlement.as_str(),
             _ => "",
         }
     }
@@ -258,7 +283,18 @@ impl PlannedOp {
                 AccountRef::Existing { id } => Some(id),
                 AccountRef::New { .. } => None,
             },
-            OpKind::Create { .. } => None,
+            OpKind::Create { .. }
+            | OpKind::CreateEntitlement { .. }
+            | OpKind::DeleteEntitlement { .. } => None,
+        }
+    }
+
+    /// The entitlement a create or delete of one acts on.
+    pub fn entitlement_made(&self) -> Option<&EntitlementId> {
+        match &self.kind {
+            OpKind::CreateEntitlement { entitlement }
+            | OpKind::DeleteEntitlement { entitlement } => Some(entitlement),
+            _ => None,
         }
     }
 
@@ -314,6 +350,8 @@ impl fmt::Display for PlannedOp {
                 account,
                 entitlement,
             } => write!(f, "{entitlement} for {}", name(account))?,
+            OpKind::CreateEntitlement { entitlement }
+            | OpKind::DeleteEntitlement { entitlement } => write!(f, "{entitlement}")?,
         }
         if let Some(who) = &self.identity {
             write!(f, " [{who}]")?;

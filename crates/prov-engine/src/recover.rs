@@ -159,6 +159,23 @@ impl Engine {
         Ok(self.find_by_login(conn, login).await?.into_iter().next())
     }
 
+    /// Whether the target lists `entitlement` now.
+    async fn entitlement_listed(
+        &self,
+        conn: &dyn Connector,
+        entitlement: &prov_core::EntitlementId,
+    ) -> prov_core::Result<bool> {
+        use prov_core::ConnectorExt;
+        let caps = conn.capabilities();
+        Ok(conn.list_all_entitlements().await?.iter().any(|e| {
+            if caps.login_case_insensitive {
+                e.id.as_str().eq_ignore_ascii_case(entitlement.as_str())
+            } else {
+                e.id == *entitlement
+            }
+        }))
+    }
+
     async fn account_now(
         &self,
         conn: &dyn Connector,
@@ -223,6 +240,40 @@ impl Engine {
             },
             OpKind::Link { account } | OpKind::Unlink { account } => {
                 Finding::not_applied(Some(account.clone()), "a link is a store write")
+            }
+            // The plan saw it absent; there now, it may still be anyone's:
+            // used, never recorded as the engine's, so never deleted by it.
+            OpKind::CreateEntitlement { entitlement } => {
+                if self.entitlement_listed(conn, entitlement).await? {
+                    Finding {
+                        outcome: format!(
+                            "recovered: unknown (the target has {entitlement}, and nothing proves \
+                             this create made it); not recorded as the engine's, so never deleted by it"
+                        ),
+                        account: None,
+                        ledger: None,
+                        applied: false,
+                    }
+                } else {
+                    Finding::not_applied(None, "the target does not have it")
+                }
+            }
+            OpKind::DeleteEntitlement { entitlement } => {
+                if self.entitlement_listed(conn, entitlement).await? {
+                    Finding::not_applied(None, "the target still has it")
+                } else {
+                    Finding {
+                        outcome:
+                            "recovered: applied before the crash (the target no longer has it)"
+                                .to_owned(),
+                        account: None,
+                        ledger: Some(LedgerChange::Retired {
+                            target: op.target.clone(),
+                            entitlement: entitlement.clone(),
+                        }),
+                        applied: true,
+                    }
+                }
             }
             OpKind::Grant {
                 account,

@@ -280,6 +280,23 @@ impl<C: Connector> Connector for FaultyConnector<C> {
     async fn revoke(&self, req: MembershipChange) -> Result<BatchOutcome> {
         faulty!(self, Operation::Revoke, self.inner.revoke(req.clone()))
     }
+    fn notices(&self) -> Vec<String> {
+        self.inner.notices()
+    }
+    async fn create_entitlement(&self, entitlement: &Entitlement) -> Result<Entitlement> {
+        faulty!(
+            self,
+            Operation::CreateEntitlement,
+            self.inner.create_entitlement(entitlement)
+        )
+    }
+    async fn delete_entitlement(&self, id: &EntitlementId) -> Result<()> {
+        faulty!(
+            self,
+            Operation::DeleteEntitlement,
+            self.inner.delete_entitlement(id)
+        )
+    }
     async fn changes_since(&self, token: Option<&str>) -> Result<ChangeSet> {
         faulty!(
             self,

@@ -37,6 +37,9 @@ pub struct MemoryLimits {
     /// `JSmith` is then taken for a create of `jsmith`, and a filter on
     /// `jsmith` finds it.
     pub login_case_insensitive: bool,
+    /// Whether entitlements can be created and deleted
+    /// (`Capabilities::create_entitlement`; default yes).
+    pub create_entitlement: bool,
 }
 
 impl Default for MemoryLimits {
@@ -50,6 +53,7 @@ impl Default for MemoryLimits {
             rename: true,
             create_marker: true,
             login_case_insensitive: true,
+            create_entitlement: true,
         }
     }
 }
@@ -444,6 +448,7 @@ impl Connector for MemoryConnector {
         caps.rename = self.limits.rename;
         caps.create_marker = self.limits.create_marker;
         caps.login_case_insensitive = self.limits.login_case_insensitive;
+        caps.create_entitlement = self.limits.create_entitlement;
         caps
     }
 
@@ -646,6 +651,63 @@ impl Connector for MemoryConnector {
 
     async fn revoke(&self, req: MembershipChange) -> Result<BatchOutcome> {
         self.membership(req, false)
+    }
+
+    async fn create_entitlement(&self, entitlement: &Entitlement) -> Result<Entitlement> {
+        let op = Operation::CreateEntitlement;
+        if !self.limits.create_entitlement {
+            return Err(Error::unsupported(op));
+        }
+        self.admit(true).map_err(|e| e.with_operation(op))?;
+        {
+            let mut inner = self.lock();
+            // Compared as the target compares logins (a directory's `cn`).
+            let ci = self.limits.login_case_insensitive;
+            if inner.state.entitlements.keys().any(|k| {
+                if ci {
+                    k.as_str().eq_ignore_ascii_case(entitlement.id.as_str())
+                } else {
+                    k == &entitlement.id
+                }
+            }) {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("entitlement {} exists", entitlement.id),
+                )
+                .with_operation(op));
+            }
+            inner
+                .state
+                .entitlements
+                .insert(entitlement.id.clone(), entitlement.clone());
+        }
+        self.persist()?;
+        Ok(entitlement.clone())
+    }
+
+    async fn delete_entitlement(&self, id: &EntitlementId) -> Result<()> {
+        let op = Operation::DeleteEntitlement;
+        if !self.limits.create_entitlement {
+            return Err(Error::unsupported(op));
+        }
+        self.admit(true).map_err(|e| e.with_operation(op))?;
+        {
+            let mut inner = self.lock();
+            if inner.state.entitlements.remove(id).is_none() {
+                return Err(Error::not_found(format!("no entitlement {id}")).with_operation(op));
+            }
+            // Its holders lose it.
+            let holders: Vec<Account> = inner
+                .state
+                .accounts
+                .values_mut()
+                .filter_map(|a| a.entitlements.remove(id).then(|| a.clone()))
+                .collect();
+            for a in holders {
+                inner.state.record(Change::Upserted(a));
+            }
+        }
+        self.persist()
     }
 
     async fn changes_since(&self, token: Option<&str>) -> Result<ChangeSet> {

@@ -215,6 +215,7 @@ fn capped(
         o.can_disable &= caps.disable;
         o.can_delete &= caps.delete;
         o.can_rename &= caps.rename;
+        o.can_create_entitlements &= caps.create_entitlement && caps.list_entitlements;
         o.login_case_insensitive = caps.login_case_insensitive;
     }
     options
@@ -371,6 +372,44 @@ impl Engine {
             .collect()
     }
 
+    /// The entitlements of each target that creates them (see
+    /// [`TargetOptions::create_entitlements`](crate::TargetOptions)), listed
+    /// now, and the entitlement ledger.
+    async fn entitlements_now(
+        &self,
+    ) -> Result<
+        (
+            BTreeMap<TargetId, Vec<prov_core::Entitlement>>,
+            Vec<crate::ledger::EntitlementRecord>,
+        ),
+        EngineError,
+    > {
+        let mut listed = BTreeMap::new();
+        for (t, conn) in &self.connectors {
+            let o = self.plan_options.for_target(t);
+            if !(o.create_entitlements && o.can_create_entitlements) {
+                continue;
+            }
+            let all = conn
+                .list_all_entitlements()
+                .await
+                .map_err(|error| EngineError::Target {
+                    target: t.clone(),
+                    error,
+                })?;
+            listed.insert(t.clone(), all);
+        }
+        let created = if listed.is_empty() {
+            Vec::new()
+        } else {
+            self.store
+                .created_entitlements()
+                .await
+                .map_err(EngineError::Store)?
+        };
+        Ok((listed, created))
+    }
+
     /// Every target's accounts, listed now.
     pub async fn actual(&self) -> Result<BTreeMap<TargetId, Vec<Account>>, EngineError> {
         let mut out = BTreeMap::new();
@@ -415,9 +454,11 @@ impl Engine {
         let extra = Extra::new(&[], &leases);
         let resolutions = crate::planner::resolve_all(&self.policy, &planned, now, extra);
         let grants = self.grants_for(&resolutions, &links).await?;
+        let (listed, created) = self.entitlements_now().await?;
         let input = PlanInput::new(&self.policy, &planned, now, &actual, &links)
             .with_extra(extra)
-            .with_grants(&grants);
+            .with_grants(&grants)
+            .with_entitlements(&listed, &created);
         let mut the_plan = crate::planner::plan_resolved(&input, &resolutions, &self.plan_options);
         the_plan.seal();
         Ok((the_plan, departures))
@@ -810,10 +851,12 @@ impl Engine {
         }
         let who = [who];
         let grants = self.grants_for(std::slice::from_ref(&res), &links).await?;
+        let (listed, created) = self.entitlements_now().await?;
         let input = PlanInput::new(&self.policy, &who, now, &actual, &links)
             .partial()
             .with_extra(extra)
-            .with_grants(&grants);
+            .with_grants(&grants)
+            .with_entitlements(&listed, &created);
         let mut the_plan = crate::planner::plan_resolved(&input, &[res], &self.plan_options);
         for op in &mut the_plan.ops {
             op.reasons.push(format!("{kind} event"));

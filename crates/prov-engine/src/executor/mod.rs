@@ -164,7 +164,10 @@ pub(crate) fn is_gone(owner: &str) -> bool {
 /// `update mail,cn`, `rename to jdoe`.
 pub(crate) fn operation_name(op: &PlannedOp) -> String {
     match &op.kind {
-        OpKind::Grant { entitlement, .. } | OpKind::Revoke { entitlement, .. } => {
+        OpKind::Grant { entitlement, .. }
+        | OpKind::Revoke { entitlement, .. }
+        | OpKind::CreateEntitlement { entitlement }
+        | OpKind::DeleteEntitlement { entitlement } => {
             format!("{} {entitlement}", op.kind.name())
         }
         OpKind::Update { delta, secret, .. } => {
@@ -460,12 +463,33 @@ impl Executor {
         let mut out = Vec::with_capacity(ops.len());
         let mut created: HashMap<String, Option<AccountId>> = HashMap::new();
         let mut after_creates = false;
-        for phase in 0..=5u8 {
-            let in_phase: Vec<&PlannedOp> = ops
+        // Entitlements some revoke of this apply failed for: not deleted,
+        // so no holder loses one without its own record.
+        let mut unrevoked: std::collections::BTreeSet<EntitlementId> = Default::default();
+        for phase in 0..=OpKind::LAST_PHASE {
+            let mut in_phase: Vec<&PlannedOp> = ops
                 .iter()
                 .copied()
                 .filter(|o| o.kind.phase() == phase)
                 .collect();
+            if phase == OpKind::LAST_PHASE && !unrevoked.is_empty() {
+                let (held, rest): (Vec<&PlannedOp>, Vec<&PlannedOp>) = in_phase
+                    .into_iter()
+                    .partition(|o| o.entitlement_made().is_some_and(|e| unrevoked.contains(e)));
+                for op in held {
+                    let o = outcome(
+                        op,
+                        None,
+                        skipped(
+                            "a revoke of it from a holder failed: it is kept until every holder's is done",
+                        ),
+                        0,
+                    );
+                    self.done(run, op, &o, None).await;
+                    out.push(o);
+                }
+                in_phase = rest;
+            }
             if in_phase.is_empty() {
                 continue;
             }
@@ -477,7 +501,7 @@ impl Executor {
             // at for the earlier phases' operations on that account (no
             // account, no revoke to find). No other later phase hides an
             // earlier one's effect.
-            if phase == 5 || (phase > 0 && after_creates) {
+            if phase >= 5 || (phase > 0 && after_creates) {
                 run.journal.sync().await;
                 after_creates = false;
             }
@@ -503,7 +527,30 @@ impl Executor {
                         }
                     }
                 }
-                2 | 3 => out.extend(self.memberships(run, rt, in_phase, &created).await),
+                2 | 3 => {
+                    let revokes: HashMap<&str, &EntitlementId> = if phase == 2 {
+                        in_phase
+                            .iter()
+                            .filter_map(|op| match &op.kind {
+                                OpKind::Revoke { entitlement, .. } => {
+                                    Some((op.id.as_str(), entitlement))
+                                }
+                                _ => None,
+                            })
+                            .collect()
+                    } else {
+                        HashMap::new()
+                    };
+                    let done = self.memberships(run, rt, in_phase, &created).await;
+                    for o in &done {
+                        if !matches!(o.status, OpStatus::Done)
+                            && let Some(e) = revokes.get(o.op.as_str())
+                        {
+                            unrevoked.insert((*e).clone());
+                        }
+                    }
+                    out.extend(done);
+                }
                 _ => {
                     // Operations on one account run in order; accounts run side by side.
                     let mut groups: BTreeMap<String, Vec<&PlannedOp>> = BTreeMap::new();
@@ -908,6 +955,61 @@ impl Executor {
                     ),
                 }
             }
+            OpKind::CreateEntitlement { entitlement } => {
+                let mut wanted = prov_core::Entitlement::group(entitlement.clone());
+                wanted.display_name = Some(entitlement.as_str().to_owned());
+                let (res, attempts) = self
+                    .retrier
+                    .call(rt.limiter.as_ref(), || rt.conn.create_entitlement(&wanted))
+                    .await;
+                match res {
+                    Ok(_) => (
+                        outcome(op, None, OpStatus::Done, attempts),
+                        Some(LedgerChange::Created(crate::ledger::EntitlementRecord::new(
+                            op.target.clone(),
+                            entitlement.clone(),
+                            self.clock.now(),
+                        ))),
+                    ),
+                    // There now, and not by a create the engine can prove
+                    // was its own (someone made it since the plan, or a
+                    // retry follows a lost reply): used, never retired.
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => (
+                        OpOutcome {
+                            unchanged: Some(
+                                "it exists already; not recorded as the engine's, so never deleted by it"
+                                    .to_owned(),
+                            ),
+                            ..outcome(op, None, OpStatus::Done, attempts)
+                        },
+                        None,
+                    ),
+                    Err(e) => (outcome(op, None, failed(&e, ""), attempts), None),
+                }
+            }
+            OpKind::DeleteEntitlement { entitlement } => {
+                let (res, attempts) = self
+                    .retrier
+                    .call(rt.limiter.as_ref(), || {
+                        rt.conn.delete_entitlement(entitlement)
+                    })
+                    .await;
+                let retired = Some(LedgerChange::Retired {
+                    target: op.target.clone(),
+                    entitlement: entitlement.clone(),
+                });
+                match res {
+                    Ok(()) => (outcome(op, None, OpStatus::Done, attempts), retired),
+                    Err(e) if e.kind() == ErrorKind::NotFound => (
+                        OpOutcome {
+                            unchanged: Some("it was already gone".to_owned()),
+                            ..outcome(op, None, OpStatus::Done, attempts)
+                        },
+                        retired,
+                    ),
+                    Err(e) => (outcome(op, None, failed(&e, ""), attempts), None),
+                }
+            }
             _ => (
                 outcome(op, None, skipped("not a single-account operation"), 0),
                 None,
@@ -1097,6 +1199,9 @@ fn account_key(kind: &OpKind) -> String {
         }
         OpKind::Grant { account, .. } | OpKind::Revoke { account, .. } => account.to_string(),
         OpKind::Create { login, .. } => login.clone(),
+        OpKind::CreateEntitlement { entitlement } | OpKind::DeleteEntitlement { entitlement } => {
+            format!("entitlement:{entitlement}")
+        }
     }
 }
 

@@ -68,6 +68,18 @@ pub(super) fn fingerprint_of(
     if !input.grants.is_empty() {
         put("grants", &SetDigest::of(input.grants).bytes());
     }
+    if !input.entitlements.is_empty() {
+        put(
+            "entitlements",
+            &serde_json::to_vec(input.entitlements).unwrap_or_default(),
+        );
+    }
+    if !input.created.is_empty() {
+        put(
+            "created",
+            &serde_json::to_vec(input.created).unwrap_or_default(),
+        );
+    }
     hex(&h.finalize())
 }
 

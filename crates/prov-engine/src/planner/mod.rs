@@ -9,15 +9,16 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use prov_core::{Account, Identity, TargetId};
+use prov_core::{Account, Entitlement, Identity, TargetId};
 use prov_resolver::{CompiledPolicy, Extra, Resolution};
 
-use crate::ledger::{GrantRecord, Link};
+use crate::ledger::{EntitlementRecord, GrantRecord, Link};
 use crate::plan::{Conflict, OpKind, PLAN_VERSION, Plan, PlannedOp};
 
 mod correlate;
 mod diff;
 mod fingerprint;
+mod groups;
 mod identity;
 mod index;
 mod options;
@@ -61,7 +62,15 @@ pub struct PlanInput<'a> {
     /// [`CompiledPolicy::sod_side`]); empty otherwise. Records for other
     /// accounts are ignored.
     pub grants: &'a [GrantRecord],
+    /// The entitlements of each target with
+    /// [`TargetOptions::create_entitlements`], as listed now (other
+    /// targets' are not needed).
+    pub entitlements: &'a BTreeMap<TargetId, Vec<Entitlement>>,
+    /// The entitlement ledger: what the engine created.
+    pub created: &'a [EntitlementRecord],
 }
+
+static NO_ENTITLEMENTS: BTreeMap<TargetId, Vec<Entitlement>> = BTreeMap::new();
 
 impl<'a> PlanInput<'a> {
     /// Plan input with no extra assignments or leases.
@@ -81,7 +90,21 @@ impl<'a> PlanInput<'a> {
             extra: Extra::default(),
             partial: false,
             grants: &[],
+            entitlements: &NO_ENTITLEMENTS,
+            created: &[],
         }
+    }
+
+    /// Adds the entitlements the targets that create them list now, and
+    /// the entitlement ledger (builder style).
+    pub fn with_entitlements(
+        mut self,
+        listed: &'a BTreeMap<TargetId, Vec<Entitlement>>,
+        created: &'a [EntitlementRecord],
+    ) -> Self {
+        self.entitlements = listed;
+        self.created = created;
+        self
     }
 
     /// Adds the grant ledger's records a `remove_newer` rule needs (builder style).
@@ -173,6 +196,9 @@ pub fn plan_resolved(
     problems.extend(limits);
     let (revokes, newer) = sod::remove_newer(both_held, input.grants);
     ops.extend(revokes);
+    let (made, unmade) = groups::plan_entitlements(input, options, &ops);
+    ops.extend(made);
+    problems.extend(unmade);
     held.sort();
     // Every rule broken, then the grants held for it.
     let mut sod: Vec<String> = resolutions

@@ -206,6 +206,16 @@ pub struct TargetOptions {
     /// the `Engine` sets it): logins that differ only in case are then the
     /// same login, for correlation, for "taken", and for renames.
     pub login_case_insensitive: bool,
+    /// Whether the engine creates the entitlements (groups) the policy
+    /// names and the target lacks, before granting them, and deletes the
+    /// ones it created once no policy names them, after revoking them
+    /// from their holders (counted by the deletion safeguard). Default
+    /// no: a grant of a missing group fails.
+    pub create_entitlements: bool,
+    /// Whether the target can create and delete entitlements (from
+    /// [`Capabilities::create_entitlement`](prov_core::Capabilities); the
+    /// `Engine` sets it).
+    pub can_create_entitlements: bool,
 }
 
 impl Default for TargetOptions {
@@ -223,6 +233,8 @@ impl Default for TargetOptions {
             can_delete: true,
             can_rename: true,
             login_case_insensitive: false,
+            create_entitlements: false,
+            can_create_entitlements: true,
         }
     }
 }

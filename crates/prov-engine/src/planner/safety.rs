@@ -186,6 +186,8 @@ impl PlannedOp {
             | OpKind::Grant { account, .. }
             | OpKind::Revoke { account, .. } => account.to_string(),
             OpKind::Create { login, .. } => login.clone(),
+            OpKind::CreateEntitlement { entitlement }
+            | OpKind::DeleteEntitlement { entitlement } => format!("entitlement:{entitlement}"),
         }
     }
 }

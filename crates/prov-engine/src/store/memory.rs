@@ -11,7 +11,7 @@ use super::{Claim, Completion, Holder, OutboxEntry, Store};
 use crate::audit::{AuditEvent, AuditKey, AuditRecord};
 use crate::leases::{LeaseRecord, LeaseState};
 use crate::leavers::LeaverRecord;
-use crate::ledger::{GrantChange, GrantRecord, LedgerChange, Link};
+use crate::ledger::{EntitlementRecord, GrantChange, GrantRecord, LedgerChange, Link};
 
 #[derive(Debug, Default)]
 struct State {
@@ -25,6 +25,8 @@ struct State {
     leavers: BTreeMap<IdentityId, LeaverRecord>,
     /// The grant ledger: each account's entitlements granted by the engine, with when.
     grants: BTreeMap<(TargetId, AccountId), BTreeMap<EntitlementId, DateTime<Utc>>>,
+    /// The entitlement ledger: entitlements the engine created.
+    created: BTreeMap<(TargetId, EntitlementId), EntitlementRecord>,
 }
 
 impl State {
@@ -69,6 +71,18 @@ impl State {
                 if let Some(grants) = self.grants.remove(&key) {
                     self.grants.insert((target.clone(), to.clone()), grants);
                 }
+            }
+            LedgerChange::Created(record) => {
+                // The first record stands (its creation time).
+                self.created
+                    .entry((record.target.clone(), record.entitlement.clone()))
+                    .or_insert_with(|| record.clone());
+            }
+            LedgerChange::Retired {
+                target,
+                entitlement,
+            } => {
+                self.created.remove(&(target.clone(), entitlement.clone()));
             }
         }
     }
@@ -169,6 +183,10 @@ impl Store for MemoryStore {
     async fn remove_link(&self, target: &TargetId, account: &AccountId) -> Result<()> {
         self.lock().remove_link(&(target.clone(), account.clone()));
         Ok(())
+    }
+
+    async fn created_entitlements(&self) -> Result<Vec<EntitlementRecord>> {
+        Ok(self.lock().created.values().cloned().collect())
     }
 
     async fn grants_of(&self, target: &TargetId, account: &AccountId) -> Result<Vec<GrantRecord>> {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::leases::{LeaseRecord, LeaseState};
 use crate::leavers::LeaverRecord;
-use crate::ledger::{GrantChange, GrantRecord, LedgerChange, Link};
+use crate::ledger::{EntitlementRecord, GrantChange, GrantRecord, LedgerChange, Link};
 use crate::plan::PlannedOp;
 
 mod memory;
@@ -190,6 +190,11 @@ pub trait Store: Send + Sync {
     /// The grant ledger's records for one account: when the engine granted
     /// each of the entitlements it still holds by the engine's hand.
     async fn grants_of(&self, target: &TargetId, account: &AccountId) -> Result<Vec<GrantRecord>>;
+
+    /// The entitlement ledger: every entitlement the engine created and
+    /// has not deleted, sorted by target and entitlement. Written by
+    /// completions ([`LedgerChange::Created`], [`LedgerChange::Retired`]).
+    async fn created_entitlements(&self) -> Result<Vec<EntitlementRecord>>;
 
     /// Appends events to the audit log, sealing each into the hash chain,
     /// atomically and in order; returns the sealed records.

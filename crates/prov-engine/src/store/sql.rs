@@ -78,6 +78,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         granted_ms  BIGINT NOT NULL,
         PRIMARY KEY (target, account, entitlement)
     );",
+    // 9: the entitlement ledger: entitlements (groups) the engine created
+    // and has not deleted; only these may it delete.
+    "CREATE TABLE prov_entitlements (
+        target      TEXT NOT NULL,
+        entitlement TEXT NOT NULL,
+        created_ms  BIGINT NOT NULL,
+        PRIMARY KEY (target, entitlement)
+    );",
 ];
 
 pub(crate) fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -350,6 +358,28 @@ macro_rules! sql_store {
                             .map_err(err)?;
                         Ok(())
                     }
+                    LedgerChange::Created(record) => {
+                        sqlx::query(
+                            "INSERT INTO prov_entitlements (target, entitlement, created_ms) VALUES ($1, $2, $3)
+                             ON CONFLICT (target, entitlement) DO NOTHING",
+                        )
+                        .bind(record.target.as_str())
+                        .bind(record.entitlement.as_str())
+                        .bind(crate::store::sql::millis(record.created_at))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(err)?;
+                        Ok(())
+                    }
+                    LedgerChange::Retired { target, entitlement } => {
+                        sqlx::query("DELETE FROM prov_entitlements WHERE target = $1 AND entitlement = $2")
+                            .bind(target.as_str())
+                            .bind(entitlement.as_str())
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(err)?;
+                        Ok(())
+                    }
                 }
             }
 
@@ -455,6 +485,20 @@ macro_rules! sql_store {
                     .into_iter()
                     .map(|(e, ms)| crate::ledger::GrantRecord::new(target.clone(), account.clone(), prov_core::EntitlementId::new(e), crate::store::sql::from_millis(ms)))
                     .collect())
+            }
+
+            async fn created_entitlements(&self) -> prov_core::Result<Vec<crate::ledger::EntitlementRecord>> {
+                let rows: Vec<(String, String, i64)> = sqlx::query_as("SELECT target, entitlement, created_ms FROM prov_entitlements")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read the entitlement ledger", e))?;
+                let mut out: Vec<crate::ledger::EntitlementRecord> = rows
+                    .into_iter()
+                    .map(|(t, e, ms)| crate::ledger::EntitlementRecord::new(prov_core::TargetId::new(t), prov_core::EntitlementId::new(e), crate::store::sql::from_millis(ms)))
+                    .collect();
+                // Sorted here: the databases' collations differ.
+                out.sort();
+                Ok(out)
             }
 
             async fn append_audit(&self, events: Vec<crate::audit::AuditEvent>) -> prov_core::Result<Vec<crate::audit::AuditRecord>> {

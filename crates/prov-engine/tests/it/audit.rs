@@ -121,6 +121,9 @@ impl Store for FailingStore {
     ) -> prov_core::Result<Vec<prov_engine::GrantRecord>> {
         self.inner.grants_of(t, a).await
     }
+    async fn created_entitlements(&self) -> prov_core::Result<Vec<prov_engine::EntitlementRecord>> {
+        self.inner.created_entitlements().await
+    }
     async fn append_audit(&self, e: Vec<AuditEvent>) -> prov_core::Result<Vec<AuditRecord>> {
         self.inner.append_audit(e).await
     }

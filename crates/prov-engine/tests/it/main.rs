@@ -5,6 +5,7 @@ mod audit;
 mod crash;
 mod engine;
 mod executor;
+mod groups;
 mod leases;
 mod leavers;
 mod ledger;

@@ -6,8 +6,8 @@ use chrono::{TimeZone, Utc};
 use prov_core::{AccountId, EntitlementId, IdentityId, TargetId};
 use prov_engine::audit::{self, AuditEvent};
 use prov_engine::{
-    Completion, GrantChange, GrantRecord, LedgerChange, Link, LinkOrigin, MemoryStore, OutboxEntry,
-    SqliteStore, Store,
+    Completion, EntitlementRecord, GrantChange, GrantRecord, LedgerChange, Link, LinkOrigin,
+    MemoryStore, OutboxEntry, SqliteStore, Store,
 };
 
 fn link(t: &str, a: &str, i: &str, o: LinkOrigin) -> Link {
@@ -302,6 +302,68 @@ async fn behaves(store: Arc<dyn Store>) {
         .await
         .unwrap();
     grants_behave(store.as_ref()).await;
+    entitlements_behave(store.as_ref()).await;
+}
+
+/// The entitlement ledger: a create recorded with its completion (the
+/// first record stands), sorted by target and id, forgotten once retired
+/// (twice is fine).
+async fn entitlements_behave(store: &dyn Store) {
+    let made = |t: &str, e: &str, n: u32| {
+        Completion::new("r4", format!("c-{t}-{e}-{n}"), event(n)).with_ledger(
+            LedgerChange::Created(EntitlementRecord::new(
+                TargetId::new(t),
+                EntitlementId::new(e),
+                event(n).time,
+            )),
+        )
+    };
+    let retired = |t: &str, e: &str, n: u32| {
+        Completion::new("r4", format!("d-{t}-{e}-{n}"), event(n)).with_ledger(
+            LedgerChange::Retired {
+                target: TargetId::new(t),
+                entitlement: EntitlementId::new(e),
+            },
+        )
+    };
+    assert!(store.created_entitlements().await.unwrap().is_empty());
+    store
+        .complete(vec![
+            made("ldap", "sales", 70),
+            made("aws", "admins", 71),
+            made("ldap", "Eng", 72),
+            made("ldap", "sales", 73),
+        ])
+        .await
+        .unwrap();
+    let ledger = |recs: Vec<EntitlementRecord>| {
+        recs.into_iter()
+            .map(|r| (format!("{}/{}", r.target, r.entitlement), r.created_at))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ledger(store.created_entitlements().await.unwrap()),
+        [
+            ("aws/admins".to_owned(), event(71).time),
+            ("ldap/Eng".to_owned(), event(72).time),
+            ("ldap/sales".to_owned(), event(70).time),
+        ]
+    );
+    store
+        .complete(vec![
+            retired("ldap", "sales", 74),
+            retired("ldap", "sales", 75),
+            retired("ldap", "nope", 76),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger(store.created_entitlements().await.unwrap()),
+        [
+            ("aws/admins".to_owned(), event(71).time),
+            ("ldap/Eng".to_owned(), event(72).time),
+        ]
+    );
 }
 
 /// The grant ledger: a grant's time recorded with its completion, a revoke
@@ -385,8 +447,9 @@ async fn the_sqlite_store_behaves_and_survives_a_reopen() {
     let again = SqliteStore::open(&path).await.unwrap();
     assert_eq!(again.links().await.unwrap().len(), 2);
     let log = again.audit_log().await.unwrap();
-    assert_eq!(log.len(), 25);
+    assert_eq!(log.len(), 32);
     audit::verify(&log).unwrap();
+    assert_eq!(again.created_entitlements().await.unwrap().len(), 2);
     assert_eq!(
         again
             .grants_of(&TargetId::new("ldap"), &AccountId::new("x2"))
@@ -397,8 +460,8 @@ async fn the_sqlite_store_behaves_and_survives_a_reopen() {
     );
     // The chain continues across the reopen.
     let next = again.append_audit(vec![event(99)]).await.unwrap();
-    assert_eq!(next[0].seq, 26);
-    assert_eq!(next[0].prev, log[24].hash);
+    assert_eq!(next[0].seq, 33);
+    assert_eq!(next[0].prev, log[31].hash);
     drop(again);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -471,7 +534,7 @@ async fn the_postgres_store_behaves_and_is_shared_by_processes() {
         t.await.unwrap().unwrap();
     }
     let log = a.audit_log().await.unwrap();
-    assert_eq!(log.len(), 45);
+    assert_eq!(log.len(), 52);
     audit::verify(&log).unwrap();
     assert_eq!(b.links().await.unwrap(), a.links().await.unwrap());
 }

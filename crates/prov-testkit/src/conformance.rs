@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use prov_core::{
     Account, AccountId, AttributeDelta, Attributes, Capabilities, Connector, ConnectorExt,
-    CreateAccount, EntitlementId, ErrorKind, ListRequest, MembershipChange, Operation,
+    CreateAccount, Entitlement, EntitlementId, ErrorKind, ListRequest, MembershipChange, Operation,
     UpdateAccount, Value,
 };
 
@@ -1125,6 +1125,16 @@ pub async fn unsupported_operations_say_so(
         caps.changes_since,
         conn.changes_since(None)
     );
+    check!(
+        Operation::CreateEntitlement,
+        caps.create_entitlement,
+        conn.create_entitlement(&Entitlement::group(ent.clone()))
+    );
+    check!(
+        Operation::DeleteEntitlement,
+        caps.create_entitlement,
+        conn.delete_entitlement(&ent)
+    );
     if checked == 0 {
         Outcome::Skipped("every operation is supported".to_owned())
     } else {
@@ -1183,36 +1193,180 @@ pub async fn changes_since_reports_new_accounts(
     .await
 }
 
+/// An entitlement made by `create_entitlement` is listed, can be granted
+/// and revoked, and is gone after `delete_entitlement`; creating it twice
+/// is `AlreadyExists`, deleting it twice is `NotFound`.
+pub async fn entitlements_are_created_and_deleted(
+    conn: &dyn Connector,
+    ns: &Namespace,
+    opts: &SuiteOptions,
+) -> Outcome {
+    let ctx = &Ctx::new(conn, ns, opts);
+    need!(ctx, create_entitlement, list_entitlements);
+    let id = EntitlementId::new(ns.login("grp"));
+    let result = entitlement_lifecycle(ctx, &id).await;
+    // Whatever happened, the group goes.
+    let cleanup = match conn.delete_entitlement(&id).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(fail(
+            Operation::DeleteEntitlement,
+            &id,
+            "success or not_found",
+            format!("error {e}"),
+        )),
+    };
+    match result.and(cleanup) {
+        Ok(()) => Outcome::Passed,
+        Err(f) => Outcome::Failed(f),
+    }
+}
+
+async fn entitlement_lifecycle(ctx: &Ctx<'_>, id: &EntitlementId) -> CaseResult {
+    let conn = ctx.conn;
+    let same = |a: &EntitlementId| {
+        if ctx.caps.login_case_insensitive {
+            a.as_str().eq_ignore_ascii_case(id.as_str())
+        } else {
+            a == id
+        }
+    };
+    let listed = || async {
+        let all = ok(
+            Operation::ListEntitlements,
+            "all pages",
+            conn.list_all_entitlements().await,
+        )?;
+        Ok::<bool, Failure>(all.iter().any(|e| same(&e.id)))
+    };
+    let op = Operation::CreateEntitlement;
+    let made = ok(
+        op,
+        id,
+        conn.create_entitlement(&Entitlement::group(id.clone()))
+            .await,
+    )?;
+    if !same(&made.id) {
+        return Err(fail(
+            op,
+            id,
+            format!("an entitlement with id {id}"),
+            format!("id {}", made.id),
+        ));
+    }
+    expect_kind(
+        op,
+        format!("{id} again"),
+        conn.create_entitlement(&Entitlement::group(id.clone()))
+            .await,
+        ErrorKind::AlreadyExists,
+    )?;
+    if !listed().await? {
+        return Err(fail(
+            Operation::ListEntitlements,
+            "all pages, after the create",
+            format!("{id} listed"),
+            "not listed",
+        ));
+    }
+    if ctx.caps.create && ctx.caps.delete && ctx.caps.grant_revoke {
+        // Granted and revoked like any other: members can be added at once.
+        let ent = &made.id;
+        let outcome = with_accounts(ctx, &["grp-m"], |accts| async move {
+            let ids = vec![accts[0].id.clone()];
+            let change = || MembershipChange::new(ent.clone(), ids.clone());
+            let out = ok(Operation::Grant, ent, conn.grant(change()).await)?;
+            if !out.is_ok() {
+                return Err(fail(
+                    Operation::Grant,
+                    ent,
+                    "every member added",
+                    format!("{:?}", out.failures),
+                ));
+            }
+            if let Some(h) = ctx.holders(ent, &ids).await?
+                && h.len() != 1
+            {
+                return Err(fail(
+                    Operation::Grant,
+                    ent,
+                    "the new member listed",
+                    format!("{h:?}"),
+                ));
+            }
+            ok(Operation::Revoke, ent, conn.revoke(change()).await)?;
+            Ok(())
+        })
+        .await;
+        if let Outcome::Failed(f) = outcome {
+            return Err(f);
+        }
+    }
+    let op = Operation::DeleteEntitlement;
+    ok(op, &made.id, conn.delete_entitlement(&made.id).await)?;
+    if listed().await? {
+        return Err(fail(
+            Operation::ListEntitlements,
+            "all pages, after the delete",
+            format!("{id} not listed"),
+            "still listed",
+        ));
+    }
+    expect_kind(
+        op,
+        format!("{} again", made.id),
+        conn.delete_entitlement(&made.id).await,
+        ErrorKind::NotFound,
+    )
+}
+
 /// Nothing the suite created is left on the target.
 pub async fn suite_left_nothing_behind(
     conn: &dyn Connector,
     ns: &Namespace,
     _opts: &SuiteOptions,
 ) -> Outcome {
-    match conn.list_all_accounts().await {
-        Ok(all) => {
-            let left: Vec<String> = all
-                .into_iter()
-                .filter(|a| ns.owns(&a.login))
-                .map(|a| a.login)
-                .collect();
-            if left.is_empty() {
-                Outcome::Passed
-            } else {
-                Outcome::Failed(fail(
-                    Operation::ListAccounts,
+    let mut left: Vec<String> = match conn.list_all_accounts().await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|a| ns.owns(&a.login))
+            .map(|a| a.login)
+            .collect(),
+        Err(e) => {
+            return Outcome::Failed(fail(
+                Operation::ListAccounts,
+                "all pages",
+                "success",
+                format!("error {e}"),
+            ));
+        }
+    };
+    if conn.capabilities().list_entitlements {
+        match conn.list_all_entitlements().await {
+            Ok(all) => left.extend(
+                all.into_iter()
+                    .filter(|e| ns.owns(e.id.as_str()))
+                    .map(|e| format!("entitlement {}", e.id)),
+            ),
+            Err(e) => {
+                return Outcome::Failed(fail(
+                    Operation::ListEntitlements,
                     "all pages",
-                    "no account of this run left",
-                    format!("{left:?}"),
-                ))
+                    "success",
+                    format!("error {e}"),
+                ));
             }
         }
-        Err(e) => Outcome::Failed(fail(
+    }
+    if left.is_empty() {
+        Outcome::Passed
+    } else {
+        Outcome::Failed(fail(
             Operation::ListAccounts,
             "all pages",
-            "success",
-            format!("error {e}"),
-        )),
+            "no account or entitlement of this run left",
+            format!("{left:?}"),
+        ))
     }
 }
 
@@ -1239,6 +1393,7 @@ pub async fn run_all(conn: &dyn Connector, ns: &Namespace, opts: &SuiteOptions) 
         batch_failures_are_per_account,
         unsupported_operations_say_so,
         changes_since_reports_new_accounts,
+        entitlements_are_created_and_deleted,
         suite_left_nothing_behind,
     );
     report

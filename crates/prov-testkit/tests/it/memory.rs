@@ -32,7 +32,7 @@ async fn the_reference_connector_passes_the_whole_suite() {
         assert!(
             report
                 .to_string()
-                .ends_with("13 passed, 0 failed, 1 skipped"),
+                .ends_with("14 passed, 0 failed, 1 skipped"),
             "{report}"
         );
         assert!(target.accounts().is_empty(), "the suite cleans up");

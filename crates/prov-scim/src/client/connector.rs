@@ -8,8 +8,8 @@ use std::sync::RwLock;
 
 use prov_core::{
     Account, AccountId, BatchOutcome, Capabilities, Connector, CreateAccount, Entitlement,
-    EntitlementId, Error, ErrorKind, ListRequest, MemberFailure, MembershipChange, Page, Result,
-    UpdateAccount, Value as Attr, async_trait,
+    EntitlementId, Error, ErrorKind, ListRequest, MemberFailure, MembershipChange, Operation, Page,
+    Result, UpdateAccount, Value as Attr, async_trait,
 };
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::{Profile, ScimClient, encode};
 use crate::filter::{AttrPath, CompValue, CompareOp, Filter};
 use crate::patch::{Op, PatchOp, PatchOperation};
-use crate::schema::{ENTERPRISE_USER, USER};
+use crate::schema::{ENTERPRISE_USER, GROUP, USER};
 use crate::types::ServiceProviderConfig;
 
 /// The connector's limits: a [`Profile`]'s numbers, which a settings
@@ -774,6 +774,7 @@ impl Connector for ScimConnector {
         c.max_page_size = self.limits.page_size;
         c.max_concurrency = self.limits.profile.max_concurrency;
         c.login_case_insensitive = true;
+        c.create_entitlement = true;
         c.filter_attributes = vec!["login".to_owned()];
         // The client paces each request against the profile's published
         // limits: closer than pacing operations, which are several requests.
@@ -1036,6 +1037,81 @@ impl Connector for ScimConnector {
 
     async fn grant(&self, req: MembershipChange) -> Result<BatchOutcome> {
         self.members(req, Op::Add).await
+    }
+
+    /// A group named by the entitlement's id (its `displayName`, which
+    /// RFC 7643 compares without case), looked up first so that a retry
+    /// after a lost reply finds it rather than making a second one.
+    async fn create_entitlement(&self, entitlement: &Entitlement) -> Result<Entitlement> {
+        let name = entitlement.id.as_str();
+        if let Some(g) = self
+            .find(
+                "/Groups",
+                "displayName",
+                name,
+                true,
+                "excludedAttributes=members&",
+            )
+            .await?
+        {
+            return Err(Error::already_exists(format!(
+                "a group named {} exists (id {})",
+                str_of(&g, "displayName").unwrap_or(name),
+                str_of(&g, "id").unwrap_or("?")
+            ))
+            .with_operation(Operation::CreateEntitlement));
+        }
+        let body = json!({"schemas": [GROUP], "displayName": name});
+        let reply = self
+            .client
+            .request(Method::POST, "/Groups", Some(&body), None)
+            .await?
+            .body
+            .unwrap_or(Value::Null);
+        let id = str_of(&reply, "id").ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unexpected,
+                format!("the service created group {name} and its reply has no id"),
+            )
+            .with_operation(Operation::CreateEntitlement)
+        })?;
+        self.groups
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), id.to_owned());
+        Ok(Entitlement::group(
+            str_of(&reply, "displayName").unwrap_or(name),
+        ))
+    }
+
+    async fn delete_entitlement(&self, id: &EntitlementId) -> Result<()> {
+        let forget = || {
+            self.groups
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(id.as_str());
+        };
+        // A remembered id may be stale (the group deleted and made again
+        // by someone else): a 404 for it is checked by name once more.
+        for _ in 0..2 {
+            let gid = self.group_id(id).await?;
+            let sent = self
+                .client
+                .request(
+                    Method::DELETE,
+                    &format!("/Groups/{}", encode(&gid)),
+                    None,
+                    None,
+                )
+                .await;
+            forget();
+            match sent {
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+        Err(Error::not_found(format!("no group named {id}"))
+            .with_operation(Operation::DeleteEntitlement))
     }
 
     async fn revoke(&self, req: MembershipChange) -> Result<BatchOutcome> {

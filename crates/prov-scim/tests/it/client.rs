@@ -192,6 +192,11 @@ async fn the_connector_passes_the_conformance_suite_against_our_server() {
     let report =
         conformance::run_all(&conn, &Namespace::new("scim"), &SuiteOptions::default()).await;
     assert!(report.is_success(), "{report}");
+    assert_eq!(
+        report.outcome("entitlements_are_created_and_deleted"),
+        Some(&conformance::Outcome::Passed),
+        "groups are created and deleted: {report}"
+    );
 }
 
 /// scim2-server (the Python reference server, PEERS.md), started on a free port.
@@ -264,6 +269,11 @@ async fn the_connector_passes_the_conformance_suite_against_scim2_server() {
     let report =
         conformance::run_all(&conn, &Namespace::new("scim"), &SuiteOptions::default()).await;
     assert!(report.is_success(), "{report}");
+    assert_eq!(
+        report.outcome("entitlements_are_created_and_deleted"),
+        Some(&conformance::Outcome::Passed),
+        "groups are created and deleted: {report}"
+    );
 }
 
 /// A cursor the connector never gave is refused (a cursor of 0 made

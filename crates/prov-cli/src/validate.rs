@@ -126,7 +126,8 @@ pub(crate) fn offline(engine: &Engine, identities: &[Identity]) -> Vec<Finding> 
 }
 
 /// Asks each target which entitlements it has: one the policy grants that
-/// a target lacks fails every grant of it.
+/// a target lacks fails every grant of it (unless the target has
+/// `create_entitlements`, and the engine makes it first).
 pub(crate) async fn online(engine: &Engine) -> Result<Vec<Finding>, prov_engine::EngineError> {
     let policy = engine.policy();
     let mut out = Vec::new();
@@ -134,6 +135,11 @@ pub(crate) async fn online(engine: &Engine) -> Result<Vec<Finding>, prov_engine:
         let Some(conn) = engine.connector(target) else {
             continue;
         };
+        // A target that creates its groups makes the missing ones first.
+        let o = engine.plan_options().for_target(target);
+        if o.create_entitlements && o.can_create_entitlements {
+            continue;
+        }
         let listed = conn.list_all_entitlements().await.map_err(|error| {
             prov_engine::EngineError::Target {
                 target: target.clone(),

@@ -208,6 +208,18 @@ pub struct GroupsConfig {
     pub placeholder_member: Option<String>,
     /// Members per modify request (default 500).
     pub batch_size: usize,
+    /// The object classes of a group the engine creates
+    /// (`create_entitlement`), e.g. `groupOfNames`; empty: groups are not
+    /// created here.
+    pub object_classes: Vec<String>,
+    /// Whether the schema needs a group to hold a member (groupOfNames and
+    /// groupOfUniqueNames: `MUST member`): a created group then holds
+    /// `placeholder_member`, without which groups are not created.
+    pub member_required: bool,
+    /// The `gidNumber`s a created `posixGroup` takes, first to last: one
+    /// above the highest in use in the range, else the lowest free one;
+    /// a full range is an error. `None` for groups without a gidNumber.
+    pub gid_numbers: Option<(u32, u32)>,
     /// Read each account before granting it a group, so that a missing
     /// account fails alone. Needed where the directory accepts members
     /// that do not exist (groupOfUniqueNames, posixGroup); off where it
@@ -293,6 +305,11 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, AttributeMap> {
         .collect()
 }
 
+/// The gidNumbers created posixGroups take by default: above the range
+/// distributions give users' private groups (1000-9999 on most), below
+/// 60000 where Debian's reserved ranges start.
+pub(crate) const GID_NUMBERS: (u32, u32) = (10_000, 59_999);
+
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -326,8 +343,20 @@ impl LdapConfig {
             members,
             member_of: member_of.map(str::to_owned),
             placeholder_member: None,
+            object_classes: Vec::new(),
+            member_required: false,
+            gid_numbers: None,
             batch_size: 500,
             verify_members: member_of.is_none(),
+        };
+        // What a created group is, per dialect.
+        let made = |mut g: GroupsConfig, classes: &[&str], member_required: bool| {
+            g.object_classes = strings(classes);
+            g.member_required = member_required;
+            if classes.contains(&"posixGroup") {
+                g.gid_numbers = Some(GID_NUMBERS);
+            }
+            g
         };
         let accounts = |filter: &str, classes: &[&str], attributes, defaults| AccountsConfig {
             base: people.clone(),
@@ -348,10 +377,14 @@ impl LdapConfig {
                     inet,
                     inet_defaults,
                 ),
-                group(
-                    "(objectClass=groupOfNames)",
-                    MemberStyle::Dn("member".to_owned()),
-                    Some("memberOf"),
+                made(
+                    group(
+                        "(objectClass=groupOfNames)",
+                        MemberStyle::Dn("member".to_owned()),
+                        Some("memberOf"),
+                    ),
+                    &["groupOfNames"],
+                    true,
                 ),
                 DisableMethod::PasswordPolicy,
             ),
@@ -362,10 +395,14 @@ impl LdapConfig {
                     inet,
                     inet_defaults,
                 ),
-                group(
-                    "(objectClass=groupOfUniqueNames)",
-                    MemberStyle::Dn("uniqueMember".to_owned()),
-                    None,
+                made(
+                    group(
+                        "(objectClass=groupOfUniqueNames)",
+                        MemberStyle::Dn("uniqueMember".to_owned()),
+                        None,
+                    ),
+                    &["groupOfUniqueNames"],
+                    true,
                 ),
                 DisableMethod::PasswordPolicy,
             ),
@@ -379,10 +416,18 @@ impl LdapConfig {
                 ] {
                     attributes.insert(m.to_owned(), AttributeMap::with_syntax(l, s));
                 }
-                let members = if dialect == Dialect::Posix {
-                    MemberStyle::Login("memberUid".to_owned())
+                let (members, classes, required): (_, &[&str], _) = if dialect == Dialect::Posix {
+                    (
+                        MemberStyle::Login("memberUid".to_owned()),
+                        &["posixGroup"],
+                        false,
+                    )
                 } else {
-                    MemberStyle::Dn("member".to_owned())
+                    (
+                        MemberStyle::Dn("member".to_owned()),
+                        &["groupOfNames", "posixGroup"],
+                        true,
+                    )
                 };
                 (
                     accounts(
@@ -391,7 +436,11 @@ impl LdapConfig {
                         attributes,
                         inet_defaults,
                     ),
-                    group("(objectClass=posixGroup)", members, None),
+                    made(
+                        group("(objectClass=posixGroup)", members, None),
+                        classes,
+                        required,
+                    ),
                     DisableMethod::PasswordPolicy,
                 )
             }
@@ -436,6 +485,10 @@ impl LdapConfig {
                         members: MemberStyle::Dn("member".to_owned()),
                         member_of: Some("memberOf".to_owned()),
                         placeholder_member: None,
+                        // A global security group (AD's default groupType).
+                        object_classes: strings(&["top", "group"]),
+                        member_required: false,
+                        gid_numbers: None,
                         batch_size: 500,
                         verify_members: false,
                     },
@@ -531,6 +584,14 @@ impl LdapConfig {
         }
         if self.groups.batch_size == 0 {
             return bad("groups.batch_size", "must be at least 1".to_owned());
+        }
+        if let Some((first, last)) = self.groups.gid_numbers
+            && (first == 0 || first > last)
+        {
+            return bad(
+                "groups.gid_numbers",
+                format!("{first}-{last} is not a range of gidNumbers (0 < first <= last)"),
+            );
         }
         if self.page_size == 0 {
             return bad("page_size", "must be at least 1".to_owned());

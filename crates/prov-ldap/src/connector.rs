@@ -79,6 +79,9 @@ struct Inner {
     /// Group DN (as the directory spells it in `memberOf`) to group name:
     /// accounts name the same few groups over and over.
     group_names: std::sync::Mutex<HashMap<String, Option<EntitlementId>>>,
+    /// Held while a gidNumber is picked and its group added, so that two
+    /// creates from this connector never take the same number.
+    gid_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for LdapConnector {
@@ -143,6 +146,7 @@ impl LdapConnector {
             member_lists: std::sync::Mutex::new(Kept::new(16, Duration::from_secs(15 * 60))),
             base_spelling: tokio::sync::OnceCell::new(),
             group_names: std::sync::Mutex::new(HashMap::new()),
+            gid_lock: Mutex::new(()),
         };
         Ok(LdapConnector {
             inner: Arc::new(inner),
@@ -649,6 +653,165 @@ impl Inner {
             .collect()
     }
 
+    /// Why this directory's groups cannot be created, if they cannot.
+    fn why_no_groups_made(&self) -> Option<String> {
+        let g = &self.cfg.groups;
+        if g.object_classes.is_empty() {
+            return Some(
+                "groups.object_classes is empty: groups are not created on this directory"
+                    .to_owned(),
+            );
+        }
+        if g.member_required && g.placeholder_member.is_none() {
+            return Some(format!(
+                "a {} needs a member and groups.placeholder_member is unset: groups are not \
+                 created on this directory",
+                g.object_classes.join("+")
+            ));
+        }
+        None
+    }
+
+    /// A group named `entitlement`'s id under the group base, of the
+    /// configured object classes, holding the placeholder member (where
+    /// set), a gidNumber from the range (posixGroup), its display name as
+    /// `description`, and on AD its `sAMAccountName`.
+    async fn create_group(&self, entitlement: &Entitlement) -> Result<Entitlement> {
+        let op = Operation::CreateEntitlement;
+        if let Some(why) = self.why_no_groups_made() {
+            return Err(Error::new(ErrorKind::Unsupported, why).with_operation(op));
+        }
+        let g = &self.cfg.groups;
+        let name = entitlement.id.as_str();
+        if name.is_empty() {
+            return Err(
+                Error::invalid_input("entitlement", "the group name is empty").with_operation(op),
+            );
+        }
+        let dn = self.group_dn(&entitlement.id);
+        let mut entry: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![
+            (
+                b"objectClass".to_vec(),
+                g.object_classes
+                    .iter()
+                    .map(|c| c.clone().into_bytes())
+                    .collect(),
+            ),
+            (
+                g.name_attribute.clone().into_bytes(),
+                HashSet::from([name.as_bytes().to_vec()]),
+            ),
+        ];
+        if let Some(p) = &g.placeholder_member {
+            entry.push((
+                g.members.attribute().as_bytes().to_vec(),
+                HashSet::from([p.clone().into_bytes()]),
+            ));
+        }
+        if let Some(d) = entitlement
+            .display_name
+            .as_deref()
+            .filter(|d| !d.is_empty())
+        {
+            entry.push((
+                b"description".to_vec(),
+                HashSet::from([d.as_bytes().to_vec()]),
+            ));
+        }
+        if self.cfg.dialect == crate::config::Dialect::ActiveDirectory {
+            entry.push((
+                b"sAMAccountName".to_vec(),
+                HashSet::from([name.as_bytes().to_vec()]),
+            ));
+        }
+        let _held = match g.gid_numbers {
+            Some(range) => {
+                let held = self.gid_lock.lock().await;
+                let gid = self.free_gid(op, range).await?;
+                entry.push((
+                    b"gidNumber".to_vec(),
+                    HashSet::from([gid.to_string().into_bytes()]),
+                ));
+                Some(held)
+            }
+            None => None,
+        };
+        let what = format!("creating group {dn}");
+        let dn_ref = dn.as_str();
+        let res = self
+            .conn
+            .run(op, &what, |mut l| async move { l.add(dn_ref, entry).await })
+            .await?;
+        match res.rc {
+            0 => {
+                let mut made = Entitlement::group(entitlement.id.clone());
+                made.display_name = entitlement.display_name.clone();
+                Ok(made)
+            }
+            68 => Err(Error::already_exists(format!("group {dn} exists")).with_operation(op)),
+            _ => Err(from_result(&res, op, &what)),
+        }
+    }
+
+    /// The gidNumber a new posixGroup takes: one above the highest in
+    /// `range` in use under the group base, else the lowest free one.
+    async fn free_gid(&self, op: Operation, (first, last): (u32, u32)) -> Result<u32> {
+        let attrs = vec!["gidNumber".to_owned()];
+        let entries = self
+            .conn
+            .search_all(
+                op,
+                Search {
+                    base: &self.cfg.groups.base,
+                    scope: Scope::Subtree,
+                    filter: "(gidNumber=*)",
+                    attrs: &attrs,
+                },
+                self.cfg.page_size,
+            )
+            .await?;
+        let used: BTreeSet<u32> = entries
+            .iter()
+            .filter_map(|e| e.first("gidNumber")?.trim().parse::<u32>().ok())
+            .filter(|n| (first..=last).contains(n))
+            .collect();
+        let next = match used.last() {
+            None => Some(first),
+            Some(&top) if top < last => top.checked_add(1),
+            Some(_) => (first..=last).find(|n| !used.contains(n)),
+        };
+        next.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "every gidNumber from {first} to {last} is taken under {}",
+                    self.cfg.groups.base
+                ),
+            )
+            .with_operation(op)
+            .with_field("groups.gid_numbers")
+        })
+    }
+
+    async fn delete_group(&self, id: &EntitlementId) -> Result<()> {
+        let op = Operation::DeleteEntitlement;
+        if let Some(why) = self.why_no_groups_made() {
+            return Err(Error::new(ErrorKind::Unsupported, why).with_operation(op));
+        }
+        let dn = self.group_dn(id);
+        let what = format!("deleting group {dn}");
+        let dn_ref = dn.as_str();
+        let res = self
+            .conn
+            .run(op, &what, |mut l| async move { l.delete(dn_ref).await })
+            .await?;
+        match res.rc {
+            0 => Ok(()),
+            32 => Err(not_found(op, format!("group {dn}"))),
+            _ => Err(from_result(&res, op, &what)),
+        }
+    }
+
     async fn exists(&self, op: Operation, dn: &str) -> Result<bool> {
         let attrs = vec!["1.1".to_owned()];
         Ok(self
@@ -930,6 +1093,7 @@ impl Inner {
         caps.max_page_size = self.cfg.page_size;
         caps.max_concurrency = self.cfg.connection.max_in_flight;
         caps.create_marker = self.cfg.accounts.marker_attribute.is_some();
+        caps.create_entitlement = self.why_no_groups_made().is_none();
         caps.filter_attributes = std::iter::once("login".to_owned())
             .chain(self.cfg.accounts.attributes.keys().cloned())
             .collect();
@@ -1568,6 +1732,24 @@ impl Connector for LdapConnector {
 
     async fn changes_since(&self, token: Option<&str>) -> Result<ChangeSet> {
         self.inner.changes_since(token).await
+    }
+
+    async fn create_entitlement(&self, entitlement: &Entitlement) -> Result<Entitlement> {
+        self.inner.create_group(entitlement).await
+    }
+
+    async fn delete_entitlement(&self, id: &EntitlementId) -> Result<()> {
+        self.inner.delete_group(id).await
+    }
+
+    /// Why groups are not created here, where the configuration says they
+    /// cannot be (a groupOfNames with no placeholder member).
+    fn notices(&self) -> Vec<String> {
+        let g = &self.inner.cfg.groups;
+        match self.inner.why_no_groups_made() {
+            Some(why) if !g.object_classes.is_empty() => vec![why],
+            _ => Vec::new(),
+        }
     }
 }
 

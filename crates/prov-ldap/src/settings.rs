@@ -62,6 +62,11 @@ pub struct LdapSettings {
     /// (groupOfNames). Unset: none.
     #[serde(default)]
     pub placeholder_member: Option<String>,
+    /// The gidNumbers a posixGroup the engine creates takes, `[first,
+    /// last]` (default for the `posix` and `rfc2307bis` dialects: `[10000,
+    /// 59999]`; other dialects' groups have none).
+    #[serde(default)]
+    pub gid_numbers: Option<[u32; 2]>,
     /// Members per modify request (default 500).
     #[serde(default = "batch_size")]
     pub batch_size: usize,
@@ -114,6 +119,7 @@ impl LdapSettings {
             accounts_base: None,
             groups_base: None,
             placeholder_member: None,
+            gid_numbers: None,
             batch_size: batch_size(),
             page_size: page_size(),
             max_in_flight: max_in_flight(),
@@ -160,6 +166,9 @@ impl LdapSettings {
             cfg.groups.base = b;
         }
         cfg.groups.placeholder_member = self.placeholder_member;
+        if let Some([first, last]) = self.gid_numbers {
+            cfg.groups.gid_numbers = Some((first, last));
+        }
         cfg.groups.batch_size = self.batch_size;
         cfg.page_size = self.page_size;
         cfg.accounts.marker_attribute = self.marker_attribute;
@@ -178,6 +187,7 @@ impl LdapSettings {
                 Some("connection.max_in_flight") => "max_in_flight",
                 Some("accounts.base") => "accounts_base",
                 Some("groups.base") => "groups_base",
+                Some("groups.gid_numbers") => "gid_numbers",
                 Some("accounts.marker_attribute") => "marker_attribute",
                 Some("groups.batch_size") => "batch_size",
                 Some(other) => other,

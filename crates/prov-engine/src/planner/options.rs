@@ -251,7 +251,7 @@ pub struct PlanOptions {
 
 impl PlanOptions {
     /// The options of `t`.
-    pub(crate) fn for_target(&self, t: &TargetId) -> &TargetOptions {
+    pub fn for_target(&self, t: &TargetId) -> &TargetOptions {
         self.targets.get(t).unwrap_or(&self.default)
     }
 }

@@ -56,6 +56,11 @@ async fn suite_passes_on_the_ad_dialect() {
     let report = run_all(&conn, &Namespace::new("ad"), &opts).await;
     println!("{report}");
     assert!(report.is_success(), "{report}");
+    assert_eq!(
+        report.outcome("entitlements_are_created_and_deleted"),
+        Some(&prov_testkit::conformance::Outcome::Passed),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,4 +4,5 @@
 mod ad;
 mod common;
 mod directory;
+mod groups;
 pub(crate) mod suite;

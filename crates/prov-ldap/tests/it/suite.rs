@@ -52,7 +52,7 @@ async fn suite(dialect: Dialect, classes: &[&str], attr: &str, posix: bool) {
     let report = run_all(&conn, &Namespace::new("s"), &options(posix)).await;
     println!("{dialect:?}\n{report}");
     assert!(report.is_success(), "{dialect:?}\n{report}");
-    assert_eq!(report.to_string().matches("PASS").count(), 13, "{report}");
+    assert_eq!(report.to_string().matches("PASS").count(), 14, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

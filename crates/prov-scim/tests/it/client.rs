@@ -9,7 +9,7 @@ use prov_scim::client::{Auth, ClientOptions, ScimClient};
 use prov_scim::server::{MemoryStore, ScimServer, Tenants};
 use serde_json::json;
 
-const TOKEN: &str = "client-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "client-token-0123456789abcdef";
 
 async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -32,7 +32,7 @@ async fn our_server(
     )
 }
 
-fn loopback() -> ClientOptions {
+pub(crate) fn loopback() -> ClientOptions {
     let mut o = ClientOptions::default();
     o.danger_plaintext = true;
     o
@@ -200,9 +200,9 @@ async fn the_connector_passes_the_conformance_suite_against_our_server() {
 }
 
 /// scim2-server (the Python reference server, PEERS.md), started on a free port.
-struct Scim2Server {
+pub(crate) struct Scim2Server {
     child: std::process::Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for Scim2Server {
@@ -212,7 +212,7 @@ impl Drop for Scim2Server {
     }
 }
 
-async fn scim2_server() -> Scim2Server {
+pub(crate) async fn scim2_server() -> Scim2Server {
     let dir = std::env::var("PROV_TEST_SCIM2_SERVER").unwrap_or_else(|_| {
         panic!("PROV_TEST_SCIM2_SERVER (scim2-server's bin directory) is not set: run the README test command")
     });

@@ -3,6 +3,7 @@
 
 mod canaille;
 mod client;
+mod engine;
 mod filter;
 mod patch;
 mod server;

@@ -19,6 +19,14 @@
 //! (default 3) rounds taking turns. Then a PATCH adding 1,000 and one
 //! adding 10,000 members to a group, on our server (memory store), median
 //! of 5 each.
+//!
+//! `cargo bench --bench scim -- provision` measures the client instead:
+//! the engine provisioning `PROV_BENCH_SCIM_PROVISION_USERS` (default
+//! 10,000) users, each in two of 21 groups the engine creates, into our
+//! server (memory store, in this process) and into scim2-server, with the
+//! SCIM connector as it is (membership changes batched per PATCH) and as
+//! a one-request-per-member client (`members_per_patch = 1`), every
+//! request counted by the client. See [`provision`].
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // a benchmark with a broken fixture has nothing to measure
 
 use std::collections::HashMap;
@@ -256,6 +264,10 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    if std::env::args().any(|a| a == "provision") {
+        provision::run().await;
+        return;
+    }
     let users = env_num("PROV_BENCH_SCIM_USERS", 100_000);
     let secs = env_num("PROV_BENCH_SCIM_SECS", 5);
     let runs = env_num("PROV_BENCH_SCIM_RUNS", 3);
@@ -477,4 +489,226 @@ fn url_path(base: &str) -> String {
         .nth(3)
         .map(|p| format!("/{p}"))
         .unwrap_or_default()
+}
+
+/// The engine through the SCIM client into our server and scim2-server.
+mod provision {
+    use std::collections::BTreeMap;
+    use std::fmt::Write as _;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use axum::Router;
+    use prov_core::{Connector, Identity, TargetId};
+    use prov_engine::{Engine, PlanOptions, TargetOptions};
+    use prov_resolver::Policy;
+    use prov_scim::client::{Auth, ClientOptions, ScimClient, ScimConnector, ScimLimits};
+    use prov_scim::server::{MemoryStore, ScimServer};
+
+    use super::{TOKEN, env_num, median, scim2_server, serve, tenants};
+
+    const GROUPS: usize = 20;
+
+    /// Everyone in `staff`, and in one of 20 department groups.
+    fn policy(grants: bool) -> String {
+        let mut p = String::from(
+            "[attributes]\ngiven_name = \"string\"\nfamily_name = \"string\"\n\
+             department = \"string\"\nemail = \"string\"\n\n[targets.scim]\n\
+             account = \"always\"\nlogin = \"email\"\n[targets.scim.attributes]\n\
+             given_name = \"given_name\"\nfamily_name = \"family_name\"\n\
+             display_name = 'given_name + \" \" + family_name'\n",
+        );
+        if grants {
+            p.push_str(
+                "\n[roles.staff]\ngrants.scim = [\"staff\"]\n[rules.all]\nwhen = \"true\"\nroles = [\"staff\"]\n",
+            );
+            for d in 0..GROUPS {
+                let _ = write!(
+                    p,
+                    "\n[roles.d{d:02}]\ngrants.scim = [\"dept-{d:02}\"]\n[rules.d{d:02}]\n\
+                     when = 'department == \"dept-{d:02}\"'\nroles = [\"d{d:02}\"]\n"
+                );
+            }
+        }
+        p
+    }
+
+    fn people(n: u64) -> Vec<Identity> {
+        (0..n)
+            .map(|i| {
+                Identity::new(format!("e{i:05}"))
+                    .with("given_name", format!("Given{i}"))
+                    .with("family_name", format!("Family{i}"))
+                    .with("department", format!("dept-{:02}", i % GROUPS as u64))
+                    .with("email", format!("user{i:05}@example.com"))
+            })
+            .collect()
+    }
+
+    /// One provisioning: accounts first, then the groups and memberships.
+    struct Measured {
+        accounts_s: f64,
+        accounts_requests: u64,
+        members_s: f64,
+        members_requests: u64,
+    }
+
+    async fn once(base: &str, per_member: bool, who: &[Identity]) -> Measured {
+        // Loopback servers without TLS.
+        let mut options = ClientOptions::default();
+        options.danger_plaintext = true;
+        let client = ScimClient::new(base, Auth::Bearer(TOKEN.to_owned()), &options)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut limits = ScimLimits::default();
+        if per_member {
+            // As Okta and Entra ID send them: a PATCH per member, nothing else.
+            limits.members_per_patch = 1;
+            limits.verify_members = false;
+        }
+        let conn = Arc::new(ScimConnector::new(client.clone(), limits));
+        let scim = TargetId::new("scim");
+        let mut conns: BTreeMap<TargetId, Arc<dyn Connector>> = BTreeMap::new();
+        conns.insert(scim.clone(), conn);
+        let mut opts = PlanOptions::default();
+        let mut t = TargetOptions::default();
+        t.create_entitlements = true;
+        opts.targets.insert(scim, t);
+        let store = Arc::new(prov_engine::MemoryStore::new());
+        let engine = |grants: bool| {
+            let p = Policy::from_toml(&policy(grants))
+                .and_then(|p| p.compile())
+                .unwrap_or_else(|e| panic!("{e}"));
+            Engine::new(Arc::new(p), conns.clone(), store.clone()).with_plan_options(opts.clone())
+        };
+        let t = Instant::now();
+        let (_, report) = engine(false)
+            .reconcile(who)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            report.is_success(),
+            "accounts: {} failed",
+            report.failures().count()
+        );
+        let accounts_s = t.elapsed().as_secs_f64();
+        let accounts_requests = client.requests_sent();
+        let t = Instant::now();
+        let (plan, report) = engine(true)
+            .reconcile(who)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            report.is_success(),
+            "memberships: {} failed",
+            report.failures().count()
+        );
+        assert_eq!(
+            plan.ops.len(),
+            2 * who.len() + GROUPS + 1,
+            "every grant, every group"
+        );
+        Measured {
+            accounts_s,
+            accounts_requests,
+            members_s: t.elapsed().as_secs_f64(),
+            members_requests: client.requests_sent() - accounts_requests,
+        }
+    }
+
+    async fn ours() -> String {
+        let app = ScimServer::new(Arc::new(MemoryStore::new()), tenants()).router();
+        serve(Router::new().nest("/scim/v2", app)).await + "/scim/v2"
+    }
+
+    pub(super) async fn run() {
+        let users = env_num("PROV_BENCH_SCIM_PROVISION_USERS", 10_000);
+        let runs = env_num("PROV_BENCH_SCIM_PROVISION_RUNS", 3);
+        let who = people(users);
+        let changes = 2 * users;
+        let python = std::env::var("PROV_TEST_SCIM2_SERVER").is_ok();
+        if !python {
+            eprintln!("scim2-server: not measured (source scripts/peers.sh; ensure_scim2_server)");
+        }
+        let mut rows: BTreeMap<(usize, bool), Vec<Measured>> = BTreeMap::new();
+        for _ in 0..runs {
+            for per_member in [false, true] {
+                let base = ours().await;
+                rows.entry((0, per_member))
+                    .or_default()
+                    .push(once(&base, per_member, &who).await);
+                if python {
+                    let port = std::net::TcpListener::bind("127.0.0.1:0")
+                        .and_then(|l| l.local_addr())
+                        .map(|a| a.port())
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    let mut child = scim2_server(port).unwrap_or_else(|| panic!("scim2-server"));
+                    let base = format!("http://127.0.0.1:{port}/v2");
+                    let started = Instant::now();
+                    while reqwest::get(format!("{base}/ServiceProviderConfig"))
+                        .await
+                        .is_err()
+                    {
+                        assert!(
+                            started.elapsed().as_secs() < 30,
+                            "scim2-server did not start"
+                        );
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    rows.entry((1, per_member))
+                        .or_default()
+                        .push(once(&base, per_member, &who).await);
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        println!(
+            "\nThe engine through the SCIM client: {users} users, {changes} memberships in {} groups it creates (median of {runs})",
+            GROUPS + 1
+        );
+        println!(
+            "| server | client | accounts | ms per user | memberships | requests (accounts) | requests (memberships) | requests per membership change |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        let mut per_change = BTreeMap::new();
+        for ((server, per_member), ms) in &rows {
+            let med = |f: &dyn Fn(&Measured) -> f64| median(ms.iter().map(f).collect());
+            let accounts = med(&|m| m.accounts_s);
+            let members = med(&|m| m.members_s);
+            let ra = med(&|m| m.accounts_requests as f64);
+            let rm = med(&|m| m.members_requests as f64);
+            per_change.insert((*server, *per_member), rm / changes as f64);
+            println!(
+                "| {} | {} | {accounts:.2} s | {:.2} | {members:.2} s | {ra:.0} | {rm:.0} | {:.3} |",
+                ["prov-scim (memory store)", "scim2-server (Python)"][*server],
+                if *per_member {
+                    "one request per member"
+                } else {
+                    "batched (generic profile)"
+                },
+                (accounts + members) * 1000.0 / users as f64,
+                rm / changes as f64,
+            );
+        }
+        for server in [0, 1] {
+            if let (Some(b), Some(p)) = (
+                per_change.get(&(server, false)),
+                per_change.get(&(server, true)),
+            ) {
+                println!(
+                    "{}: {:.1}x fewer requests per membership change than one request per member (goal at least 10x)",
+                    ["prov-scim", "scim2-server"][server],
+                    p / b
+                );
+            }
+        }
+        if let (Some(o), Some(p)) = (rows.get(&(0, false)), rows.get(&(1, false))) {
+            let total =
+                |ms: &[Measured]| median(ms.iter().map(|m| m.accounts_s + m.members_s).collect());
+            println!(
+                "our server against scim2-server, the whole provisioning: {:.1}x faster",
+                total(p) / total(o)
+            );
+        }
+    }
 }

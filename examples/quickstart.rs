@@ -4,7 +4,9 @@
 //! `cargo run --example quickstart` (nothing to install, nothing to start).
 //! It reads examples/data/hr.csv and examples/data/policy.toml, resolves
 //! everyone, then plans and applies the result into in-memory targets with
-//! the engine; a second plan shows nothing left to do. Then one person
+//! the engine (the `github` target a real SCIM 2.0 service served in
+//! this process, whose groups the engine creates); a second plan shows
+//! nothing left to do. Then one person
 //! moves to another department and another leaves: each change is planned,
 //! shown with its reasons, and applied.
 
@@ -18,9 +20,13 @@ use std::sync::Arc;
 use prov::core::{
     Connector, ConnectorExt, EntitlementId, Identity, LifecycleState, TargetId, Value,
 };
-use prov::engine::{ApplyReport, Engine, Event, Plan, SqliteStore, Store, audit};
+use prov::engine::{
+    ApplyReport, Engine, Event, Plan, PlanOptions, SqliteStore, Store, TargetOptions, audit,
+};
 use prov::resolver::{CompiledPolicy, DesiredState, Policy};
 use prov::sources::{Column, CsvSource, Mapping, Source};
+use prov_scim::client::{Auth, ClientOptions, ScimClient, ScimConnector, ScimLimits};
+use prov_scim::server::{ScimServer, Tenants};
 use prov_testkit::{ManualClock, MemoryConnector};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -115,6 +121,32 @@ fn show_everyone(policy: &CompiledPolicy, people: &[Identity], desired: &[Desire
     );
 }
 
+/// prov-scim's SCIM server with an in-memory store, served on a loopback
+/// port from this process, and a SCIM client for it: the URL as shown
+/// (port left out: it changes each run) and the client.
+async fn scim_service() -> Result<(String, ScimClient)> {
+    use std::hash::BuildHasher;
+    // A token for this run only, from the standard library's random keys.
+    let keys = std::collections::hash_map::RandomState::new();
+    let token = format!("{:016x}{:016x}", keys.hash_one(1u8), keys.hash_one(2u8));
+    let mut tenants = Tenants::new();
+    tenants.add_token("quickstart", &token)?;
+    let server = ScimServer::new(Arc::new(prov_scim::server::MemoryStore::new()), tenants);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().nest("/scim/v2", server.router());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Plain HTTP on the loopback only; a real service takes https://.
+    let mut http = ClientOptions::default();
+    http.danger_plaintext = true;
+    let client = ScimClient::new(
+        &format!("http://{addr}/scim/v2"),
+        Auth::Bearer(token),
+        &http,
+    )?;
+    Ok(("http://127.0.0.1:PORT/scim/v2".to_owned(), client))
+}
+
 async fn run() -> Result<()> {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
     let policy = Policy::load(data.join("policy.toml"))?.compile()?;
@@ -154,21 +186,37 @@ async fn run() -> Result<()> {
         }
     }
 
-    // In-memory targets, one per policy target, offering the entitlements it grants.
-    let targets: BTreeMap<TargetId, MemoryConnector> = policy
-        .target_ids()
-        .map(|t| {
-            (
-                t.clone(),
+    // The targets: `github` is a real SCIM 2.0 service, prov-scim's server
+    // in this process on a loopback port, reached over HTTP by the SCIM
+    // client with GitHub's published limits; it starts with no groups, and
+    // the engine creates the ones the policy names. The others are
+    // in-memory targets offering the entitlements the policy grants.
+    let github = TargetId::new("github");
+    let mut targets: BTreeMap<TargetId, Arc<dyn Connector>> = BTreeMap::new();
+    for t in policy.target_ids() {
+        let conn: Arc<dyn Connector> = if *t == github {
+            let base = scim_service().await?;
+            println!(
+                "{t}: SCIM 2.0 at {} (prov-scim's server, in this process), profile `github`",
+                base.0
+            );
+            Arc::new(ScimConnector::new(
+                base.1,
+                ScimLimits::of(&prov_scim::client::profile::GITHUB),
+            ))
+        } else {
+            Arc::new(
                 MemoryConnector::new()
                     .with_entitlements(policy.entitlements_on(t).into_iter().cloned()),
             )
-        })
-        .collect();
-    let connectors: BTreeMap<TargetId, Arc<dyn Connector>> = targets
-        .iter()
-        .map(|(t, c)| (t.clone(), Arc::new(c.clone()) as Arc<dyn Connector>))
-        .collect();
+        };
+        targets.insert(t.clone(), conn);
+    }
+    let connectors = targets.clone();
+    let mut options = PlanOptions::default();
+    let mut creates = TargetOptions::default();
+    creates.create_entitlements = true;
+    options.targets.insert(github.clone(), creates);
     // The embedded default store: one SQLite file, here in a fresh temp dir.
     let dir = std::env::temp_dir().join(format!("prov-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -178,7 +226,9 @@ async fn run() -> Result<()> {
     println!("\nstore: {}", db.display());
     let clock = Arc::new(ManualClock::new(now));
     let policy = Arc::new(policy);
-    let engine = Engine::new(Arc::clone(&policy), connectors, store.clone()).with_clock(clock);
+    let engine = Engine::new(Arc::clone(&policy), connectors, store.clone())
+        .with_clock(clock)
+        .with_plan_options(options);
 
     let first = engine.plan(&people).await?;
     let counts: Vec<String> = first

@@ -439,6 +439,10 @@ pub struct SafetyBlock {
     /// Revokes of `entitlement` the plan would make.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub revoke: usize,
+    /// Groups the engine created that the plan would delete (`total` is
+    /// then how many the entitlement ledger holds for the target).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub groups: usize,
     /// Accounts on the target now (holders of `entitlement`, for a block on one).
     pub total: usize,
     /// The threshold, for the message.
@@ -453,6 +457,15 @@ fn is_zero(n: &usize) -> bool {
 
 impl fmt::Display for SafetyBlock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.groups > 0 {
+            return write!(
+                f,
+                "{}: the plan would delete {} of the {} groups the engine created there, more \
+                 than {}; review the operations and apply with --allow-destructive if this is \
+                 intended",
+                self.target, self.groups, self.total, self.threshold
+            );
+        }
         if let Some(e) = &self.entitlement {
             return write!(
                 f,

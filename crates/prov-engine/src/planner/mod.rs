@@ -230,7 +230,12 @@ pub fn plan_resolved(
     sod_held.sort();
     sod.extend(sod_held);
     ops.par_sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    let blocked = safety_blocks(&ops, (!input.partial).then_some(input.actual), options);
+    let blocked = safety_blocks(
+        &ops,
+        (!input.partial).then_some(input.actual),
+        input.created,
+        options,
+    );
     problems.extend(safety_problems(&ops, options));
     conflicts.sort_by(|a: &Conflict, b: &Conflict| {
         (&a.target, &a.identity).cmp(&(&b.target, &b.identity))

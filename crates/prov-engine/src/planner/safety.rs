@@ -44,6 +44,7 @@ pub(super) fn safety_problems(ops: &[PlannedOp], options: &PlanOptions) -> Vec<S
 pub(super) fn safety_blocks(
     ops: &[PlannedOp],
     actual: Option<&BTreeMap<TargetId, Vec<Account>>>,
+    created: &[crate::ledger::EntitlementRecord],
     options: &PlanOptions,
 ) -> Vec<SafetyBlock> {
     let mut by_target: BTreeMap<&TargetId, Vec<&PlannedOp>> = BTreeMap::new();
@@ -106,6 +107,7 @@ pub(super) fn safety_blocks(
                 .count(),
             entitlement: None,
             revoke: 0,
+            groups: 0,
             total,
             threshold,
             ops: removals.iter().map(|o| o.id.clone()).collect(),
@@ -167,7 +169,35 @@ pub(super) fn safety_blocks(
             unlink: 0,
             entitlement: Some(entitlement.clone()),
             revoke: n,
+            groups: 0,
             total: holders.unwrap_or(0),
+            threshold,
+            ops: ops.iter().map(|o| o.id.clone()).collect(),
+        });
+    }
+    // Deletes of the groups the engine created, as a share of those it
+    // holds there: a policy that lost its roles would retire them all.
+    let mut deletes: BTreeMap<&TargetId, Vec<&PlannedOp>> = BTreeMap::new();
+    for op in ops {
+        if matches!(op.kind, OpKind::DeleteEntitlement { .. }) {
+            deletes.entry(&op.target).or_default().push(op);
+        }
+    }
+    for (target, ops) in deletes {
+        let safety = options.for_target(target).safety;
+        let total = created.iter().filter(|r| &r.target == target).count();
+        let Some(threshold) = over(&safety, ops.len(), Some(total), "group deletes") else {
+            continue;
+        };
+        out.push(SafetyBlock {
+            target: target.clone(),
+            disable: 0,
+            delete: 0,
+            unlink: 0,
+            entitlement: None,
+            revoke: 0,
+            groups: ops.len(),
+            total,
             threshold,
             ops: ops.iter().map(|o| o.id.clone()).collect(),
         });

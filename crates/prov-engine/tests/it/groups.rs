@@ -512,3 +512,48 @@ async fn recovery_forgets_a_group_whose_delete_landed_and_keeps_one_whose_did_no
     assert!(last_outcome(&w).await.contains("not applied"));
     assert_eq!(w.ledger().await, ["ldap/eng"]);
 }
+
+#[tokio::test]
+async fn retiring_many_groups_at_once_is_held_by_the_deletion_safeguard() {
+    let w = world();
+    // Eight more groups for everyone, three holders each: no one group's
+    // revokes pass the safeguard, all eight deletes together do.
+    let many: String = (0..8).map(|i| format!("\"t{i}\", ")).collect();
+    let text = POLICY.replace(
+        "grants.ldap = [\"staff\"]",
+        &format!("grants.ldap = [{many}\"staff\"]"),
+    );
+    let engine = w.engine(compiled(&text), creating());
+    let (_, report) = engine.reconcile(&people()).await.unwrap();
+    assert!(report.is_success());
+    assert_eq!(w.ledger().await.len(), 10);
+    let engine = w.engine(policy(), creating());
+    let plan = engine.plan(&people()).await.unwrap();
+    let deletes = plan
+        .ops
+        .iter()
+        .filter(|o| matches!(o.kind, OpKind::DeleteEntitlement { .. }))
+        .count();
+    assert_eq!(deletes, 8);
+    assert_eq!(plan.blocked.len(), 1, "{:#?}", plan.blocked);
+    let block = &plan.blocked[0];
+    assert_eq!((block.groups, block.total), (8, 10));
+    assert_eq!(
+        block.to_string(),
+        "ldap: the plan would delete 8 of the 10 groups the engine created there, more than 20% \
+         of them; review the operations and apply with --allow-destructive if this is intended"
+    );
+    assert!(matches!(
+        engine.apply(&plan, &people()).await,
+        Err(EngineError::Apply(ApplyError::Blocked(_)))
+    ));
+    // Reviewed and allowed, they go.
+    let mut allow = ApplyOptions::default();
+    allow.allow_destructive = true;
+    let report = Executor::new(connectors(&w.targets), allow)
+        .apply(&plan, &*w.store)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{:#?}", report.outcomes);
+    assert_eq!(w.ledger().await, ["ldap/eng", "ldap/sales"]);
+}

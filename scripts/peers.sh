@@ -78,6 +78,32 @@ ensure_slapd() {
   echo "slapd $(/usr/sbin/slapd -VV 2>&1 | grep -o 'slapd [0-9.]*' | head -n 1 | awk '{print $2}')"
 }
 
+# Samba 4's AD domain controller (Debian samba, samba-ad-provision,
+# ldb-tools). Tests provision and start their own throwaway domain
+# (prov_testkit::samba) under PROV_TEST_SAMBA_DIR, removed when we exit;
+# this only installs it, without letting the packages start Samba's
+# system services.
+ensure_samba() {
+  if ! command -v samba >/dev/null || ! command -v samba-tool >/dev/null \
+    || [ ! -d /usr/share/samba/setup ] || ! dpkg -s samba-dsdb-modules samba-vfs-modules >/dev/null 2>&1 \
+    || ! command -v ldapwhoami >/dev/null; then
+    echo "installing Samba AD DC (Debian packages samba, samba-ad-provision, ldb-tools)"
+    local guard=/usr/sbin/policy-rc.d added=""
+    if [ "$(id -u)" = 0 ] && [ ! -e "$guard" ]; then
+      printf '#!/bin/sh\nexit 101\n' >"$guard"
+      chmod 755 "$guard"
+      added=1
+    fi
+    # samba-dsdb-modules and samba-vfs-modules hold the LDB and VFS modules a
+    # DC needs (both only recommended by samba).
+    apt_install samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldb-tools ldap-utils openssl
+    if [ -n "$added" ]; then rm -f "$guard"; fi
+  fi
+  mkdir -p "$PEERS_DIR/samba"
+  export PROV_TEST_SAMBA_DIR="$PEERS_DIR/samba"
+  echo "Samba $(samba --version | awk '{print $2}')"
+}
+
 # Canaille, an identity provider with a SCIM client, in its own venv (kept
 # in the user's cache between runs); exports PROV_TEST_CANAILLE, its bin
 # directory. The pins are those ../shared/PEERS.md gives.

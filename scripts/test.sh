@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md gives it: formatting, lints, the
 # dependency rules, and every test, including those against real servers
-# (PostgreSQL, OpenLDAP slapd, Canaille as a SCIM client, scim2-server; later the AWS emulator), which this
+# (PostgreSQL, OpenLDAP slapd, Samba AD DC, Canaille as a SCIM client, scim2-server; later the AWS emulator), which this
 # script installs if missing, starts on free loopback ports and stops when it exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +38,7 @@ cargo deny check licenses bans sources
 step "real servers for the tests"
 start_postgres
 ensure_slapd
+ensure_samba
 ensure_canaille
 ensure_scim2_server
 

@@ -480,7 +480,12 @@ impl LdapConfig {
                     },
                     GroupsConfig {
                         base: users,
-                        filter: "(objectClass=group)".to_owned(),
+                        // The built-in groups (Domain Users, Domain Admins,
+                        // ...) are never the engine's: not listed, so never
+                        // granted or retired.
+                        filter: "(&(objectClass=group)(!(isCriticalSystemObject=TRUE))\
+                                 (!(adminCount=1)))"
+                            .to_owned(),
                         name_attribute: "cn".to_owned(),
                         members: MemberStyle::Dn("member".to_owned()),
                         member_of: Some("memberOf".to_owned()),

@@ -536,8 +536,11 @@ impl Inner {
             match res.rc {
                 0 => {}
                 // Some values are there already (grant) or gone already
-                // (revoke): send only the rest, once more.
-                16 | 20 => {
+                // (revoke): send only the rest, once more. OpenLDAP says
+                // 20 and 16; AD 68 (entryAlreadyExists) and 53 ("already
+                // deleted"). Which values are done is read from the group,
+                // never assumed from the code.
+                16 | 20 | 53 | 68 => {
                     let current = self.current_members(op, &group).await?;
                     let rest: Vec<(AccountId, String)> = batch
                         .iter()
@@ -613,6 +616,7 @@ impl Inner {
                 "{} {account} in {group}",
                 if add { "adding" } else { "removing" }
             );
+            let key = self.member_key(&value);
             let set: HashSet<String> = [value].into_iter().collect();
             let m = if add {
                 Mod::Add(attr.to_owned(), set)
@@ -632,7 +636,14 @@ impl Inner {
                 Err(error) => return Some(MemberFailure::new(account, error)),
             };
             match (res.rc, add) {
-                (0, _) | (20, true) | (16, false) => None,
+                (0, _) | (20 | 68, true) | (16, false) => None,
+                // AD's answer for a value already gone, and for some
+                // refusals: the group says which.
+                (53, false) => match self.current_members(op, group).await {
+                    Ok(now) if !now.contains(&key) => None,
+                    Ok(_) => Some(MemberFailure::new(account, from_result(&res, op, &what))),
+                    Err(error) => Some(MemberFailure::new(account, error)),
+                },
                 (19 | 21 | 32, true) => {
                     // Refused for the member: does the account exist?
                     match self.exists(op, account.as_str()).await {

@@ -6,7 +6,8 @@
 //!   with modelled target limits, and a file-backed mode that outlives the process;
 //! - [`FaultyConnector`]: injects retryable and permanent errors, lost
 //!   replies, latency and rate limits from a seed;
-//! - [`ManualClock`]: time moved by hand.
+//! - [`ManualClock`]: time moved by hand;
+//! - [`slapd`] and [`samba`]: throwaway OpenLDAP and Samba AD servers.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,6 +18,7 @@
 pub mod conformance;
 mod faulty;
 mod memory;
+pub mod samba;
 pub mod slapd;
 
 pub use faulty::{FaultConfig, FaultStats, FaultyConnector};

@@ -120,7 +120,7 @@ fn all_threads_stopped(pid: u32) -> io::Result<bool> {
     Ok(true)
 }
 
-fn run(cmd: &mut Command, what: &str) -> io::Result<()> {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> io::Result<()> {
     let out = cmd.output().map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -424,7 +424,7 @@ impl Slapd {
     }
 
     /// A CA and a server certificate for localhost / 127.0.0.1 signed by it.
-    fn make_certificates(dir: &Path) -> io::Result<()> {
+    pub(crate) fn make_certificates(dir: &Path) -> io::Result<()> {
         let ossl = |args: &[&str], what: &str| {
             run(Command::new("openssl").current_dir(dir).args(args), what)
         };

@@ -2,7 +2,8 @@
 //! (prov_testkit::slapd, `ad_like`): `user` objects named by `cn` under
 //! `CN=Users`, `sAMAccountName` logins, `userAccountControl` disabling,
 //! `group` with `member` and `memberOf`. Not an AD: the filter on
-//! `objectCategory` (an AD special) is replaced by `(objectClass=user)`,
+//! `objectCategory` (an AD special) is replaced by `(objectClass=user)`
+//! and the groups' by `(objectClass=group)` (no isCriticalSystemObject),
 //! and AD's own behaviours (ranged `member` retrieval, `unicodePwd`) are
 //! covered by unit tests of recorded replies, not here.
 
@@ -39,6 +40,8 @@ fn ad_connector(server: &Slapd) -> LdapConnector {
             Password::new(server.admin_password.clone()),
         );
     cfg.accounts.filter = "(objectClass=user)".to_owned();
+    // The look-alike schema has no isCriticalSystemObject or adminCount.
+    cfg.groups.filter = "(objectClass=group)".to_owned();
     cfg.groups.batch_size = 16;
     cfg.connection.danger_plaintext_bind = true;
     LdapConnector::new(cfg).unwrap()

@@ -5,4 +5,5 @@ mod ad;
 mod common;
 mod directory;
 mod groups;
+mod samba;
 pub(crate) mod suite;

@@ -47,7 +47,11 @@ pub(crate) fn code_name(rc: u32) -> &'static str {
 /// The error kind a result code means.
 pub(crate) fn kind_of(rc: u32) -> ErrorKind {
     match rc {
-        3 | 51 | 52 | 53 => ErrorKind::Unavailable,
+        3 | 51 | 52 => ErrorKind::Unavailable,
+        // unwillingToPerform: the directory refuses the change as made (AD:
+        // a password its policy rejects, an account without one); sending
+        // it again changes nothing.
+        53 => ErrorKind::InvalidInput,
         11 => ErrorKind::RateLimited,
         16 | 17 | 18 | 19 | 20 | 21 | 34 | 64 | 65 | 67 | 69 => ErrorKind::InvalidInput,
         32 => ErrorKind::NotFound,
@@ -60,10 +64,40 @@ pub(crate) fn kind_of(rc: u32) -> ErrorKind {
     }
 }
 
+/// Active Directory's extended code, the Win32 error at the head of its
+/// diagnostic message (`0000052D: Constraint violation - ...`).
+pub(crate) fn ad_code(text: &str) -> Option<&str> {
+    let (head, _) = text.split_once(':')?;
+    (head.len() == 8 && head.bytes().all(|c| c.is_ascii_hexdigit())).then_some(head)
+}
+
+/// The attribute an AD extended code is about, where the message does not
+/// name one.
+fn ad_attribute(code: &str) -> Option<&'static str> {
+    match code.to_ascii_uppercase().as_str() {
+        // ERROR_PASSWORD_RESTRICTION: the password's length, history or complexity.
+        "0000052D" | "00000056" => Some("unicodePwd"),
+        _ => None,
+    }
+}
+
 /// The attribute a diagnostic message names, for invalid-input errors:
 /// OpenLDAP says `sn: value #0 invalid per syntax` or `object class
-/// 'inetOrgPerson' requires attribute 'sn'`.
+/// 'inetOrgPerson' requires attribute 'sn'`; AD leads with its extended
+/// code, which is not an attribute.
 fn attribute_in(text: &str) -> Option<String> {
+    if let Some(code) = ad_code(text) {
+        let rest = text.get(code.len() + 1..).unwrap_or("");
+        if let Some(a) = rest.find("attribute '").and_then(|i| {
+            rest.get(i + "attribute '".len()..)?
+                .split('\'')
+                .next()
+                .map(str::to_owned)
+        }) {
+            return Some(a);
+        }
+        return ad_attribute(code).map(str::to_owned);
+    }
     if let Some(i) = text.find("requires attribute '") {
         let rest = text.get(i + "requires attribute '".len()..)?;
         return rest.split('\'').next().map(str::to_owned);
@@ -162,7 +196,7 @@ mod tests {
         for (rc, kind, retry) in [
             (51, ErrorKind::Unavailable, true),
             (52, ErrorKind::Unavailable, true),
-            (53, ErrorKind::Unavailable, true),
+            (53, ErrorKind::InvalidInput, false),
             (3, ErrorKind::Unavailable, true),
             (19, ErrorKind::InvalidInput, false),
             (21, ErrorKind::InvalidInput, false),
@@ -178,6 +212,46 @@ mod tests {
             assert_eq!(d.code.as_deref(), Some(rc.to_string().as_str()));
             assert_eq!(d.message.as_deref(), Some("said the server"));
         }
+    }
+
+    /// Issue 17 (g) and item 4: AD's extended code was taken for the
+    /// field, and 53 was retried six times as an outage.
+    #[test]
+    fn ad_extended_codes_are_kept_and_name_the_attribute_not_the_code() {
+        let e = from_result(
+            &result(
+                53,
+                "0000052D: Constraint violation - check_password_restrictions: the password is too short. It should be equal or longer than 7 characters!",
+            ),
+            Operation::CreateAccount,
+            "creating CN=a,CN=Users,DC=x",
+        );
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(!e.is_retryable());
+        assert_eq!(e.field(), Some("unicodePwd"));
+        assert!(
+            e.to_string()
+                .contains("unwillingToPerform (53): 0000052D: Constraint violation"),
+            "{e}"
+        );
+        let e = from_result(
+            &result(
+                19,
+                "000020B5: AtrErr: DSID-031522C9, #1: 0: 000020B5: DSID-031522C9, problem 1005 (CONSTRAINT_ATT_TYPE), data 0, Att 90290 (userAccountControl)",
+            ),
+            Operation::SetEnabled,
+            "x",
+        );
+        assert_ne!(e.field(), Some("000020B5"));
+        let e = from_result(
+            &result(
+                16,
+                "00002080: AtrErr: DSID-03151F8E, #1: attribute 'member' missing",
+            ),
+            Operation::Revoke,
+            "x",
+        );
+        assert_eq!(e.field(), Some("member"));
     }
 
     #[test]

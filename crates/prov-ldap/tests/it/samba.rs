@@ -60,7 +60,10 @@ async fn group_changes_are_repeat_safe_on_ad() {
         let out = conn.grant(change()).await.unwrap();
         assert!(out.is_ok(), "{:?}", out.failures);
     }
-    assert_eq!(conn.list_all_members(&g).await.unwrap(), std::slice::from_ref(&a.id));
+    assert_eq!(
+        conn.list_all_members(&g).await.unwrap(),
+        std::slice::from_ref(&a.id)
+    );
     for _ in 0..2 {
         let out = conn.revoke(change()).await.unwrap();
         assert!(out.is_ok(), "{:?}", out.failures);

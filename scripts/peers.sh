@@ -86,7 +86,7 @@ ensure_slapd() {
 ensure_samba() {
   if ! command -v samba >/dev/null || ! command -v samba-tool >/dev/null \
     || [ ! -d /usr/share/samba/setup ] || ! dpkg -s samba-dsdb-modules samba-vfs-modules >/dev/null 2>&1 \
-    || ! command -v ldapwhoami >/dev/null; then
+    || ! command -v ldapsearch >/dev/null; then
     echo "installing Samba AD DC (Debian packages samba, samba-ad-provision, ldb-tools)"
     local guard=/usr/sbin/policy-rc.d added=""
     if [ "$(id -u)" = 0 ] && [ ! -e "$guard" ]; then

@@ -287,14 +287,21 @@ impl Conn {
         Ok((ldap, server.to_vec(), false))
     }
 
-    /// Checks that the directory answers (connects and binds).
+    /// Checks that the directory answers (connects and binds) and, where
+    /// it offers WhoAmI (RFC 4532), that it takes the bind's identity; a
+    /// directory without it (Samba answers protocolError) is checked by
+    /// the bind alone. Any other answer is the check's error.
     pub(crate) async fn check(&self) -> Result<()> {
-        self.run(
-            Operation::Check,
-            "checking the directory",
-            |mut l| async move { l.extended(ldap3::exop::WhoAmI).await.map(|_| ()) },
-        )
-        .await
+        let what = "checking the directory (WhoAmI)";
+        let res = self
+            .run(Operation::Check, what, |mut l| async move {
+                l.extended(ldap3::exop::WhoAmI).await
+            })
+            .await?;
+        match res.1.rc {
+            0 | 2 | 12 => Ok(()),
+            _ => Err(crate::error::from_result(&res.1, Operation::Check, what)),
+        }
     }
 
     /// One page of a search: entries and the cookie for the next page

@@ -302,13 +302,22 @@ impl Samba {
 
     /// Whether `dn` can bind with `password` over LDAPS.
     pub fn can_bind(&self, dn: &str, password: &str) -> bool {
-        Command::new("ldapwhoami")
+        self.bind_error(dn, password).is_none()
+    }
+
+    /// Why `dn` cannot bind with `password` over LDAPS (`None`: it can).
+    pub fn bind_error(&self, dn: &str, password: &str) -> Option<String> {
+        // A bind and a read of the root DSE (Samba has no WhoAmI).
+        match Command::new("ldapsearch")
             .args(["-x", "-H", &self.ldaps_url, "-D", dn, "-w", password])
+            .args(["-b", "", "-s", "base", "1.1"])
             .env("LDAPTLS_CACERT", self.ca_file())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            .output()
+        {
+            Ok(out) if out.status.success() => None,
+            Ok(out) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
+            Err(e) => Some(format!("ldapsearch: {e}")),
+        }
     }
 }
 

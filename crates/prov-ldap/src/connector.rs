@@ -1411,6 +1411,8 @@ impl Inner {
                     accounts.login_attribute.clone().into_bytes(),
                     [new_login.clone().into_bytes()].into_iter().collect(),
                 ));
+                self.follow_login(op, &req.id, &dn, new_login, &mut mods, &mut new_rdn)
+                    .await?;
             }
         }
         // Attributes first, the rename last: if the rename fails, the entry
@@ -1445,6 +1447,62 @@ impl Inner {
             id = AccountId::new(canonical(&format!("{rdn},{parent}")));
         }
         Ok(id)
+    }
+
+    /// A login rename where the login is not the naming attribute (AD:
+    /// `sAMAccountName`, named by `cn`): the RDN follows when it was the
+    /// old login, and on AD the `userPrincipalName` when its name part
+    /// was (unless this update sets it), so that the user does not keep
+    /// signing in with the old name.
+    async fn follow_login(
+        &self,
+        op: Operation,
+        id: &AccountId,
+        dn: &Dn,
+        new_login: &str,
+        mods: &mut Vec<Mod<Vec<u8>>>,
+        new_rdn: &mut Option<String>,
+    ) -> Result<()> {
+        const UPN: &str = "userPrincipalName";
+        let accounts = &self.cfg.accounts;
+        let want = vec![accounts.login_attribute.clone(), UPN.to_owned()];
+        let Some(e) = self
+            .conn
+            .read(op, id.as_str(), "(objectClass=*)", &want)
+            .await?
+        else {
+            return Err(not_found(op, id));
+        };
+        let Some(old) = e.first(&accounts.login_attribute) else {
+            return Ok(());
+        };
+        if new_rdn.is_none()
+            && dn
+                .rdn_value(&accounts.rdn_attribute)
+                .is_some_and(|v| v.eq_ignore_ascii_case(&old))
+        {
+            *new_rdn = Some(new_login.to_owned());
+        }
+        let sets_upn = mods.iter().any(|m| match m {
+            Mod::Replace(a, _) | Mod::Add(a, _) | Mod::Delete(a, _) => {
+                a.eq_ignore_ascii_case(UPN.as_bytes())
+            }
+            _ => false,
+        });
+        if self.cfg.dialect == crate::config::Dialect::ActiveDirectory
+            && !sets_upn
+            && let Some(upn) = e.first(UPN)
+            && let Some((name, realm)) = upn.rsplit_once('@')
+            && name.eq_ignore_ascii_case(&old)
+        {
+            mods.push(Mod::Replace(
+                UPN.as_bytes().to_vec(),
+                [format!("{new_login}@{realm}").into_bytes()]
+                    .into_iter()
+                    .collect(),
+            ));
+        }
+        Ok(())
     }
 
     async fn set_enabled(&self, id: &AccountId, enabled: bool) -> Result<()> {

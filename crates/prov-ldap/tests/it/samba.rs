@@ -166,3 +166,45 @@ async fn passwords_bind_and_disabling_stops_the_bind() {
     assert_eq!(e.field(), Some("unicodePwd"), "{e}");
     assert!(!format!("{e:?}").contains("\"a\""), "{e:?}");
 }
+
+/// (d) of issue 17: a login rename changed only sAMAccountName; the CN
+/// (which was the login) and the userPrincipalName follow it now, and the
+/// user signs in with the new name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Samba AD DC: run the README test command"]
+async fn a_login_rename_moves_the_cn_and_the_user_principal_name() {
+    let dc = Samba::start().unwrap();
+    let conn = with_passwords(&dc);
+    let pw = "Str0ng!Passw0rd-2";
+    let mut attrs = crate::suite::options(false).attributes.as_ref()("oldname");
+    attrs.insert("password".to_owned(), prov_core::Value::from(pw));
+    attrs.insert(
+        "upn".to_owned(),
+        prov_core::Value::from("oldname@provtest.local"),
+    );
+    let made = conn
+        .create_account(prov_core::CreateAccount::new("oldname", attrs))
+        .await
+        .unwrap();
+    let id = conn
+        .update_account(prov_core::UpdateAccount::new(
+            made.id.clone(),
+            prov_core::AttributeDelta::default().rename("newname"),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        id.as_str()
+            .to_ascii_lowercase()
+            .starts_with("cn=newname,cn=users,"),
+        "{id}"
+    );
+    let now = conn.get_account(&id).await.unwrap();
+    assert_eq!(now.login, "newname");
+    assert_eq!(
+        now.attributes.get("upn").map(ToString::to_string),
+        Some("newname@provtest.local".to_owned())
+    );
+    assert_eq!(dc.bind_error("newname@provtest.local", pw), None);
+    assert!(!dc.can_bind("oldname@provtest.local", pw));
+}

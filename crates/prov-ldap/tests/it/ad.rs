@@ -94,7 +94,8 @@ async fn ad_accounts_use_sam_account_name_and_user_account_control() {
     assert_eq!(uac(&server, made.id.as_str()), "514");
     conn.set_enabled(&made.id, true).await.unwrap();
     assert_eq!(uac(&server, made.id.as_str()), "512");
-    // A new login is a new sAMAccountName; the entry keeps its name (cn).
+    // A new login is a new sAMAccountName; the cn, which was the login,
+    // and the userPrincipalName follow it (they stayed on the old name).
     let id = conn
         .update_account(UpdateAccount::new(
             made.id.clone(),
@@ -102,8 +103,13 @@ async fn ad_accounts_use_sam_account_name_and_user_account_control() {
         ))
         .await
         .unwrap();
-    assert_eq!(id, made.id);
-    assert_eq!(conn.get_account(&id).await.unwrap().login, "grace.hopper");
+    assert_eq!(id.as_str(), "cn=grace.hopper,cn=Users,dc=corp,dc=example");
+    let renamed = conn.get_account(&id).await.unwrap();
+    assert_eq!(renamed.login, "grace.hopper");
+    assert_eq!(
+        renamed.attributes.get("upn"),
+        Some(&Value::from("grace.hopper@corp.example"))
+    );
     // Created disabled: 514 from the start.
     let mut req = CreateAccount::new("leaver", {
         let mut a = Attributes::new();

@@ -88,6 +88,11 @@ pub struct Capabilities {
     /// plans a create the target would refuse as taken, nor a rename that
     /// changes only case.
     pub login_case_insensitive: bool,
+    /// The longest login the target takes, in characters (Active
+    /// Directory's `sAMAccountName`: 20); `None` for no limit. The planner
+    /// makes a longer login a problem, never a create or a rename the
+    /// target would refuse.
+    pub max_login_len: Option<usize>,
 }
 
 impl Default for Capabilities {
@@ -104,6 +109,7 @@ impl Default for Capabilities {
             lists_memberships: false,
             changes_since: false,
             create_entitlement: false,
+            max_login_len: None,
             create_marker: false,
             max_batch: 1,
             max_page_size: 100,
@@ -141,6 +147,7 @@ impl Capabilities {
             lists_memberships: true,
             changes_since: true,
             create_entitlement: false,
+            max_login_len: None,
             create_marker: false,
             max_batch: max_batch.max(1),
             max_page_size: 100,

@@ -1105,6 +1105,10 @@ impl Inner {
         caps.max_concurrency = self.cfg.connection.max_in_flight;
         caps.create_marker = self.cfg.accounts.marker_attribute.is_some();
         caps.create_entitlement = self.why_no_groups_made().is_none();
+        // sAMAccountName: at most 20 characters (Windows refuses longer).
+        if self.cfg.dialect == crate::config::Dialect::ActiveDirectory {
+            caps.max_login_len = Some(20);
+        }
         caps.filter_attributes = std::iter::once("login".to_owned())
             .chain(self.cfg.accounts.attributes.keys().cloned())
             .collect();

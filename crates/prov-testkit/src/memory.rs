@@ -40,6 +40,9 @@ pub struct MemoryLimits {
     /// Whether entitlements can be created and deleted
     /// (`Capabilities::create_entitlement`; default yes).
     pub create_entitlement: bool,
+    /// The longest login taken (`Capabilities::max_login_len`; default
+    /// none): a longer create or rename is refused.
+    pub max_login_len: Option<usize>,
 }
 
 impl Default for MemoryLimits {
@@ -54,6 +57,7 @@ impl Default for MemoryLimits {
             create_marker: true,
             login_case_insensitive: true,
             create_entitlement: true,
+            max_login_len: None,
         }
     }
 }
@@ -287,6 +291,19 @@ impl MemoryConnector {
         self.lock().state.accounts.values().cloned().collect()
     }
 
+    /// A login longer than the limit is refused, as AD refuses a long
+    /// sAMAccountName.
+    fn login_fits(&self, login: &str, op: Operation) -> Result<()> {
+        match self.limits.max_login_len {
+            Some(max) if login.chars().count() > max => Err(Error::invalid_input(
+                "login",
+                format!("login {login} is longer than {max} characters"),
+            )
+            .with_operation(op)),
+            _ => Ok(()),
+        }
+    }
+
     /// Request counts so far.
     pub fn stats(&self) -> MemoryStats {
         self.lock().stats.clone()
@@ -449,6 +466,7 @@ impl Connector for MemoryConnector {
         caps.create_marker = self.limits.create_marker;
         caps.login_case_insensitive = self.limits.login_case_insensitive;
         caps.create_entitlement = self.limits.create_entitlement;
+        caps.max_login_len = self.limits.max_login_len;
         caps
     }
 
@@ -492,6 +510,7 @@ impl Connector for MemoryConnector {
         if req.login.trim().is_empty() {
             return Err(Error::invalid_input("login", "the login is empty").with_operation(op));
         }
+        self.login_fits(&req.login, op)?;
         let acct = {
             let mut inner = self.lock();
             if inner.state.login_taken(&req.login, None) {
@@ -530,6 +549,9 @@ impl Connector for MemoryConnector {
                     .with_operation(op)
                     .with_field("login"),
             );
+        }
+        if let Some(login) = &req.delta.login {
+            self.login_fits(login, op)?;
         }
         self.admit(true).map_err(|e| e.with_operation(op))?;
         {

@@ -217,6 +217,7 @@ fn capped(
         o.can_rename &= caps.rename;
         o.can_create_entitlements &= caps.create_entitlement && caps.list_entitlements;
         o.login_case_insensitive = caps.login_case_insensitive;
+        o.max_login_len = caps.max_login_len;
     }
     options
 }

@@ -129,6 +129,18 @@ pub(super) fn plan_identity<'a>(
             if res.state == LifecycleState::Terminated {
                 return out; // never create an account for a leaver
             }
+            if let Some(max) = ctx.opts.max_login_len
+                && want.login.chars().count() > max
+            {
+                out.problems.push(format!(
+                    "{target}: {}'s login {} is {} characters, longer than the {max} the target \
+                     takes: no account is created (shorten the login template)",
+                    who.id,
+                    want.login,
+                    want.login.chars().count()
+                ));
+                return out;
+            }
             let taken = ctx.by_login.get(want.login);
             if !taken.is_empty() {
                 let ids: Vec<AccountId> = taken
@@ -206,6 +218,15 @@ pub(super) fn plan_identity<'a>(
                 && differs(&ctx.managed_attributes, fold, want, acct)
             {
                 let mut delta = attribute_delta(&ctx.managed_attributes, fold, want, acct);
+                if let Some(max) = ctx.opts.max_login_len
+                    && let Some(new_login) = delta.login.take_if(|l| l.chars().count() > max)
+                {
+                    out.problems.push(format!(
+                        "{target}: {}'s login should change from {} to {new_login}, which is \
+                         longer than the {max} characters the target takes: it stays {}",
+                        who.id, acct.login, acct.login
+                    ));
+                }
                 if let Some(new_login) = delta.login.take_if(|_| !ctx.opts.can_rename) {
                     out.problems.push(format!(
                         "{target}: {}'s login should change from {} to {new_login}, and the target cannot rename accounts",

@@ -206,6 +206,11 @@ pub struct TargetOptions {
     /// the `Engine` sets it): logins that differ only in case are then the
     /// same login, for correlation, for "taken", and for renames.
     pub login_case_insensitive: bool,
+    /// The longest login the target takes, in characters (from
+    /// [`Capabilities::max_login_len`](prov_core::Capabilities); the
+    /// `Engine` sets it): a longer one is a problem, not a create or a
+    /// rename.
+    pub max_login_len: Option<usize>,
     /// Whether the engine creates the entitlements (groups) the policy
     /// names and the target lacks, before granting them, and deletes the
     /// ones it created once no policy names them, after revoking them
@@ -233,6 +238,7 @@ impl Default for TargetOptions {
             can_delete: true,
             can_rename: true,
             login_case_insensitive: false,
+            max_login_len: None,
             create_entitlements: false,
             can_create_entitlements: true,
         }

@@ -11,7 +11,7 @@ use prov_engine::{
     Plan, PlanInput, PlanOptions, Store, TargetOptions, plan,
 };
 use prov_resolver::{CompiledPolicy, Policy};
-use prov_testkit::MemoryConnector;
+use prov_testkit::{MemoryConnector, MemoryLimits};
 
 pub(crate) const POLICY: &str = r#"
 [attributes]
@@ -1194,5 +1194,57 @@ async fn a_grant_that_would_complete_a_separation_of_duties_conflict_is_held() {
             "e1 breaks rule split (report): ldap:eng + github:org:eng",
             "e3 breaks rule split (report): ldap:eng + github:org:eng"
         ]
+    );
+}
+
+/// Issue 17 (h): AD takes sAMAccountNames of at most 20 characters; a
+/// longer planned login was a server error at apply. Now it is a plan
+/// problem naming the person, and nothing is sent for it.
+#[tokio::test]
+async fn a_login_longer_than_the_target_takes_is_a_problem_not_an_operation() {
+    let mut limits = MemoryLimits::default();
+    limits.max_login_len = Some(10);
+    let mut targets = BTreeMap::new();
+    targets.insert(
+        TargetId::new("ldap"),
+        MemoryConnector::with_limits(limits).with_entitlements(["staff", "eng", "sales"]),
+    );
+    targets.insert(
+        TargetId::new("github"),
+        MemoryConnector::new().with_entitlements(["org:eng"]),
+    );
+    let engine =
+        prov_engine::Engine::new(policy(), connectors(&targets), Arc::new(MemoryStore::new()));
+    // ada.lovelace has 12 characters; bob.smith and cy.young fit.
+    let (plan, report) = engine.reconcile(&people()).await.unwrap();
+    assert!(report.is_success(), "{:#?}", report.outcomes);
+    assert!(
+        plan.problems.contains(
+            &"ldap: e1's login ada.lovelace is 12 characters, longer than the 10 the target \
+              takes: no account is created (shorten the login template)"
+                .to_owned()
+        ),
+        "{:#?}",
+        plan.problems
+    );
+    let ldap = &targets[&TargetId::new("ldap")];
+    let mut logins: Vec<String> = ldap.accounts().into_iter().map(|a| a.login).collect();
+    logins.sort();
+    assert_eq!(logins, ["bob.smith", "cy.young"]);
+    // A rename past the limit stays a problem; the login is kept.
+    let mut moved = people();
+    moved[1] = person("e2", "Bob", "Smithson", "Sales");
+    let plan = engine.plan(&moved).await.unwrap();
+    assert!(
+        plan.problems.iter().any(|p| p
+            == "ldap: e2's login should change from bob.smith to bob.smithson, which is longer \
+                than the 10 characters the target takes: it stays bob.smith"),
+        "{:#?}",
+        plan.problems
+    );
+    assert!(
+        !lines(&plan).iter().any(|l| l.contains("bob.smithson")),
+        "{:#?}",
+        lines(&plan)
     );
 }

@@ -97,9 +97,31 @@ impl Table {
     }
 }
 
-/// The candidates an indexed equality in `filter` narrows a query to;
-/// `None` when it needs a scan.
+/// The candidates an indexed equality in `filter` narrows a query to
+/// (an `or` of them: their union; `id eq` by the id itself); `None` when
+/// it needs a scan. The filter is still evaluated on each candidate.
 fn candidates(table: &Table, kind: Kind, filter: &Filter) -> Option<BTreeSet<u64>> {
+    if let Filter::Or(items) = filter {
+        let mut all = BTreeSet::new();
+        for f in items {
+            all.extend(candidates(table, kind, f)?);
+        }
+        return Some(all);
+    }
+    if let Some((path, crate::filter::CompValue::String(id))) = filter.as_equality()
+        && path.urn.is_none()
+        && path.sub.is_none()
+        && path.name.eq_ignore_ascii_case("id")
+    {
+        return Some(
+            table
+                .by_id
+                .get(id)
+                .map(|(seq, _)| *seq)
+                .into_iter()
+                .collect(),
+        );
+    }
     let (name, value) = indexed_equality(kind, filter)?;
     Some(table.with(name, &value).collect())
 }

@@ -493,6 +493,34 @@ async fn lists_filter_sort_and_page(store: Store) {
     }
     let want: Vec<String> = (0..12).map(|i| format!("user{i:02}")).collect();
     assert_eq!(seen, want, "stable creation order across pages");
+    // An `or` of ids and indexed equalities (the client's member check)
+    // finds exactly those, in creation order, whether narrowed by the
+    // index or scanned; a term no index serves still counts.
+    let all = call(&app, "GET", "/Users?count=12", Some(ACME), None).await;
+    let id = |i: usize| all.body["Resources"][i]["id"].as_str().unwrap().to_owned();
+    let filter = format!(
+        "id eq \"{}\" or userName eq \"USER07\" or id eq \"{}\" or id eq \"nope\" or title eq \"none\"",
+        id(9),
+        id(2)
+    );
+    let r = call(
+        &app,
+        "GET",
+        &format!(
+            "/Users?filter={}",
+            filter.replace(' ', "%20").replace('"', "%22")
+        ),
+        Some(ACME),
+        None,
+    )
+    .await;
+    let names: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["user02", "user07", "user09"], "{}", r.body);
     let r = call(
         &app,
         "GET",

@@ -601,11 +601,12 @@ mod provision {
             .reconcile(who)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            report.is_success(),
-            "memberships: {} failed",
-            report.failures().count()
-        );
+        if let Some(f) = report.failures().next() {
+            panic!(
+                "memberships: {} failed, the first: {f}",
+                report.failures().count()
+            );
+        }
         assert_eq!(
             plan.ops.len(),
             2 * who.len() + GROUPS + 1,

@@ -126,9 +126,30 @@ pub(super) struct Inner<S> {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) listeners: Vec<events::Listener>,
     pub(super) limiter: Option<Arc<governor::DefaultDirectRateLimiter>>,
+    /// Turns for read-modify-writes (PATCH, PUT), by a hash of the
+    /// resource: concurrent PATCHes of one group (members added by many
+    /// requests at once) take turns instead of failing the store's version
+    /// check five times and answering 412 to clients that sent no If-Match.
+    pub(super) turns: Arc<[tokio::sync::Mutex<()>]>,
+}
+
+/// How many turns read-modify-writes are spread over.
+const TURNS: usize = 64;
+
+fn turns() -> Arc<[tokio::sync::Mutex<()>]> {
+    (0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect()
 }
 
 impl<S> Inner<S> {
+    /// The turn a write of `tenant`'s resource `id` takes.
+    pub(super) fn turn(&self, tenant: &str, kind: Kind, id: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (tenant, kind == Kind::User, id).hash(&mut h);
+        let i = usize::try_from(h.finish() % TURNS as u64).unwrap_or(0);
+        &self.turns[i]
+    }
+
     /// Tells every listener.
     pub(super) fn tell(&self, event: &ScimEvent) {
         for l in &self.listeners {
@@ -148,6 +169,7 @@ impl<S: ScimStore> ScimServer<S> {
                 clock: Arc::new(SystemClock),
                 listeners: Vec::new(),
                 limiter: None,
+                turns: turns(),
             }),
         }
     }
@@ -162,6 +184,7 @@ impl<S: ScimStore> ScimServer<S> {
                 clock: shared.clock.clone(),
                 listeners: shared.listeners.clone(),
                 limiter: shared.limiter.clone(),
+                turns: shared.turns.clone(),
             },
         };
         f(&mut inner);

@@ -393,6 +393,7 @@ pub(super) async fn do_replace<S: ScimStore>(
     let password = password_in(kind, &body);
     let attributes = accept(kind, body)?;
     check_members(inner, tenant, kind, &attributes).await?;
+    let _turn = inner.turn(tenant, kind, id).lock().await;
     let current = inner
         .store
         .get(tenant, kind, id)
@@ -445,6 +446,7 @@ pub(super) async fn do_patch<S: ScimStore>(
             ));
         }
     }
+    let _turn = inner.turn(tenant, kind, id).lock().await;
     let mut tries = 0;
     loop {
         tries += 1;

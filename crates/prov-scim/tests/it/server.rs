@@ -1383,3 +1383,71 @@ async fn a_provisioned_directory_is_an_identity_source() {
             .is_empty()
     );
 }
+
+/// Many PATCHes adding members to one group at once, none with If-Match
+/// (a client sending one request per member, in parallel): every one
+/// lands. They failed the store's version check five times in a row and
+/// were answered 412, which the client had not asked for (seen by the
+/// provisioning bench: 2 of 20,000 grants at 10,000 users).
+async fn concurrent_patches_of_one_group_all_land(store: Store) {
+    let app = app(store).await;
+    let g = call(
+        &app,
+        "POST",
+        "/Groups",
+        Some(ACME),
+        Some(json!({"displayName": "busy"})),
+    )
+    .await;
+    let gid = g.body["id"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for i in 0..32 {
+        let u = call(
+            &app,
+            "POST",
+            "/Users",
+            Some(ACME),
+            Some(json!({"userName": format!("m{i}")})),
+        )
+        .await;
+        ids.push(u.body["id"].as_str().unwrap().to_owned());
+    }
+    let mut tasks = Vec::new();
+    for id in &ids {
+        let (app, gid, id) = (app.clone(), gid.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]});
+            call(
+                &app,
+                "PATCH",
+                &format!("/Groups/{gid}"),
+                Some(ACME),
+                Some(body),
+            )
+            .await
+            .status
+        }));
+    }
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(status.is_success(), "{status}");
+    }
+    let g = call(&app, "GET", &format!("/Groups/{gid}"), Some(ACME), None).await;
+    assert_eq!(
+        g.body["members"].as_array().unwrap().len(),
+        32,
+        "{}",
+        g.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_of_one_group_all_land_in_memory() {
+    concurrent_patches_of_one_group_all_land(Store::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_of_one_group_all_land_in_sqlite() {
+    concurrent_patches_of_one_group_all_land(Store::Sqlite).await;
+}

@@ -82,6 +82,9 @@ struct Inner {
     /// Held while a gidNumber is picked and its group added, so that two
     /// creates from this connector never take the same number.
     gid_lock: Mutex<()>,
+    /// AD: group RID -> group name, for `primaryGroupID` (an account's
+    /// primary group, Domain Users, is never in its `memberOf`). Read once.
+    primary_groups: tokio::sync::OnceCell<HashMap<u32, EntitlementId>>,
 }
 
 impl std::fmt::Debug for LdapConnector {
@@ -135,6 +138,9 @@ impl LdapConnector {
         if let Some(m) = &cfg.groups.member_of {
             read.insert(m.clone());
         }
+        if cfg.dialect == crate::config::Dialect::ActiveDirectory {
+            read.insert("primaryGroupID".to_owned());
+        }
         let inner = Inner {
             conn: Conn::new(cfg.connection.clone()),
             cfg,
@@ -147,6 +153,7 @@ impl LdapConnector {
             base_spelling: tokio::sync::OnceCell::new(),
             group_names: std::sync::Mutex::new(HashMap::new()),
             gid_lock: Mutex::new(()),
+            primary_groups: tokio::sync::OnceCell::new(),
         };
         Ok(LdapConnector {
             inner: Arc::new(inner),
@@ -259,6 +266,15 @@ impl Inner {
                 if let Some(g) = self.group_name_of(&String::from_utf8_lossy(v)) {
                     acct.entitlements.insert(g);
                 }
+            }
+            // AD: the primary group, which memberOf leaves out.
+            if let Some(groups) = self.primary_groups.get()
+                && let Some(rid) = e
+                    .first("primaryGroupID")
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+                && let Some(g) = groups.get(&rid)
+            {
+                acct.entitlements.insert(g.clone());
             }
         } else if let Some(index) = index {
             let key = match &self.cfg.groups.members {
@@ -664,6 +680,51 @@ impl Inner {
             .collect()
     }
 
+    /// AD: reads every group's RID (the last part of its objectSid) once,
+    /// so that an account's `primaryGroupID` names its group. The groups
+    /// base is read whatever the groups filter says (Domain Users is a
+    /// built-in group, not listed). Other dialects: nothing.
+    async fn load_primary_groups(&self, op: Operation) -> Result<()> {
+        if self.cfg.dialect != crate::config::Dialect::ActiveDirectory {
+            return Ok(());
+        }
+        self.primary_groups
+            .get_or_try_init(|| async {
+                let attrs = vec![
+                    self.cfg.groups.name_attribute.clone(),
+                    "objectSid".to_owned(),
+                ];
+                let entries = self
+                    .conn
+                    .search_all(
+                        op,
+                        Search {
+                            base: &self.cfg.groups.base,
+                            scope: Scope::OneLevel,
+                            filter: "(objectClass=group)",
+                            attrs: &attrs,
+                        },
+                        self.cfg.page_size,
+                    )
+                    .await?;
+                let mut out = HashMap::new();
+                for e in &entries {
+                    let sid = e.values("objectSid").first();
+                    // A SID ends with its RID, 4 bytes little-endian.
+                    let rid = sid
+                        .and_then(|s| s.len().checked_sub(4).and_then(|i| s.get(i..)))
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map(u32::from_le_bytes);
+                    if let (Some(rid), Some(name)) = (rid, self.group_name_of(&e.dn)) {
+                        out.insert(rid, name);
+                    }
+                }
+                Ok::<_, Error>(out)
+            })
+            .await
+            .map(|_| ())
+    }
+
     /// Why this directory's groups cannot be created, if they cannot.
     fn why_no_groups_made(&self) -> Option<String> {
         let g = &self.cfg.groups;
@@ -855,6 +916,7 @@ impl Inner {
 
     async fn read_account(&self, op: Operation, id: &AccountId) -> Result<Account> {
         self.account_dn(op, id)?;
+        self.load_primary_groups(op).await?;
         let entry = self
             .conn
             .read(op, id.as_str(), &self.cfg.accounts.filter, &self.read_attrs)
@@ -1141,6 +1203,7 @@ impl Inner {
     async fn list_accounts(&self, req: ListRequest) -> Result<Page<Account>> {
         let op = Operation::ListAccounts;
         let filter = self.account_filter(op, req.filter.as_ref())?;
+        self.load_primary_groups(op).await?;
         let (mut base_ix, mut cookie) = Self::cursor(op, &req)?;
         let size = self.page_size(&req);
         let search = |base| Search {
@@ -1693,6 +1756,7 @@ impl Inner {
 
     async fn changes_since(&self, token: Option<&str>) -> Result<ChangeSet> {
         let op = Operation::ChangesSince;
+        self.load_primary_groups(op).await?;
         let attrs: Vec<String> = self
             .read_attrs
             .iter()

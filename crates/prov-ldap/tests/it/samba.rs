@@ -208,3 +208,32 @@ async fn a_login_rename_moves_the_cn_and_the_user_principal_name() {
     assert_eq!(dc.bind_error("newname@provtest.local", pw), None);
     assert!(!dc.can_bind("oldname@provtest.local", pw));
 }
+
+/// (c) of issue 17: an account's primary group (primaryGroupID 513,
+/// Domain Users) is never in its memberOf: a policy granting it planned
+/// the grant on every run. It is read now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Samba AD DC: run the README test command"]
+async fn the_primary_group_is_among_the_accounts_groups() {
+    let dc = Samba::start().unwrap();
+    let conn = connector(&dc);
+    let made = conn
+        .create_account(prov_core::CreateAccount::new(
+            "prim1",
+            crate::suite::options(false).attributes.as_ref()("prim1"),
+        ))
+        .await
+        .unwrap();
+    let users = EntitlementId::new("Domain Users");
+    let got = conn.get_account(&made.id).await.unwrap();
+    assert!(got.entitlements.contains(&users), "{:?}", got.entitlements);
+    let listed = conn.list_all_accounts().await.unwrap();
+    let one = listed.iter().find(|a| a.id == made.id).unwrap();
+    assert!(one.entitlements.contains(&users), "{:?}", one.entitlements);
+    // A grant of it is already so (68, done), never a failure.
+    let out = conn
+        .grant(MembershipChange::new(users.clone(), vec![made.id.clone()]))
+        .await
+        .unwrap();
+    assert!(out.is_ok(), "{:?}", out.failures);
+}

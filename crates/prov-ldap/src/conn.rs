@@ -133,29 +133,61 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// The TLS configuration of every TLS connection (`ldaps://` or
+/// StartTLS): always built here, with aws-lc-rs named as the provider.
+/// Left to ldap3 (no `ca_file`), it asked for the process default
+/// provider, which panics in a program that links both ring and aws-lc-rs
+/// (reqwest with rustls does). The roots are `ca_file`'s, else the
+/// system's.
 fn tls_config(cfg: &ConnectionConfig) -> Result<Option<Arc<rustls::ClientConfig>>> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let Some(path) = &cfg.ca_file else {
+    let uses_tls = cfg.tls == Tls::StartTls
+        || cfg
+            .url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("ldaps://"));
+    if !uses_tls {
         return Ok(None);
-    };
-    let bad = |m: String| Error::new(ErrorKind::Config, m).with_field("connection.ca_file");
-    let mut roots = rustls::RootCertStore::empty();
-    let certs =
-        CertificateDer::pem_file_iter(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| bad(format!("{}: {e}", path.display())))?;
-        roots
-            .add(cert)
-            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
     }
-    if roots.is_empty() {
-        return Err(bad(format!("{}: no certificates in it", path.display())));
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(path) = &cfg.ca_file {
+        let bad = |m: String| Error::new(ErrorKind::Config, m).with_field("connection.ca_file");
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        }
+        if roots.is_empty() {
+            return Err(bad(format!("{}: no certificates in it", path.display())));
+        }
+    } else {
+        let found = rustls_native_certs::load_native_certs();
+        // A certificate of the system's that does not parse is skipped, as
+        // every TLS client does; none at all is an error saying what to set.
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            let why = found
+                .errors
+                .first()
+                .map_or_else(|| "none found".to_owned(), ToString::to_string);
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "no system CA certificates to check {} against ({why}): set ca_file",
+                    cfg.url
+                ),
+            )
+            .with_field("connection.ca_file"));
+        }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
+        .map_err(|e| Error::new(ErrorKind::Config, e.to_string()).with_field("connection.tls"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Some(Arc::new(config)))
@@ -526,6 +558,48 @@ fn decode_paged_cookie(val: &[u8]) -> Option<Vec<u8>> {
     let size = parts.next()?.expect_primitive()?;
     parse_uint(size.as_slice()).ok()?;
     parts.next()?.expect_primitive()
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    /// Issue 17 item 3: without ca_file, ldap3 built the TLS config itself
+    /// from the process default provider (a panic where ring and
+    /// aws-lc-rs are both linked). Every TLS URL now gets our config,
+    /// with aws-lc-rs; plain ldap:// none.
+    #[test]
+    fn every_tls_connection_gets_a_config_with_an_explicit_provider() {
+        let aws = rustls::crypto::aws_lc_rs::default_provider();
+        for (url, tls) in [
+            ("ldaps://dc.example:636", Tls::FromUrl),
+            ("LDAPS://dc.example", Tls::FromUrl),
+            ("ldap://dc.example", Tls::StartTls),
+        ] {
+            let mut cfg = ConnectionConfig::new(url);
+            cfg.tls = tls;
+            if rustls_native_certs::load_native_certs().certs.is_empty() {
+                // A machine without CA certificates: said, naming ca_file.
+                let e = tls_config(&cfg).unwrap_err();
+                assert_eq!(e.field(), Some("connection.ca_file"), "{e}");
+                continue;
+            }
+            let config = tls_config(&cfg).unwrap().unwrap_or_else(|| panic!("{url}"));
+            let suites: Vec<_> = config
+                .crypto_provider()
+                .cipher_suites
+                .iter()
+                .map(|s| s.suite())
+                .collect();
+            let want: Vec<_> = aws.cipher_suites.iter().map(|s| s.suite()).collect();
+            assert_eq!(suites, want, "{url}");
+        }
+        assert!(
+            tls_config(&ConnectionConfig::new("ldap://dc.example"))
+                .unwrap()
+                .is_none()
+        );
+    }
 }
 
 #[cfg(test)]

@@ -289,21 +289,30 @@ impl Inner {
     }
 
     /// Reads every group's members once (directories without `memberOf`).
+    /// Every entry under the group base matching `filter`, with `attrs`,
+    /// page after page (`Subtree`: a posixGroup's gidNumber is unique
+    /// below the base, not only among its children).
+    async fn search_groups(
+        &self,
+        op: Operation,
+        scope: Scope,
+        filter: &str,
+        attrs: &[String],
+    ) -> Result<Vec<Entry>> {
+        let s = Search {
+            base: &self.cfg.groups.base,
+            scope,
+            filter,
+            attrs,
+        };
+        self.conn.search_all(op, s, self.cfg.page_size).await
+    }
+
     async fn member_index(&self, op: Operation) -> Result<Arc<MemberIndex>> {
         let g = &self.cfg.groups;
         let attrs = vec![g.name_attribute.clone(), g.members.attribute().to_owned()];
         let groups = self
-            .conn
-            .search_all(
-                op,
-                Search {
-                    base: &g.base,
-                    scope: Scope::OneLevel,
-                    filter: &g.filter,
-                    attrs: &attrs,
-                },
-                self.cfg.page_size,
-            )
+            .search_groups(op, Scope::OneLevel, &g.filter, &attrs)
             .await?;
         let mut index: MemberIndex = HashMap::new();
         for e in &groups {
@@ -695,17 +704,7 @@ impl Inner {
                     "objectSid".to_owned(),
                 ];
                 let entries = self
-                    .conn
-                    .search_all(
-                        op,
-                        Search {
-                            base: &self.cfg.groups.base,
-                            scope: Scope::OneLevel,
-                            filter: "(objectClass=group)",
-                            attrs: &attrs,
-                        },
-                        self.cfg.page_size,
-                    )
+                    .search_groups(op, Scope::OneLevel, "(objectClass=group)", &attrs)
                     .await?;
                 let mut out = HashMap::new();
                 for e in &entries {
@@ -830,17 +829,7 @@ impl Inner {
     async fn free_gid(&self, op: Operation, (first, last): (u32, u32)) -> Result<u32> {
         let attrs = vec!["gidNumber".to_owned()];
         let entries = self
-            .conn
-            .search_all(
-                op,
-                Search {
-                    base: &self.cfg.groups.base,
-                    scope: Scope::Subtree,
-                    filter: "(gidNumber=*)",
-                    attrs: &attrs,
-                },
-                self.cfg.page_size,
-            )
+            .search_groups(op, Scope::Subtree, "(gidNumber=*)", &attrs)
             .await?;
         let used: BTreeSet<u32> = entries
             .iter()
@@ -936,17 +925,7 @@ impl Inner {
         let filter = format!("(&{}{})", g.filter, equality(g.members.attribute(), &value));
         let attrs = vec![g.name_attribute.clone()];
         let groups = self
-            .conn
-            .search_all(
-                op,
-                Search {
-                    base: &g.base,
-                    scope: Scope::OneLevel,
-                    filter: &filter,
-                    attrs: &attrs,
-                },
-                self.cfg.page_size,
-            )
+            .search_groups(op, Scope::OneLevel, &filter, &attrs)
             .await?;
         let mut index = MemberIndex::new();
         let key = match &g.members {

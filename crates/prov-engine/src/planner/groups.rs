@@ -101,19 +101,22 @@ pub(super) fn plan_entitlements(
                 continue;
             }
             let since = record.created_at.format("%Y-%m-%d");
-            if !present.contains(&key(e, ci)) {
-                // Someone deleted it there: the record is forgotten.
-                out.push(PlannedOp::new(
+            let delete = |why: String| {
+                PlannedOp::new(
                     target.clone(),
                     None,
                     OpKind::DeleteEntitlement {
                         entitlement: e.clone(),
                     },
-                    vec![format!(
-                        "the engine created {e} on {since}; no policy names it and {target} no \
-                         longer has it: its record is forgotten"
-                    )],
-                ));
+                    vec![why],
+                )
+            };
+            if !present.contains(&key(e, ci)) {
+                // Someone deleted it there: the record is forgotten.
+                out.push(delete(format!(
+                    "the engine created {e} on {since}; no policy names it and {target} no \
+                     longer has it: its record is forgotten"
+                )));
                 continue;
             }
             let owner = owner.get_or_insert_with(|| {
@@ -140,16 +143,9 @@ pub(super) fn plan_entitlements(
                 op.account_login = Some(a.login.clone());
                 out.push(op);
             }
-            out.push(PlannedOp::new(
-                target.clone(),
-                None,
-                OpKind::DeleteEntitlement {
-                    entitlement: e.clone(),
-                },
-                vec![format!(
-                    "the engine created {e} on {since}, and no policy names it any more"
-                )],
-            ));
+            out.push(delete(format!(
+                "the engine created {e} on {since}, and no policy names it any more"
+            )));
         }
     }
     (out, problems)

@@ -7,12 +7,17 @@ use prov_ldap::{Dialect, LdapConfig, LdapConnector, Password};
 use prov_testkit::conformance::{Namespace, Outcome, run_all};
 use prov_testkit::samba::Samba;
 
-fn connector(dc: &Samba) -> LdapConnector {
-    let mut cfg = LdapConfig::new(Dialect::ActiveDirectory, dc.ldaps_url.clone(), &dc.base).bind(
-        dc.admin_dn.clone(),
-        Password::new(dc.admin_password.clone()),
-    );
+/// The AD preset over LDAPS with the test CA, bound as the administrator
+/// with `password`.
+fn config(dc: &Samba, password: &str) -> LdapConfig {
+    let mut cfg = LdapConfig::new(Dialect::ActiveDirectory, dc.ldaps_url.clone(), &dc.base)
+        .bind(dc.admin_dn.clone(), Password::new(password.to_owned()));
     cfg.connection.ca_file = Some(dc.ca_file());
+    cfg
+}
+
+fn connector(dc: &Samba) -> LdapConnector {
+    let mut cfg = config(dc, &dc.admin_password);
     cfg.groups.batch_size = 16;
     LdapConnector::new(cfg).unwrap()
 }
@@ -98,11 +103,7 @@ async fn built_in_and_protected_objects_are_never_listed() {
 }
 
 fn with_passwords(dc: &Samba) -> LdapConnector {
-    let mut cfg = LdapConfig::new(Dialect::ActiveDirectory, dc.ldaps_url.clone(), &dc.base).bind(
-        dc.admin_dn.clone(),
-        Password::new(dc.admin_password.clone()),
-    );
-    cfg.connection.ca_file = Some(dc.ca_file());
+    let mut cfg = config(dc, &dc.admin_password);
     cfg.accounts.attributes.insert(
         "password".to_owned(),
         prov_ldap::AttributeMap::string("unicodePwd"),
@@ -117,11 +118,7 @@ fn with_passwords(dc: &Samba) -> LdapConnector {
 async fn check_binds_and_a_wrong_password_is_refused() {
     let dc = Samba::start().unwrap();
     connector(&dc).check().await.unwrap();
-    let mut cfg = LdapConfig::new(Dialect::ActiveDirectory, dc.ldaps_url.clone(), &dc.base).bind(
-        dc.admin_dn.clone(),
-        Password::new("not-the-password".to_owned()),
-    );
-    cfg.connection.ca_file = Some(dc.ca_file());
+    let cfg = config(&dc, "not-the-password");
     let e = LdapConnector::new(cfg).unwrap().check().await.unwrap_err();
     assert_eq!(e.kind(), prov_core::ErrorKind::Unauthenticated, "{e}");
 }

@@ -43,7 +43,9 @@ mod recover;
 pub mod review;
 mod store;
 
-pub use engine::{DEFAULT_LOCK_WAIT, DEFAULT_MAX_PLAN_AGE, Engine, EngineError, Event};
+pub use engine::{
+    ChangesPlan, DEFAULT_LOCK_WAIT, DEFAULT_MAX_PLAN_AGE, Engine, EngineError, Event,
+};
 pub use executor::{
     ApplyError, ApplyOptions, ApplyReport, DEFAULT_DEADLINE, Executor, OpOutcome, OpStatus,
     Progress, RetryPolicy, TargetLimits,

@@ -252,6 +252,30 @@ pub enum DisableMethod {
     UserAccountControl,
 }
 
+/// Where `changes_since` reads what changed, deletions included. Without
+/// one the connector does not offer `changes_since`: a search by
+/// `modifyTimestamp` cannot see an entry that is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChangeLog {
+    /// None: `changes_since` is unsupported.
+    None,
+    /// OpenLDAP's accesslog overlay (`slapo-accesslog`), its log database
+    /// at `base` (e.g. `cn=accesslog`), logging at least `writes` with
+    /// `logsuccess TRUE`. For a deleted group to count as a change of its
+    /// members, the overlay needs `logold` matching groups (the delete
+    /// record then holds the members).
+    AccessLog {
+        /// The log database's suffix.
+        base: String,
+    },
+    /// Active Directory: update sequence numbers (`uSNChanged`, the first
+    /// token from the root DSE's `highestCommittedUSN`), deleted accounts
+    /// read from `CN=Deleted Objects` with the show-deleted control. USNs
+    /// belong to one domain controller: a token is refused by another.
+    Usn,
+}
+
 /// The directory's dialect: presets for the usual servers. In settings
 /// files: `openldap`, `openldap-unique-member`, `posix`, `rfc2307bis`,
 /// `active-directory`.
@@ -293,6 +317,9 @@ pub struct LdapConfig {
     pub groups: GroupsConfig,
     /// Disabling.
     pub disable: DisableMethod,
+    /// Where changes are read from (default: [`ChangeLog::Usn`] on Active
+    /// Directory, none elsewhere).
+    pub changes: ChangeLog,
     /// Entries per page when listing (RFC 2696 paged results; default
     /// 1000, the most Active Directory gives by default).
     pub page_size: usize,
@@ -501,12 +528,18 @@ impl LdapConfig {
                 )
             }
         };
+        let changes = if dialect == Dialect::ActiveDirectory {
+            ChangeLog::Usn
+        } else {
+            ChangeLog::None
+        };
         LdapConfig {
             connection,
             dialect,
             accounts,
             groups,
             disable,
+            changes,
             page_size: 1000,
         }
     }
@@ -600,6 +633,20 @@ impl LdapConfig {
         }
         if self.page_size == 0 {
             return bad("page_size", "must be at least 1".to_owned());
+        }
+        match &self.changes {
+            ChangeLog::AccessLog { base } if crate::dn::Dn::parse(base).is_err() => {
+                return bad("changes", format!("{base:?} is not a valid DN"));
+            }
+            ChangeLog::Usn if self.dialect != Dialect::ActiveDirectory => {
+                return bad(
+                    "changes",
+                    "update sequence numbers are Active Directory's; use the accesslog \
+                     overlay's database on OpenLDAP"
+                        .to_owned(),
+                );
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -19,6 +19,8 @@ use crate::kept::Kept;
 
 /// The OID of the RFC 2696 paged results control.
 const PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
+/// The OID of Active Directory's show-deleted control (LDAP_SERVER_SHOW_DELETED_OID).
+const SHOW_DELETED: &str = "1.2.840.113556.1.4.417";
 
 /// A search result entry: its DN and attributes (a few per entry, so a
 /// list searched without allocating beats a map).
@@ -77,6 +79,8 @@ pub(crate) struct Search<'a> {
     pub(crate) scope: Scope,
     pub(crate) filter: &'a str,
     pub(crate) attrs: &'a [String],
+    /// Ask for deleted objects too (AD's show-deleted control).
+    pub(crate) show_deleted: bool,
 }
 
 /// Connections that paged searches run on.
@@ -485,8 +489,16 @@ async fn stream_page<T>(
     page_size: usize,
     f: &(dyn Fn(Entry) -> Result<T> + Sync),
 ) -> std::result::Result<Streamed<T>, LdapError> {
+    let mut controls = vec![control];
+    if s.show_deleted {
+        controls.push(RawControl {
+            ctype: SHOW_DELETED.to_owned(),
+            crit: true,
+            val: None,
+        });
+    }
     let mut stream = ldap
-        .with_controls(vec![control])
+        .with_controls(controls)
         .streaming_search(s.base, s.scope, s.filter, s.attrs.to_vec())
         .await?;
     let mut out = Vec::with_capacity(page_size.min(4096));

@@ -38,8 +38,8 @@ mod kept;
 mod settings;
 
 pub use config::{
-    AccountsConfig, AttributeMap, ConnectionConfig, Dialect, DisableMethod, GroupsConfig,
-    LdapConfig, MemberStyle, Password, Syntax, Tls,
+    AccountsConfig, AttributeMap, ChangeLog, ConnectionConfig, Dialect, DisableMethod,
+    GroupsConfig, LdapConfig, MemberStyle, Password, Syntax, Tls,
 };
 pub use connector::LdapConnector;
 pub use settings::LdapSettings;

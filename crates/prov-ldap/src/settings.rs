@@ -85,6 +85,12 @@ pub struct LdapSettings {
     /// where nothing else writes it). Unset: no marker.
     #[serde(default)]
     pub marker_attribute: Option<String>,
+    /// The suffix of the accesslog overlay's database (e.g.
+    /// `cn=accesslog`), where `changes_since` reads changes and deletions
+    /// on OpenLDAP. Unset: no `changes_since` (Active Directory reads its
+    /// update sequence numbers and needs none).
+    #[serde(default)]
+    pub accesslog: Option<String>,
     /// Allow a password bind over `ldap://` without StartTLS, the password
     /// in the clear on the network (default false: refused). For a test
     /// server on the loopback.
@@ -125,6 +131,7 @@ impl LdapSettings {
             max_in_flight: max_in_flight(),
             attributes: BTreeMap::new(),
             marker_attribute: None,
+            accesslog: None,
             danger_plaintext_bind: false,
         }
     }
@@ -172,6 +179,17 @@ impl LdapSettings {
         cfg.groups.batch_size = self.batch_size;
         cfg.page_size = self.page_size;
         cfg.accounts.marker_attribute = self.marker_attribute;
+        if let Some(base) = self.accesslog {
+            if self.dialect == Dialect::ActiveDirectory {
+                return Err(bad(
+                    "accesslog",
+                    "is OpenLDAP's; Active Directory's changes come from its update sequence \
+                     numbers"
+                        .to_owned(),
+                ));
+            }
+            cfg.changes = crate::config::ChangeLog::AccessLog { base };
+        }
         for (model, ldap) in self.attributes {
             cfg.accounts
                 .attributes
@@ -190,6 +208,7 @@ impl LdapSettings {
                 Some("groups.gid_numbers") => "gid_numbers",
                 Some("accounts.marker_attribute") => "marker_attribute",
                 Some("groups.batch_size") => "batch_size",
+                Some("changes") => "accesslog",
                 Some(other) => other,
                 None => "url",
             }
@@ -275,6 +294,32 @@ mod tests {
         assert_eq!(e.field(), Some("page_size"), "{e}");
         let e = bind(r#","starttls":true,"batch_size":0"#).unwrap_err();
         assert_eq!(e.field(), Some("batch_size"), "{e}");
+        // The change log: OpenLDAP's accesslog database, AD's USNs by default.
+        let cfg = bind(r#","starttls":true,"accesslog":"cn=accesslog""#).unwrap();
+        assert_eq!(
+            cfg.changes,
+            crate::config::ChangeLog::AccessLog {
+                base: "cn=accesslog".to_owned()
+            }
+        );
+        assert_eq!(
+            bind(r#","starttls":true"#).unwrap().changes,
+            crate::config::ChangeLog::None
+        );
+        let e = bind(r#","starttls":true,"accesslog":"not a dn""#).unwrap_err();
+        assert_eq!(e.field(), Some("accesslog"), "{e}");
+        let ad = parse(r#"{"url":"ldaps://h","suffix":"DC=x","dialect":"active-directory"}"#)
+            .unwrap()
+            .into_config(Path::new("."))
+            .unwrap();
+        assert_eq!(ad.changes, crate::config::ChangeLog::Usn);
+        let e = parse(
+            r#"{"url":"ldaps://h","suffix":"DC=x","dialect":"active-directory","accesslog":"cn=log"}"#,
+        )
+        .unwrap()
+        .into_config(Path::new("."))
+        .unwrap_err();
+        assert_eq!(e.field(), Some("accesslog"), "{e}");
         let e = parse(r#"{"url":"ldap://h","suffix":"dc=x","bind_dn":"cn=a"}"#)
             .unwrap()
             .into_config(Path::new("."))

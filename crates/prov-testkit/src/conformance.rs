@@ -1142,8 +1142,50 @@ pub async fn unsupported_operations_say_so(
     }
 }
 
-/// `changes_since` reports a create made after the token was taken.
-pub async fn changes_since_reports_new_accounts(
+/// Every change since `token`, page after page, and the token after the last.
+async fn drain_changes(
+    conn: &dyn Connector,
+    mut token: String,
+) -> Result<(Vec<prov_core::Change>, String), Failure> {
+    let mut all = Vec::new();
+    for _ in 0..10_000 {
+        let set = ok(
+            Operation::ChangesSince,
+            &token,
+            conn.changes_since(Some(&token)).await,
+        )?;
+        all.extend(set.changes);
+        token = set.token;
+        if !set.more {
+            return Ok((all, token));
+        }
+    }
+    Err(fail(
+        Operation::ChangesSince,
+        &token,
+        "more: false within 10,000 calls",
+        "more: true every time",
+    ))
+}
+
+/// The last change `changes` report about `id`.
+fn last_about<'c>(
+    changes: &'c [prov_core::Change],
+    id: &AccountId,
+) -> Option<&'c prov_core::Change> {
+    changes.iter().rev().find(|c| match c {
+        prov_core::Change::Upserted(a) => &a.id == id,
+        prov_core::Change::Deleted(d) => d == id,
+        _ => false,
+    })
+}
+
+/// `changes_since` tells the truth about what happened after the token
+/// was taken: an account created, changed and renamed is last reported
+/// as it is now (under its new id; its old id, if the rename changed it,
+/// last as deleted or not at all), an account deleted is last reported
+/// deleted, and the token it ends with reports none of them again.
+pub async fn changes_since_reports_every_change(
     conn: &dyn Connector,
     ns: &Namespace,
     opts: &SuiteOptions,
@@ -1161,34 +1203,95 @@ pub async fn changes_since_reports_new_accounts(
             ));
         }
     };
-    with_accounts(ctx, &["chg"], |made| async move {
-        let id = &made[0].id;
-        let mut token = start;
-        let mut found = false;
-        for _ in 0..10_000 {
-            let set = ok(
-                Operation::ChangesSince,
-                &token,
-                conn.changes_since(Some(&token)).await,
+    let caps = ctx.caps.clone();
+    with_accounts(ctx, &["chg-gone", "chg-kept"], |made| async move {
+        let (gone, kept) = (&made[0], &made[1]);
+        let attr = &opts.mutable_attribute;
+        let mut id = kept.id.clone();
+        if caps.update {
+            let delta = AttributeDelta::default().set(attr.clone(), "Changed Name");
+            id = ok(
+                Operation::UpdateAccount,
+                format!("{id} set {attr}"),
+                conn.update_account(UpdateAccount::new(id.clone(), delta))
+                    .await,
             )?;
-            found |= set
-                .changes
-                .iter()
-                .any(|c| matches!(c, prov_core::Change::Upserted(a) if &a.id == id));
-            token = set.token;
-            if !set.more {
-                break;
+        }
+        let new_login = ns.login("chg-moved");
+        if caps.update && caps.rename {
+            let delta = AttributeDelta::default().rename(new_login.clone());
+            id = ok(
+                Operation::UpdateAccount,
+                format!("{id} rename to {new_login}"),
+                conn.update_account(UpdateAccount::new(id.clone(), delta))
+                    .await,
+            )?;
+        }
+        ok(
+            Operation::DeleteAccount,
+            &gone.id,
+            conn.delete_account(&gone.id).await,
+        )?;
+        let checked = async {
+            let (changes, end) = drain_changes(conn, start).await?;
+            let what = "the changes since the token taken before";
+            match last_about(&changes, &gone.id) {
+                Some(prov_core::Change::Deleted(_)) => {}
+                other => {
+                    return Err(fail(
+                        Operation::ChangesSince,
+                        what,
+                        format!("{} last reported deleted", gone.id),
+                        format!("{other:?}"),
+                    ));
+                }
             }
+            match last_about(&changes, &id) {
+                Some(prov_core::Change::Upserted(a))
+                    if (!caps.rename || a.login == new_login)
+                        && (!caps.update
+                            || a.attributes.get(attr) == Some(&Value::from("Changed Name"))) => {}
+                other => {
+                    return Err(fail(
+                        Operation::ChangesSince,
+                        what,
+                        format!(
+                            "{id} last reported as it is now (login {}, {attr} Changed Name)",
+                            if caps.rename { &new_login } else { &kept.login }
+                        ),
+                        format!("{other:?}"),
+                    ));
+                }
+            }
+            if id != kept.id
+                && let Some(c @ prov_core::Change::Upserted(_)) = last_about(&changes, &kept.id)
+            {
+                return Err(fail(
+                    Operation::ChangesSince,
+                    what,
+                    format!(
+                        "{} (renamed away) last reported deleted, or not at all",
+                        kept.id
+                    ),
+                    format!("{c:?}"),
+                ));
+            }
+            let (again, _) = drain_changes(conn, end.clone()).await?;
+            for x in [&gone.id, &kept.id, &id] {
+                if let Some(c) = last_about(&again, x) {
+                    return Err(fail(
+                        Operation::ChangesSince,
+                        &end,
+                        format!("nothing more about {x}"),
+                        format!("{c:?}"),
+                    ));
+                }
+            }
+            Ok(())
         }
-        if !found {
-            return Err(fail(
-                Operation::ChangesSince,
-                "the token taken before the create",
-                format!("a change for {id}"),
-                "none",
-            ));
-        }
-        Ok(())
+        .await;
+        let cleanup = ctx.remove([&id]).await;
+        checked.and(cleanup)
     })
     .await
 }
@@ -1392,7 +1495,7 @@ pub async fn run_all(conn: &dyn Connector, ns: &Namespace, opts: &SuiteOptions) 
         grant_revoke_in_batches,
         batch_failures_are_per_account,
         unsupported_operations_say_so,
-        changes_since_reports_new_accounts,
+        changes_since_reports_every_change,
         entitlements_are_created_and_deleted,
         suite_left_nothing_behind,
     );

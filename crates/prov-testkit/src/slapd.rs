@@ -42,6 +42,10 @@ pub struct SlapdOptions {
     /// group can be a `groupOfNames` (member DNs) and a `posixGroup` at once.
     /// Made from Debian's nis.schema with that one change.
     pub rfc2307bis: bool,
+    /// Keep a change log: the accesslog overlay writes every successful
+    /// write (and a deleted or modified group's old members, `logold`)
+    /// to a database at [`Slapd::ACCESS_LOG`]. Default false.
+    pub access_log: bool,
 }
 
 /// The AD look-alike schema (Microsoft's OIDs and names; types simplified).
@@ -65,6 +69,7 @@ impl Default for SlapdOptions {
             member_of: true,
             ad_like: false,
             rfc2307bis: false,
+            access_log: false,
         }
     }
 }
@@ -183,6 +188,10 @@ fn spawn(dir: &Path, urls: &str) -> io::Result<Child> {
 }
 
 impl Slapd {
+    /// The suffix of the change log database, with
+    /// [`SlapdOptions::access_log`].
+    pub const ACCESS_LOG: &'static str = "cn=accesslog";
+
     /// Stops the server (clients see their connections drop), then starts
     /// it again on the same ports with the same data.
     pub fn restart(&mut self) -> io::Result<()> {
@@ -301,7 +310,7 @@ impl Slapd {
             conf,
             "pidfile {d}/slapd.pid\nargsfile {d}/slapd.args\nmodulepath /usr/lib/ldap\n\
              moduleload back_mdb\nmoduleload memberof\nmoduleload refint\nmoduleload ppolicy\n\
-             sizelimit unlimited"
+             moduleload accesslog\nsizelimit unlimited"
         );
         if opts.tls {
             Self::make_certificates(dir)?;
@@ -309,6 +318,18 @@ impl Slapd {
                 conf,
                 "TLSCACertificateFile {d}/ca.pem\nTLSCertificateFile {d}/server.pem\nTLSCertificateKeyFile {d}/server.key"
             );
+        }
+        if opts.access_log {
+            std::fs::create_dir_all(dir.join("log"))?;
+            let _ = writeln!(
+                conf,
+                "database mdb\nmaxsize 1073741824\nsuffix \"{}\"\nrootdn \"{admin_dn}\"\n\
+                 directory {d}/log\nindex reqStart eq",
+                Self::ACCESS_LOG
+            );
+            if opts.no_sync {
+                let _ = writeln!(conf, "dbnosync");
+            }
         }
         let _ = writeln!(
             conf,
@@ -337,6 +358,15 @@ impl Slapd {
             if opts.ad_like {
                 let _ = writeln!(conf, "memberof-group-oc group\nmemberof-member-ad member");
             }
+        }
+        if opts.access_log {
+            let _ = writeln!(
+                conf,
+                "overlay accesslog\nlogdb {}\nlogops writes\nlogsuccess TRUE\n\
+                 logold (|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)\
+                 (objectClass=posixGroup)(objectClass=group))",
+                Self::ACCESS_LOG
+            );
         }
         let _ = writeln!(
             conf,
@@ -378,6 +408,8 @@ impl Slapd {
                 .arg("-q")
                 .arg("-f")
                 .arg(dir.join("slapd.conf"))
+                .arg("-b")
+                .arg(suffix)
                 .arg("-l")
                 .arg(dir.join("base.ldif")),
             "slapadd of the base entries",

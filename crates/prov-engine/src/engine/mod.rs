@@ -19,6 +19,9 @@ use crate::planner::{PlanInput, PlanOptions};
 use crate::store::{Claim, Holder, Store};
 
 mod links;
+mod sync;
+
+pub use sync::ChangesPlan;
 
 /// What went wrong at the engine level.
 #[derive(Debug)]
@@ -748,122 +751,10 @@ impl Engine {
         let mut who = match event {
             Event::Joiner(i) | Event::Mover(i) | Event::Leaver(i) => i.clone(),
         };
-        let now = self.clock.now();
         if kind == "leaver" {
-            who = leaving(who, now);
+            who = leaving(who, self.clock.now());
         }
-        // The leaver record, if any, decides as in a full plan.
-        let record = self
-            .store
-            .leaver(&who.id)
-            .await
-            .map_err(EngineError::Store)?;
-        let records: Vec<_> = record.into_iter().collect();
-        if let Some(adjusted) = crate::leavers::departures(
-            std::slice::from_ref(&who),
-            &records,
-            &[],
-            now,
-            self.executor.actor(),
-        )
-        .identities
-        .pop()
-        {
-            who = adjusted;
-        }
-        // Only this identity's links and leases: an event costs the same
-        // whether the store holds ten identities or a million. Read beside
-        // recovery (the store's round trips overlap); read again if
-        // recovery closed anything, which may have changed them.
-        let (recovered, links, leases) = futures_util::future::join3(
-            self.recover(),
-            self.store.links_of(&who.id),
-            self.store.leases_of(&who.id),
-        )
-        .await;
-        let (links, leases) = if recovered? > 0 {
-            (
-                self.store.links_of(&who.id).await,
-                self.store.leases_of(&who.id).await,
-            )
-        } else {
-            (links, leases)
-        };
-        let mut links = links.map_err(EngineError::Store)?;
-        let leases = granting(&leases.map_err(EngineError::Store)?);
-        let extra = Extra::new(&[], &leases);
-        // Resolved once: the lookups below and the planner both use it.
-        let res = self.policy.resolve_with(&who, now, extra);
-        let mut actual: BTreeMap<TargetId, Vec<Account>> = BTreeMap::new();
-        let own = links.clone();
-        for (t, conn) in &self.connectors {
-            let target_err = |error| EngineError::Target {
-                target: t.clone(),
-                error,
-            };
-            let mut accounts = Vec::new();
-            for l in own.iter().filter(|l| &l.target == t) {
-                match conn.get_account(&l.account).await {
-                    Ok(a) => accounts.push(a),
-                    Err(e) if e.kind() == prov_core::ErrorKind::NotFound => {}
-                    Err(error) => return Err(target_err(error)),
-                }
-            }
-            let want = self
-                .policy
-                .targets_of(&res)
-                .find(|v| v.target == Some(t))
-                .and_then(|v| v.account.filter(|a| a.login_held.is_none()))
-                .map(|a| a.login.to_owned());
-            if let (true, Some(login)) = (accounts.is_empty(), want) {
-                // No live linked account: every account a correlation
-                // rule could match, in the rules' order, each once.
-                let opts = self.plan_options.for_target(t);
-                for rule in crate::planner::correlation_rules(opts) {
-                    let Some(key) = crate::planner::correlation_key(&rule, &who, &login) else {
-                        continue;
-                    };
-                    let found = if rule.account_field == "login" {
-                        self.find_by_login(conn.as_ref(), &key).await
-                    } else {
-                        conn.accounts_where(&rule.account_field, &key).await
-                    }
-                    .map_err(target_err)?;
-                    for a in found {
-                        if accounts.iter().any(|b: &Account| b.id == a.id) {
-                            continue;
-                        }
-                        // A found account's own link (to someone else) must
-                        // be seen, or the plan would take it over.
-                        if let Some(l) = self
-                            .store
-                            .link(t, &a.id)
-                            .await
-                            .map_err(EngineError::Store)?
-                            && !links.contains(&l)
-                        {
-                            links.push(l);
-                        }
-                        accounts.push(a);
-                    }
-                }
-            }
-            actual.insert(t.clone(), accounts);
-        }
-        let who = [who];
-        let grants = self.grants_for(std::slice::from_ref(&res), &links).await?;
-        let (listed, created) = self.entitlements_now().await?;
-        let input = PlanInput::new(&self.policy, &who, now, &actual, &links)
-            .partial()
-            .with_extra(extra)
-            .with_grants(&grants)
-            .with_entitlements(&listed, &created);
-        let mut the_plan = crate::planner::plan_resolved(&input, &[res], &self.plan_options);
-        for op in &mut the_plan.ops {
-            op.reasons.push(format!("{kind} event"));
-        }
-        the_plan.seal();
-        Ok(the_plan)
+        self.plan_people(vec![who], &format!("{kind} event")).await
     }
 
     /// Runs `work` as a run holding a claim on every target of this engine

@@ -27,6 +27,8 @@ struct State {
     grants: BTreeMap<(TargetId, AccountId), BTreeMap<EntitlementId, DateTime<Utc>>>,
     /// The entitlement ledger: entitlements the engine created.
     created: BTreeMap<(TargetId, EntitlementId), EntitlementRecord>,
+    /// Each target's change token.
+    tokens: BTreeMap<TargetId, String>,
 }
 
 impl State {
@@ -364,5 +366,14 @@ impl Store for MemoryStore {
 
     async fn leaver(&self, identity: &IdentityId) -> Result<Option<LeaverRecord>> {
         Ok(self.lock().leavers.get(identity).cloned())
+    }
+
+    async fn change_token(&self, target: &TargetId) -> Result<Option<String>> {
+        Ok(self.lock().tokens.get(target).cloned())
+    }
+
+    async fn put_change_token(&self, target: &TargetId, token: &str) -> Result<()> {
+        self.lock().tokens.insert(target.clone(), token.to_owned());
+        Ok(())
     }
 }

@@ -290,4 +290,11 @@ pub trait Store: Send + Sync {
 
     /// One identity's leaver record, if any.
     async fn leaver(&self, identity: &IdentityId) -> Result<Option<LeaverRecord>>;
+
+    /// The change token kept for `target` ([`Connector::changes_since`](prov_core::Connector::changes_since)),
+    /// if any: the changes before it have been applied.
+    async fn change_token(&self, target: &TargetId) -> Result<Option<String>>;
+
+    /// Keeps `token` as `target`'s change token, in place of the one before.
+    async fn put_change_token(&self, target: &TargetId, token: &str) -> Result<()>;
 }

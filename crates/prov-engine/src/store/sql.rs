@@ -86,6 +86,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_ms  BIGINT NOT NULL,
         PRIMARY KEY (target, entitlement)
     );",
+    // 10: each target's change token, kept once the changes before it
+    // were applied (Engine::sync).
+    "CREATE TABLE prov_change_tokens (
+        target TEXT PRIMARY KEY,
+        token  TEXT NOT NULL
+    );",
 ];
 
 pub(crate) fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -820,6 +826,25 @@ macro_rules! sql_store {
                     .await
                     .map_err(|e| crate::store::sql::db_error($name, "read leavers", e))?;
                 rows.iter().map(|(text,)| crate::store::sql::decode($name, "a leaver", text)).collect()
+            }
+
+            async fn change_token(&self, target: &prov_core::TargetId) -> prov_core::Result<Option<String>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT token FROM prov_change_tokens WHERE target = $1")
+                    .bind(target.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "read a change token", e))?;
+                Ok(row.map(|(t,)| t))
+            }
+
+            async fn put_change_token(&self, target: &prov_core::TargetId, token: &str) -> prov_core::Result<()> {
+                sqlx::query("INSERT INTO prov_change_tokens (target, token) VALUES ($1, $2) ON CONFLICT (target) DO UPDATE SET token = excluded.token")
+                    .bind(target.as_str())
+                    .bind(token)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| crate::store::sql::db_error($name, "write a change token", e))?;
+                Ok(())
             }
 
             async fn leaver(&self, identity: &prov_core::IdentityId) -> prov_core::Result<Option<crate::leavers::LeaverRecord>> {

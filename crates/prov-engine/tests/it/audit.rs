@@ -203,6 +203,12 @@ impl Store for FailingStore {
     ) -> prov_core::Result<Option<prov_engine::leavers::LeaverRecord>> {
         self.inner.leaver(i).await
     }
+    async fn change_token(&self, t: &TargetId) -> prov_core::Result<Option<String>> {
+        self.inner.change_token(t).await
+    }
+    async fn put_change_token(&self, t: &TargetId, token: &str) -> prov_core::Result<()> {
+        self.inner.put_change_token(t, token).await
+    }
 }
 
 pub(crate) fn engine_over(world: &World, store: Arc<dyn Store>) -> Engine {

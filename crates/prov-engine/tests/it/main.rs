@@ -14,3 +14,4 @@ mod review;
 mod secrets;
 mod sod;
 mod store;
+mod sync;

@@ -303,6 +303,24 @@ async fn behaves(store: Arc<dyn Store>) {
         .unwrap();
     grants_behave(store.as_ref()).await;
     entitlements_behave(store.as_ref()).await;
+    tokens_behave(store.as_ref()).await;
+}
+
+/// Change tokens: none at first, the last one put wins, per target.
+async fn tokens_behave(store: &dyn Store) {
+    let (ldap, scim) = (TargetId::new("ldap"), TargetId::new("scim"));
+    assert_eq!(store.change_token(&ldap).await.unwrap(), None);
+    store.put_change_token(&ldap, "log:1").await.unwrap();
+    store.put_change_token(&ldap, "log:2").await.unwrap();
+    store.put_change_token(&scim, "usn:7@dc1").await.unwrap();
+    assert_eq!(
+        store.change_token(&ldap).await.unwrap().as_deref(),
+        Some("log:2")
+    );
+    assert_eq!(
+        store.change_token(&scim).await.unwrap().as_deref(),
+        Some("usn:7@dc1")
+    );
 }
 
 /// The entitlement ledger: a create recorded with its completion (the

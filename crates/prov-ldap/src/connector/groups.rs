@@ -53,6 +53,7 @@ impl Inner {
             scope,
             filter,
             attrs,
+            show_deleted: false,
         };
         self.conn.search_all(op, s, self.cfg.page_size).await
     }

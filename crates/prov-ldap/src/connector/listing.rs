@@ -129,6 +129,7 @@ impl Inner {
                 scope: Scope::Subtree,
                 filter,
                 attrs,
+                show_deleted: false,
             };
             out.extend(self.conn.search_all(op, s, self.cfg.page_size).await?);
         }
@@ -161,6 +162,7 @@ impl Inner {
             scope: Scope::Subtree,
             filter: &filter,
             attrs: &self.read_attrs,
+            show_deleted: false,
         };
         // Without memberOf, memberships come from reading every group once
         // per listing: read them while the first page is read.
@@ -253,6 +255,7 @@ impl Inner {
                     scope: Scope::OneLevel,
                     filter: &g.filter,
                     attrs: &attrs,
+                    show_deleted: false,
                 },
                 size,
                 cookie,

@@ -30,7 +30,7 @@ mod groups;
 mod listing;
 
 use ad::unicode_pwd;
-use codec::{bytes_mod, decode, encode, parse_time};
+use codec::{bytes_mod, decode, encode};
 use groups::first_rdn_end;
 
 /// Members of every group, by member key, built once per full listing when
@@ -277,6 +277,8 @@ impl Inner {
         caps.max_concurrency = self.cfg.connection.max_in_flight;
         caps.create_marker = self.cfg.accounts.marker_attribute.is_some();
         caps.create_entitlement = self.why_no_groups_made().is_none();
+        // Only where deletions are reported too.
+        caps.changes_since = self.cfg.changes != crate::config::ChangeLog::None;
         // sAMAccountName: at most 20 characters (Windows refuses longer).
         if self.cfg.dialect == crate::config::Dialect::ActiveDirectory {
             caps.max_login_len = Some(20);

@@ -18,6 +18,7 @@ use prov_testkit::slapd::{Slapd, SlapdOptions};
 fn ad_server() -> Slapd {
     let mut o = SlapdOptions::default();
     o.ad_like = true;
+    o.access_log = true;
     o.suffix = "DC=corp,DC=example".to_owned();
     let server = Slapd::start_with(&o).unwrap_or_else(|e| panic!("{e}"));
     server
@@ -43,6 +44,10 @@ fn ad_connector(server: &Slapd) -> LdapConnector {
     // The look-alike schema has no isCriticalSystemObject or adminCount.
     cfg.groups.filter = "(objectClass=group)".to_owned();
     cfg.groups.batch_size = 16;
+    // No update sequence numbers in slapd: its change log instead.
+    cfg.changes = prov_ldap::ChangeLog::AccessLog {
+        base: Slapd::ACCESS_LOG.to_owned(),
+    };
     cfg.connection.danger_plaintext_bind = true;
     LdapConnector::new(cfg).unwrap()
 }

@@ -5,7 +5,7 @@ use prov_ldap::{Dialect, LdapConnector};
 use prov_testkit::conformance::{Namespace, SuiteOptions, run_all};
 use std::sync::Arc;
 
-use crate::common::{add_groups, config, slapd};
+use crate::common::{add_groups, config};
 
 pub(crate) fn options(posix: bool) -> SuiteOptions {
     let mut opts = SuiteOptions::default();
@@ -33,16 +33,16 @@ pub(crate) fn options(posix: bool) -> SuiteOptions {
 }
 
 async fn suite(dialect: Dialect, classes: &[&str], attr: &str, posix: bool) {
-    let server = if dialect == Dialect::Rfc2307bis {
-        let mut o = prov_testkit::slapd::SlapdOptions::default();
-        o.rfc2307bis = true;
-        prov_testkit::slapd::Slapd::start_with(&o).unwrap()
-    } else {
-        slapd()
-    };
+    let mut o = prov_testkit::slapd::SlapdOptions::default();
+    o.rfc2307bis = dialect == Dialect::Rfc2307bis;
+    o.access_log = true;
+    let server = prov_testkit::slapd::Slapd::start_with(&o).unwrap();
     add_groups(&server, classes, attr, &["staff"]);
     let mut cfg = config(&server, dialect);
     cfg.groups.batch_size = 16;
+    cfg.changes = prov_ldap::ChangeLog::AccessLog {
+        base: prov_testkit::slapd::Slapd::ACCESS_LOG.to_owned(),
+    };
     // Creates keep their marker in `description` (nothing else writes it here).
     cfg.accounts.marker_attribute = Some("description".to_owned());
     if attr == "memberUid" {

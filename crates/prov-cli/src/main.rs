@@ -130,6 +130,15 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Sets right what changed on the targets since the last sync, from
+    /// their change logs (LDAP with an accesslog database, Active
+    /// Directory): only the people those changes touch are planned and
+    /// applied, nobody else's accounts are read. The first sync takes each
+    /// target's starting point only; `prov apply` covers what came before.
+    /// A target's point moves on only when everything applied.
+    ///
+    /// Example: prov sync
+    Sync,
     /// Sets an identity's secret attributes on a target again, from the
     /// policy (an initial password someone lost); audited, values never shown.
     ///
@@ -1049,6 +1058,70 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                         "{} changes were held for missing or empty source values (each HELD line names \
                          the identity, the target and the value); fix the source and apply again",
                         applied.held.len()
+                    ),
+                ));
+            }
+        }
+        Command::Sync => {
+            let engine = ctx
+                .engine
+                .with_apply_options(ctx.apply.clone())
+                .with_actor(ctx.actor.clone());
+            let (synced, report) = engine.sync(&ctx.identities).await?;
+            if ctx.json {
+                let unclaimed: Vec<String> = synced
+                    .unclaimed
+                    .iter()
+                    .map(|(t, a)| format!("{t}:{a}"))
+                    .collect();
+                let out = serde_json::json!({
+                    "changes": synced.changes,
+                    "identities": synced.identities,
+                    "started": synced.started,
+                    "more": synced.more,
+                    "unclaimed": unclaimed,
+                    "report": report,
+                });
+                outln!("{}", json(&out)?);
+            } else {
+                for t in &synced.started {
+                    outln!(
+                        "STARTED {t}: changes are read from now on (run prov apply for what came before)"
+                    );
+                }
+                for (t, a) in &synced.unclaimed {
+                    outln!(
+                        "UNCLAIMED {t}: {a} changed and is nobody's (a full plan decides about orphans)"
+                    );
+                }
+                print_notes(&synced.plan);
+                for f in report.failures() {
+                    outln!("{f}");
+                }
+                outln!(
+                    "{} changes read, {} people planned, {} of {} operations done, {} calls to targets",
+                    synced.changes,
+                    synced.identities.len(),
+                    report.done(),
+                    report.outcomes.len(),
+                    report.calls
+                );
+                for t in &synced.more {
+                    outln!("MORE {t}: more changes wait; run prov sync again");
+                }
+            }
+            if let Some(e) = &report.audit_error {
+                return Err(Fail::new(
+                    6,
+                    format!("the audit log could not be written: {e}"),
+                ));
+            }
+            if !report.is_success() {
+                return Err(Fail::new(
+                    1,
+                    format!(
+                        "{} operations did not complete; the same changes are read again next time",
+                        report.outcomes.len() - report.done()
                     ),
                 ));
             }

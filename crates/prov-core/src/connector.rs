@@ -479,7 +479,12 @@ pub trait Connector: Send + Sync {
         Err(Error::unsupported(Operation::DeleteEntitlement))
     }
 
-    /// Changes since `token` (`None`: from now on, returning a first token).
+    /// Changes since `token` (`None`: from now on, returning a first token
+    /// and no changes). Offer it only where deletions are reported too: an
+    /// account deleted is `Deleted`, an account renamed is `Upserted` under
+    /// its new id (and, where the target can tell, `Deleted` under its old
+    /// one when the id changed). A token another target, or another
+    /// server of the same target, gave is `InvalidInput` (field `token`).
     async fn changes_since(&self, _token: Option<&str>) -> Result<ChangeSet> {
         Err(Error::unsupported(Operation::ChangesSince))
     }

@@ -1799,3 +1799,79 @@ fn the_shipped_scim_config_parses() {
         "{err}"
     );
 }
+
+/// Issue 17 item 2: `prov sync` sets right, from the directory's change
+/// log, an account deleted by hand and a group taken away, planning only
+/// the people touched; the first sync only takes the starting point.
+#[test]
+fn sync_sets_right_what_the_change_log_reports() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut o = prov_testkit::slapd::SlapdOptions::default();
+    o.access_log = true;
+    let server = prov_testkit::slapd::Slapd::start_with(&o).unwrap();
+    let dir = setup(0);
+    let text = std::fs::read_to_string(examples.join("cli/ldap.toml"))
+        .unwrap()
+        .replace(
+            "\"../ldap/policy.toml\"",
+            &format!("{:?}", examples.join("ldap/policy.toml")),
+        )
+        .replace(
+            "\"../data/hr.csv\"",
+            &format!("{:?}", examples.join("data/hr.csv")),
+        )
+        .replace("ldap://127.0.0.1:389", &server.url)
+        .replace("cn=admin,dc=example,dc=org", &server.admin_dn)
+        .replace(
+            "# accesslog = \"cn=accesslog\"",
+            &format!("accesslog = {:?}", prov_testkit::slapd::Slapd::ACCESS_LOG),
+        );
+    assert!(text.contains("\naccesslog = "), "{text}");
+    std::fs::write(dir.join("prov.toml"), &text).unwrap();
+    let secret = [("PROV_LDAP_PASSWORD", server.admin_password.as_str())];
+    let (code, out, err) = prov_with(&dir, &["apply", "--yes"], &secret);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = prov_with(&dir, &["sync"], &secret);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("STARTED ldap"), "{out}");
+    assert!(out.contains("0 changes read, 0 people planned"), "{out}");
+
+    // By hand: Grace's account deleted.
+    let people = server
+        .tool(
+            "ldapsearch",
+            &[
+                "-LLL",
+                "-b",
+                &format!("ou=people,{}", server.suffix),
+                "(uid=grace*)",
+                "1.1",
+            ],
+            "",
+        )
+        .unwrap();
+    let grace = people
+        .lines()
+        .find_map(|l| l.strip_prefix("dn: "))
+        .unwrap()
+        .to_owned();
+    server.tool("ldapdelete", &[&grace], "").unwrap();
+    let (code, out, err) = prov_with(&dir, &["sync"], &secret);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 changes read, 1 people planned"), "{out}");
+    let back = server
+        .tool(
+            "ldapsearch",
+            &["-LLL", "-b", &grace, "-s", "base", "(objectClass=*)", "1.1"],
+            "",
+        )
+        .unwrap();
+    assert!(back.contains(&grace), "recreated: {back}");
+    // The sync's own writes come back as changes of the same person, and
+    // need nothing.
+    let (code, out, err) = prov_with(&dir, &["sync"], &secret);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 of 0 operations done"), "{out}");
+    let (code, out, _) = prov_with(&dir, &["plan"], &secret);
+    assert_eq!((code, out.as_str()), (0, "no changes\n"));
+}

@@ -161,6 +161,13 @@ pub struct AccountsConfig {
     /// create whose reply was lost the engine leaves an account with the
     /// login to correlation (linked, not created) rather than guess.
     pub marker_attribute: Option<String>,
+    /// A directory attribute an enabled new account must be given a value
+    /// of: `unicodePwd` on Active Directory, which refuses an enabled user
+    /// without a password (53, `0000052D`). A create of an enabled account
+    /// without it is refused before anything is sent (`InvalidInput`,
+    /// field `password`); create it disabled, or map a secret attribute to
+    /// it. Default: none, `unicodePwd` for the AD preset.
+    pub enabled_needs: Option<String>,
 }
 
 /// How a group lists its members.
@@ -395,6 +402,7 @@ impl LdapConfig {
             attributes,
             defaults,
             marker_attribute: None,
+            enabled_needs: None,
         };
         let (accounts, groups, disable) = match dialect {
             Dialect::OpenLdap => (
@@ -504,6 +512,7 @@ impl LdapConfig {
                         attributes,
                         defaults: BTreeMap::new(),
                         marker_attribute: None,
+                        enabled_needs: Some("unicodePwd".to_owned()),
                     },
                     GroupsConfig {
                         base: users,

@@ -71,6 +71,27 @@ impl Inner {
             self.encode_attributes(op, &req.login, &all)?
         };
         attrs.retain(|_, v| !v.is_empty());
+        if let Some(needed) = &accounts.enabled_needs
+            && req.enabled
+            && !attrs.keys().any(|k| k.eq_ignore_ascii_case(needed))
+        {
+            let field = accounts
+                .attributes
+                .iter()
+                .find(|(_, m)| m.ldap.eq_ignore_ascii_case(needed))
+                .map_or("password", |(model, _)| model.as_str());
+            return Err(Error::invalid_input(
+                field,
+                format!(
+                    "{}: an enabled account needs a {needed} value here (Active Directory \
+                     refuses an enabled user without a password: 53, 0000052D); give the \
+                     account a password (a secret attribute mapped to {needed}), or create \
+                     it disabled",
+                    req.login
+                ),
+            )
+            .with_operation(op));
+        }
         attrs.insert(
             accounts.login_attribute.clone(),
             vec![req.login.clone().into_bytes()],

@@ -81,4 +81,41 @@ mod tests {
         assert!(e.to_string().contains("only over TLS"), "{e}");
         assert!(!format!("{e} {e:?}").contains("S3cret"), "{e:?}");
     }
+
+    /// (e) of issue 17: the AD preset created enabled users without a
+    /// password, which Windows refuses (53, 0000052D) after the request
+    /// was sent; now refused before anything is sent, naming the field.
+    #[tokio::test]
+    async fn an_enabled_ad_account_without_a_password_is_refused_before_sending() {
+        use crate::config::{AttributeMap, Dialect, LdapConfig};
+        // Port 9 (discard): nothing is listening.
+        let cfg = |mapped: bool| {
+            let mut cfg = LdapConfig::new(
+                Dialect::ActiveDirectory,
+                "ldaps://127.0.0.1:9",
+                "DC=corp,DC=example",
+            );
+            if mapped {
+                cfg.accounts.attributes.insert(
+                    "initial_password".to_owned(),
+                    AttributeMap::string("unicodePwd"),
+                );
+            }
+            LdapConnector::new(cfg).unwrap()
+        };
+        for (mapped, field) in [(false, "password"), (true, "initial_password")] {
+            let e = cfg(mapped)
+                .create_account(CreateAccount::new("ghopper", Attributes::new()))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            assert_eq!(e.field(), Some(field), "{e}");
+            assert!(e.to_string().contains("0000052D"), "{e}");
+        }
+        // Disabled, it goes on to the directory (none here: unavailable).
+        let mut disabled = CreateAccount::new("ghopper", Attributes::new());
+        disabled.enabled = false;
+        let e = cfg(false).create_account(disabled).await.unwrap_err();
+        assert_ne!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    }
 }

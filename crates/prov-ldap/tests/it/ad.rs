@@ -44,6 +44,8 @@ fn ad_connector(server: &Slapd) -> LdapConnector {
     // The look-alike schema has no isCriticalSystemObject or adminCount.
     cfg.groups.filter = "(objectClass=group)".to_owned();
     cfg.groups.batch_size = 16;
+    // The look-alike has no unicodePwd.
+    cfg.accounts.enabled_needs = None;
     // No update sequence numbers in slapd: its change log instead.
     cfg.changes = prov_ldap::ChangeLog::AccessLog {
         base: Slapd::ACCESS_LOG.to_owned(),

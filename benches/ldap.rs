@@ -57,7 +57,7 @@ fn connector(s: &Slapd, member_of: bool) -> LdapConnector {
         .bind(s.admin_dn.clone(), Password::new(s.admin_password.clone()));
     cfg.groups.placeholder_member = Some(s.nobody());
     // The benchmark's slapd is on the loopback, without TLS.
-    cfg.connection.danger_plaintext_bind = true;
+    cfg.connection.danger_allow_plaintext_bind = true;
     if !member_of {
         cfg.groups.member_of = None;
     }

@@ -138,7 +138,13 @@ async fn run() -> Result<()> {
         .map(|e| e.as_str().to_owned())
         .collect();
     let throwaway = if args.throwaway {
-        let server = prov_testkit::slapd::Slapd::start()?;
+        // With TLS, as a real directory: the bind goes over StartTLS,
+        // trusting the throwaway CA.
+        let server = prov_testkit::slapd::Slapd::start_with(&{
+            let mut o = prov_testkit::slapd::SlapdOptions::default();
+            o.tls = true;
+            o
+        })?;
         let names: Vec<&str> = groups.iter().map(String::as_str).collect();
         server.add_groups(&["groupOfNames"], "member", &names)?;
         args.url = Some(server.url.clone());
@@ -163,9 +169,9 @@ async fn run() -> Result<()> {
     }
     if let Some(server) = &throwaway {
         cfg.groups.placeholder_member = Some(server.nobody());
-        // The throwaway server listens on the loopback without TLS; a real
-        // directory is reached over ldaps:// (a plain password bind is refused).
-        cfg.connection.danger_plaintext_bind = true;
+        // StartTLS with the throwaway CA (a plain password bind is refused).
+        cfg.connection.tls = prov::ldap::Tls::StartTls;
+        cfg.connection.ca_file = Some(server.ca_file());
     }
     let ldap = Arc::new(LdapConnector::new(cfg)?);
     ldap.check().await?;

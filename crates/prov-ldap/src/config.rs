@@ -63,7 +63,7 @@ pub struct ConnectionConfig {
     /// Bind with a password over a connection with no TLS (`ldap://`
     /// without StartTLS), where anyone on the path reads the password.
     /// Refused unless this is set: for a test server on the loopback.
-    pub danger_plaintext_bind: bool,
+    pub danger_allow_plaintext_bind: bool,
 }
 
 impl ConnectionConfig {
@@ -78,7 +78,7 @@ impl ConnectionConfig {
             connect_timeout: Duration::from_secs(10),
             operation_timeout: Duration::from_secs(30),
             max_in_flight: 32,
-            danger_plaintext_bind: false,
+            danger_allow_plaintext_bind: false,
         }
     }
 }
@@ -560,6 +560,14 @@ impl LdapConfig {
         self
     }
 
+    /// Whether a password is bound in the clear (allowed only by
+    /// `danger_allow_plaintext_bind`): say so wherever the config is used.
+    pub fn binds_in_the_clear(&self) -> bool {
+        self.connection.password.is_some()
+            && self.connection.url.starts_with("ldap://")
+            && self.connection.tls != Tls::StartTls
+    }
+
     /// Checks the settings that would otherwise fail later and less clearly.
     pub fn validate(&self) -> Result<(), prov_core::Error> {
         let bad = |field: &str, msg: String| Err(prov_core::Error::invalid_input(field, msg));
@@ -585,13 +593,13 @@ impl LdapConfig {
         if self.connection.password.is_some()
             && url.starts_with("ldap://")
             && self.connection.tls != Tls::StartTls
-            && !self.connection.danger_plaintext_bind
+            && !self.connection.danger_allow_plaintext_bind
         {
             return bad(
                 "connection.tls",
                 format!(
                     "binding with a password over {url:?} sends it in the clear: use ldaps:// \
-                     or StartTLS (danger_plaintext_bind allows it, for a test server)"
+                     or StartTLS (danger_allow_plaintext_bind allows it, for a test server)"
                 ),
             );
         }

@@ -150,6 +150,21 @@ pub(crate) fn from_ldap(err: LdapError, op: Operation, what: &str) -> Error {
         )
         .with_operation(op)
         .with_field("filter"),
+        // A TLS failure is the configuration's (a CA not trusted, a name
+        // that does not match, a server without TLS): trying again does not
+        // help, so it is not an outage.
+        LdapError::Io { source } if tls_failure(&source).is_some() => {
+            let cause = tls_failure(&source).map(tls_cause).unwrap_or_default();
+            Error::new(ErrorKind::Config, format!("{what}: TLS: {cause}"))
+                .with_operation(op)
+                .with_field("connection.ca_file")
+                .with_source(source)
+        }
+        LdapError::Rustls { .. } | LdapError::DNSName { .. } => Error::new(
+            ErrorKind::Config,
+            format!("{what}: TLS could not be set up: {err}"),
+        )
+        .with_operation(op),
         LdapError::UrlParsing { .. } | LdapError::UnknownScheme(_) => Error::new(
             ErrorKind::Config,
             format!("{what}: the directory URL is not valid: {err}"),
@@ -161,6 +176,26 @@ pub(crate) fn from_ldap(err: LdapError, op: Operation, what: &str) -> Error {
         )
         .with_operation(op)
         .with_source(other),
+    }
+}
+
+/// The TLS failure behind an I/O error, if it is one.
+fn tls_failure(source: &std::io::Error) -> Option<&rustls::Error> {
+    source.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// What a TLS failure means, and what to do about it.
+fn tls_cause(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(why) => format!(
+            "the directory's certificate is not trusted ({why:?}): name the CA that signed it in \
+             connection.ca_file (ca_file in settings), and check that the URL's host is one the \
+             certificate names"
+        ),
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => format!(
+            "the directory does not speak TLS here ({e}): is the URL's port its ldaps:// port?"
+        ),
+        other => format!("the handshake failed: {other}"),
     }
 }
 

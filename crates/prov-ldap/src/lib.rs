@@ -25,7 +25,7 @@
 //! [`LdapConfig`].
 //!
 //! Security: a password bind needs TLS (`ldaps://` or StartTLS) unless
-//! `danger_plaintext_bind` is set; every value placed in a DN is escaped per RFC 4514 and every
+//! `danger_allow_plaintext_bind` is set; every value placed in a DN is escaped per RFC 4514 and every
 //! value in a filter per RFC 4515; the bind password never appears in
 //! `Debug` output or errors; TLS is rustls (aws-lc-rs) only.
 

@@ -94,8 +94,8 @@ pub struct LdapSettings {
     /// Allow a password bind over `ldap://` without StartTLS, the password
     /// in the clear on the network (default false: refused). For a test
     /// server on the loopback.
-    #[serde(default)]
-    pub danger_plaintext_bind: bool,
+    #[serde(default, alias = "danger_plaintext_bind")]
+    pub danger_allow_plaintext_bind: bool,
 }
 
 fn openldap() -> Dialect {
@@ -132,7 +132,7 @@ impl LdapSettings {
             attributes: BTreeMap::new(),
             marker_attribute: None,
             accesslog: None,
-            danger_plaintext_bind: false,
+            danger_allow_plaintext_bind: false,
         }
     }
 
@@ -163,7 +163,7 @@ impl LdapSettings {
         if starttls {
             cfg.connection.tls = Tls::StartTls;
         }
-        cfg.connection.danger_plaintext_bind = self.danger_plaintext_bind;
+        cfg.connection.danger_allow_plaintext_bind = self.danger_allow_plaintext_bind;
         cfg.connection.ca_file = self.ca_file.map(|f| base.join(f));
         cfg.connection.max_in_flight = self.max_in_flight;
         if let Some(b) = self.accounts_base {
@@ -287,9 +287,9 @@ mod tests {
         };
         let e = bind("").unwrap_err();
         assert_eq!(e.field(), Some("url"), "{e}");
-        assert!(e.message().contains("danger_plaintext_bind"), "{e}");
+        assert!(e.message().contains("danger_allow_plaintext_bind"), "{e}");
         bind(r#","starttls":true"#).unwrap();
-        bind(r#","danger_plaintext_bind":true"#).unwrap();
+        bind(r#","danger_allow_plaintext_bind":true"#).unwrap();
         let e = bind(r#","starttls":true,"page_size":0"#).unwrap_err();
         assert_eq!(e.field(), Some("page_size"), "{e}");
         let e = bind(r#","starttls":true,"batch_size":0"#).unwrap_err();

@@ -369,7 +369,7 @@ fn an_ldap_target_that_creates_its_groups() {
     let config = format!(
         "policy = \"policy.toml\"\n\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\nstate = \"status\"\n\n\
          [targets.ldap]\nkind = \"ldap\"\nurl = \"{}\"\nsuffix = \"{}\"\nbind_dn = \"{}\"\npassword = {{ env = \"PROV_TEST_LDAP_PASSWORD\" }}\n\
-         placeholder_member = \"{}\"\ndanger_plaintext_bind = true\ncreate_entitlements = true\n",
+         placeholder_member = \"{}\"\ndanger_allow_plaintext_bind = true\ncreate_entitlements = true\n",
         server.url,
         server.suffix,
         server.admin_dn,
@@ -445,7 +445,7 @@ fn ldap_targets_from_the_config_against_slapd() {
     let config = format!(
         "policy = \"policy.toml\"\n\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\nstate = \"status\"\n\n\
          [targets.ldap]\nkind = \"ldap\"\nurl = \"{}\"\nsuffix = \"{}\"\nbind_dn = \"{}\"\npassword = {{ env = \"PROV_TEST_LDAP_PASSWORD\" }}\n\
-         placeholder_member = \"{}\"\ndanger_plaintext_bind = true\n",
+         placeholder_member = \"{}\"\ndanger_allow_plaintext_bind = true\n",
         server.url,
         server.suffix,
         server.admin_dn,
@@ -455,10 +455,15 @@ fn ldap_targets_from_the_config_against_slapd() {
     let secret = [("PROV_TEST_LDAP_PASSWORD", server.admin_password.as_str())];
     let run = |args: &[&str]| prov_with(&dir, args, &secret);
     let (code, out, err) = run(&["check"]);
+    // The danger switch is on (a test slapd without TLS): check says so.
     assert_eq!(
-        (code, out.as_str()),
-        (0, "ok   store\nok   ldap\n"),
+        (code, out.lines().take(2).collect::<Vec<_>>()),
+        (0, vec!["ok   store", "ok   ldap"]),
         "{err}"
+    );
+    assert!(
+        out.contains("note: danger_allow_plaintext_bind: the bind password goes to"),
+        "{out}{err}"
     );
     let (code, out, err) = run(&["plan"]);
     assert_eq!(code, 0, "{err}");
@@ -529,7 +534,7 @@ fn ldap_targets_from_the_config_against_slapd() {
     // crossed the network in the clear).
     std::fs::write(
         dir.join("prov.toml"),
-        config.replace("danger_plaintext_bind = true\n", ""),
+        config.replace("danger_allow_plaintext_bind = true\n", ""),
     )
     .unwrap();
     let (code, _, err) = run(&["check"]);
@@ -537,7 +542,7 @@ fn ldap_targets_from_the_config_against_slapd() {
     assert!(
         err.contains("prov.toml:12: targets.ldap.url: binding with a password over")
             && err.contains("in the clear")
-            && err.contains("danger_plaintext_bind"),
+            && err.contains("danger_allow_plaintext_bind"),
         "{err}"
     );
     assert!(!err.contains(&server.admin_password));
@@ -751,7 +756,7 @@ fn two_applies_at_once(store: Option<&str>) {
         format!(
             "{store}policy = \"policy.toml\"\n\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\nstate = \"status\"\n\n\
              [targets.ldap]\nkind = \"ldap\"\nurl = \"{}\"\nsuffix = \"{}\"\nbind_dn = \"{}\"\npassword = {{ env = \"PROV_TEST_LDAP_PASSWORD\" }}\n\
-             placeholder_member = \"{}\"\ndanger_plaintext_bind = true\n",
+             placeholder_member = \"{}\"\ndanger_allow_plaintext_bind = true\n",
             server.url,
             server.suffix,
             server.admin_dn,
@@ -1439,7 +1444,12 @@ fn the_shipped_configs_keep_apart_and_the_ldap_groups_come_with_them() {
         v["store"].as_str().unwrap().to_owned()
     };
     assert_ne!(store_of("prov.toml"), store_of("ldap.toml"));
-    let server = prov_testkit::slapd::Slapd::start().unwrap();
+    let tls = {
+        let mut o = prov_testkit::slapd::SlapdOptions::default();
+        o.tls = true;
+        o
+    };
+    let server = prov_testkit::slapd::Slapd::start_with(&tls).unwrap();
     assert_eq!(
         server.suffix, "dc=example,dc=org",
         "the LDIF is written for it"
@@ -1456,8 +1466,13 @@ fn the_shipped_configs_keep_apart_and_the_ldap_groups_come_with_them() {
             &format!("{:?}", examples.join("data/hr.csv")),
         )
         .replace("ldap://127.0.0.1:389", &server.url)
+        .replace("\"ca.pem\"", &format!("{:?}", server.ca_file()))
         .replace("cn=admin,dc=example,dc=org", &server.admin_dn);
     assert!(text.contains("\ncreate_entitlements = true "), "{text}");
+    assert!(
+        text.contains("\nstarttls = true "),
+        "shipped with TLS: {text}"
+    );
     let secret = [("PROV_LDAP_PASSWORD", server.admin_password.as_str())];
     // Without create_entitlements, the groups must be there first.
     let without = text.replace(
@@ -1488,13 +1503,16 @@ fn the_shipped_configs_keep_apart_and_the_ldap_groups_come_with_them() {
     assert_eq!((code, out.as_str()), (0, "no changes\n"));
 
     // The LDIF, for a directory where groups are made by hand.
-    let server = prov_testkit::slapd::Slapd::start().unwrap();
+    let first_ca = format!("{:?}", server.ca_file());
+    let server = prov_testkit::slapd::Slapd::start_with(&tls).unwrap();
     let dir = setup(0);
     let ldif = std::fs::read_to_string(examples.join("ldap/groups.ldif")).unwrap();
     server.tool("ldapadd", &[], &ldif).unwrap();
     std::fs::write(
         dir.join("prov.toml"),
-        without.replace(&text_url(&text), &server.url),
+        without
+            .replace(&text_url(&text), &server.url)
+            .replace(&first_ca, &format!("{:?}", server.ca_file())),
     )
     .unwrap();
     let secret = [("PROV_LDAP_PASSWORD", server.admin_password.as_str())];
@@ -1808,6 +1826,7 @@ fn sync_sets_right_what_the_change_log_reports() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut o = prov_testkit::slapd::SlapdOptions::default();
     o.access_log = true;
+    o.tls = true;
     let server = prov_testkit::slapd::Slapd::start_with(&o).unwrap();
     let dir = setup(0);
     let text = std::fs::read_to_string(examples.join("cli/ldap.toml"))
@@ -1821,6 +1840,7 @@ fn sync_sets_right_what_the_change_log_reports() {
             &format!("{:?}", examples.join("data/hr.csv")),
         )
         .replace("ldap://127.0.0.1:389", &server.url)
+        .replace("\"ca.pem\"", &format!("{:?}", server.ca_file()))
         .replace("cn=admin,dc=example,dc=org", &server.admin_dn)
         .replace(
             "# accesslog = \"cn=accesslog\"",

@@ -382,11 +382,20 @@ impl Connector for LdapConnector {
     /// Why groups are not created here, where the configuration says they
     /// cannot be (a groupOfNames with no placeholder member).
     fn notices(&self) -> Vec<String> {
-        let g = &self.inner.cfg.groups;
-        match self.inner.why_no_groups_made() {
-            Some(why) if !g.object_classes.is_empty() => vec![why],
-            _ => Vec::new(),
+        let cfg = &self.inner.cfg;
+        let mut out = Vec::new();
+        if cfg.binds_in_the_clear() {
+            out.push(format!(
+                "danger_allow_plaintext_bind: the bind password goes to {} in the clear; use \
+                 ldaps:// or StartTLS for anything but a test server on the loopback",
+                cfg.connection.url
+            ));
         }
+        match self.inner.why_no_groups_made() {
+            Some(why) if !cfg.groups.object_classes.is_empty() => out.push(why),
+            _ => {}
+        }
+        out
     }
 }
 
@@ -426,7 +435,7 @@ mod tests {
         tls.connection.url = "ldaps://dir.example".to_owned();
         tls.validate().unwrap();
         let mut danger = plain;
-        danger.connection.danger_plaintext_bind = true;
+        danger.connection.danger_allow_plaintext_bind = true;
         danger.validate().unwrap();
         // Anonymous binds send no secret.
         LdapConfig::new(Dialect::OpenLdap, "ldap://dir.example", "dc=x")

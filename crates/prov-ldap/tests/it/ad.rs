@@ -50,7 +50,7 @@ fn ad_connector(server: &Slapd) -> LdapConnector {
     cfg.changes = prov_ldap::ChangeLog::AccessLog {
         base: Slapd::ACCESS_LOG.to_owned(),
     };
-    cfg.connection.danger_plaintext_bind = true;
+    cfg.connection.danger_allow_plaintext_bind = true;
     LdapConnector::new(cfg).unwrap()
 }
 

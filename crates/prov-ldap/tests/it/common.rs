@@ -12,7 +12,7 @@ pub(crate) fn config(server: &Slapd, dialect: Dialect) -> LdapConfig {
     );
     cfg.groups.placeholder_member = Some(server.nobody());
     // The test server listens on the loopback without TLS.
-    cfg.connection.danger_plaintext_bind = true;
+    cfg.connection.danger_allow_plaintext_bind = true;
     cfg
 }
 

@@ -442,11 +442,29 @@ async fn ldaps_and_starttls_verify_the_server() {
     cfg.connection.ca_file = Some(server.ca_file());
     let conn = LdapConnector::new(cfg).unwrap();
     assert_eq!(conn.list_all_accounts().await.unwrap().len(), 1);
-    // Without the CA the server is not trusted.
+    // Without the CA the server is not trusted: a Config error naming the
+    // cause and ca_file, never retried (it was Unavailable, retried as an
+    // outage).
     let mut cfg = config(&server, Dialect::OpenLdap);
-    cfg.connection.url = ldaps;
+    cfg.connection.url = ldaps.clone();
     let e = LdapConnector::new(cfg).unwrap().check().await.unwrap_err();
-    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    assert!(e.to_string().contains("certificate is not trusted"), "{e}");
+    assert_eq!(e.kind(), prov_core::ErrorKind::Config, "{e}");
+    assert_eq!(e.field(), Some("connection.ca_file"), "{e}");
+    assert!(!e.is_retryable(), "{e}");
+    // Another CA's certificate file: the same, for StartTLS too.
+    let other = Slapd::start_with(&{
+        let mut o = SlapdOptions::default();
+        o.tls = true;
+        o
+    })
+    .unwrap();
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.connection.tls = Tls::StartTls;
+    cfg.connection.ca_file = Some(other.ca_file());
+    let e = LdapConnector::new(cfg).unwrap().check().await.unwrap_err();
+    assert_eq!(e.kind(), prov_core::ErrorKind::Config, "{e}");
+    assert!(!e.is_retryable(), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

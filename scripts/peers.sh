@@ -52,16 +52,31 @@ start_postgres() {
     apt_install postgresql postgresql-client
     bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   fi
+  command -v openssl >/dev/null || apt_install openssl
   local dir="$PEERS_DIR/postgres" port
   mkdir -p "$dir"
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
   port=$(free_port)
   as_pg "'$bin/initdb' -D '$dir/data' -A trust -U postgres" >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; return 1; }
-  as_pg "'$bin/pg_ctl' -D '$dir/data' -o \"-k '$dir' -h 127.0.0.1 -p $port\" -l '$dir/log' -w start" >/dev/null \
+  # TLS with a throwaway CA, so that the store's verify-full path is tested
+  # (PROV_TEST_POSTGRES_TLS_URL, PROV_TEST_POSTGRES_CA).
+  ( cd "$dir" \
+    && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=prov test CA" \
+         -keyout ca.key -out ca.pem \
+    && openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr \
+    && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > server.ext \
+    && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+         -extfile server.ext -out server.pem \
+    && chmod 600 server.key ca.key ) >"$dir/openssl.log" 2>&1 \
+    || { cat "$dir/openssl.log" >&2; return 1; }
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"/server.key "$dir"/server.pem
+  as_pg "'$bin/pg_ctl' -D '$dir/data' -o \"-k '$dir' -h 127.0.0.1 -p $port -c ssl=on -c ssl_cert_file='$dir/server.pem' -c ssl_key_file='$dir/server.key'\" -l '$dir/log' -w start" >/dev/null \
     || { cat "$dir/log" >&2; return 1; }
   PEERS_STOP+=("as_pg \"'$bin/pg_ctl' -D '$dir/data' -m fast -w stop\" >/dev/null")
   export PROV_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  export PROV_TEST_POSTGRES_CA="$dir/ca.pem"
+  export PROV_TEST_POSTGRES_TLS_URL="postgres://postgres@localhost:$port/postgres?sslmode=verify-full&sslrootcert=$dir/ca.pem"
   echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
 }
 

@@ -112,9 +112,27 @@ pub(crate) fn lease_state(state: crate::leases::LeaseState) -> String {
 
 /// A database error as a `prov_core::Error`: an unreachable database is
 /// `Unavailable` (the engine stops rather than guesses), the rest `Unexpected`.
+/// Whether an I/O error is TLS refusing the server (its certificate not
+/// trusted, its name not matching).
+fn is_tls_failure(io: &std::io::Error) -> bool {
+    #[cfg(feature = "postgres")]
+    {
+        io.get_ref().is_some_and(|e| e.is::<rustls::Error>())
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = io;
+        false
+    }
+}
+
 pub(crate) fn db_error(store: &str, context: &str, e: sqlx::Error) -> Error {
     let kind = match &e {
+        sqlx::Error::Io(io) if is_tls_failure(io) => ErrorKind::Config,
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => ErrorKind::Unavailable,
+        // A certificate not trusted, a name that does not match: trying
+        // again does not help.
+        sqlx::Error::Tls(_) => ErrorKind::Config,
         _ => ErrorKind::Unexpected,
     };
     Error::new(kind, format!("{store} store: {context}: {e}"))

@@ -526,6 +526,63 @@ async fn fresh_postgres() -> String {
     format!("{base}/{name}")
 }
 
+/// Issue 17 item 3: the store reaches PostgreSQL over TLS with the
+/// server's certificate and name checked (verify-full), and a CA that did
+/// not sign it is a Config error, not an outage to retry.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run ./scripts/test.sh, which starts one"]
+async fn the_postgres_store_verifies_the_server_over_tls() {
+    use prov_engine::PostgresStore;
+    let tls = std::env::var("PROV_TEST_POSTGRES_TLS_URL")
+        .unwrap_or_else(|_| panic!("PROV_TEST_POSTGRES_TLS_URL is not set: run ./scripts/test.sh"));
+    let plain = fresh_postgres().await;
+    let name = plain.rsplit('/').next().unwrap();
+    let url = tls.replacen("/postgres?", &format!("/{name}?"), 1);
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+    let store = PostgresStore::connect(&url).await.unwrap();
+    store
+        .put_change_token(&TargetId::new("ldap"), "log:1")
+        .await
+        .unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let (ssl,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(ssl, "the connection is TLS");
+    // Another CA.
+    let dir = std::env::temp_dir().join(format!("prov-pg-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = std::process::Command::new("openssl")
+        .current_dir(&dir)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=another CA",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let ca = std::env::var("PROV_TEST_POSTGRES_CA").unwrap();
+    let wrong = url.replace(&ca, &dir.join("other.pem").display().to_string());
+    let e = PostgresStore::connect(&wrong).await.unwrap_err();
+    assert_eq!(e.kind(), prov_core::ErrorKind::Config, "{e}");
+    assert!(!e.is_retryable(), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run ./scripts/test.sh, which starts one"]

@@ -65,5 +65,5 @@ cargo run --locked --quiet --example hr_csv_to_ldap -- --throwaway-slapd > /dev/
 step "benchmarks build"
 cargo test --workspace --locked --benches --no-run
 
-step "the LDAP benchmark against slapd, small and unoptimised (docs/benchmarks.md has the full run)"
-PROV_BENCH_LDAP_USERS=2000 PROV_BENCH_LDAP_RUNS=1 cargo test --locked --bench ldap
+step "the LDAP benchmark against slapd and Samba, small and unoptimised (docs/benchmarks.md has the full run)"
+PROV_BENCH_LDAP_USERS=2000 PROV_BENCH_SAMBA_USERS=500 PROV_BENCH_LDAP_RUNS=1 cargo test --locked --bench ldap

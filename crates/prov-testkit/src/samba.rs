@@ -267,37 +267,23 @@ impl Samba {
     /// Runs an OpenLDAP client tool (`ldapsearch`, `ldapmodify`, ...) over
     /// LDAPS as the administrator, with `input` on stdin; its output.
     pub fn tool(&self, tool: &str, args: &[&str], input: &str) -> io::Result<String> {
-        use std::io::Write as _;
-        let mut child = Command::new(tool)
-            .args([
-                "-x",
-                "-H",
-                &self.ldaps_url,
-                "-D",
-                &self.admin_dn,
-                "-w",
-                &self.admin_password,
-            ])
-            .args(args)
-            .env("LDAPTLS_CACERT", self.ca_file())
-            .env("LDAPREFERRALS", "off")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(input.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(io::Error::other(format!(
-                "{tool} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )))
-        }
+        crate::slapd::run_tool(
+            Command::new(tool)
+                .args([
+                    "-x",
+                    "-H",
+                    &self.ldaps_url,
+                    "-D",
+                    &self.admin_dn,
+                    "-w",
+                    &self.admin_password,
+                ])
+                .args(args)
+                .env("LDAPTLS_CACERT", self.ca_file())
+                .env("LDAPREFERRALS", "off"),
+            tool,
+            input,
+        )
     }
 
     /// Whether `dn` can bind with `password` over LDAPS.

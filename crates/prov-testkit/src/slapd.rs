@@ -582,43 +582,54 @@ impl Slapd {
     /// Runs an OpenLDAP client tool (`ldapadd`, `ldapmodify`, `ldapsearch`)
     /// against the server as the administrator, with `input` on stdin.
     pub fn tool(&self, tool: &str, args: &[&str], input: &str) -> io::Result<String> {
-        use std::io::Write as _;
-        let mut child = Command::new(tool)
-            .args([
-                "-x",
-                "-H",
-                &self.url,
-                "-D",
-                &self.admin_dn,
-                "-w",
-                &self.admin_password,
-            ])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("{tool}: {e}")))?;
-        // Fed from another thread: the tool writes as it reads, and a full
-        // stdout pipe would otherwise stop both sides.
-        let feeder = child.stdin.take().map(|mut stdin| {
-            let input = input.to_owned();
-            std::thread::spawn(move || stdin.write_all(input.as_bytes()))
-        });
-        let out = child.wait_with_output()?;
-        if let Some(feeder) = feeder {
-            feeder
-                .join()
-                .map_err(|_| io::Error::other(format!("{tool}: feeding stdin panicked")))??;
-        }
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(io::Error::other(format!(
-                "{tool} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )))
-        }
+        run_tool(
+            Command::new(tool)
+                .args([
+                    "-x",
+                    "-H",
+                    &self.url,
+                    "-D",
+                    &self.admin_dn,
+                    "-w",
+                    &self.admin_password,
+                ])
+                .args(args),
+            tool,
+            input,
+        )
+    }
+}
+
+/// Runs `cmd` (an OpenLDAP client tool named `tool`) with `input` on its
+/// standard input; its standard output, or an error with what it said.
+pub(crate) fn run_tool(cmd: &mut Command, tool: &str, input: &str) -> io::Result<String> {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{tool}: {e}")))?;
+    // Fed from another thread: the tool writes as it reads, and a full
+    // stdout pipe would otherwise stop both sides.
+    let feeder = child.stdin.take().map(|mut stdin| {
+        let input = input.to_owned();
+        std::thread::spawn(move || stdin.write_all(input.as_bytes()))
+    });
+    let out = child.wait_with_output()?;
+    if let Some(feeder) = feeder {
+        feeder
+            .join()
+            .map_err(|_| io::Error::other(format!("{tool}: feeding stdin panicked")))??;
+    }
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(io::Error::other(format!(
+            "{tool} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )))
     }
 }
 

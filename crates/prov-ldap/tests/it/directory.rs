@@ -801,3 +801,92 @@ async fn lookups_by_login_and_attribute_ignore_case_as_the_directory_does() {
         ErrorKind::AlreadyExists
     );
 }
+
+/// Issue 17 item 2: a backlog larger than one call reads (1,000 log
+/// records) comes in parts, `more` set until the last; every account once,
+/// the first token from the log itself; a group's member changes are its
+/// members' changes; a deleted group (logold) is a change of its members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_come_in_parts_and_group_changes_reach_their_members() {
+    let server = Slapd::start_with(&{
+        let mut o = SlapdOptions::default();
+        o.access_log = true;
+        o
+    })
+    .unwrap();
+    add_groups(&server, &["groupOfNames"], "member", &["staff"]);
+    let mut cfg = config(&server, Dialect::OpenLdap);
+    cfg.changes = prov_ldap::ChangeLog::AccessLog {
+        base: Slapd::ACCESS_LOG.to_owned(),
+    };
+    let conn = LdapConnector::new(cfg).unwrap();
+    assert!(conn.capabilities().changes_since);
+    let start = conn.changes_since(None).await.unwrap();
+    assert!(start.changes.is_empty() && !start.more);
+    let mut ldif = String::new();
+    for i in 0..1100 {
+        ldif.push_str(&format!(
+            "dn: uid=bulk{i:04},{p}\nobjectClass: inetOrgPerson\nuid: bulk{i:04}\ncn: B\nsn: B\n\n",
+            p = server.people()
+        ));
+    }
+    server.tool("ldapadd", &[], &ldif).unwrap();
+    let first = conn.changes_since(Some(&start.token)).await.unwrap();
+    assert!(first.more, "1,100 records: more than one call reads");
+    assert_eq!(first.changes.len(), 1000);
+    let second = conn.changes_since(Some(&first.token)).await.unwrap();
+    assert!(!second.more);
+    assert_eq!(second.changes.len(), 100);
+    let ids: BTreeSet<String> = first
+        .changes
+        .iter()
+        .chain(&second.changes)
+        .map(|c| match c {
+            prov_core::Change::Upserted(a) => a.id.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids.len(), 1100, "each once");
+    // A member added to a group by hand: a change of that account.
+    let one = format!("uid=bulk0007,{}", server.people());
+    server
+        .tool(
+            "ldapmodify",
+            &[],
+            &format!(
+                "dn: cn=staff,{}\nchangetype: modify\nadd: member\nmember: {one}\n",
+                server.groups()
+            ),
+        )
+        .unwrap();
+    let set = conn.changes_since(Some(&second.token)).await.unwrap();
+    match set.changes.as_slice() {
+        [prov_core::Change::Upserted(a)] => {
+            assert_eq!(a.id.as_str(), one);
+            assert!(
+                a.entitlements.contains(&EntitlementId::new("staff")),
+                "{a:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The group deleted: its members (from the logged old entry) changed.
+    server
+        .tool(
+            "ldapdelete",
+            &[&format!("cn=staff,{}", server.groups())],
+            "",
+        )
+        .unwrap();
+    let gone = conn.changes_since(Some(&set.token)).await.unwrap();
+    match gone.changes.as_slice() {
+        [prov_core::Change::Upserted(a)] => {
+            assert_eq!(a.id.as_str(), one);
+            assert!(a.entitlements.is_empty(), "{a:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A token of another kind is refused, naming the field.
+    let e = conn.changes_since(Some("usn:5@dc1")).await.unwrap_err();
+    assert_eq!(e.field(), Some("token"), "{e}");
+}

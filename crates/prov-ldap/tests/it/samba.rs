@@ -260,7 +260,18 @@ async fn a_group_of_1600_members_and_paged_listings() {
             u = dc.users()
         ));
     }
+    let before = conn.changes_since(None).await.unwrap().token;
     dc.tool("ldapadd", &[], &ldif).unwrap();
+    // The backlog comes in parts of 1,000, by uSNChanged.
+    let first = conn.changes_since(Some(&before)).await.unwrap();
+    assert!(first.more);
+    assert_eq!(first.changes.len(), 1000);
+    let second = conn.changes_since(Some(&first.token)).await.unwrap();
+    assert!(!second.more, "{}", second.changes.len());
+    assert_eq!(second.changes.len(), N - 1000);
+    let other_dc = before.replace("@", "@elsewhere.");
+    let e = conn.changes_since(Some(&other_dc)).await.unwrap_err();
+    assert!(e.to_string().contains("one domain controller"), "{e}");
     let accounts = conn.list_all_accounts().await.unwrap();
     let bulk: Vec<_> = accounts
         .iter()

@@ -1455,19 +1455,7 @@ fn the_shipped_configs_keep_apart_and_the_ldap_groups_come_with_them() {
         "the LDIF is written for it"
     );
     let dir = setup(0);
-    let text = std::fs::read_to_string(examples.join("cli/ldap.toml")).unwrap();
-    let text = text
-        .replace(
-            "\"../ldap/policy.toml\"",
-            &format!("{:?}", examples.join("ldap/policy.toml")),
-        )
-        .replace(
-            "\"../data/hr.csv\"",
-            &format!("{:?}", examples.join("data/hr.csv")),
-        )
-        .replace("ldap://127.0.0.1:389", &server.url)
-        .replace("\"ca.pem\"", &format!("{:?}", server.ca_file()))
-        .replace("cn=admin,dc=example,dc=org", &server.admin_dn);
+    let text = shipped_ldap_config(&server);
     assert!(text.contains("\ncreate_entitlements = true "), "{text}");
     assert!(
         text.contains("\nstarttls = true "),
@@ -1519,6 +1507,25 @@ fn the_shipped_configs_keep_apart_and_the_ldap_groups_come_with_them() {
     let (code, out, err) = prov_with(&dir, &["validate", "--online"], &secret);
     assert!(!out.contains("does not list"), "{out}");
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// examples/cli/ldap.toml as shipped, pointed at `server` (started with
+/// TLS): its paths made absolute, its URL, CA and admin DN the server's.
+fn shipped_ldap_config(server: &prov_testkit::slapd::Slapd) -> String {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    std::fs::read_to_string(examples.join("cli/ldap.toml"))
+        .unwrap()
+        .replace(
+            "\"../ldap/policy.toml\"",
+            &format!("{:?}", examples.join("ldap/policy.toml")),
+        )
+        .replace(
+            "\"../data/hr.csv\"",
+            &format!("{:?}", examples.join("data/hr.csv")),
+        )
+        .replace("ldap://127.0.0.1:389", &server.url)
+        .replace("\"ca.pem\"", &format!("{:?}", server.ca_file()))
+        .replace("cn=admin,dc=example,dc=org", &server.admin_dn)
 }
 
 /// The `url = "..."` of a config's target.
@@ -1823,29 +1830,15 @@ fn the_shipped_scim_config_parses() {
 /// the people touched; the first sync only takes the starting point.
 #[test]
 fn sync_sets_right_what_the_change_log_reports() {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut o = prov_testkit::slapd::SlapdOptions::default();
     o.access_log = true;
     o.tls = true;
     let server = prov_testkit::slapd::Slapd::start_with(&o).unwrap();
     let dir = setup(0);
-    let text = std::fs::read_to_string(examples.join("cli/ldap.toml"))
-        .unwrap()
-        .replace(
-            "\"../ldap/policy.toml\"",
-            &format!("{:?}", examples.join("ldap/policy.toml")),
-        )
-        .replace(
-            "\"../data/hr.csv\"",
-            &format!("{:?}", examples.join("data/hr.csv")),
-        )
-        .replace("ldap://127.0.0.1:389", &server.url)
-        .replace("\"ca.pem\"", &format!("{:?}", server.ca_file()))
-        .replace("cn=admin,dc=example,dc=org", &server.admin_dn)
-        .replace(
-            "# accesslog = \"cn=accesslog\"",
-            &format!("accesslog = {:?}", prov_testkit::slapd::Slapd::ACCESS_LOG),
-        );
+    let text = shipped_ldap_config(&server).replace(
+        "# accesslog = \"cn=accesslog\"",
+        &format!("accesslog = {:?}", prov_testkit::slapd::Slapd::ACCESS_LOG),
+    );
     assert!(text.contains("\naccesslog = "), "{text}");
     std::fs::write(dir.join("prov.toml"), &text).unwrap();
     let secret = [("PROV_LDAP_PASSWORD", server.admin_password.as_str())];

@@ -46,6 +46,24 @@ impl Inner {
         }
     }
 
+    /// The log records (the log database's children) matching `filter`.
+    async fn search_log(
+        &self,
+        op: Operation,
+        log: &str,
+        filter: &str,
+        attrs: &[String],
+    ) -> Result<Vec<Entry>> {
+        let s = Search {
+            base: log,
+            scope: Scope::OneLevel,
+            filter,
+            attrs,
+            show_deleted: false,
+        };
+        self.conn.search_all(op, s, self.cfg.page_size).await
+    }
+
     /// Whether `dn` is under one of the account bases.
     fn in_bases(&self, dn: &str) -> bool {
         Dn::parse(dn).is_ok_and(|d| self.bases.iter().any(|(_, b)| d.is_within(b)))
@@ -120,16 +138,8 @@ impl Inner {
         ]
         .map(str::to_owned)
         .to_vec();
-        let s = Search {
-            base: log,
-            scope: Scope::OneLevel,
-            filter: &filter,
-            attrs: &attrs,
-            show_deleted: false,
-        };
         let mut records: Vec<(String, Entry)> = self
-            .conn
-            .search_all(op, s, self.cfg.page_size)
+            .search_log(op, log, &filter, &attrs)
             .await?
             .into_iter()
             .filter_map(|e| e.first("reqStart").map(|t| (t, e)))
@@ -205,16 +215,8 @@ impl Inner {
             format!("(&(objectClass=auditWriteObject)(reqStart>={recent}))"),
             "(objectClass=auditWriteObject)".to_owned(),
         ] {
-            let s = Search {
-                base: log,
-                scope: Scope::OneLevel,
-                filter: &filter,
-                attrs: &attrs,
-                show_deleted: false,
-            };
             let newest = self
-                .conn
-                .search_all(op, s, self.cfg.page_size)
+                .search_log(op, log, &filter, &attrs)
                 .await?
                 .iter()
                 .filter_map(|e| e.first("reqStart"))

@@ -94,7 +94,7 @@ pub struct LdapSettings {
     /// Allow a password bind over `ldap://` without StartTLS, the password
     /// in the clear on the network (default false: refused). For a test
     /// server on the loopback.
-    #[serde(default, alias = "danger_plaintext_bind")]
+    #[serde(default)]
     pub danger_allow_plaintext_bind: bool,
 }
 

@@ -157,3 +157,22 @@ ensure_scim2_server() {
   fi
   export PROV_TEST_SCIM2_SERVER="$dir/bin"
 }
+
+# moto 5.2.5 (PyPI `moto[server]`), the AWS emulator, in a venv of its own.
+# Tests start their own servers (prov_testkit::moto) on free loopback ports;
+# this only installs it and exports PROV_TEST_MOTO (its bin directory).
+ensure_moto() {
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/prov-peers/moto-5.2.5"
+  if [ ! -x "$dir/bin/moto_server" ]; then
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+      apt_install python3 python3-venv
+    fi
+    echo "installing moto[server] 5.2.5 into $dir"
+    rm -rf "$dir"
+    mkdir -p "$(dirname "$dir")"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check "moto[server]==5.2.5"
+  fi
+  export PROV_TEST_MOTO="$dir/bin"
+}
+

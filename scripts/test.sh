@@ -41,6 +41,7 @@ ensure_slapd
 ensure_samba
 ensure_canaille
 ensure_scim2_server
+ensure_moto
 
 step "tests (those needing a real server included)"
 cargo test --workspace --locked --lib --tests --examples -- --include-ignored

@@ -2,6 +2,7 @@
 //! started here on a free loopback port.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test reports failure by panicking
 
+mod fake;
 mod identity_center;
 
 use std::process::{Child, Command, Stdio};
@@ -55,9 +56,14 @@ pub(crate) fn moto() -> Moto {
 /// The SDK configuration for `moto`: fixed test credentials (moto takes
 /// any), us-east-1, retries off.
 pub(crate) async fn sdk(moto: &Moto) -> aws_config::SdkConfig {
+    sdk_at(&moto.url).await
+}
+
+/// The SDK configuration for an endpoint at `url` (moto, or the fake).
+pub(crate) async fn sdk_at(url: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&moto.url)
+        .endpoint_url(url)
         .credentials_provider(aws_credential_types::Credentials::new(
             "testing",
             "testing",

@@ -1,0 +1,313 @@
+//! A FAKE of the IAM Identity Center identity store, in process: the
+//! operations the connector calls, with AWS's published request and reply
+//! shapes (awsJson 1.1, `X-Amz-Target: AWSIdentityStore.<Operation>`),
+//! its error bodies (`{"__type": "...", "Message": "..."}` with HTTP 400,
+//! `x-amzn-RequestId` on every reply), a duplicate membership refused with
+//! ConflictException, and, on demand, ThrottlingException. It exists for
+//! what moto lacks (UpdateUser answers HTTP 500 there); it is not AWS.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+#[derive(Default)]
+pub(crate) struct Store {
+    users: BTreeMap<String, Value>,
+    groups: BTreeMap<String, Value>,
+    /// Membership id -> (group id, user id).
+    memberships: BTreeMap<String, (String, String)>,
+    next: u64,
+    /// The next this many requests are answered ThrottlingException.
+    pub(crate) throttle: usize,
+    /// Requests by operation.
+    pub(crate) calls: BTreeMap<String, usize>,
+}
+
+pub(crate) struct Fake {
+    pub(crate) url: String,
+    pub(crate) store: Arc<Mutex<Store>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub(crate) async fn start() -> Fake {
+    let store = Arc::new(Mutex::new(Store::default()));
+    let app = axum::Router::new()
+        .route("/", axum::routing::post(handle))
+        .with_state(Arc::clone(&store));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Fake { url, store, task }
+}
+
+fn reply(status: StatusCode, body: Value, id: u64) -> Response {
+    (
+        status,
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/x-amz-json-1.1".to_owned(),
+            ),
+            (
+                header::HeaderName::from_static("x-amzn-requestid"),
+                format!("fake-{id:08}"),
+            ),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error(kind: &str, message: &str) -> (StatusCode, Value) {
+    (
+        StatusCode::BAD_REQUEST,
+        json!({"__type": kind, "Message": message}),
+    )
+}
+
+fn not_found(what: &str) -> (StatusCode, Value) {
+    error("ResourceNotFoundException", &format!("{what} not found."))
+}
+
+fn page(items: Vec<Value>, req: &Value, key: &str) -> Value {
+    let start: usize = req["NextToken"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let size = req["MaxResults"].as_u64().unwrap_or(100).clamp(1, 100) as usize;
+    let end = (start + size).min(items.len());
+    let mut out = json!({ key: items.get(start..end).unwrap_or_default() });
+    if end < items.len() {
+        out["NextToken"] = json!(end.to_string());
+    }
+    out
+}
+
+fn unique(req: &Value, path: &str) -> Option<String> {
+    let u = &req["AlternateIdentifier"]["UniqueAttribute"];
+    (u["AttributePath"].as_str()? == path)
+        .then(|| u["AttributeValue"].as_str().map(str::to_owned))
+        .flatten()
+}
+
+async fn handle(
+    State(store): State<Arc<Mutex<Store>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let op = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("AWSIdentityStore."))
+        .unwrap_or("")
+        .to_owned();
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut s = store.lock().unwrap();
+    s.next += 1;
+    let id = s.next;
+    *s.calls.entry(op.clone()).or_default() += 1;
+    if s.throttle > 0 {
+        s.throttle -= 1;
+        let (st, b) = error("ThrottlingException", "Rate exceeded");
+        return reply(st, b, id);
+    }
+    let (status, out) = run(&mut s, &op, &req, id);
+    reply(status, out, id)
+}
+
+fn run(s: &mut Store, op: &str, req: &Value, id: u64) -> (StatusCode, Value) {
+    let ok = |v: Value| (StatusCode::OK, v);
+    let store_id = req["IdentityStoreId"].clone();
+    match op {
+        "CreateUser" => {
+            let name = req["UserName"].as_str().unwrap_or("");
+            if name.is_empty() {
+                return error("ValidationException", "userName is a required attribute");
+            }
+            if req["Name"]["GivenName"].as_str().is_none()
+                || req["Name"]["FamilyName"].as_str().is_none()
+            {
+                return error(
+                    "ValidationException",
+                    "name: The attribute name is required",
+                );
+            }
+            if s.users.values().any(|u| u["UserName"] == name) {
+                return error("ConflictException", "Duplicate UserName");
+            }
+            let uid = format!("u-{id:08}");
+            let mut u = req.clone();
+            u["UserId"] = json!(uid);
+            s.users.insert(uid.clone(), u);
+            ok(json!({"UserId": uid, "IdentityStoreId": store_id}))
+        }
+        "DescribeUser" => match s.users.get(req["UserId"].as_str().unwrap_or("")) {
+            Some(u) => ok(u.clone()),
+            None => not_found("USER"),
+        },
+        "ListUsers" => ok(page(s.users.values().cloned().collect(), req, "Users")),
+        "GetUserId" => {
+            let Some(name) = unique(req, "userName") else {
+                return error("ValidationException", "unsupported AlternateIdentifier");
+            };
+            match s.users.values().find(|u| u["UserName"] == name.as_str()) {
+                Some(u) => ok(json!({"UserId": u["UserId"], "IdentityStoreId": store_id})),
+                None => not_found("USER"),
+            }
+        }
+        "UpdateUser" => {
+            let uid = req["UserId"].as_str().unwrap_or("").to_owned();
+            let Some(mut u) = s.users.get(&uid).cloned() else {
+                return not_found("USER");
+            };
+            for o in req["Operations"].as_array().cloned().unwrap_or_default() {
+                let path = o["AttributePath"].as_str().unwrap_or("");
+                let value = o.get("AttributeValue").cloned().unwrap_or(Value::Null);
+                let (field, sub) = match path {
+                    "displayName" => ("DisplayName", None),
+                    "title" => ("Title", None),
+                    "emails" => ("Emails", None),
+                    "userName" => ("UserName", None),
+                    "name.givenName" => ("Name", Some("GivenName")),
+                    "name.familyName" => ("Name", Some("FamilyName")),
+                    other => {
+                        return error(
+                            "ValidationException",
+                            &format!("Invalid attribute path {other}"),
+                        );
+                    }
+                };
+                if field == "UserName" {
+                    let taken = s
+                        .users
+                        .values()
+                        .any(|x| x["UserId"] != uid.as_str() && x["UserName"] == value);
+                    if taken {
+                        return error("ConflictException", "Duplicate UserName");
+                    }
+                }
+                match sub {
+                    Some(k) => u[field][k] = value,
+                    None if value.is_null() => {
+                        if let Some(map) = u.as_object_mut() {
+                            map.remove(field);
+                        }
+                    }
+                    None => u[field] = value,
+                }
+            }
+            s.users.insert(uid, u);
+            ok(json!({}))
+        }
+        "DeleteUser" => {
+            let uid = req["UserId"].as_str().unwrap_or("").to_owned();
+            if s.users.remove(&uid).is_none() {
+                return not_found("USER");
+            }
+            s.memberships.retain(|_, (_, u)| *u != uid);
+            ok(json!({}))
+        }
+        "CreateGroup" => {
+            let name = req["DisplayName"].as_str().unwrap_or("");
+            if s.groups.values().any(|g| g["DisplayName"] == name) {
+                return error("ConflictException", "Duplicate GroupDisplayName");
+            }
+            let gid = format!("g-{id:08}");
+            let mut g = req.clone();
+            g["GroupId"] = json!(gid);
+            s.groups.insert(gid.clone(), g);
+            ok(json!({"GroupId": gid, "IdentityStoreId": store_id}))
+        }
+        "ListGroups" => ok(page(s.groups.values().cloned().collect(), req, "Groups")),
+        "GetGroupId" => {
+            let Some(name) = unique(req, "displayName") else {
+                return error("ValidationException", "unsupported AlternateIdentifier");
+            };
+            match s
+                .groups
+                .values()
+                .find(|g| g["DisplayName"] == name.as_str())
+            {
+                Some(g) => ok(json!({"GroupId": g["GroupId"], "IdentityStoreId": store_id})),
+                None => not_found("GROUP"),
+            }
+        }
+        "DeleteGroup" => {
+            let gid = req["GroupId"].as_str().unwrap_or("").to_owned();
+            if s.groups.remove(&gid).is_none() {
+                return not_found("GROUP");
+            }
+            s.memberships.retain(|_, (g, _)| *g != gid);
+            ok(json!({}))
+        }
+        "CreateGroupMembership" => {
+            let gid = req["GroupId"].as_str().unwrap_or("").to_owned();
+            let uid = req["MemberId"]["UserId"].as_str().unwrap_or("").to_owned();
+            if !s.groups.contains_key(&gid) {
+                return not_found("GROUP");
+            }
+            if !s.users.contains_key(&uid) {
+                return not_found("USER");
+            }
+            if s.memberships.values().any(|(g, u)| *g == gid && *u == uid) {
+                return error("ConflictException", "Member is already in the group");
+            }
+            let mid = format!("m-{id:08}");
+            s.memberships.insert(mid.clone(), (gid, uid));
+            ok(json!({"MembershipId": mid, "IdentityStoreId": store_id}))
+        }
+        "GetGroupMembershipId" => {
+            let gid = req["GroupId"].as_str().unwrap_or("");
+            let uid = req["MemberId"]["UserId"].as_str().unwrap_or("");
+            match s
+                .memberships
+                .iter()
+                .find(|(_, (g, u))| g == gid && u == uid)
+            {
+                Some((m, _)) => ok(json!({"MembershipId": m, "IdentityStoreId": store_id})),
+                None => not_found("GROUP_MEMBERSHIP"),
+            }
+        }
+        "DeleteGroupMembership" => {
+            if s.memberships
+                .remove(req["MembershipId"].as_str().unwrap_or(""))
+                .is_none()
+            {
+                return not_found("GROUP_MEMBERSHIP");
+            }
+            ok(json!({}))
+        }
+        "ListGroupMemberships" => {
+            let gid = req["GroupId"].as_str().unwrap_or("");
+            if !s.groups.contains_key(gid) {
+                return not_found("GROUP");
+            }
+            let items = s
+                .memberships
+                .iter()
+                .filter(|(_, (g, _))| g == gid)
+                .map(|(m, (g, u))| {
+                    json!({"IdentityStoreId": store_id, "MembershipId": m, "GroupId": g, "MemberId": {"UserId": u}})
+                })
+                .collect();
+            ok(page(items, req, "GroupMemberships"))
+        }
+        other => (
+            StatusCode::BAD_REQUEST,
+            json!({"__type": "UnknownOperationException", "Message": format!("{other} is not in this fake")}),
+        ),
+    }
+}

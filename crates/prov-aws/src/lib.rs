@@ -3,6 +3,8 @@
 //!
 //! - [`IdentityCenterConnector`]: IAM Identity Center's identity store
 //!   (users, groups, group memberships).
+//! - [`IamConnector`]: IAM users, groups and managed policies, disabling
+//!   by login profile and access keys.
 //!
 //! Every client is built with the SDK's retries off: the engine retries
 //! what is retryable (throttling, 5xx), once, with its own backoff and
@@ -10,8 +12,10 @@
 //! ([`prov_core::BackendDetail`]).
 
 mod error;
+mod iam;
 mod identity_center;
 
+pub use iam::{IamConfig, IamConnector};
 pub use identity_center::{IdentityCenterConfig, IdentityCenterConnector};
 
 /// The SDK configuration: the standard chain (environment, profile, SSO,

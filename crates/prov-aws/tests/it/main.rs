@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test reports failure by panicking
 
 mod fake;
+mod iam;
 mod identity_center;
 
 use std::process::{Child, Command, Stdio};

@@ -84,6 +84,13 @@ impl std::fmt::Debug for IamConnector {
 }
 
 impl IamConnector {
+    /// A connector for `cfg`, made at once (nothing is sent, and the
+    /// standard credential chain is asked on the first call).
+    pub fn new(cfg: IamConfig) -> Result<Self> {
+        let sdk = crate::sdk_config_now("us-east-1", cfg.endpoint_url.as_deref());
+        Self::with_sdk_config(&sdk, cfg)
+    }
+
     /// A connector for `cfg`, with credentials from the standard chain.
     pub async fn connect(cfg: IamConfig) -> Result<Self> {
         // IAM is global; its endpoint lives in us-east-1.

@@ -81,6 +81,26 @@ impl std::fmt::Debug for IdentityCenterConnector {
 }
 
 impl IdentityCenterConnector {
+    /// A connector for `cfg`, made at once (nothing is sent, and the
+    /// standard credential chain is asked on the first call). The region
+    /// is `cfg.region`, else `AWS_REGION` or `AWS_DEFAULT_REGION`.
+    pub fn new(cfg: IdentityCenterConfig) -> Result<Self> {
+        let region = cfg
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| {
+                Error::invalid_input(
+                    "region",
+                    "no region: set the Identity Center instance's region, or AWS_REGION",
+                )
+            })?;
+        let sdk = crate::sdk_config_now(&region, cfg.endpoint_url.as_deref());
+        Self::with_sdk_config(&sdk, cfg)
+    }
+
     /// A connector for `cfg`, with credentials from the standard chain.
     pub async fn connect(cfg: IdentityCenterConfig) -> Result<Self> {
         let sdk = crate::sdk_config(cfg.region.clone(), cfg.endpoint_url.clone()).await;

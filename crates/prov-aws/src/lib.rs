@@ -14,9 +14,11 @@
 mod error;
 mod iam;
 mod identity_center;
+mod settings;
 
 pub use iam::{IamConfig, IamConnector};
 pub use identity_center::{IdentityCenterConfig, IdentityCenterConnector};
+pub use settings::{IamSettings, IdentityCenterSettings};
 
 /// The SDK configuration: the standard chain (environment, profile, SSO,
 /// container or instance role) for credentials and region, `region` and
@@ -34,4 +36,54 @@ pub(crate) async fn sdk_config(
         loader = loader.endpoint_url(e);
     }
     loader.load().await
+}
+
+/// The standard credential chain, resolved on first use: a connector can
+/// be made without an async context (the `prov` command opens its
+/// targets that way), and a chain that cannot find credentials fails the
+/// first call, naming the cause, not the opening.
+#[derive(Debug, Default)]
+struct StandardChain(
+    tokio::sync::OnceCell<aws_config::default_provider::credentials::DefaultCredentialsChain>,
+);
+
+impl aws_credential_types::provider::ProvideCredentials for StandardChain {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let chain = self
+                .0
+                .get_or_init(|| async {
+                    aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                        .build()
+                        .await
+                })
+                .await;
+            chain.provide_credentials().await
+        })
+    }
+}
+
+/// The SDK configuration made without waiting: `region`, the standard
+/// credential chain (resolved on first use), retries off, AWS's endpoint
+/// unless `endpoint_url` says otherwise.
+pub(crate) fn sdk_config_now(region: &str, endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    let mut b =
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_owned()))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    StandardChain::default(),
+                ),
+            )
+            .retry_config(aws_config::retry::RetryConfig::disabled());
+    if let Some(e) = endpoint_url {
+        b = b.endpoint_url(e);
+    }
+    b.build()
 }

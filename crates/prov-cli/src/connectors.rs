@@ -54,6 +54,16 @@ pub(crate) const KINDS: &[Kind] = &[
         open: open_scim,
     },
     Kind {
+        name: "aws-identity-center",
+        keys: keys_of::<prov_aws::IdentityCenterSettings>,
+        open: open_aws_identity_center,
+    },
+    Kind {
+        name: "aws-iam",
+        keys: keys_of::<prov_aws::IamSettings>,
+        open: open_aws_iam,
+    },
+    Kind {
         name: "file",
         keys: keys_of::<crate::file_target::FileSettings>,
         open: open_file,
@@ -86,6 +96,24 @@ fn open_scim(o: &Opening<'_>) -> Opened {
     let settings: prov_scim::client::ScimSettings = o.config.settings_of(t)?;
     let conn = settings
         .into_connector(o.base)
+        .map_err(|e| o.config.settings_fail(t, e.field(), e.message()))?;
+    Ok(Some(Arc::new(conn)))
+}
+
+fn open_aws_identity_center(o: &Opening<'_>) -> Opened {
+    let t = o.target.as_str();
+    let settings: prov_aws::IdentityCenterSettings = o.config.settings_of(t)?;
+    let conn = settings
+        .into_connector()
+        .map_err(|e| o.config.settings_fail(t, e.field(), e.message()))?;
+    Ok(Some(Arc::new(conn)))
+}
+
+fn open_aws_iam(o: &Opening<'_>) -> Opened {
+    let t = o.target.as_str();
+    let settings: prov_aws::IamSettings = o.config.settings_of(t)?;
+    let conn = settings
+        .into_connector()
         .map_err(|e| o.config.settings_fail(t, e.field(), e.message()))?;
     Ok(Some(Arc::new(conn)))
 }

@@ -1888,3 +1888,65 @@ fn sync_sets_right_what_the_change_log_reports() {
     let (code, out, _) = prov_with(&dir, &["plan"], &secret);
     assert_eq!((code, out.as_str()), (0, "no changes\n"));
 }
+
+/// Issue 18 item 6: `kind = "aws-iam"` and `kind = "aws-identity-center"`
+/// targets, credentials from the standard chain (here the environment),
+/// against moto: apply creates the users, a second plan has no changes.
+#[test]
+#[ignore = "needs moto: run the README test command"]
+fn aws_targets_from_the_config_against_moto() {
+    let dir_bin = std::env::var("PROV_TEST_MOTO").unwrap_or_else(|_| {
+        panic!("PROV_TEST_MOTO (moto's bin directory) is not set: run the README test command")
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut moto = Command::new(Path::new(&dir_bin).join("moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed().as_secs() < 30, "moto did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    for (kind, extra) in [
+        ("aws-iam", "path = \"/prov/\"\n"),
+        (
+            "aws-identity-center",
+            "identity_store_id = \"d-1234567890\"\n",
+        ),
+    ] {
+        let dir = setup(3);
+        // No groups to grant here: the policy gives accounts only.
+        std::fs::write(
+            dir.join("policy.toml"),
+            "[targets.ldap]\naccount = \"always\"\n[targets.ldap.attributes]\ngiven_name = \"name\"\nfamily_name = '\"Tester\"'\n",
+        )
+        .unwrap();
+        let config = format!(
+            "policy = \"policy.toml\"\n\n[source]\nkind = \"csv\"\npath = \"hr.csv\"\n[source.mapping]\nid = \"id\"\nstate = \"status\"\n\n\
+             [targets.ldap]\nkind = \"{kind}\"\nendpoint_url = \"{url}\"\n{extra}"
+        );
+        std::fs::write(dir.join("prov.toml"), &config).unwrap();
+        let (code, out, err) = prov_with(&dir, &["check"], &env);
+        assert_eq!(code, 0, "{kind}: {out}{err}");
+        let (code, out, err) = prov_with(&dir, &["apply", "--yes"], &env);
+        assert_eq!(code, 0, "{kind}: {out}{err}");
+        assert!(out.contains("3 of 3 operations done"), "{kind}: {out}");
+        let (code, out, err) = prov_with(&dir, &["plan"], &env);
+        assert_eq!((code, out.as_str()), (0, "no changes\n"), "{kind}: {err}");
+    }
+    let _ = moto.kill();
+    let _ = moto.wait();
+}

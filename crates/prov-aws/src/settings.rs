@@ -1,0 +1,76 @@
+//! The targets' keys in a settings file (the `prov` command's
+//! `[targets.ID]` tables of `kind = "aws-identity-center"` and
+//! `kind = "aws-iam"`). Credentials come from the standard chain
+//! (environment, profile, SSO, container or instance role), never from
+//! the file: there is no key for them.
+
+use serde::Deserialize;
+
+use crate::{IamConfig, IamConnector, IdentityCenterConfig, IdentityCenterConnector};
+
+fn identity_center_in_flight() -> usize {
+    8
+}
+fn iam_in_flight() -> usize {
+    4
+}
+fn root() -> String {
+    "/".to_owned()
+}
+
+/// `kind = "aws-identity-center"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IdentityCenterSettings {
+    /// The identity store's id (`d-1234567890`). Required.
+    pub identity_store_id: String,
+    /// The region of the Identity Center instance; `AWS_REGION` when unset.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Another endpoint (a VPC endpoint, an emulator); AWS's when unset.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Requests in flight at once in a grant or revoke (default 8).
+    #[serde(default = "identity_center_in_flight")]
+    pub max_in_flight: usize,
+}
+
+impl IdentityCenterSettings {
+    /// The connector these settings describe.
+    pub fn into_connector(self) -> prov_core::Result<IdentityCenterConnector> {
+        let mut cfg = IdentityCenterConfig::new(self.identity_store_id);
+        cfg.region = self.region;
+        cfg.endpoint_url = self.endpoint_url;
+        cfg.max_in_flight = self.max_in_flight;
+        IdentityCenterConnector::new(cfg)
+    }
+}
+
+/// `kind = "aws-iam"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IamSettings {
+    /// Only users and groups under this IAM path are the target's
+    /// (default `/`: the whole account).
+    #[serde(default = "root")]
+    pub path: String,
+    /// Another endpoint (an emulator); AWS's when unset.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Requests in flight at once (default 4).
+    #[serde(default = "iam_in_flight")]
+    pub max_in_flight: usize,
+}
+
+impl IamSettings {
+    /// The connector these settings describe.
+    pub fn into_connector(self) -> prov_core::Result<IamConnector> {
+        IamConnector::new(IamConfig {
+            path: self.path,
+            endpoint_url: self.endpoint_url,
+            max_in_flight: self.max_in_flight,
+        })
+    }
+}

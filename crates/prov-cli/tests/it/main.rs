@@ -251,7 +251,7 @@ fn config_policy_and_source_errors_name_file_line_and_field() {
     let (code, _, err) = prov(&dir, &["plan"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("targets.ldap.kind: `smtp` is not a connector kind (known: ldap, scim, file)"),
+        err.contains("targets.ldap.kind: `smtp` is not a connector kind (known: ldap, scim, aws-identity-center, aws-iam, file)"),
         "{err}"
     );
     std::fs::write(&cfg, &text).unwrap();

@@ -119,23 +119,34 @@ ensure_samba() {
   echo "Samba $(samba --version | awk '{print $2}')"
 }
 
+# A Python venv NAME in the user's cache holding PACKAGES, made once (its
+# BIN checked); prints its directory. Installs Debian's venv support first
+# when missing. Progress goes to standard error.
+python_venv() {
+  local name="$1" bin="$2"
+  shift 2
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/prov-peers/$name"
+  if [ ! -x "$dir/bin/$bin" ]; then
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+      echo "installing Python venv support (Debian packages python3, python3-venv)" >&2
+      apt_install python3 python3-venv >&2
+    fi
+    echo "installing $* into $dir" >&2
+    rm -rf "$dir"
+    mkdir -p "$(dirname "$dir")"
+    python3 -m venv "$dir" >&2 || return 1
+    "$dir/bin/pip" install -q --disable-pip-version-check "$@" >&2 || return 1
+  fi
+  echo "$dir"
+}
+
 # Canaille, an identity provider with a SCIM client, in its own venv (kept
 # in the user's cache between runs); exports PROV_TEST_CANAILLE, its bin
 # directory. The pins are those ../shared/PEERS.md gives.
 ensure_canaille() {
-  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/prov-peers/canaille-0.3.6"
-  if [ ! -x "$dir/bin/canaille" ]; then
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
-      echo "installing Python venv support (Debian packages python3, python3-venv)"
-      apt_install python3 python3-venv
-    fi
-    echo "installing Canaille 0.3.6 into $dir"
-    rm -rf "$dir"
-    mkdir -p "$(dirname "$dir")"
-    python3 -m venv "$dir"
-    "$dir/bin/pip" install -q --disable-pip-version-check \
-      "canaille[scim,sqlite,oidc]==0.3.6" "scim2-client==0.7.5" "scim2-models==0.7.0"
-  fi
+  local dir
+  dir=$(python_venv canaille-0.3.6 canaille \
+    "canaille[scim,sqlite,oidc]==0.3.6" "scim2-client==0.7.5" "scim2-models==0.7.0") || return 1
   export PROV_TEST_CANAILLE="$dir/bin"
   echo "Canaille $("$dir/bin/pip" show canaille 2>/dev/null | awk '/^Version/ {print $2}')"
 }
@@ -144,17 +155,8 @@ ensure_canaille() {
 # kept in the user's cache; exports PROV_TEST_SCIM2_SERVER, its bin
 # directory. Tests and benchmarks start it themselves on free ports.
 ensure_scim2_server() {
-  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/prov-peers/scim2-server-0.8.3"
-  if [ ! -x "$dir/bin/scim2-server" ]; then
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
-      apt_install python3 python3-venv
-    fi
-    echo "installing scim2-server 0.8.3 into $dir"
-    rm -rf "$dir"
-    mkdir -p "$(dirname "$dir")"
-    python3 -m venv "$dir"
-    "$dir/bin/pip" install -q --disable-pip-version-check "scim2-server==0.8.3"
-  fi
+  local dir
+  dir=$(python_venv scim2-server-0.8.3 scim2-server "scim2-server==0.8.3") || return 1
   export PROV_TEST_SCIM2_SERVER="$dir/bin"
 }
 
@@ -162,17 +164,8 @@ ensure_scim2_server() {
 # Tests start their own servers (prov_testkit::moto) on free loopback ports;
 # this only installs it and exports PROV_TEST_MOTO (its bin directory).
 ensure_moto() {
-  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/prov-peers/moto-5.2.5"
-  if [ ! -x "$dir/bin/moto_server" ]; then
-    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
-      apt_install python3 python3-venv
-    fi
-    echo "installing moto[server] 5.2.5 into $dir"
-    rm -rf "$dir"
-    mkdir -p "$(dirname "$dir")"
-    python3 -m venv "$dir"
-    "$dir/bin/pip" install -q --disable-pip-version-check "moto[server]==5.2.5"
-  fi
+  local dir
+  dir=$(python_venv moto-5.2.5 moto_server "moto[server]==5.2.5") || return 1
   export PROV_TEST_MOTO="$dir/bin"
 }
 

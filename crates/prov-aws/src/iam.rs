@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use prov_core::{
     Account, AccountId, Attributes, BatchOutcome, Capabilities, Connector, ConnectorExt,
     CreateAccount, Entitlement, EntitlementId, EntitlementKind, Error, ErrorKind, ListRequest,
-    MemberFailure, MembershipChange, Operation, Page, Result, UpdateAccount, Value,
+    MembershipChange, Operation, Page, Result, UpdateAccount, Value,
 };
 
 use crate::error::from_sdk;
@@ -213,21 +213,13 @@ impl Inner {
             Operation::Revoke
         };
         let ent = &req.entitlement;
-        let results: Vec<(AccountId, Result<()>)> = futures_util::stream::iter(req.accounts)
-            .map(|id| async move {
+        Ok(
+            crate::per_account(req.accounts, self.max_in_flight, |id| async move {
                 let r = self.change_one(op, ent, &id, add).await;
                 (id, r)
             })
-            .buffer_unordered(self.max_in_flight)
-            .collect()
-            .await;
-        let mut out = BatchOutcome::ok();
-        for (id, r) in results {
-            if let Err(e) = r {
-                out.failures.push(MemberFailure::new(id, e));
-            }
-        }
-        Ok(out)
+            .await,
+        )
     }
 
     async fn change_one(

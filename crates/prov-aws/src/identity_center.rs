@@ -10,11 +10,10 @@ use aws_sdk_identitystore::types::{
     UserStatus,
 };
 use aws_smithy_types::Document;
-use futures_util::StreamExt;
 use prov_core::{
     Account, AccountId, Attributes, BatchOutcome, Capabilities, Connector, CreateAccount,
-    Entitlement, EntitlementId, Error, ErrorKind, ListRequest, MemberFailure, MembershipChange,
-    Operation, Page, RateLimit, Result, UpdateAccount, Value,
+    Entitlement, EntitlementId, Error, ErrorKind, ListRequest, MembershipChange, Operation, Page,
+    RateLimit, Result, UpdateAccount, Value,
 };
 use tokio::sync::Mutex;
 
@@ -271,8 +270,8 @@ impl Inner {
         };
         let group = self.group_id(op, &req.entitlement).await?;
         let group = group.as_str();
-        let results: Vec<(AccountId, Result<()>)> = futures_util::stream::iter(req.accounts)
-            .map(|id| async move {
+        Ok(
+            crate::per_account(req.accounts, self.max_in_flight, |id| async move {
                 let r = if add {
                     self.add_member(op, group, &id).await
                 } else {
@@ -280,16 +279,8 @@ impl Inner {
                 };
                 (id, r)
             })
-            .buffer_unordered(self.max_in_flight)
-            .collect()
-            .await;
-        let mut out = BatchOutcome::ok();
-        for (id, r) in results {
-            if let Err(e) = r {
-                out.failures.push(MemberFailure::new(id, e));
-            }
-        }
-        Ok(out)
+            .await,
+        )
     }
 
     async fn add_member(&self, op: Operation, group: &str, id: &AccountId) -> Result<()> {

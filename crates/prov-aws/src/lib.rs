@@ -20,6 +20,33 @@ pub use iam::{IamConfig, IamConnector};
 pub use identity_center::{IdentityCenterConfig, IdentityCenterConnector};
 pub use settings::{IamSettings, IdentityCenterSettings};
 
+/// A grant or revoke one account at a time (neither service takes a
+/// batch), `in_flight` at once: the accounts whose call failed, each with
+/// its error.
+pub(crate) async fn per_account<F, Fut>(
+    accounts: Vec<prov_core::AccountId>,
+    in_flight: usize,
+    call: F,
+) -> prov_core::BatchOutcome
+where
+    F: Fn(prov_core::AccountId) -> Fut,
+    Fut: std::future::Future<Output = (prov_core::AccountId, prov_core::Result<()>)>,
+{
+    use futures_util::StreamExt;
+    let results: Vec<_> = futures_util::stream::iter(accounts)
+        .map(call)
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    let mut out = prov_core::BatchOutcome::ok();
+    for (id, r) in results {
+        if let Err(e) = r {
+            out.failures.push(prov_core::MemberFailure::new(id, e));
+        }
+    }
+    out
+}
+
 /// The SDK configuration: the standard chain (environment, profile, SSO,
 /// container or instance role) for credentials and region, `region` and
 /// `endpoint_url` over it when given, retries off.

@@ -91,31 +91,32 @@ fn open_ldap(o: &Opening<'_>) -> Opened {
     Ok(Some(Arc::new(conn)))
 }
 
-fn open_scim(o: &Opening<'_>) -> Opened {
+/// Reads a target's settings of type `S` and opens the connector `make`
+/// builds from them; a settings error names the target's key.
+fn open_with<S, C>(o: &Opening<'_>, make: impl FnOnce(S, &Path) -> prov_core::Result<C>) -> Opened
+where
+    S: serde::de::DeserializeOwned,
+    C: Connector + 'static,
+{
     let t = o.target.as_str();
-    let settings: prov_scim::client::ScimSettings = o.config.settings_of(t)?;
-    let conn = settings
-        .into_connector(o.base)
-        .map_err(|e| o.config.settings_fail(t, e.field(), e.message()))?;
+    let settings: S = o.config.settings_of(t)?;
+    let conn =
+        make(settings, o.base).map_err(|e| o.config.settings_fail(t, e.field(), e.message()))?;
     Ok(Some(Arc::new(conn)))
+}
+
+fn open_scim(o: &Opening<'_>) -> Opened {
+    open_with(o, prov_scim::client::ScimSettings::into_connector)
 }
 
 fn open_aws_identity_center(o: &Opening<'_>) -> Opened {
-    let t = o.target.as_str();
-    let settings: prov_aws::IdentityCenterSettings = o.config.settings_of(t)?;
-    let conn = settings
-        .into_connector()
-        .map_err(|e| o.config.settings_fail(t, e.field(), e.message()))?;
-    Ok(Some(Arc::new(conn)))
+    open_with(o, |s: prov_aws::IdentityCenterSettings, _| {
+        s.into_connector()
+    })
 }
 
 fn open_aws_iam(o: &Opening<'_>) -> Opened {
-    let t = o.target.as_str();
-    let settings: prov_aws::IamSettings = o.config.settings_of(t)?;
-    let conn = settings
-        .into_connector()
-        .map_err(|e| o.config.settings_fail(t, e.field(), e.message()))?;
-    Ok(Some(Arc::new(conn)))
+    open_with(o, |s: prov_aws::IamSettings, _| s.into_connector())
 }
 
 fn open_file(o: &Opening<'_>) -> Opened {

@@ -7,7 +7,8 @@
 //! - [`FaultyConnector`]: injects retryable and permanent errors, lost
 //!   replies, latency and rate limits from a seed;
 //! - [`ManualClock`]: time moved by hand;
-//! - [`slapd`] and [`samba`]: throwaway OpenLDAP and Samba AD servers.
+//! - [`slapd`] and [`samba`]: throwaway OpenLDAP and Samba AD servers;
+//!   [`moto`]: a throwaway AWS emulator.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -18,6 +19,7 @@
 pub mod conformance;
 mod faulty;
 mod memory;
+pub mod moto;
 pub mod samba;
 pub mod slapd;
 

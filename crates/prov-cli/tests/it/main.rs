@@ -1895,26 +1895,8 @@ fn sync_sets_right_what_the_change_log_reports() {
 #[test]
 #[ignore = "needs moto: run the README test command"]
 fn aws_targets_from_the_config_against_moto() {
-    let dir_bin = std::env::var("PROV_TEST_MOTO").unwrap_or_else(|_| {
-        panic!("PROV_TEST_MOTO (moto's bin directory) is not set: run the README test command")
-    });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut moto = Command::new(Path::new(&dir_bin).join("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed().as_secs() < 30, "moto did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let url = format!("http://127.0.0.1:{port}");
+    let moto = prov_testkit::moto::Moto::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = moto.url.clone();
     let env = [
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -1947,6 +1929,5 @@ fn aws_targets_from_the_config_against_moto() {
         let (code, out, err) = prov_with(&dir, &["plan"], &env);
         assert_eq!((code, out.as_str()), (0, "no changes\n"), "{kind}: {err}");
     }
-    let _ = moto.kill();
-    let _ = moto.wait();
+    drop(moto);
 }

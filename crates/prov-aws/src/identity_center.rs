@@ -17,7 +17,9 @@ use prov_core::{
 };
 use tokio::sync::Mutex;
 
+use crate::assignments::Assignments;
 use crate::error::from_sdk;
+use aws_sdk_ssoadmin::types::PrincipalType;
 
 /// The most results the identity store gives per page.
 const PAGE: usize = 100;
@@ -34,6 +36,15 @@ pub struct IdentityCenterConfig {
     pub endpoint_url: Option<String>,
     /// Requests in flight at once in a grant or revoke (default 8).
     pub max_in_flight: usize,
+    /// The Identity Center instance (`arn:aws:sso:::instance/ssoins-...`):
+    /// when set, permission-set account assignments are entitlements too,
+    /// named `PermissionSet@AccountId`.
+    pub instance_arn: Option<String>,
+    /// Accounts whose assignments are listed before any is made (AWS lists
+    /// the accounts a permission set is already provisioned to).
+    pub accounts: Vec<String>,
+    /// How long an assignment request may stay IN_PROGRESS (default 5 min).
+    pub assignment_timeout: std::time::Duration,
 }
 
 impl IdentityCenterConfig {
@@ -45,7 +56,17 @@ impl IdentityCenterConfig {
             region: None,
             endpoint_url: None,
             max_in_flight: 8,
+            instance_arn: None,
+            accounts: Vec::new(),
+            assignment_timeout: std::time::Duration::from_secs(300),
         }
+    }
+
+    /// Permission-set account assignments in `instance_arn` as entitlements
+    /// too.
+    pub fn with_instance(mut self, instance_arn: impl Into<String>) -> Self {
+        self.instance_arn = Some(instance_arn.into());
+        self
     }
 }
 
@@ -53,7 +74,11 @@ impl IdentityCenterConfig {
 ///
 /// Accounts are identity-store users (their id is the `UserId`, their
 /// login the `UserName`); entitlements are groups, by display name (unique
-/// in a store). Attributes: `display_name`, `given_name`, `family_name`,
+/// in a store), and, when [`IdentityCenterConfig::instance_arn`] is set,
+/// permission-set account assignments named `PermissionSet@AccountId`
+/// (kind `policy`; their members are the users assigned directly; groups
+/// are assigned with [`IdentityCenterConnector::assign_to_group`]).
+/// Attributes: `display_name`, `given_name`, `family_name`,
 /// `mail` (the primary email), `title`. Credentials come from the standard
 /// chain (environment, profile, SSO, container or instance role), never
 /// from prov's configuration; the SDK's own retries are off, since the
@@ -69,6 +94,8 @@ struct Inner {
     max_in_flight: usize,
     /// Group display name -> GroupId.
     groups: Mutex<HashMap<String, String>>,
+    /// Permission-set account assignments, when an instance is configured.
+    assignments: Option<Assignments>,
 }
 
 impl std::fmt::Debug for IdentityCenterConnector {
@@ -117,14 +144,110 @@ impl IdentityCenterConnector {
         if cfg.max_in_flight == 0 {
             return Err(Error::invalid_input("max_in_flight", "must be at least 1"));
         }
+        let assignments = match cfg.instance_arn {
+            Some(arn) => Some(Assignments::new(
+                sdk,
+                arn,
+                cfg.accounts,
+                cfg.assignment_timeout,
+            )?),
+            None if !cfg.accounts.is_empty() => {
+                return Err(Error::invalid_input(
+                    "accounts",
+                    "accounts are for permission-set assignments: set instance_arn too",
+                ));
+            }
+            None => None,
+        };
         Ok(IdentityCenterConnector {
             inner: Arc::new(Inner {
                 client: Client::new(sdk),
                 store: cfg.identity_store_id,
                 max_in_flight: cfg.max_in_flight,
                 groups: Mutex::new(HashMap::new()),
+                assignments,
             }),
         })
+    }
+
+    /// Assigns the permission set `assignment` (`PermissionSet@AccountId`)
+    /// to the group `group` (by display name), and waits for AWS to finish.
+    pub async fn assign_to_group(
+        &self,
+        assignment: &EntitlementId,
+        group: &EntitlementId,
+    ) -> Result<()> {
+        self.group_assignment(assignment, group, true).await
+    }
+
+    /// Takes the permission set `assignment` from the group `group`, and
+    /// waits for AWS to finish; not assigned is done.
+    pub async fn unassign_from_group(
+        &self,
+        assignment: &EntitlementId,
+        group: &EntitlementId,
+    ) -> Result<()> {
+        self.group_assignment(assignment, group, false).await
+    }
+
+    /// The groups (by display name) `assignment` is assigned to.
+    pub async fn groups_assigned(&self, assignment: &EntitlementId) -> Result<Vec<EntitlementId>> {
+        let op = Operation::ListMembers;
+        let inner = &self.inner;
+        let a = inner.assignments_for(op, assignment)?;
+        let t = a.resolve(op, assignment).await?;
+        let mut out = Vec::new();
+        for id in a.principals(op, &t, &PrincipalType::Group).await? {
+            let what = format!("reading group {id}");
+            let g = inner
+                .client
+                .describe_group()
+                .identity_store_id(&inner.store)
+                .group_id(&id)
+                .send()
+                .await
+                .map_err(|e| from_sdk(e, op, &what))?;
+            let name = EntitlementId::new(g.display_name().unwrap_or(&id));
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn group_assignment(
+        &self,
+        assignment: &EntitlementId,
+        group: &EntitlementId,
+        add: bool,
+    ) -> Result<()> {
+        let op = if add {
+            Operation::Grant
+        } else {
+            Operation::Revoke
+        };
+        let inner = &self.inner;
+        let a = inner.assignments_for(op, assignment)?;
+        let t = a.resolve(op, assignment).await?;
+        let group_id = inner.group_id(op, group).await?;
+        let held = a
+            .principals(op, &t, &PrincipalType::Group)
+            .await?
+            .into_iter()
+            .filter(|p| *p == group_id)
+            .count();
+        if add && held == 0 {
+            a.apply(op, &t, PrincipalType::Group, &group_id, true)
+                .await?;
+        }
+        if !add {
+            for _ in 0..held {
+                a.apply(op, &t, PrincipalType::Group, &group_id, false)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +337,32 @@ fn group_entitlement(g: &Group) -> Option<Entitlement> {
 }
 
 impl Inner {
+    /// The assignments part, when `id` names an assignment and an instance
+    /// is configured.
+    fn assignment(&self, id: &EntitlementId) -> Option<&Assignments> {
+        self.assignments
+            .as_ref()
+            .filter(|_| crate::assignments::split(id.as_str()).is_some())
+    }
+
+    fn assignments_for(&self, op: Operation, id: &EntitlementId) -> Result<&Assignments> {
+        let a = self.assignments.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "permission-set assignments need instance_arn in the connector's configuration",
+            )
+            .with_operation(op)
+        })?;
+        if crate::assignments::split(id.as_str()).is_none() {
+            return Err(Error::invalid_input(
+                "entitlement",
+                format!("{id}: an assignment is named PermissionSet@AccountId"),
+            )
+            .with_operation(op));
+        }
+        Ok(a)
+    }
+
     async fn group_id(&self, op: Operation, name: &EntitlementId) -> Result<String> {
         if let Some(id) = self.groups.lock().await.get(name.as_str()) {
             return Ok(id.clone());
@@ -601,13 +750,38 @@ impl Connector for IdentityCenterConnector {
     async fn list_entitlements(&self, req: ListRequest) -> Result<Page<Entitlement>> {
         let op = Operation::ListEntitlements;
         let inner = &self.inner;
+        // Groups first (cursor `g:<token>`), then, with an instance, one
+        // page per permission set (cursor `a:<index>`).
+        let groups_token = match req.cursor.as_deref() {
+            None => None,
+            Some(c) => {
+                if let Some(at) = c.strip_prefix("a:") {
+                    let at = at.parse::<usize>().map_err(|_| {
+                        Error::invalid_input("cursor", format!("`{c}` is not this connector's"))
+                            .with_operation(op)
+                    })?;
+                    return match &inner.assignments {
+                        Some(a) => a.list_page(at).await,
+                        None => Ok(Page::last(Vec::new())),
+                    };
+                }
+                Some(
+                    c.strip_prefix("g:")
+                        .ok_or_else(|| {
+                            Error::invalid_input("cursor", format!("`{c}` is not this connector's"))
+                                .with_operation(op)
+                        })?
+                        .to_owned(),
+                )
+            }
+        };
         let size = req.page_size.unwrap_or(PAGE).clamp(1, PAGE);
         let page = inner
             .client
             .list_groups()
             .identity_store_id(&inner.store)
             .max_results(i32::try_from(size).unwrap_or(100))
-            .set_next_token(req.cursor.clone())
+            .set_next_token(groups_token)
             .send()
             .await
             .map_err(|e| from_sdk(e, op, "listing groups"))?;
@@ -619,12 +793,12 @@ impl Connector for IdentityCenterConnector {
                 items.push(e);
             }
         }
-        Ok(Page::new(
-            items,
-            page.next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned),
-        ))
+        let next = match page.next_token().filter(|t| !t.is_empty()) {
+            Some(t) => Some(format!("g:{t}")),
+            None if inner.assignments.is_some() => Some("a:0".to_owned()),
+            None => None,
+        };
+        Ok(Page::new(items, next))
     }
 
     async fn list_members(
@@ -634,6 +808,15 @@ impl Connector for IdentityCenterConnector {
     ) -> Result<Page<AccountId>> {
         let op = Operation::ListMembers;
         let inner = &self.inner;
+        if let Some(a) = inner.assignment(entitlement) {
+            // One listing, whole: ListAccountAssignments has no filter by
+            // principal type, and a page is small.
+            let t = a.resolve(op, entitlement).await?;
+            let mut users = a.principals(op, &t, &PrincipalType::User).await?;
+            users.sort();
+            users.dedup();
+            return Ok(Page::last(users.into_iter().map(AccountId::new).collect()));
+        }
         let group = inner.group_id(op, entitlement).await?;
         let size = req.page_size.unwrap_or(PAGE).clamp(1, PAGE);
         let what = format!("listing the members of {entitlement}");
@@ -664,16 +847,39 @@ impl Connector for IdentityCenterConnector {
     }
 
     async fn grant(&self, req: MembershipChange) -> Result<BatchOutcome> {
+        if let Some(a) = self.inner.assignment(&req.entitlement) {
+            return a
+                .change(
+                    &req.entitlement,
+                    req.accounts,
+                    true,
+                    self.inner.max_in_flight,
+                )
+                .await;
+        }
         self.inner.change(req, true).await
     }
 
     async fn revoke(&self, req: MembershipChange) -> Result<BatchOutcome> {
+        if let Some(a) = self.inner.assignment(&req.entitlement) {
+            return a
+                .change(
+                    &req.entitlement,
+                    req.accounts,
+                    false,
+                    self.inner.max_in_flight,
+                )
+                .await;
+        }
         self.inner.change(req, false).await
     }
 
     async fn create_entitlement(&self, entitlement: &Entitlement) -> Result<Entitlement> {
         let op = Operation::CreateEntitlement;
         let inner = &self.inner;
+        if let Some(a) = inner.assignment(&entitlement.id) {
+            return a.create(entitlement).await;
+        }
         let name = entitlement.id.as_str();
         let what = format!("creating group {name}");
         let made = inner
@@ -696,6 +902,9 @@ impl Connector for IdentityCenterConnector {
     async fn delete_entitlement(&self, id: &EntitlementId) -> Result<()> {
         let op = Operation::DeleteEntitlement;
         let inner = &self.inner;
+        if let Some(a) = inner.assignment(id) {
+            return a.delete(id).await;
+        }
         let group = inner.group_id(op, id).await?;
         let what = format!("deleting group {id}");
         inner

@@ -2,7 +2,9 @@
 //! aws-lc-rs, the standard credential chain):
 //!
 //! - [`IdentityCenterConnector`]: IAM Identity Center's identity store
-//!   (users, groups, group memberships).
+//!   (users, groups, group memberships) and, with an instance ARN,
+//!   permission-set account assignments (`PermissionSet@AccountId`),
+//!   polled to the end, at most 10 outstanding.
 //! - [`IamConnector`]: IAM users, groups and managed policies, disabling
 //!   by login profile and access keys.
 //!
@@ -11,6 +13,7 @@
 //! budget. Errors keep AWS's error code and request id
 //! ([`prov_core::BackendDetail`]).
 
+mod assignments;
 mod error;
 mod iam;
 mod identity_center;

@@ -34,6 +34,20 @@ pub struct IdentityCenterSettings {
     /// Requests in flight at once in a grant or revoke (default 8).
     #[serde(default = "identity_center_in_flight")]
     pub max_in_flight: usize,
+    /// The Identity Center instance's ARN: permission-set account
+    /// assignments become entitlements named `PermissionSet@AccountId`.
+    #[serde(default)]
+    pub instance_arn: Option<String>,
+    /// Accounts whose assignments are listed before any is made.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Seconds an assignment request may stay IN_PROGRESS (default 300).
+    #[serde(default = "assignment_timeout_secs")]
+    pub assignment_timeout_secs: u64,
+}
+
+fn assignment_timeout_secs() -> u64 {
+    300
 }
 
 impl IdentityCenterSettings {
@@ -43,6 +57,9 @@ impl IdentityCenterSettings {
         cfg.region = self.region;
         cfg.endpoint_url = self.endpoint_url;
         cfg.max_in_flight = self.max_in_flight;
+        cfg.instance_arn = self.instance_arn;
+        cfg.accounts = self.accounts;
+        cfg.assignment_timeout = std::time::Duration::from_secs(self.assignment_timeout_secs);
         IdentityCenterConnector::new(cfg)
     }
 }

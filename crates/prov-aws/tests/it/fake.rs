@@ -3,8 +3,13 @@
 //! shapes (awsJson 1.1, `X-Amz-Target: AWSIdentityStore.<Operation>`),
 //! its error bodies (`{"__type": "...", "Message": "..."}` with HTTP 400,
 //! `x-amzn-RequestId` on every reply), a duplicate membership refused with
-//! ConflictException, and, on demand, ThrottlingException. It exists for
-//! what moto lacks (UpdateUser answers HTTP 500 there); it is not AWS.
+//! ConflictException, and, on demand, ThrottlingException. It also fakes
+//! sso-admin's account assignments (`X-Amz-Target:
+//! SWBExternalService.<Operation>`): CreateAccountAssignment and
+//! DeleteAccountAssignment answer IN_PROGRESS and settle a while later,
+//! FAILED with a reason when the principal is not in the identity store.
+//! It exists for what moto lacks (UpdateUser answers HTTP 500 there, and
+//! its sso-admin takes any principal id at once); it is not AWS.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +31,61 @@ pub(crate) struct Store {
     pub(crate) throttle: usize,
     /// Requests by operation.
     pub(crate) calls: BTreeMap<String, usize>,
+    /// Permission set ARN -> name.
+    permission_sets: BTreeMap<String, String>,
+    /// (permission set ARN, account, principal type, principal id).
+    assignments: Vec<(String, String, String, String)>,
+    /// Assignment requests: id -> (status when settled, its reason, when made).
+    requests: BTreeMap<String, (Value, std::time::Instant)>,
+    /// How long an assignment request stays IN_PROGRESS.
+    pub(crate) settle: std::time::Duration,
+    /// The most assignment requests in progress at once, seen so far.
+    pub(crate) peak_outstanding: usize,
+}
+
+/// The instance the fake answers for.
+pub(crate) const INSTANCE: &str = "arn:aws:sso:::instance/ssoins-fake000000000000";
+
+impl Store {
+    /// A permission set named `name`; its ARN.
+    pub(crate) fn add_permission_set(&mut self, name: &str) -> String {
+        self.next += 1;
+        let arn = format!("{INSTANCE}/ps-{:016}", self.next);
+        self.permission_sets.insert(arn.clone(), name.to_owned());
+        arn
+    }
+
+    /// The principals holding permission set `name` in `account`, as
+    /// (type, id), each as often as held.
+    pub(crate) fn holders(&self, name: &str, account: &str) -> Vec<(String, String)> {
+        self.assignments
+            .iter()
+            .filter(|(ps, a, _, _)| {
+                self.permission_sets.get(ps).map(String::as_str) == Some(name) && a == account
+            })
+            .map(|(_, _, t, p)| (t.clone(), p.clone()))
+            .collect()
+    }
+
+    fn outstanding(&self) -> usize {
+        self.requests
+            .values()
+            .filter(|(_, made)| made.elapsed() < self.settle)
+            .count()
+    }
+
+    /// The status of request `rid` now.
+    fn status(&self, rid: &str) -> Option<Value> {
+        let (settled, made) = self.requests.get(rid)?;
+        let mut out = settled.clone();
+        if made.elapsed() < self.settle {
+            out["Status"] = json!("IN_PROGRESS");
+            if let Some(m) = out.as_object_mut() {
+                m.remove("FailureReason");
+            }
+        }
+        Some(out)
+    }
 }
 
 pub(crate) struct Fake {
@@ -41,7 +101,10 @@ impl Drop for Fake {
 }
 
 pub(crate) async fn start() -> Fake {
-    let store = Arc::new(Mutex::new(Store::default()));
+    let store = Arc::new(Mutex::new(Store {
+        settle: std::time::Duration::from_millis(300),
+        ..Store::default()
+    }));
     let app = axum::Router::new()
         .route("/", axum::routing::post(handle))
         .with_state(Arc::clone(&store));
@@ -111,7 +174,10 @@ async fn handle(
     let op = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix("AWSIdentityStore."))
+        .and_then(|t| {
+            t.strip_prefix("AWSIdentityStore.")
+                .or_else(|| t.strip_prefix("SWBExternalService."))
+        })
         .unwrap_or("")
         .to_owned();
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -304,6 +370,130 @@ fn run(s: &mut Store, op: &str, req: &Value, id: u64) -> (StatusCode, Value) {
                 })
                 .collect();
             ok(page(items, req, "GroupMemberships"))
+        }
+        "DescribeGroup" => match s.groups.get(req["GroupId"].as_str().unwrap_or("")) {
+            Some(g) => ok(g.clone()),
+            None => not_found("GROUP"),
+        },
+        // sso-admin.
+        "ListPermissionSets"
+        | "DescribePermissionSet"
+        | "ListAccountAssignments"
+        | "ListAccountsForProvisionedPermissionSet"
+        | "CreateAccountAssignment"
+        | "DeleteAccountAssignment"
+        | "DescribeAccountAssignmentCreationStatus"
+        | "DescribeAccountAssignmentDeletionStatus"
+            if req["InstanceArn"] != INSTANCE =>
+        {
+            not_found("Instance")
+        }
+        "ListPermissionSets" => {
+            let arns = s.permission_sets.keys().map(|a| json!(a)).collect();
+            ok(page(arns, req, "PermissionSets"))
+        }
+        "DescribePermissionSet" => {
+            let arn = req["PermissionSetArn"].as_str().unwrap_or("");
+            match s.permission_sets.get(arn) {
+                Some(name) => ok(json!({"PermissionSet": {"Name": name, "PermissionSetArn": arn}})),
+                None => not_found("PermissionSet"),
+            }
+        }
+        "ListAccountsForProvisionedPermissionSet" => {
+            let arn = req["PermissionSetArn"].as_str().unwrap_or("");
+            let mut accounts: Vec<&String> = s
+                .assignments
+                .iter()
+                .filter(|(ps, ..)| ps == arn)
+                .map(|(_, a, ..)| a)
+                .collect();
+            accounts.sort();
+            accounts.dedup();
+            let items = accounts.into_iter().map(|a| json!(a)).collect();
+            ok(page(items, req, "AccountIds"))
+        }
+        "ListAccountAssignments" => {
+            let arn = req["PermissionSetArn"].as_str().unwrap_or("");
+            let account = req["AccountId"].as_str().unwrap_or("");
+            let items = s
+                .assignments
+                .iter()
+                .filter(|(ps, a, ..)| ps == arn && a == account)
+                .map(|(ps, a, t, p)| {
+                    json!({"AccountId": a, "PermissionSetArn": ps, "PrincipalType": t, "PrincipalId": p})
+                })
+                .collect();
+            ok(page(items, req, "AccountAssignments"))
+        }
+        "CreateAccountAssignment" | "DeleteAccountAssignment" => {
+            let add = op == "CreateAccountAssignment";
+            let arn = req["PermissionSetArn"].as_str().unwrap_or("").to_owned();
+            let account = req["TargetId"].as_str().unwrap_or("").to_owned();
+            let kind = req["PrincipalType"].as_str().unwrap_or("").to_owned();
+            let principal = req["PrincipalId"].as_str().unwrap_or("").to_owned();
+            if !s.permission_sets.contains_key(&arn) {
+                return not_found("PermissionSet");
+            }
+            if req["TargetType"] != "AWS_ACCOUNT" || account.len() != 12 {
+                return error("ValidationException", "TargetId must be an AWS account id");
+            }
+            if s.outstanding() >= 10 {
+                return error(
+                    "ThrottlingException",
+                    "Too many outstanding account assignment requests",
+                );
+            }
+            let exists = match kind.as_str() {
+                "USER" => s.users.contains_key(&principal),
+                "GROUP" => s.groups.contains_key(&principal),
+                _ => return error("ValidationException", "PrincipalType must be USER or GROUP"),
+            };
+            let rid = format!("00000000-0000-4000-8000-{id:012}");
+            let mut settled = json!({
+                "Status": "SUCCEEDED", "RequestId": rid, "TargetId": account,
+                "TargetType": "AWS_ACCOUNT", "PermissionSetArn": arn,
+                "PrincipalType": kind, "PrincipalId": principal,
+            });
+            let held = (arn, account, kind, principal);
+            if !exists {
+                settled["Status"] = json!("FAILED");
+                settled["FailureReason"] = json!(format!(
+                    "Received a 404 status error: The principal {} does not exist in the identity store.",
+                    held.3
+                ));
+            } else if add {
+                if !s.assignments.contains(&held) {
+                    s.assignments.push(held);
+                }
+            } else {
+                s.assignments.retain(|h| *h != held);
+            }
+            s.requests
+                .insert(rid.clone(), (settled, std::time::Instant::now()));
+            s.peak_outstanding = s.peak_outstanding.max(s.outstanding());
+            let key = if add {
+                "AccountAssignmentCreationStatus"
+            } else {
+                "AccountAssignmentDeletionStatus"
+            };
+            ok(json!({ key: s.status(&rid) }))
+        }
+        "DescribeAccountAssignmentCreationStatus" | "DescribeAccountAssignmentDeletionStatus" => {
+            let (field, key) = if op == "DescribeAccountAssignmentCreationStatus" {
+                (
+                    "AccountAssignmentCreationRequestId",
+                    "AccountAssignmentCreationStatus",
+                )
+            } else {
+                (
+                    "AccountAssignmentDeletionRequestId",
+                    "AccountAssignmentDeletionStatus",
+                )
+            };
+            match s.status(req[field].as_str().unwrap_or("")) {
+                Some(st) => ok(json!({ key: st })),
+                None => not_found("Request"),
+            }
         }
         other => (
             StatusCode::BAD_REQUEST,

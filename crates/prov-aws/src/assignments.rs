@@ -24,6 +24,7 @@ use prov_core::{
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::from_sdk;
+use crate::pace::{Paced, Pacer};
 
 /// Assignment requests in progress at once: AWS documents at most 10
 /// outstanding CreateAccountAssignment / DeleteAccountAssignment requests.
@@ -69,6 +70,7 @@ pub(crate) struct Assignments {
     outstanding: Arc<Semaphore>,
     timeout: Duration,
     sets: Mutex<PermissionSets>,
+    pace: Arc<Pacer>,
 }
 
 impl Assignments {
@@ -77,6 +79,7 @@ impl Assignments {
         instance: String,
         accounts: Vec<String>,
         timeout: Duration,
+        pace: Arc<Pacer>,
     ) -> Result<Self> {
         if !instance.starts_with("arn:") || !instance.contains(":instance/") {
             return Err(Error::invalid_input(
@@ -108,7 +111,12 @@ impl Assignments {
             outstanding: Arc::new(Semaphore::new(OUTSTANDING)),
             timeout,
             sets: Mutex::new(PermissionSets::default()),
+            pace,
         })
+    }
+
+    fn pace(&self) -> &Pacer {
+        &self.pace
     }
 
     async fn load_sets(
@@ -129,6 +137,7 @@ impl Assignments {
                 .max_results(PAGE)
                 .set_next_token(token)
                 .send()
+                .paced(self.pace())
                 .await
                 .map_err(|e| from_sdk(e, op, "listing permission sets"))?;
             arns.extend(page.permission_sets().iter().cloned());
@@ -148,6 +157,7 @@ impl Assignments {
                 .instance_arn(&self.instance)
                 .permission_set_arn(&arn)
                 .send()
+                .paced(self.pace())
                 .await
                 .map_err(|e| from_sdk(e, op, &what))?;
             let Some(ps) = d.permission_set() else {
@@ -229,6 +239,7 @@ impl Assignments {
                 .max_results(PAGE)
                 .set_next_token(token)
                 .send()
+                .paced(self.pace())
                 .await
                 .map_err(|e| from_sdk(e, op, &what))?;
             out.extend(
@@ -328,6 +339,7 @@ impl Assignments {
                 .principal_type(kind.clone())
                 .principal_id(principal)
                 .send()
+                .paced(self.pace())
                 .await
                 .map_err(|e| from_sdk(e, op, &what))
             {
@@ -347,6 +359,7 @@ impl Assignments {
                 .principal_type(kind.clone())
                 .principal_id(principal)
                 .send()
+                .paced(self.pace())
                 .await
                 .map_err(|e| from_sdk(e, op, &what))
             {
@@ -398,6 +411,7 @@ impl Assignments {
                     .instance_arn(&self.instance)
                     .account_assignment_creation_request_id(&request)
                     .send()
+                    .paced(self.pace())
                     .await
                     .map_err(|e| from_sdk(e, op, &reading))?
                     .account_assignment_creation_status()
@@ -408,6 +422,7 @@ impl Assignments {
                     .instance_arn(&self.instance)
                     .account_assignment_deletion_request_id(&request)
                     .send()
+                    .paced(self.pace())
                     .await
                     .map_err(|e| from_sdk(e, op, &reading))?
                     .account_assignment_deletion_status()
@@ -443,6 +458,7 @@ impl Assignments {
                 .max_results(PAGE)
                 .set_next_token(token)
                 .send()
+                .paced(self.pace())
                 .await
                 .map_err(|e| from_sdk(e, op, &what))?;
             accounts.extend(page.account_ids().iter().cloned());

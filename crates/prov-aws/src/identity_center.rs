@@ -19,10 +19,14 @@ use tokio::sync::Mutex;
 
 use crate::assignments::Assignments;
 use crate::error::from_sdk;
+use crate::pace::{Paced, Pacer};
 use aws_sdk_ssoadmin::types::PrincipalType;
 
 /// The most results the identity store gives per page.
 const PAGE: usize = 100;
+
+/// Requests a second by default: just under the documented 20.
+const DEFAULT_RATE: u32 = 19;
 
 /// How to reach an identity store.
 #[derive(Debug, Clone)]
@@ -45,6 +49,11 @@ pub struct IdentityCenterConfig {
     pub accounts: Vec<String>,
     /// How long an assignment request may stay IN_PROGRESS (default 5 min).
     pub assignment_timeout: std::time::Duration,
+    /// Requests a second this connector sends, at most, over both APIs
+    /// (identity store and sso-admin): default 19, just under the 20 AWS
+    /// documents as their shared throttle (a request arriving exactly at
+    /// the limit, jitter on the wire, is throttled); 0 for no pacing.
+    pub requests_per_second: u32,
 }
 
 impl IdentityCenterConfig {
@@ -59,6 +68,7 @@ impl IdentityCenterConfig {
             instance_arn: None,
             accounts: Vec::new(),
             assignment_timeout: std::time::Duration::from_secs(300),
+            requests_per_second: DEFAULT_RATE,
         }
     }
 
@@ -96,6 +106,8 @@ struct Inner {
     groups: Mutex<HashMap<String, String>>,
     /// Permission-set account assignments, when an instance is configured.
     assignments: Option<Assignments>,
+    /// Every request's turn, both APIs (one throttle).
+    pace: Arc<Pacer>,
 }
 
 impl std::fmt::Debug for IdentityCenterConnector {
@@ -144,12 +156,14 @@ impl IdentityCenterConnector {
         if cfg.max_in_flight == 0 {
             return Err(Error::invalid_input("max_in_flight", "must be at least 1"));
         }
+        let pace = Arc::new(Pacer::new(cfg.requests_per_second));
         let assignments = match cfg.instance_arn {
             Some(arn) => Some(Assignments::new(
                 sdk,
                 arn,
                 cfg.accounts,
                 cfg.assignment_timeout,
+                Arc::clone(&pace),
             )?),
             None if !cfg.accounts.is_empty() => {
                 return Err(Error::invalid_input(
@@ -166,8 +180,13 @@ impl IdentityCenterConnector {
                 max_in_flight: cfg.max_in_flight,
                 groups: Mutex::new(HashMap::new()),
                 assignments,
+                pace,
             }),
         })
+    }
+
+    fn pace(&self) -> &Pacer {
+        &self.inner.pace
     }
 
     /// Assigns the permission set `assignment` (`PermissionSet@AccountId`)
@@ -205,6 +224,7 @@ impl IdentityCenterConnector {
                 .identity_store_id(&inner.store)
                 .group_id(&id)
                 .send()
+                .paced(self.pace())
                 .await
                 .map_err(|e| from_sdk(e, op, &what))?;
             let name = EntitlementId::new(g.display_name().unwrap_or(&id));
@@ -337,6 +357,10 @@ fn group_entitlement(g: &Group) -> Option<Entitlement> {
 }
 
 impl Inner {
+    fn pace(&self) -> &Pacer {
+        &self.pace
+    }
+
     /// The assignments part, when `id` names an assignment and an instance
     /// is configured.
     fn assignment(&self, id: &EntitlementId) -> Option<&Assignments> {
@@ -380,6 +404,7 @@ impl Inner {
                     .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?,
             ))
             .send()
+            .paced(self.pace())
             .await
             .map_err(|e| from_sdk(e, op, &what))?;
         let id = found.group_id().to_owned();
@@ -398,6 +423,7 @@ impl Inner {
             .identity_store_id(&self.store)
             .user_id(id.as_str())
             .send()
+            .paced(self.pace())
             .await
             .map_err(|e| from_sdk(e, op, &what))?;
         Ok(to_account(&UserParts {
@@ -441,6 +467,7 @@ impl Inner {
             .group_id(group)
             .member_id(MemberId::UserId(id.as_str().to_owned()))
             .send()
+            .paced(self.pace())
             .await
             .map_err(|e| from_sdk(e, op, &what))
         {
@@ -463,6 +490,7 @@ impl Inner {
                 .group_id(group)
                 .member_id(MemberId::UserId(id.as_str().to_owned()))
                 .send()
+                .paced(self.pace())
                 .await
                 .map_err(|e| from_sdk(e, op, &what))
             {
@@ -477,6 +505,7 @@ impl Inner {
                 .identity_store_id(&self.store)
                 .membership_id(membership)
                 .send()
+                .paced(self.pace())
                 .await
                 .map_err(|e| from_sdk(e, op, &what))
             {
@@ -524,6 +553,7 @@ impl Connector for IdentityCenterConnector {
             .identity_store_id(&self.inner.store)
             .max_results(1)
             .send()
+            .paced(self.pace())
             .await
             .map_err(|e| from_sdk(e, op, "listing a group"))?;
         Ok(())
@@ -553,6 +583,7 @@ impl Connector for IdentityCenterConnector {
                         .map_err(|e| Error::new(ErrorKind::Unexpected, e.to_string()))?,
                 ))
                 .send()
+                .paced(self.pace())
                 .await
                 .map_err(|e| from_sdk(e, op, &what));
             return match found {
@@ -571,6 +602,7 @@ impl Connector for IdentityCenterConnector {
             .max_results(i32::try_from(size).unwrap_or(100))
             .set_next_token(req.cursor.clone())
             .send()
+            .paced(self.pace())
             .await
             .map_err(|e| from_sdk(e, op, "listing users"))?;
         let items = page.users().iter().map(listed).collect();
@@ -641,7 +673,7 @@ impl Connector for IdentityCenterConnector {
             );
         }
         let what = format!("creating user {}", req.login);
-        let made = call.send().await.map_err(|e| {
+        let made = call.send().paced(self.pace()).await.map_err(|e| {
             let e = from_sdk(e, op, &what);
             if e.kind() == ErrorKind::AlreadyExists {
                 e.with_field("login")
@@ -725,6 +757,7 @@ impl Connector for IdentityCenterConnector {
             .user_id(req.id.as_str())
             .set_operations(Some(ops))
             .send()
+            .paced(self.pace())
             .await
             .map_err(|e| from_sdk(e, op, &what))?;
         Ok(req.id)
@@ -742,6 +775,7 @@ impl Connector for IdentityCenterConnector {
             .identity_store_id(&self.inner.store)
             .user_id(id.as_str())
             .send()
+            .paced(self.pace())
             .await
             .map_err(|e| from_sdk(e, op, &what))?;
         Ok(())
@@ -783,6 +817,7 @@ impl Connector for IdentityCenterConnector {
             .max_results(i32::try_from(size).unwrap_or(100))
             .set_next_token(groups_token)
             .send()
+            .paced(self.pace())
             .await
             .map_err(|e| from_sdk(e, op, "listing groups"))?;
         let mut known = inner.groups.lock().await;
@@ -828,6 +863,7 @@ impl Connector for IdentityCenterConnector {
             .max_results(i32::try_from(size).unwrap_or(100))
             .set_next_token(req.cursor.clone())
             .send()
+            .paced(self.pace())
             .await
             .map_err(|e| from_sdk(e, op, &what))?;
         let items = page
@@ -889,6 +925,7 @@ impl Connector for IdentityCenterConnector {
             .display_name(name)
             .set_description(entitlement.display_name.clone())
             .send()
+            .paced(self.pace())
             .await
             .map_err(|e| from_sdk(e, op, &what))?;
         inner
@@ -913,6 +950,7 @@ impl Connector for IdentityCenterConnector {
             .identity_store_id(&inner.store)
             .group_id(group)
             .send()
+            .paced(self.pace())
             .await
             .map_err(|e| from_sdk(e, op, &what))?;
         inner.groups.lock().await.remove(id.as_str());

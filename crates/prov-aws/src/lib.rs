@@ -17,6 +17,7 @@ mod assignments;
 mod error;
 mod iam;
 mod identity_center;
+mod pace;
 mod settings;
 
 pub use iam::{IamConfig, IamConnector};

@@ -44,6 +44,14 @@ pub struct IdentityCenterSettings {
     /// Seconds an assignment request may stay IN_PROGRESS (default 300).
     #[serde(default = "assignment_timeout_secs")]
     pub assignment_timeout_secs: u64,
+    /// Requests a second, at most, over both APIs (default 19, under the
+    /// 20 AWS documents; 0 for none).
+    #[serde(default = "requests_per_second")]
+    pub requests_per_second: u32,
+}
+
+fn requests_per_second() -> u32 {
+    19
 }
 
 fn assignment_timeout_secs() -> u64 {
@@ -60,6 +68,7 @@ impl IdentityCenterSettings {
         cfg.instance_arn = self.instance_arn;
         cfg.accounts = self.accounts;
         cfg.assignment_timeout = std::time::Duration::from_secs(self.assignment_timeout_secs);
+        cfg.requests_per_second = self.requests_per_second;
         IdentityCenterConnector::new(cfg)
     }
 }

@@ -41,6 +41,43 @@ pub(crate) struct Store {
     pub(crate) settle: std::time::Duration,
     /// The most assignment requests in progress at once, seen so far.
     pub(crate) peak_outstanding: usize,
+    /// A token bucket over every request, when set: ThrottlingException
+    /// when it is empty, as AWS answers beyond its rate.
+    pub(crate) rate: Option<Bucket>,
+    /// Requests answered ThrottlingException by the bucket.
+    pub(crate) throttled: usize,
+}
+
+/// `per_second` tokens a second, at most `capacity` held.
+pub(crate) struct Bucket {
+    tokens: f64,
+    capacity: f64,
+    per_second: f64,
+    last: std::time::Instant,
+}
+
+impl Bucket {
+    pub(crate) fn new(per_second: f64, capacity: f64) -> Self {
+        Bucket {
+            tokens: capacity,
+            capacity,
+            per_second,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.capacity);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The instance the fake answers for.
@@ -185,8 +222,12 @@ async fn handle(
     s.next += 1;
     let id = s.next;
     *s.calls.entry(op.clone()).or_default() += 1;
-    if s.throttle > 0 {
-        s.throttle -= 1;
+    let over_rate = s.rate.as_mut().is_some_and(|b| !b.take());
+    if over_rate {
+        s.throttled += 1;
+    }
+    if s.throttle > 0 || over_rate {
+        s.throttle = s.throttle.saturating_sub(1);
         let (st, b) = error("ThrottlingException", "Rate exceeded");
         return reply(st, b, id);
     }

@@ -11,9 +11,7 @@ use crate::{moto, sdk};
 async fn the_suite_against_moto() {
     let server = moto();
     let conf = sdk(&server).await;
-    let conn =
-        IdentityCenterConnector::with_sdk_config(&conf, IdentityCenterConfig::new("d-1234567890"))
-            .unwrap();
+    let conn = IdentityCenterConnector::with_sdk_config(&conf, unpaced()).unwrap();
     conn.check().await.unwrap();
     conn.create_entitlement(&Entitlement::group("staff"))
         .await
@@ -42,8 +40,14 @@ async fn the_suite_against_moto() {
 
 async fn on_fake(fake: &crate::fake::Fake) -> IdentityCenterConnector {
     let conf = crate::sdk_at(&fake.url).await;
-    IdentityCenterConnector::with_sdk_config(&conf, IdentityCenterConfig::new("d-1234567890"))
-        .unwrap()
+    IdentityCenterConnector::with_sdk_config(&conf, unpaced()).unwrap()
+}
+
+/// The store the tests use, requests unpaced (the pacing has its own test).
+fn unpaced() -> IdentityCenterConfig {
+    let mut cfg = IdentityCenterConfig::new("d-1234567890");
+    cfg.requests_per_second = 0;
+    cfg
 }
 
 fn suite_options() -> SuiteOptions {
@@ -145,7 +149,7 @@ async fn assignments_are_polled_to_the_end_against_the_fake() {
     let fake = crate::fake::start().await;
     let ps_arn = fake.store.lock().unwrap().add_permission_set("ReadOnly");
     let conf = crate::sdk_at(&fake.url).await;
-    let mut cfg = IdentityCenterConfig::new("d-1234567890").with_instance(crate::fake::INSTANCE);
+    let mut cfg = unpaced().with_instance(crate::fake::INSTANCE);
     cfg.accounts = vec!["111111111111".to_owned()];
     // More in flight than AWS allows outstanding: the connector's gate
     // keeps it at 10.
@@ -303,7 +307,7 @@ async fn assignments_against_moto() {
         .send()
         .await
         .unwrap();
-    let mut cfg = IdentityCenterConfig::new("d-1234567890").with_instance(&instance);
+    let mut cfg = unpaced().with_instance(&instance);
     cfg.accounts = vec!["123456789012".to_owned()];
     let conn = IdentityCenterConnector::with_sdk_config(&conf, cfg).unwrap();
     let ro = EntitlementId::new("ReadOnly@123456789012");
@@ -349,4 +353,53 @@ async fn assignments_against_moto() {
         .await
         .unwrap();
     assert_eq!(conn.list_all_members(&ro).await.unwrap(), [ada]);
+}
+
+/// Item 5 of issue 18: every request is paced, not every operation. A
+/// grant of 120 is 120 requests from one engine operation; against a
+/// store throttling beyond 50 a second (a bucket of 20), the connector
+/// paced at 40 a second is never throttled (that would take one request
+/// delayed half a second more than another). Unpaced, the same grant is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_paced_one_by_one_under_the_rate() {
+    use prov_core::{EntitlementId, MembershipChange};
+    let fake = crate::fake::start().await;
+    let conf = crate::sdk_at(&fake.url).await;
+    let mut cfg = unpaced();
+    cfg.max_in_flight = 16;
+    let unpaced_conn = IdentityCenterConnector::with_sdk_config(&conf, cfg.clone()).unwrap();
+    cfg.requests_per_second = 40;
+    let conn = IdentityCenterConnector::with_sdk_config(&conf, cfg).unwrap();
+    unpaced_conn
+        .create_entitlement(&Entitlement::group("staff"))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        ids.push(user(&unpaced_conn, &format!("p{i:03}")).await);
+    }
+    let staff = EntitlementId::new("staff");
+    // The group's id, so that the grant is the 120 requests only.
+    conn.list_all_members(&staff).await.unwrap();
+    fake.store.lock().unwrap().rate = Some(crate::fake::Bucket::new(50.0, 20.0));
+    let out = conn
+        .grant(MembershipChange::new(staff.clone(), ids.clone()))
+        .await
+        .unwrap();
+    assert!(out.failures.is_empty(), "{:?}", out.failures.first());
+    assert_eq!(fake.store.lock().unwrap().throttled, 0);
+
+    // Unpaced, 16 in flight: the store throttles.
+    fake.store.lock().unwrap().rate = None;
+    unpaced_conn
+        .revoke(MembershipChange::new(staff.clone(), ids.clone()))
+        .await
+        .unwrap();
+    fake.store.lock().unwrap().rate = Some(crate::fake::Bucket::new(50.0, 20.0));
+    let out = unpaced_conn
+        .grant(MembershipChange::new(staff, ids))
+        .await
+        .unwrap();
+    let throttled = fake.store.lock().unwrap().throttled;
+    assert!(throttled > 0 && !out.failures.is_empty(), "{throttled}");
 }

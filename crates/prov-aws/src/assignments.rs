@@ -431,6 +431,55 @@ impl Assignments {
         }
     }
 
+    /// The assignments held by user `principal` directly, as entitlements.
+    pub(crate) async fn held_by(
+        &self,
+        op: Operation,
+        principal: &str,
+    ) -> Result<Vec<EntitlementId>> {
+        let what = format!("listing the assignments of {principal}");
+        let mut pairs = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_account_assignments_for_principal()
+                .instance_arn(&self.instance)
+                .principal_id(principal)
+                .principal_type(PrincipalType::User)
+                .max_results(PAGE)
+                .set_next_token(token)
+                .send()
+                .paced(self.pace())
+                .await
+                .map_err(|e| from_sdk(e, op, &what))?;
+            pairs.extend(page.account_assignments().iter().filter_map(|a| {
+                Some((
+                    a.permission_set_arn()?.to_owned(),
+                    a.account_id()?.to_owned(),
+                ))
+            }));
+            token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sets = self.load_sets(op).await?;
+        Ok(pairs
+            .into_iter()
+            .filter_map(|(arn, account)| {
+                let (name, _) = sets.by_arn.get(&arn)?;
+                Some(EntitlementId::new(format!("{name}@{account}")))
+            })
+            .collect())
+    }
+
     /// One page of assignment entitlements: the permission set at index
     /// `at` (in ARN order) in every account it is provisioned to and every
     /// configured account; the next index, while there is one.

@@ -1,5 +1,6 @@
 //! AWS IAM: users, groups, group membership, managed policies.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -73,6 +74,8 @@ struct Inner {
     client: Client,
     path: String,
     max_in_flight: usize,
+    /// Who held what when the current listing of users began.
+    snapshot: crate::Snapshot,
 }
 
 impl std::fmt::Debug for IamConnector {
@@ -114,6 +117,7 @@ impl IamConnector {
                 client: Client::new(sdk),
                 path: cfg.path,
                 max_in_flight: cfg.max_in_flight,
+                snapshot: crate::Snapshot::default(),
             }),
         })
     }
@@ -184,6 +188,59 @@ impl Inner {
         }
         a.enabled = !tags.iter().any(|(k, _)| k == DISABLED);
         Ok(a)
+    }
+
+    /// What one user holds: its groups under the path
+    /// (ListGroupsForUser) and the customer-managed policies attached to it
+    /// (ListAttachedUserPolicies), as `list_entitlements` names them.
+    async fn held_by(&self, op: Operation, user: &str) -> Result<BTreeSet<EntitlementId>> {
+        let mut out = BTreeSet::new();
+        let what = format!("listing the groups of {user}");
+        let mut marker = None;
+        loop {
+            let page = self
+                .client
+                .list_groups_for_user()
+                .user_name(user)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| from_sdk(e, op, &what))?;
+            out.extend(
+                page.groups()
+                    .iter()
+                    .filter(|g| g.path().starts_with(&self.path))
+                    .map(|g| EntitlementId::new(g.group_name())),
+            );
+            match page.marker().filter(|_| page.is_truncated()) {
+                Some(m) => marker = Some(m.to_owned()),
+                None => break,
+            }
+        }
+        let what = format!("listing the policies attached to {user}");
+        let mut marker = None;
+        loop {
+            let page = self
+                .client
+                .list_attached_user_policies()
+                .user_name(user)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| from_sdk(e, op, &what))?;
+            out.extend(
+                page.attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn())
+                    // AWS managed policies are not listed as entitlements.
+                    .filter(|arn| !arn.starts_with("arn:aws:iam::aws:policy/"))
+                    .map(EntitlementId::new),
+            );
+            match page.marker().filter(|_| page.is_truncated()) {
+                Some(m) => marker = Some(m.to_owned()),
+                None => return Ok(out),
+            }
+        }
     }
 
     async fn in_path(&self, op: Operation, id: &AccountId) -> Result<()> {
@@ -359,7 +416,9 @@ impl Inner {
 impl Connector for IamConnector {
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::full(100);
-        c.lists_memberships = false;
+        // Users carry their groups and policies: read per entitlement when
+        // users are listed, per user when one is read.
+        c.lists_memberships = true;
         c.changes_since = false;
         c.create_marker = false;
         // Groups are made in the console or by infrastructure code, as are
@@ -443,9 +502,11 @@ impl Connector for IamConnector {
             .send()
             .await
             .map_err(|e| from_sdk(e, op, "listing users"))?;
+        // Filtered here too: a server may ignore PathPrefix.
         let all: Vec<String> = page
             .users()
             .iter()
+            .filter(|u| u.path().starts_with(&inner.path))
             .map(|u| u.user_name().to_owned())
             .collect();
         let rest = all.get(skip..).unwrap_or_default();
@@ -463,14 +524,21 @@ impl Connector for IamConnector {
             .buffered(inner.max_in_flight)
             .collect()
             .await;
-        let items = accounts.into_iter().collect::<Result<Vec<_>>>()?;
+        let mut items = accounts.into_iter().collect::<Result<Vec<_>>>()?;
+        let held = inner
+            .snapshot
+            .get(self, inner.max_in_flight, req.cursor.is_none())
+            .await?;
+        crate::with_held(&mut items, &held);
         Ok(Page::new(items, next))
     }
 
     async fn get_account(&self, id: &AccountId) -> Result<Account> {
         let op = Operation::GetAccount;
         self.inner.in_path(op, id).await?;
-        self.inner.account(op, id.as_str()).await
+        let mut a = self.inner.account(op, id.as_str()).await?;
+        a.entitlements = self.inner.held_by(op, id.as_str()).await?;
+        Ok(a)
     }
 
     async fn create_account(&self, req: CreateAccount) -> Result<Account> {
@@ -719,9 +787,11 @@ impl Connector for IamConnector {
                 .send()
                 .await
                 .map_err(|e| from_sdk(e, op, "listing groups"))?;
+            // Filtered here too: a server may ignore PathPrefix (moto does).
             let items = page
                 .groups()
                 .iter()
+                .filter(|g| g.path().starts_with(&inner.path))
                 .map(|g| Entitlement::group(g.group_name()))
                 .collect();
             let next = match page.marker().filter(|_| page.is_truncated()) {

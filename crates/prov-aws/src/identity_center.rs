@@ -108,6 +108,8 @@ struct Inner {
     assignments: Option<Assignments>,
     /// Every request's turn, both APIs (one throttle).
     pace: Arc<Pacer>,
+    /// Who held what when the current listing of users began.
+    snapshot: crate::Snapshot,
 }
 
 impl std::fmt::Debug for IdentityCenterConnector {
@@ -181,12 +183,87 @@ impl IdentityCenterConnector {
                 groups: Mutex::new(HashMap::new()),
                 assignments,
                 pace,
+                snapshot: crate::Snapshot::default(),
             }),
         })
     }
 
     fn pace(&self) -> &Pacer {
         &self.inner.pace
+    }
+
+    /// What one user holds: its groups (ListGroupMembershipsForMember) and,
+    /// with an instance, its own assignments
+    /// (ListAccountAssignmentsForPrincipal).
+    async fn held_by(
+        &self,
+        op: Operation,
+        id: &AccountId,
+    ) -> Result<std::collections::BTreeSet<EntitlementId>> {
+        let inner = &self.inner;
+        let what = format!("listing the groups of {id}");
+        let mut group_ids = Vec::new();
+        let mut token = None;
+        loop {
+            let page = inner
+                .client
+                .list_group_memberships_for_member()
+                .identity_store_id(&inner.store)
+                .member_id(MemberId::UserId(id.as_str().to_owned()))
+                .max_results(100)
+                .set_next_token(token)
+                .send()
+                .paced(self.pace())
+                .await
+                .map_err(|e| from_sdk(e, op, &what))?;
+            group_ids.extend(
+                page.group_memberships()
+                    .iter()
+                    .filter_map(|m| m.group_id().map(str::to_owned)),
+            );
+            token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut out = std::collections::BTreeSet::new();
+        for gid in group_ids {
+            let known = inner
+                .groups
+                .lock()
+                .await
+                .iter()
+                .find(|(_, v)| **v == gid)
+                .map(|(k, _)| k.clone());
+            let name = match known {
+                Some(n) => n,
+                None => {
+                    let what = format!("reading group {gid}");
+                    let g = inner
+                        .client
+                        .describe_group()
+                        .identity_store_id(&inner.store)
+                        .group_id(&gid)
+                        .send()
+                        .paced(self.pace())
+                        .await
+                        .map_err(|e| from_sdk(e, op, &what))?;
+                    let Some(n) = g.display_name().map(str::to_owned) else {
+                        continue;
+                    };
+                    inner.groups.lock().await.insert(n.clone(), gid.clone());
+                    n
+                }
+            };
+            out.insert(EntitlementId::new(name));
+        }
+        if let Some(a) = &inner.assignments {
+            out.extend(a.held_by(op, id.as_str()).await?);
+        }
+        Ok(out)
     }
 
     /// Assigns the permission set `assignment` (`PermissionSet@AccountId`)
@@ -529,7 +606,9 @@ impl Connector for IdentityCenterConnector {
         // Users cannot be disabled through this API here; deleting is the
         // only way to take access away (the engine plans accordingly).
         c.disable = false;
-        c.lists_memberships = false;
+        // Users carry their groups and assignments: read per entitlement
+        // when users are listed, per user when one is read.
+        c.lists_memberships = true;
         c.changes_since = false;
         c.create_marker = false;
         c.create_entitlement = true;
@@ -587,9 +666,12 @@ impl Connector for IdentityCenterConnector {
                 .await
                 .map_err(|e| from_sdk(e, op, &what));
             return match found {
-                Ok(f) => Ok(Page::last(vec![
-                    inner.describe(op, &AccountId::new(f.user_id())).await?,
-                ])),
+                Ok(f) => {
+                    let id = AccountId::new(f.user_id());
+                    let mut a = inner.describe(op, &id).await?;
+                    a.entitlements = self.held_by(op, &id).await?;
+                    Ok(Page::last(vec![a]))
+                }
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(Page::last(Vec::new())),
                 Err(e) => Err(e),
             };
@@ -605,7 +687,12 @@ impl Connector for IdentityCenterConnector {
             .paced(self.pace())
             .await
             .map_err(|e| from_sdk(e, op, "listing users"))?;
-        let items = page.users().iter().map(listed).collect();
+        let held = inner
+            .snapshot
+            .get(self, inner.max_in_flight, req.cursor.is_none())
+            .await?;
+        let mut items: Vec<Account> = page.users().iter().map(listed).collect();
+        crate::with_held(&mut items, &held);
         Ok(Page::new(
             items,
             page.next_token()
@@ -615,7 +702,10 @@ impl Connector for IdentityCenterConnector {
     }
 
     async fn get_account(&self, id: &AccountId) -> Result<Account> {
-        self.inner.describe(Operation::GetAccount, id).await
+        let op = Operation::GetAccount;
+        let mut a = self.inner.describe(op, id).await?;
+        a.entitlements = self.held_by(op, id).await?;
+        Ok(a)
     }
 
     async fn create_account(&self, req: CreateAccount) -> Result<Account> {

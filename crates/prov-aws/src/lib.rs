@@ -51,6 +51,73 @@ where
     out
 }
 
+/// Who holds what, by account id: every entitlement's members, inverted.
+pub(crate) type Held =
+    std::collections::HashMap<String, std::collections::BTreeSet<prov_core::EntitlementId>>;
+
+/// [`Held`] for every entitlement `conn` lists, `in_flight` member
+/// listings at once: neither service puts a user's groups on the user, and
+/// one listing per entitlement (a page per 100 members) costs far fewer
+/// requests than one per user.
+pub(crate) async fn held_by_all<C: prov_core::Connector + ?Sized>(
+    conn: &C,
+    in_flight: usize,
+) -> prov_core::Result<Held> {
+    use futures_util::StreamExt;
+    use prov_core::ConnectorExt;
+    let all = conn.list_all_entitlements().await?;
+    let listed: Vec<_> = futures_util::stream::iter(all)
+        .map(|e| async move {
+            let members = conn.list_all_members(&e.id).await;
+            (e.id, members)
+        })
+        .buffer_unordered(in_flight.max(1))
+        .collect()
+        .await;
+    let mut held = Held::new();
+    for (e, members) in listed {
+        for m in members? {
+            held.entry(m.as_str().to_owned())
+                .or_default()
+                .insert(e.clone());
+        }
+    }
+    Ok(held)
+}
+
+/// The snapshot a listing started with, for its later pages.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot(std::sync::Mutex<Option<std::sync::Arc<Held>>>);
+
+impl Snapshot {
+    /// A fresh one for a listing's first page (`first`), else the one kept
+    /// (or a fresh one when none is).
+    pub(crate) async fn get<C: prov_core::Connector + ?Sized>(
+        &self,
+        conn: &C,
+        in_flight: usize,
+        first: bool,
+    ) -> prov_core::Result<std::sync::Arc<Held>> {
+        if !first && let Some(h) = self.0.lock().ok().and_then(|g| g.clone()) {
+            return Ok(h);
+        }
+        let h = std::sync::Arc::new(held_by_all(conn, in_flight).await?);
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some(std::sync::Arc::clone(&h));
+        }
+        Ok(h)
+    }
+}
+
+/// Puts on each account what `held` says it holds.
+pub(crate) fn with_held(accounts: &mut [prov_core::Account], held: &Held) {
+    for a in accounts {
+        if let Some(h) = held.get(a.id.as_str()) {
+            a.entitlements = h.clone();
+        }
+    }
+}
+
 /// The SDK configuration: the standard chain (environment, profile, SSO,
 /// container or instance role) for credentials and region, `region` and
 /// `endpoint_url` over it when given, retries off.

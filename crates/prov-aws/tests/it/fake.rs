@@ -412,6 +412,31 @@ fn run(s: &mut Store, op: &str, req: &Value, id: u64) -> (StatusCode, Value) {
                 .collect();
             ok(page(items, req, "GroupMemberships"))
         }
+        "ListGroupMembershipsForMember" => {
+            let uid = req["MemberId"]["UserId"].as_str().unwrap_or("");
+            let items = s
+                .memberships
+                .iter()
+                .filter(|(_, (_, u))| u == uid)
+                .map(|(m, (g, u))| {
+                    json!({"IdentityStoreId": store_id, "MembershipId": m, "GroupId": g, "MemberId": {"UserId": u}})
+                })
+                .collect();
+            ok(page(items, req, "GroupMemberships"))
+        }
+        "ListAccountAssignmentsForPrincipal" if req["InstanceArn"] == INSTANCE => {
+            let kind = req["PrincipalType"].as_str().unwrap_or("");
+            let principal = req["PrincipalId"].as_str().unwrap_or("");
+            let items = s
+                .assignments
+                .iter()
+                .filter(|(_, _, t, p)| t == kind && p == principal)
+                .map(|(ps, a, t, p)| {
+                    json!({"AccountId": a, "PermissionSetArn": ps, "PrincipalType": t, "PrincipalId": p})
+                })
+                .collect();
+            ok(page(items, req, "AccountAssignments"))
+        }
         "DescribeGroup" => match s.groups.get(req["GroupId"].as_str().unwrap_or("")) {
             Some(g) => ok(g.clone()),
             None => not_found("GROUP"),

@@ -213,3 +213,78 @@ async fn disable_enable_and_delete_follow_iam() {
         Some("NoSuchEntity")
     );
 }
+
+/// Users carry their groups and customer-managed policies, listed and read
+/// one by one: the engine plans revokes from them (a connector whose
+/// accounts came back holding nothing was never revoked from: a mover
+/// kept the old groups). AWS managed policies and groups outside the path
+/// are not the connector's, and are not reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto: run the README test command"]
+async fn users_carry_their_groups_and_policies() {
+    let server = moto();
+    let (conn, raw) = iam(&server).await;
+    assert!(conn.capabilities().lists_memberships);
+    for (g, path) in [("staff", "/prov/"), ("outside", "/other/")] {
+        raw.create_group()
+            .group_name(g)
+            .path(path)
+            .send()
+            .await
+            .unwrap();
+    }
+    let policy = raw
+        .create_policy()
+        .policy_name("read-logs")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"logs:Get*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap()
+        .arn
+        .unwrap();
+    let ada = conn
+        .create_account(CreateAccount::new("ada", prov_core::Attributes::new()))
+        .await
+        .unwrap()
+        .id;
+    let staff = EntitlementId::new("staff");
+    let read_logs = EntitlementId::new(policy.as_str());
+    for e in [&staff, &read_logs] {
+        conn.grant(MembershipChange::new(e.clone(), vec![ada.clone()]))
+            .await
+            .unwrap();
+    }
+    raw.add_user_to_group()
+        .group_name("outside")
+        .user_name("ada")
+        .send()
+        .await
+        .unwrap();
+    raw.attach_user_policy()
+        .user_name("ada")
+        .policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess")
+        .send()
+        .await
+        .unwrap();
+    let want: std::collections::BTreeSet<EntitlementId> =
+        [staff.clone(), read_logs.clone()].into_iter().collect();
+    let listed = conn.list_all_accounts().await.unwrap();
+    let a = listed.iter().find(|a| a.id == ada).unwrap();
+    assert_eq!(a.entitlements, want);
+    assert_eq!(conn.get_account(&ada).await.unwrap().entitlements, want);
+    conn.revoke(MembershipChange::new(staff.clone(), vec![ada.clone()]))
+        .await
+        .unwrap();
+    let listed = conn.list_all_accounts().await.unwrap();
+    let a = listed.iter().find(|a| a.id == ada).unwrap();
+    assert_eq!(a.entitlements, [read_logs.clone()].into_iter().collect());
+    assert_eq!(
+        conn.get_account(&AccountId::new("ada"))
+            .await
+            .unwrap()
+            .entitlements,
+        [read_logs].into_iter().collect()
+    );
+}

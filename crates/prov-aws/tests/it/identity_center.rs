@@ -257,6 +257,25 @@ async fn assignments_are_polled_to_the_end_against_the_fake() {
     conn.unassign_from_group(&ro, &staff).await.unwrap();
     assert!(conn.groups_assigned(&ro).await.unwrap().is_empty());
 
+    // Users carry their groups and assignments, listed and read one by
+    // one: the engine plans revokes from them.
+    conn.grant(MembershipChange::new(staff.clone(), vec![ada.clone()]))
+        .await
+        .unwrap();
+    let want: std::collections::BTreeSet<EntitlementId> =
+        [ro.clone(), staff.clone()].into_iter().collect();
+    assert_eq!(conn.get_account(&ada).await.unwrap().entitlements, want);
+    let listed = conn.list_all_accounts().await.unwrap();
+    let a = listed.iter().find(|a| a.id == ada).unwrap();
+    assert_eq!(a.entitlements, want);
+    let b = listed.iter().find(|a| a.id == bob).unwrap();
+    assert_eq!(b.entitlements, [ro.clone()].into_iter().collect());
+    let found = conn
+        .list_accounts(prov_core::ListRequest::first().with_filter("login", "ada"))
+        .await
+        .unwrap();
+    assert_eq!(found.items[0].entitlements, want);
+
     // A permission set that is not there.
     let e = conn
         .create_entitlement(&Entitlement::group("Nope@111111111111"))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md gives it: formatting, lints, the
 # dependency rules, and every test, including those against real servers
-# (PostgreSQL, OpenLDAP slapd, Samba AD DC, Canaille as a SCIM client, scim2-server; later the AWS emulator), which this
+# (PostgreSQL, OpenLDAP slapd, Samba AD DC, Canaille as a SCIM client, scim2-server, moto as the AWS emulator), which this
 # script installs if missing, starts on free loopback ports and stops when it exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,3 +68,6 @@ cargo test --workspace --locked --benches --no-run
 
 step "the LDAP benchmark against slapd and Samba, small and unoptimised (docs/benchmarks.md has the full run)"
 PROV_BENCH_LDAP_USERS=2000 PROV_BENCH_SAMBA_USERS=500 PROV_BENCH_LDAP_RUNS=1 cargo test --locked --bench ldap
+
+step "the integrators' AWS example: HR CSV + policy into IAM Identity Center on a throwaway moto"
+cargo run --locked --quiet --example aws_identity_center_sync -- --throwaway-moto > /dev/null

@@ -159,6 +159,19 @@ pub(super) fn plan_identity<'a>(
                 });
                 return out;
             }
+            // An account that should exist disabled (a pre-hire, a
+            // suspension) on a target that cannot disable: created, it
+            // would give access before its time. It waits.
+            if !want.enabled && !ctx.opts.can_disable {
+                out.held.push(format!(
+                    "{target}: {}'s account {} is not created yet: it should be disabled ({}),                      and the target cannot disable accounts; it is created when {} is active",
+                    who.id,
+                    want.login,
+                    state_reason(),
+                    who.id
+                ));
+                return out;
+            }
             for (name, why) in want.kept {
                 out.held.push(format!(
                     "{target}: {}'s account is created without {name}: {why}",

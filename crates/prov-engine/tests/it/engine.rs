@@ -232,6 +232,33 @@ async fn plans_never_ask_a_target_for_what_it_cannot_do() {
         .find(|a| a.login == "bob.smith")
         .unwrap();
     assert!(bob.enabled && bob.entitlements.is_empty());
+
+    // A pre-hire on a target that cannot disable: no account yet (created,
+    // it would be enabled before the start, with its groups); on a target
+    // that can, one prepared disabled.
+    let hire = crate::planner::person("e9", "Dee", "Early", "Engineering")
+        .with_state(prov_core::LifecycleState::PreHire);
+    let (plan, report) = engine.handle(Event::Joiner(hire)).await.unwrap();
+    assert!(
+        report.is_success(),
+        "{:?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    assert!(
+        plan.ops.iter().all(|o| o.target.as_str() != "ldap"),
+        "{:#?}",
+        plan.ops
+    );
+    assert!(
+        plan.held
+            .iter()
+            .any(|h| h.contains("not created yet") && h.contains("cannot disable")),
+        "{:?}",
+        plan.held
+    );
+    assert!(ldap.accounts().iter().all(|a| a.login != "dee.early"));
+    assert!(plan.ops.iter().any(|o| o.target.as_str() == "github"
+        && matches!(o.kind, prov_engine::OpKind::Create { enabled: false, .. })));
 }
 
 /// The plan as a person editing the file would change it: through its JSON.

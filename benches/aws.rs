@@ -205,6 +205,8 @@ struct Row {
     throttled: u64,
     changes: u64,
     by_op: BTreeMap<String, u64>,
+    replan_s: f64,
+    replan: Counts,
 }
 
 async fn once(pace: u32, who: &[Identity]) -> Row {
@@ -252,7 +254,10 @@ async fn once(pace: u32, who: &[Identity]) -> Row {
         panic!("{} failed, the first: {f}", report.failures().count());
     }
     let applied = proxy.reset();
+    let t = Instant::now();
     let again = engine.plan(who).await.unwrap_or_else(|e| panic!("{e}"));
+    let replan_s = t.elapsed().as_secs_f64();
+    let replanned = proxy.reset();
     assert!(
         again.is_empty(),
         "did not converge: {} operations left, the first {}; applied {:?}, report {} done",
@@ -270,6 +275,8 @@ async fn once(pace: u32, who: &[Identity]) -> Row {
         throttled: applied.throttled,
         changes,
         by_op: applied.by_op,
+        replan_s,
+        replan: replanned,
     };
     eprintln!(
         "pace {pace}: plan {:.1} s ({} requests), apply {:.1} s, {} forwarded, {} throttled, {} changes",
@@ -316,6 +323,20 @@ async fn main() {
     }
     for r in &rows {
         let ops: Vec<String> = r.by_op.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        println!("\npace {}: {}", r.pace, ops.join(", "));
+        println!("\npace {}, apply: {}", r.pace, ops.join(", "));
+        let ops: Vec<String> = r
+            .replan
+            .by_op
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!(
+            "pace {}, plan again ({users} users and their memberships read): {:.1} s, {} requests ({} throttled): {}",
+            r.pace,
+            r.replan_s,
+            r.replan.forwarded + r.replan.throttled,
+            r.replan.throttled,
+            ops.join(", ")
+        );
     }
 }

@@ -33,6 +33,11 @@ pub struct FaultConfig {
     pub latency: (Duration, Duration),
     /// Only these operations get faults (all when empty).
     pub only: Vec<Operation>,
+    /// Of the members of a grant or revoke that reaches the target, this
+    /// share is answered `RateLimited` (with [`retry_after`](Self::retry_after))
+    /// in the batch's outcome and not changed, as a service that throttles
+    /// request by request does to some of a batch.
+    pub member_rate_limited: f64,
 }
 
 impl Default for FaultConfig {
@@ -46,6 +51,7 @@ impl Default for FaultConfig {
             retry_after: Duration::from_millis(100),
             latency: (Duration::ZERO, Duration::ZERO),
             only: Vec::new(),
+            member_rate_limited: 0.0,
         }
     }
 }
@@ -62,6 +68,14 @@ impl FaultConfig {
     /// A storm of 429s: `share` of calls answer `RateLimited` (builder style).
     pub fn rate_limit_storm(mut self, share: f64, retry_after: Duration) -> Self {
         self.rate_limited = share;
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// `share` of the members of each grant and revoke answer
+    /// `RateLimited` in the batch outcome (builder style).
+    pub fn member_rate_limits(mut self, share: f64, retry_after: Duration) -> Self {
+        self.member_rate_limited = share;
         self.retry_after = retry_after;
         self
     }
@@ -105,6 +119,8 @@ pub struct FaultStats {
     pub permanent: u64,
     /// Rate-limit answers injected.
     pub rate_limited: u64,
+    /// Members of a batch answered `RateLimited`.
+    pub members_rate_limited: u64,
 }
 
 enum Fault {
@@ -130,6 +146,44 @@ impl<C: Connector> FaultyConnector<C> {
             config,
             state: Arc::new(Mutex::new((rng, FaultStats::default()))),
         }
+    }
+
+    /// The members of `req` answered `RateLimited` this time (taken out
+    /// of it), by [`FaultConfig::member_rate_limited`].
+    fn throttle_members(
+        &self,
+        op: Operation,
+        mut req: MembershipChange,
+    ) -> (MembershipChange, Vec<prov_core::MemberFailure>) {
+        let share = self.config.member_rate_limited;
+        if share <= 0.0 || !(self.config.only.is_empty() || self.config.only.contains(&op)) {
+            return (req, Vec::new());
+        }
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (rng, stats) = &mut *state;
+        let mut kept = Vec::new();
+        let mut throttled = Vec::new();
+        for a in req.accounts {
+            if rng.random::<f64>() < share {
+                stats.members_rate_limited += 1;
+                throttled.push(prov_core::MemberFailure::new(
+                    a,
+                    Error::new(
+                        ErrorKind::RateLimited,
+                        "injected rate limit for this member",
+                    )
+                    .with_operation(op)
+                    .with_retry_after(self.config.retry_after),
+                ));
+            } else {
+                kept.push(a);
+            }
+        }
+        req.accounts = kept;
+        (req, throttled)
     }
 
     /// The wrapped connector.
@@ -275,10 +329,20 @@ impl<C: Connector> Connector for FaultyConnector<C> {
         )
     }
     async fn grant(&self, req: MembershipChange) -> Result<BatchOutcome> {
-        faulty!(self, Operation::Grant, self.inner.grant(req.clone()))
+        let (req, throttled) = self.throttle_members(Operation::Grant, req);
+        let out = faulty!(self, Operation::Grant, self.inner.grant(req.clone()));
+        out.map(|mut o| {
+            o.failures.extend(throttled);
+            o
+        })
     }
     async fn revoke(&self, req: MembershipChange) -> Result<BatchOutcome> {
-        faulty!(self, Operation::Revoke, self.inner.revoke(req.clone()))
+        let (req, throttled) = self.throttle_members(Operation::Revoke, req);
+        let out = faulty!(self, Operation::Revoke, self.inner.revoke(req.clone()));
+        out.map(|mut o| {
+            o.failures.extend(throttled);
+            o
+        })
     }
     fn notices(&self) -> Vec<String> {
         self.inner.notices()

@@ -1111,41 +1111,92 @@ impl Executor {
         grant: bool,
         chunk: &[(&PlannedOp, AccountId)],
     ) -> Vec<OpOutcome> {
-        let accounts: Vec<AccountId> = chunk.iter().map(|(_, id)| id.clone()).collect();
-        let req = MembershipChange::new(ent.clone(), accounts);
+        // The members still to send, and each member's last failure. A
+        // member the target answered with a retryable error (a service
+        // that throttles request by request throttles some of a batch) is
+        // sent again, alone with the others like it, by the same retrier
+        // and within its attempts and budget; the rest are not sent twice.
+        struct Round {
+            pending: Vec<AccountId>,
+            failed: HashMap<AccountId, prov_core::Error>,
+            /// Whether the last error was the whole call's.
+            whole: bool,
+        }
+        let round = std::sync::Mutex::new(Round {
+            pending: chunk.iter().map(|(_, id)| id.clone()).collect(),
+            failed: HashMap::new(),
+            whole: false,
+        });
+        let lock = || {
+            round
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
         let (res, attempts) = self
             .retrier
-            .call(rt.limiter.as_ref(), || {
-                if grant {
-                    rt.conn.grant(req.clone())
+            .call(rt.limiter.as_ref(), || async {
+                let req = MembershipChange::new(ent.clone(), lock().pending.clone());
+                let sent = if grant {
+                    rt.conn.grant(req).await
                 } else {
-                    rt.conn.revoke(req.clone())
+                    rt.conn.revoke(req).await
+                };
+                let mut r = lock();
+                let batch = match sent {
+                    Ok(b) => b,
+                    Err(e) => {
+                        r.whole = true;
+                        return Err(e);
+                    }
+                };
+                r.whole = false;
+                let sent = std::mem::take(&mut r.pending);
+                for id in &sent {
+                    r.failed.remove(id);
+                }
+                let mut again = None;
+                for f in batch.failures {
+                    if f.error.is_retryable() {
+                        r.pending.push(f.account.clone());
+                        // The longest wait any of them asks for.
+                        let longer = match (&again, f.error.retry_after()) {
+                            (None, _) => true,
+                            (Some(a), Some(w)) => {
+                                prov_core::Error::retry_after(a).is_none_or(|x| w > x)
+                            }
+                            _ => false,
+                        };
+                        if longer {
+                            let mut e = prov_core::Error::new(
+                                f.error.kind(),
+                                format!("{}: {}", f.account, f.error.message()),
+                            );
+                            if let Some(w) = f.error.retry_after() {
+                                e = e.with_retry_after(w);
+                            }
+                            again = Some(e);
+                        }
+                    }
+                    r.failed.insert(f.account, f.error);
+                }
+                match again {
+                    Some(e) => Err(e),
+                    None => Ok(()),
                 }
             })
             .await;
-        match res {
-            Ok(batch) => {
-                let mut failures: HashMap<AccountId, prov_core::Error> = batch
-                    .failures
-                    .into_iter()
-                    .map(|f| (f.account, f.error))
-                    .collect();
-                chunk
-                    .iter()
-                    .map(|(op, id)| {
-                        let status = match failures.remove(id) {
-                            Some(e) => failed(&e, ""),
-                            None => OpStatus::Done,
-                        };
-                        outcome(op, Some(id.clone()), status, attempts)
-                    })
-                    .collect()
-            }
-            Err(e) => chunk
-                .iter()
-                .map(|(op, id)| outcome(op, Some(id.clone()), failed(&e, ""), attempts))
-                .collect(),
-        }
+        let r = lock();
+        chunk
+            .iter()
+            .map(|(op, id)| {
+                let status = match (&res, r.failed.get(id)) {
+                    (Err(e), _) if r.whole && r.pending.contains(id) => failed(e, ""),
+                    (_, Some(e)) => failed(e, ""),
+                    _ => OpStatus::Done,
+                };
+                outcome(op, Some(id.clone()), status, attempts)
+            })
+            .collect()
     }
 }
 

@@ -94,6 +94,34 @@ async fn transient_faults_and_429_storms_are_retried_to_convergence() {
     assert!(again.is_empty(), "converged: {:#?}", lines(&again));
 }
 
+/// A service that throttles request by request (IAM Identity Center: one
+/// request per member) answers some members of a batch RateLimited: those
+/// members are sent again, after the wait they ask for, and only they. They
+/// were failed after one attempt, the batch as a whole having succeeded.
+#[tokio::test(start_paused = true)]
+async fn throttled_members_of_a_batch_are_sent_again() {
+    let p = policy();
+    let world = World::new();
+    let who = crowd(60);
+    let mut faults = FaultConfig::seeded(21).member_rate_limits(0.2, Duration::from_secs(1));
+    faults.only = vec![Operation::Grant];
+    let started = tokio::time::Instant::now();
+    let p2 = p.clone();
+    let (report, _) = apply_faulty(&world, &who, faults, 9).await;
+    assert!(
+        report.is_success(),
+        "{:#?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    assert!(report.retries > 0, "members were sent again");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "their Retry-After was honoured"
+    );
+    let again = world.plan(&p2, &who, now(), &PlanOptions::default()).await;
+    assert!(again.is_empty(), "converged: {:#?}", lines(&again));
+}
+
 #[tokio::test(start_paused = true)]
 async fn lost_replies_do_not_duplicate_accounts() {
     let p = policy();

@@ -52,6 +52,15 @@ pub(crate) fn split(id: &str) -> Option<(&str, &str)> {
         .then_some((set, account))
 }
 
+/// The ARN of the permission set `set` names (by ARN or by name).
+fn find(sets: &PermissionSets, set: &str) -> Option<String> {
+    if set.starts_with("arn:") {
+        sets.by_arn.contains_key(set).then(|| set.to_owned())
+    } else {
+        sets.by_name.get(set).cloned()
+    }
+}
+
 #[derive(Default)]
 struct PermissionSets {
     loaded: bool,
@@ -181,26 +190,13 @@ impl Assignments {
             )
             .with_operation(op)
         })?;
-        let found = {
-            let sets = self.load_sets(op).await?;
-            if set.starts_with("arn:") {
-                sets.by_arn.contains_key(set).then(|| set.to_owned())
-            } else {
-                sets.by_name.get(set).cloned()
-            }
-        };
+        let found = find(&*self.load_sets(op).await?, set);
         let arn = match found {
             Some(arn) => arn,
             None => {
                 // Made since the list was read? Read it again, once.
-                self.sets.lock().await.loaded = false;
-                let sets = self.load_sets(op).await?;
-                let again = if set.starts_with("arn:") {
-                    sets.by_arn.contains_key(set).then(|| set.to_owned())
-                } else {
-                    sets.by_name.get(set).cloned()
-                };
-                again.ok_or_else(|| {
+                *self.sets.lock().await = PermissionSets::default();
+                find(&*self.load_sets(op).await?, set).ok_or_else(|| {
                     Error::new(
                         ErrorKind::NotFound,
                         format!("{id}: no permission set `{set}` in {}", self.instance),
@@ -405,7 +401,7 @@ impl Assignments {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(LONGEST_POLL);
             let reading = format!("{what}: reading request {request}");
-            status = if add {
+            let read = if add {
                 self.client
                     .describe_account_assignment_creation_status()
                     .instance_arn(&self.instance)
@@ -413,9 +409,8 @@ impl Assignments {
                     .send()
                     .paced(self.pace())
                     .await
-                    .map_err(|e| from_sdk(e, op, &reading))?
-                    .account_assignment_creation_status()
-                    .cloned()
+                    .map(|o| o.account_assignment_creation_status().cloned())
+                    .map_err(|e| from_sdk(e, op, &reading))
             } else {
                 self.client
                     .describe_account_assignment_deletion_status()
@@ -424,10 +419,17 @@ impl Assignments {
                     .send()
                     .paced(self.pace())
                     .await
-                    .map_err(|e| from_sdk(e, op, &reading))?
-                    .account_assignment_deletion_status()
-                    .cloned()
+                    .map(|o| o.account_assignment_deletion_status().cloned())
+                    .map_err(|e| from_sdk(e, op, &reading))
             };
+            match read {
+                Ok(now) => status = now,
+                // The request is under way: a throttled or failed read is
+                // read again, until the timeout, not reported as the
+                // assignment's failure.
+                Err(e) if e.is_retryable() => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -539,13 +541,40 @@ impl Assignments {
         Ok(out)
     }
 
-    /// Unassigns every principal, users and groups, holding `id`.
+    /// Unassigns every user holding `id` directly. Groups it is assigned
+    /// to are left alone: an engine that retires an assignment it "made"
+    /// made none of them (an assignment exists once granted, and groups
+    /// are assigned by hand or by infrastructure code).
     pub(crate) async fn delete(&self, id: &EntitlementId) -> Result<()> {
         let op = Operation::DeleteEntitlement;
         let t = self.resolve(op, id).await?;
-        for kind in [PrincipalType::User, PrincipalType::Group] {
-            for p in self.principals(op, &t, &kind).await? {
-                self.apply(op, &t, kind.clone(), &p, false).await?;
+        for p in self.principals(op, &t, &PrincipalType::User).await? {
+            self.apply(op, &t, PrincipalType::User, &p, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds to `held`, beside each `Name@Account` assignment, the same
+    /// assignment by ARN: a policy may name either, and the engine compares
+    /// names as written.
+    pub(crate) async fn with_arn_forms(
+        &self,
+        op: Operation,
+        held: &mut std::collections::BTreeSet<EntitlementId>,
+    ) -> Result<()> {
+        let named: Vec<(String, String)> = held
+            .iter()
+            .filter_map(|e| split(e.as_str()))
+            .filter(|(set, _)| !set.starts_with("arn:"))
+            .map(|(s, a)| (s.to_owned(), a.to_owned()))
+            .collect();
+        if named.is_empty() {
+            return Ok(());
+        }
+        let sets = self.load_sets(op).await?;
+        for (set, account) in named {
+            if let Some(arn) = sets.by_name.get(&set) {
+                held.insert(EntitlementId::new(format!("{arn}@{account}")));
             }
         }
         Ok(())

@@ -87,7 +87,10 @@ impl IdentityCenterConfig {
 /// in a store), and, when [`IdentityCenterConfig::instance_arn`] is set,
 /// permission-set account assignments named `PermissionSet@AccountId`
 /// (kind `policy`; their members are the users assigned directly; groups
-/// are assigned with [`IdentityCenterConnector::assign_to_group`]).
+/// are assigned with [`IdentityCenterConnector::assign_to_group`]). A
+/// user holding one carries it by name and by ARN, as a policy may name
+/// either. With an instance, a group whose name has that shape is read as
+/// an assignment.
 /// Attributes: `display_name`, `given_name`, `family_name`,
 /// `mail` (the primary email), `title`. Credentials come from the standard
 /// chain (environment, profile, SSO, container or instance role), never
@@ -231,37 +234,13 @@ impl IdentityCenterConnector {
         }
         let mut out = std::collections::BTreeSet::new();
         for gid in group_ids {
-            let known = inner
-                .groups
-                .lock()
-                .await
-                .iter()
-                .find(|(_, v)| **v == gid)
-                .map(|(k, _)| k.clone());
-            let name = match known {
-                Some(n) => n,
-                None => {
-                    let what = format!("reading group {gid}");
-                    let g = inner
-                        .client
-                        .describe_group()
-                        .identity_store_id(&inner.store)
-                        .group_id(&gid)
-                        .send()
-                        .paced(self.pace())
-                        .await
-                        .map_err(|e| from_sdk(e, op, &what))?;
-                    let Some(n) = g.display_name().map(str::to_owned) else {
-                        continue;
-                    };
-                    inner.groups.lock().await.insert(n.clone(), gid.clone());
-                    n
-                }
-            };
-            out.insert(EntitlementId::new(name));
+            if let Some(name) = inner.group_name(op, &gid).await? {
+                out.insert(EntitlementId::new(name));
+            }
         }
         if let Some(a) = &inner.assignments {
             out.extend(a.held_by(op, id.as_str()).await?);
+            a.with_arn_forms(op, &mut out).await?;
         }
         Ok(out)
     }
@@ -294,17 +273,7 @@ impl IdentityCenterConnector {
         let t = a.resolve(op, assignment).await?;
         let mut out = Vec::new();
         for id in a.principals(op, &t, &PrincipalType::Group).await? {
-            let what = format!("reading group {id}");
-            let g = inner
-                .client
-                .describe_group()
-                .identity_store_id(&inner.store)
-                .group_id(&id)
-                .send()
-                .paced(self.pace())
-                .await
-                .map_err(|e| from_sdk(e, op, &what))?;
-            let name = EntitlementId::new(g.display_name().unwrap_or(&id));
+            let name = EntitlementId::new(inner.group_name(op, &id).await?.unwrap_or(id));
             if !out.contains(&name) {
                 out.push(name);
             }
@@ -438,6 +407,39 @@ impl Inner {
         &self.pace
     }
 
+    /// The display name of group `gid`: from the cache, else DescribeGroup
+    /// (and cached); `None` for a group without one.
+    async fn group_name(&self, op: Operation, gid: &str) -> Result<Option<String>> {
+        let known = self
+            .groups
+            .lock()
+            .await
+            .iter()
+            .find(|(_, v)| v.as_str() == gid)
+            .map(|(k, _)| k.clone());
+        if known.is_some() {
+            return Ok(known);
+        }
+        let what = format!("reading group {gid}");
+        let g = self
+            .client
+            .describe_group()
+            .identity_store_id(&self.store)
+            .group_id(gid)
+            .send()
+            .paced(self.pace())
+            .await
+            .map_err(|e| from_sdk(e, op, &what))?;
+        let Some(name) = g.display_name().map(str::to_owned) else {
+            return Ok(None);
+        };
+        self.groups
+            .lock()
+            .await
+            .insert(name.clone(), gid.to_owned());
+        Ok(Some(name))
+    }
+
     /// The assignments part, when `id` names an assignment and an instance
     /// is configured.
     fn assignment(&self, id: &EntitlementId) -> Option<&Assignments> {
@@ -483,7 +485,26 @@ impl Inner {
             .send()
             .paced(self.pace())
             .await
-            .map_err(|e| from_sdk(e, op, &what))?;
+            .map_err(|e| {
+                let e = from_sdk(e, op, &what);
+                if e.kind() == ErrorKind::NotFound
+                    && self.assignments.is_none()
+                    && crate::assignments::split(name.as_str()).is_some()
+                {
+                    // Meant as a permission-set assignment?
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "{name}: no such group, and it reads as a permission-set \
+                             assignment (PermissionSet@AccountId): set instance_arn to \
+                             grant assignments"
+                        ),
+                    )
+                    .with_operation(op)
+                } else {
+                    e
+                }
+            })?;
         let id = found.group_id().to_owned();
         self.groups
             .lock()
@@ -693,6 +714,11 @@ impl Connector for IdentityCenterConnector {
             .await?;
         let mut items: Vec<Account> = page.users().iter().map(listed).collect();
         crate::with_held(&mut items, &held);
+        if let Some(a) = &inner.assignments {
+            for acct in &mut items {
+                a.with_arn_forms(op, &mut acct.entitlements).await?;
+            }
+        }
         Ok(Page::new(
             items,
             page.next_token()

@@ -46,6 +46,9 @@ pub(crate) struct Store {
     pub(crate) rate: Option<Bucket>,
     /// Requests answered ThrottlingException by the bucket.
     pub(crate) throttled: usize,
+    /// The next this many requests of an operation are answered
+    /// ThrottlingException.
+    pub(crate) throttle_op: BTreeMap<String, usize>,
 }
 
 /// `per_second` tokens a second, at most `capacity` held.
@@ -226,7 +229,14 @@ async fn handle(
     if over_rate {
         s.throttled += 1;
     }
-    if s.throttle > 0 || over_rate {
+    let op_throttled = match s.throttle_op.get_mut(&op) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    };
+    if s.throttle > 0 || over_rate || op_throttled {
         s.throttle = s.throttle.saturating_sub(1);
         let (st, b) = error("ThrottlingException", "Rate exceeded");
         return reply(st, b, id);

@@ -108,6 +108,16 @@ async fn throttling_is_retryable_and_keeps_the_request_id() {
     // Once, as the SDK's own retries are off: the next call goes through.
     conn.check().await.unwrap();
     assert_eq!(fake.store.lock().unwrap().calls["ListGroups"], 2);
+    // An assignment's name without instance_arn: says what is missing.
+    let e = conn
+        .grant(prov_core::MembershipChange::new(
+            prov_core::EntitlementId::new("ReadOnly@111111111111"),
+            vec![prov_core::AccountId::new("u-1")],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), prov_core::ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("instance_arn"), "{e}");
     // A user without a family name: asked for, never made up.
     let mut a = prov_core::Attributes::new();
     a.insert("given_name".to_owned(), "Ada".into());
@@ -262,19 +272,43 @@ async fn assignments_are_polled_to_the_end_against_the_fake() {
     conn.grant(MembershipChange::new(staff.clone(), vec![ada.clone()]))
         .await
         .unwrap();
+    // An assignment is carried by name and by ARN: a policy may name
+    // either.
     let want: std::collections::BTreeSet<EntitlementId> =
-        [ro.clone(), staff.clone()].into_iter().collect();
+        [ro.clone(), by_arn.clone(), staff.clone()]
+            .into_iter()
+            .collect();
     assert_eq!(conn.get_account(&ada).await.unwrap().entitlements, want);
     let listed = conn.list_all_accounts().await.unwrap();
     let a = listed.iter().find(|a| a.id == ada).unwrap();
     assert_eq!(a.entitlements, want);
     let b = listed.iter().find(|a| a.id == bob).unwrap();
-    assert_eq!(b.entitlements, [ro.clone()].into_iter().collect());
+    assert_eq!(
+        b.entitlements,
+        [ro.clone(), by_arn.clone()].into_iter().collect()
+    );
     let found = conn
         .list_accounts(prov_core::ListRequest::first().with_filter("login", "ada"))
         .await
         .unwrap();
     assert_eq!(found.items[0].entitlements, want);
+
+    // A status read that is throttled while the request is under way is
+    // read again: the assignment does not fail for it.
+    let cy = user(&conn, "cy").await;
+    fake.store
+        .lock()
+        .unwrap()
+        .throttle_op
+        .insert("DescribeAccountAssignmentCreationStatus".to_owned(), 2);
+    let out = conn
+        .grant(MembershipChange::new(ro.clone(), vec![cy.clone()]))
+        .await
+        .unwrap();
+    assert!(out.failures.is_empty(), "{:?}", out.failures.first());
+    conn.revoke(MembershipChange::new(ro.clone(), vec![cy]))
+        .await
+        .unwrap();
 
     // A permission set that is not there.
     let e = conn
@@ -295,12 +329,24 @@ async fn assignments_are_polled_to_the_end_against_the_fake() {
         .await
         .unwrap();
     assert!(out.failures.is_empty(), "{:?}", out.failures);
-    let s = fake.store.lock().unwrap();
-    assert_eq!(s.holders("ReadOnly", "111111111111").len(), 32);
-    assert!(
-        (2..=10).contains(&s.peak_outstanding),
-        "peak {}",
-        s.peak_outstanding
+    {
+        let s = fake.store.lock().unwrap();
+        assert_eq!(s.holders("ReadOnly", "111111111111").len(), 32);
+        assert!(
+            (2..=10).contains(&s.peak_outstanding),
+            "peak {}",
+            s.peak_outstanding
+        );
+    }
+
+    // Retiring the assignment unassigns its users and leaves the groups it
+    // is assigned to (made by hand, not by the engine).
+    conn.assign_to_group(&ro, &staff).await.unwrap();
+    conn.delete_entitlement(&ro).await.unwrap();
+    assert!(conn.list_all_members(&ro).await.unwrap().is_empty());
+    assert_eq!(
+        conn.groups_assigned(&ro).await.unwrap(),
+        std::slice::from_ref(&staff)
     );
 }
 

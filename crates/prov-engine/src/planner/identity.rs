@@ -163,12 +163,16 @@ pub(super) fn plan_identity<'a>(
             // suspension) on a target that cannot disable: created, it
             // would give access before its time. It waits.
             if !want.enabled && !ctx.opts.can_disable {
+                let why = match res.state {
+                    LifecycleState::PreHire => "starts later",
+                    LifecycleState::Suspended => "is suspended",
+                    _ => "is not active",
+                };
                 out.held.push(format!(
-                    "{target}: {}'s account {} is not created yet: it should be disabled ({}),                      and the target cannot disable accounts; it is created when {} is active",
-                    who.id,
-                    want.login,
-                    state_reason(),
-                    who.id
+                    "{target}: {}'s account {} is not created yet: {} {why}, so it would be \
+                     disabled, and the target cannot disable accounts; it is created when {} \
+                     is active",
+                    who.id, want.login, who.id, who.id
                 ));
                 return out;
             }

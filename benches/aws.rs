@@ -55,23 +55,14 @@ struct Counts {
 struct Proxy {
     moto: String,
     http: reqwest::Client,
-    /// Tokens, capacity 20, 20 a second; when the last refill was.
-    bucket: Mutex<(f64, Instant)>,
+    /// 20 a second, 20 deep.
+    bucket: Mutex<prov_testkit::TokenBucket>,
     counts: Mutex<Counts>,
 }
 
 impl Proxy {
     fn take(&self) -> bool {
-        let mut b = self.bucket.lock().unwrap();
-        let now = Instant::now();
-        let tokens = (b.0 + now.duration_since(b.1).as_secs_f64() * QUOTA).min(QUOTA);
-        *b = (tokens, now);
-        if tokens >= 1.0 {
-            b.0 -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.bucket.lock().unwrap().take()
     }
 
     fn reset(&self) -> Counts {
@@ -140,7 +131,7 @@ async fn start_proxy(moto: &str) -> (String, Arc<Proxy>) {
     let proxy = Arc::new(Proxy {
         moto: moto.to_owned(),
         http: reqwest::Client::new(),
-        bucket: Mutex::new((QUOTA, Instant::now())),
+        bucket: Mutex::new(prov_testkit::TokenBucket::new(QUOTA, QUOTA)),
         counts: Mutex::new(Counts::default()),
     });
     let app = axum::Router::new()

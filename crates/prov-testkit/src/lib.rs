@@ -22,6 +22,8 @@ mod memory;
 pub mod moto;
 pub mod samba;
 pub mod slapd;
+mod throttle;
 
 pub use faulty::{FaultConfig, FaultStats, FaultyConnector};
 pub use memory::{ManualClock, MemoryConnector, MemoryLimits, MemoryStats};
+pub use throttle::TokenBucket;

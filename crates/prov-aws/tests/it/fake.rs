@@ -51,37 +51,7 @@ pub(crate) struct Store {
     pub(crate) throttle_op: BTreeMap<String, usize>,
 }
 
-/// `per_second` tokens a second, at most `capacity` held.
-pub(crate) struct Bucket {
-    tokens: f64,
-    capacity: f64,
-    per_second: f64,
-    last: std::time::Instant,
-}
-
-impl Bucket {
-    pub(crate) fn new(per_second: f64, capacity: f64) -> Self {
-        Bucket {
-            tokens: capacity,
-            capacity,
-            per_second,
-            last: std::time::Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.per_second;
-        self.tokens = (self.tokens + refill).min(self.capacity);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
+pub(crate) use prov_testkit::TokenBucket as Bucket;
 
 /// The instance the fake answers for.
 pub(crate) const INSTANCE: &str = "arn:aws:sso:::instance/ssoins-fake000000000000";

@@ -232,8 +232,9 @@ impl Inner {
                 page.attached_policies()
                     .iter()
                     .filter_map(|p| p.policy_arn())
-                    // AWS managed policies are not listed as entitlements.
-                    .filter(|arn| !arn.starts_with("arn:aws:iam::aws:policy/"))
+                    // AWS managed policies (account field `aws`, in any
+                    // partition) are not listed as entitlements.
+                    .filter(|arn| arn.split(':').nth(4) != Some("aws"))
                     .map(EntitlementId::new),
             );
             match page.marker().filter(|_| page.is_truncated()) {
